@@ -1,0 +1,161 @@
+#pragma once
+// Batch normalisation over NHWC activations: statistics per channel over n*h*w values.
+// Training uses the batch statistics (biased variance for normalising, unbiased for the running
+// estimate, as in PyTorch); evaluation uses the running statistics.
+//
+// Reductions run over a fixed number of pixel chunks (a function of the shape) whose float partial
+// sums are added in order in double, so the result does not depend on the thread count.
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <vector>
+
+#include "tricks/backend/cpu/workspace.hpp"
+#include "tricks/core/error.hpp"
+
+namespace tricks::backend {
+
+struct batch_norm_geometry {
+    std::size_t pixels = 0;  // n*h*w
+    int channels = 0;
+    float eps = 1e-5f;
+    float momentum = 0.1f;  // running = (1 - momentum) * running + momentum * batch
+};
+
+namespace detail {
+inline std::ptrdiff_t bn_chunks(std::size_t pixels) {
+    return static_cast<std::ptrdiff_t>(std::clamp<std::size_t>(pixels / 256, 1, 64));
+}
+/// Per-channel sums of f(x[p, c]) over all pixels; result in double.
+template <class F>
+void channel_sums(std::size_t pixels, int C, workspace& ws, std::size_t slot0, double* out, F&& f) {
+    const std::ptrdiff_t chunks = bn_chunks(pixels);
+    ws.reserve(slot0 + static_cast<std::size_t>(chunks), static_cast<std::size_t>(C));
+#pragma omp parallel for schedule(static)
+    for (std::ptrdiff_t ch = 0; ch < chunks; ++ch) {
+        float* acc = ws.get(slot0 + static_cast<std::size_t>(ch), 0);
+        std::fill_n(acc, C, 0.f);
+        const std::size_t p0 = pixels * static_cast<std::size_t>(ch) / static_cast<std::size_t>(chunks);
+        const std::size_t p1 = pixels * static_cast<std::size_t>(ch + 1) / static_cast<std::size_t>(chunks);
+        for (std::size_t p = p0; p < p1; ++p) f(p, acc);
+    }
+    std::fill_n(out, C, 0.0);
+    for (std::ptrdiff_t ch = 0; ch < chunks; ++ch) {
+        const float* acc = ws.get(slot0 + static_cast<std::size_t>(ch), 0);
+        for (int c = 0; c < C; ++c) out[c] += acc[c];
+    }
+}
+/// n doubles of scratch (slot 65: never used by the chunk sums or the per-channel constants).
+inline double* doubles(workspace& ws, int n) {
+    return reinterpret_cast<double*>(ws.get(65, 2 * static_cast<std::size_t>(n)));
+}
+}  // namespace detail
+
+/// Training-mode forward. Writes y, the batch mean and 1/sqrt(var + eps) per channel (for the
+/// backward pass), and updates the running statistics.
+inline void batch_norm_forward_train(const batch_norm_geometry& g, const float* x, const float* gamma,
+                                     const float* beta, float* y, float* save_mean, float* save_inv_std,
+                                     float* running_mean, float* running_var, workspace& ws) {
+    require<shape_error>(g.pixels > 0 && g.channels > 0, "tricks::batch_norm: empty input (pixels=", g.pixels,
+                         ", channels=", g.channels, ")");
+    const int C = g.channels;
+    double* s = detail::doubles(ws, 2 * C);
+    detail::channel_sums(g.pixels, C, ws, 0, s, [&](std::size_t p, float* acc) {
+        const float* xp = x + p * C;
+        for (int c = 0; c < C; ++c) acc[c] += xp[c];
+    });
+    const double inv_n = 1.0 / static_cast<double>(g.pixels);
+    for (int c = 0; c < C; ++c) save_mean[c] = static_cast<float>(s[c] * inv_n);
+    detail::channel_sums(g.pixels, C, ws, 0, s, [&](std::size_t p, float* acc) {
+        const float* xp = x + p * C;
+        for (int c = 0; c < C; ++c) {
+            const float d = xp[c] - save_mean[c];
+            acc[c] += d * d;
+        }
+    });
+    for (int c = 0; c < C; ++c) {
+        const double var = s[c] * inv_n;
+        save_inv_std[c] = static_cast<float>(1.0 / std::sqrt(var + g.eps));
+        const double unbiased = g.pixels > 1 ? s[c] / static_cast<double>(g.pixels - 1) : var;
+        running_mean[c] = static_cast<float>((1.0 - g.momentum) * running_mean[c] + g.momentum * save_mean[c]);
+        running_var[c] = static_cast<float>((1.0 - g.momentum) * running_var[c] + g.momentum * unbiased);
+    }
+    // y = x * a + b with a = gamma * inv_std, b = beta - mean * a (one FMA per element).
+    float* a = ws.get(64, static_cast<std::size_t>(2 * C));
+    float* b = a + C;
+    for (int c = 0; c < C; ++c) {
+        a[c] = gamma[c] * save_inv_std[c];
+        b[c] = beta[c] - save_mean[c] * a[c];
+    }
+    const std::ptrdiff_t P = static_cast<std::ptrdiff_t>(g.pixels);
+#pragma omp parallel for schedule(static)
+    for (std::ptrdiff_t p = 0; p < P; ++p) {
+        const float* xp = x + p * C;
+        float* yp = y + p * C;
+        for (int c = 0; c < C; ++c) yp[c] = xp[c] * a[c] + b[c];
+    }
+}
+
+/// Evaluation-mode forward with the running statistics.
+inline void batch_norm_forward_eval(const batch_norm_geometry& g, const float* x, const float* gamma,
+                                    const float* beta, const float* running_mean, const float* running_var,
+                                    float* y, workspace& ws) {
+    const int C = g.channels;
+    float* a = ws.get(64, static_cast<std::size_t>(2 * C));
+    float* b = a + C;
+    for (int c = 0; c < C; ++c) {
+        a[c] = gamma[c] / std::sqrt(running_var[c] + g.eps);
+        b[c] = beta[c] - running_mean[c] * a[c];
+    }
+    const std::ptrdiff_t P = static_cast<std::ptrdiff_t>(g.pixels);
+#pragma omp parallel for schedule(static)
+    for (std::ptrdiff_t p = 0; p < P; ++p) {
+        const float* xp = x + p * C;
+        float* yp = y + p * C;
+        for (int c = 0; c < C; ++c) yp[c] = xp[c] * a[c] + b[c];
+    }
+}
+
+/// Training-mode backward: dgamma = sum(dy * xhat), dbeta = sum(dy),
+/// dx = gamma * inv_std / m * (m * dy - dbeta - xhat * dgamma)   (m = n*h*w).
+inline void batch_norm_backward(const batch_norm_geometry& g, const float* x, const float* dy, const float* gamma,
+                                const float* save_mean, const float* save_inv_std, float* dx, float* dgamma,
+                                float* dbeta, workspace& ws) {
+    const int C = g.channels;
+    double* sdy = detail::doubles(ws, 2 * C);
+    double* sdyx = sdy + C;
+    detail::channel_sums(g.pixels, C, ws, 0, sdy, [&](std::size_t p, float* acc) {
+        const float* dp = dy + p * C;
+        for (int c = 0; c < C; ++c) acc[c] += dp[c];
+    });
+    detail::channel_sums(g.pixels, C, ws, 0, sdyx, [&](std::size_t p, float* acc) {
+        const float* dp = dy + p * C;
+        const float* xp = x + p * C;
+        for (int c = 0; c < C; ++c) acc[c] += dp[c] * (xp[c] - save_mean[c]);
+    });
+    const double m = static_cast<double>(g.pixels);
+    // dx = k1 * dy + k2 * (x - mean) + k3 with per-channel constants.
+    float* k1 = ws.get(64, static_cast<std::size_t>(3 * C));
+    float* k2 = k1 + C;
+    float* k3 = k2 + C;
+    for (int c = 0; c < C; ++c) {
+        const double is = save_inv_std[c];
+        const double dg = sdyx[c] * is;  // sum(dy * xhat)
+        const double db = sdy[c];
+        dgamma[c] = static_cast<float>(dg);
+        dbeta[c] = static_cast<float>(db);
+        k1[c] = static_cast<float>(gamma[c] * is);
+        k2[c] = static_cast<float>(-gamma[c] * is * is * dg / m);
+        k3[c] = static_cast<float>(-gamma[c] * is * db / m);
+    }
+    const std::ptrdiff_t P = static_cast<std::ptrdiff_t>(g.pixels);
+#pragma omp parallel for schedule(static)
+    for (std::ptrdiff_t p = 0; p < P; ++p) {
+        const float* xp = x + p * C;
+        const float* dp = dy + p * C;
+        float* o = dx + p * C;
+        for (int c = 0; c < C; ++c) o[c] = k1[c] * dp[c] + k2[c] * (xp[c] - save_mean[c]) + k3[c];
+    }
+}
+
+}  // namespace tricks::backend

@@ -1,0 +1,38 @@
+#pragma once
+// Scratch memory for CPU kernels. A layer owns one workspace; buffers grow on the first call with
+// a given shape and are reused afterwards, so a training step allocates nothing once warmed up.
+#include <omp.h>
+
+#include <cstddef>
+#include <vector>
+
+#include "tricks/core/tensor.hpp"
+
+namespace tricks::backend {
+
+class workspace {
+public:
+    /// Slot `i` holds at least n floats (contents unspecified). Slots are per thread or per task.
+    float* get(std::size_t slot, std::size_t n) {
+        if (slots_.size() <= slot) slots_.resize(slot + 1);
+        auto& t = slots_[slot];
+        if (t.size() < n) t.resize(shape4{1, 1, 1, static_cast<int>(n)});
+        return t.data();
+    }
+    /// Slots are grown outside parallel regions: reserve before entering one.
+    void reserve(std::size_t slots, std::size_t n) {
+        for (std::size_t s = 0; s < slots; ++s) get(s, n);
+    }
+    [[nodiscard]] std::size_t bytes() const noexcept {
+        std::size_t b = 0;
+        for (auto& t : slots_) b += t.size() * sizeof(float);
+        return b;
+    }
+
+private:
+    std::vector<tensor<float>> slots_;
+};
+
+inline int max_threads() noexcept { return omp_get_max_threads(); }
+
+}  // namespace tricks::backend

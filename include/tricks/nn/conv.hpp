@@ -1,0 +1,84 @@
+#pragma once
+// conv<Cin, Cout, K, Stride, Pad>: a square-kernel convolution without bias (every conv in a
+// ResNet is followed by batch norm, whose beta makes a bias redundant).
+#include <cmath>
+#include <string>
+
+#include "tricks/backend/cpu/conv.hpp"
+#include "tricks/nn/layer.hpp"
+
+namespace tricks::nn {
+
+template <int Cin, int Cout, int K, int Stride = 1, int Pad = K / 2>
+struct conv {
+    static_assert(Cin > 0 && Cout > 0, "tricks::conv: channel counts must be positive");
+    static_assert(K > 0 && Stride > 0 && Pad >= 0, "tricks::conv: kernel and stride must be positive, padding >= 0");
+    static constexpr int in_channels = Cin, out_channels = Cout, kernel = K, stride = Stride, pad = Pad;
+    static constexpr std::int64_t parameter_count = std::int64_t{K} * K * Cin * Cout;
+    static constexpr dims out_dims(dims in) noexcept {
+        return {window_out(in.h, K, Stride, Pad), window_out(in.w, K, Stride, Pad)};
+    }
+    static constexpr std::int64_t macs(dims in) noexcept {
+        const dims o = out_dims(in);
+        return std::int64_t{o.h} * o.w * parameter_count;
+    }
+    static std::string describe() {
+        return "conv(" + std::to_string(Cin) + "," + std::to_string(Cout) + ",k" + std::to_string(K) + ",s" +
+               std::to_string(Stride) + ",p" + std::to_string(Pad) + ")";
+    }
+
+    parameter weight;  // [K][K][Cin][Cout]
+
+    conv() { weight.allocate(role::weight, static_cast<int>(parameter_count)); }
+
+    /// Kaiming normal, fan_out mode (He et al. 2015; torchvision's ResNet init): std = sqrt(2 / (K*K*Cout)).
+    void init(rng& r, const init_options&) {
+        const double sd = std::sqrt(2.0 / (double(K) * K * Cout));
+        for (auto& v : weight.value.span()) v = static_cast<float>(r.normal() * sd);
+    }
+
+    const tensor<float>& forward(const tensor<float>& x, const context& ctx) {
+        check_channels("tricks::conv", x, Cin);
+        x_ = &x;
+        const auto g = geometry(x.shape());
+        y_.resize(g.out());
+        backend::conv2d_forward(g, x.data(), weights(ctx), y_.data(), ws_);
+        ctx.round(y_);
+        return y_;
+    }
+
+    const tensor<float>& backward(const tensor<float>& dy, const context& ctx, bool need_dx) {
+        const auto g = geometry(x_->shape());
+        require<shape_error>(dy.shape() == g.out(), "tricks::conv: backward got dy ", dy.shape(), ", expected ", g.out());
+        backend::conv2d_backward_filter(g, x_->data(), dy.data(), weight.grad.data(), ws_);
+        if (need_dx) {
+            dx_.resize(g.in);
+            backend::conv2d_backward_data(g, dy.data(), weights(ctx), dx_.data(), ws_);
+            ctx.round(dx_);
+        }
+        return dx_;
+    }
+
+    template <class F>
+    void for_each_parameter(F&& f) {
+        f(weight);
+    }
+    template <class F>
+    void for_each_buffer(F&&) {}
+
+private:
+    static backend::conv_geometry geometry(shape4 in) { return {in, Cout, K, K, Stride, Pad}; }
+    /// The weights the kernels read: the FP32 master, or its copy rounded to the storage precision.
+    const float* weights(const context& ctx) {
+        if (ctx.store == storage::fp32) return weight.value.data();
+        w_work_ = weight.value;
+        ctx.round(w_work_);
+        return w_work_.data();
+    }
+
+    const tensor<float>* x_ = nullptr;
+    tensor<float> y_, dx_, w_work_;
+    backend::workspace ws_;
+};
+
+}  // namespace tricks::nn

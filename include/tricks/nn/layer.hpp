@@ -1,0 +1,43 @@
+#pragma once
+// The layer contract. A layer is a small type with
+//  - compile-time shape rules: in_channels, out_channels, parameter_count, out_dims(dims), macs(dims);
+//  - run-time state: parameters (value + grad, tagged by role), buffers, cached activations;
+//  - forward(x, ctx) -> const tensor& y, backward(dy, ctx, need_dx) -> const tensor& dx;
+//  - init(rng, options) and visitors over parameters and buffers (in a fixed order).
+// Layers own their outputs and workspaces, so a warmed-up step allocates nothing.
+#include <concepts>
+#include <cstdint>
+#include <string>
+
+#include "tricks/core/rng.hpp"
+#include "tricks/core/shape.hpp"
+#include "tricks/core/tensor.hpp"
+#include "tricks/nn/parameter.hpp"
+
+namespace tricks::nn {
+
+struct init_options {
+    bool zero_gamma = false;  // paper §3.1: the last BN of each residual branch starts with gamma = 0
+};
+
+template <class L>
+concept Layer = requires(L& l, const tensor<float>& t, const context& ctx, rng& r, dims d) {
+    { L::in_channels } -> std::convertible_to<int>;
+    { L::out_channels } -> std::convertible_to<int>;
+    { L::parameter_count } -> std::convertible_to<std::int64_t>;
+    { L::out_dims(d) } -> std::same_as<dims>;
+    { L::macs(d) } -> std::convertible_to<std::int64_t>;
+    { L::describe() } -> std::convertible_to<std::string>;
+    { l.forward(t, ctx) } -> std::same_as<const tensor<float>&>;
+    { l.backward(t, ctx, true) } -> std::same_as<const tensor<float>&>;
+    l.init(r, init_options{});
+};
+
+/// Checks an input tensor against a layer's compile-time channel count.
+inline void check_channels(const char* who, const tensor<float>& x, int expected) {
+    require<shape_error>(x.shape().c == expected, who, ": expected ", expected, " input channels, got ", x.shape().c,
+                         " (input ", x.shape(), ")");
+    require<shape_error>(x.shape().n > 0, who, ": batch must be > 0, got input ", x.shape());
+}
+
+}  // namespace tricks::nn

@@ -1,0 +1,61 @@
+#pragma once
+// Parameters tagged by role, and the per-step context layers receive.
+// Policies act on roles (DESIGN.md §2): no_bias_decay skips `bias` and `bn_*`; zero_gamma zeroes
+// the `bn_gamma` of the last BN of each residual branch.
+#include <cstdint>
+#include <string_view>
+
+#include "tricks/core/dtype.hpp"
+#include "tricks/core/tensor.hpp"
+
+namespace tricks::nn {
+
+enum class role : std::uint8_t { weight, bias, bn_gamma, bn_beta };
+
+constexpr std::string_view role_name(role r) noexcept {
+    switch (r) {
+        case role::weight: return "weight";
+        case role::bias: return "bias";
+        case role::bn_gamma: return "bn_gamma";
+        case role::bn_beta: return "bn_beta";
+    }
+    return "?";
+}
+
+/// A trainable tensor: FP32 value (the master copy under mixed precision) and its gradient.
+struct parameter {
+    role kind = role::weight;
+    tensor<float> value, grad;
+    void allocate(role r, int count) {
+        kind = r;
+        value.resize({1, 1, 1, count});
+        grad.resize({1, 1, 1, count});
+        value.zero();
+        grad.zero();
+    }
+};
+
+enum class mode : std::uint8_t { train, eval };
+
+/// Storage precision of activations and weights as seen by the kernels. FP32 accumulation always.
+enum class storage : std::uint8_t { fp32, fp16, bf16 };
+
+/// What one forward/backward pass needs to know besides its inputs.
+struct context {
+    mode phase = mode::train;
+    storage store = storage::fp32;
+
+    /// Rounds a freshly written activation/gradient tensor to the storage precision: the values a
+    /// later layer reads are exactly those an FP16 (or BF16) buffer would hold.
+    void round(tensor<float>& t) const noexcept {
+        if (store == storage::fp32) return;
+        float* p = t.data();
+        const std::size_t n = t.size();
+        if (store == storage::fp16)
+            for (std::size_t i = 0; i < n; ++i) p[i] = round_to<half>(p[i]);
+        else
+            for (std::size_t i = 0; i < n; ++i) p[i] = round_to<bfloat16>(p[i]);
+    }
+};
+
+}  // namespace tricks::nn

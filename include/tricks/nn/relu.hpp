@@ -1,0 +1,38 @@
+#pragma once
+#include <string>
+
+#include "tricks/backend/cpu/elementwise.hpp"
+#include "tricks/nn/layer.hpp"
+
+namespace tricks::nn {
+
+template <int C>
+struct relu {
+    static constexpr int in_channels = C, out_channels = C;
+    static constexpr std::int64_t parameter_count = 0;
+    static constexpr dims out_dims(dims in) noexcept { return in; }
+    static constexpr std::int64_t macs(dims) noexcept { return 0; }
+    static std::string describe() { return "relu"; }
+
+    void init(rng&, const init_options&) {}
+    const tensor<float>& forward(const tensor<float>& x, const context&) {
+        check_channels("tricks::relu", x, C);
+        y_.resize(x.shape());
+        backend::relu_forward(x.size(), x.data(), y_.data());
+        return y_;  // rounding is a no-op: max(x, 0) of a representable value is representable
+    }
+    const tensor<float>& backward(const tensor<float>& dy, const context&, bool) {
+        dx_.resize(y_.shape());
+        backend::relu_backward(y_.size(), y_.data(), dy.data(), dx_.data());
+        return dx_;
+    }
+    template <class F>
+    void for_each_parameter(F&&) {}
+    template <class F>
+    void for_each_buffer(F&&) {}
+
+private:
+    tensor<float> y_, dx_;
+};
+
+}  // namespace tricks::nn

@@ -1,0 +1,158 @@
+#pragma once
+// Composition: sequential<Layers...> (read left to right), repeat<Layer, N> (N copies of one
+// layer type, stored in an array so a deep stage costs one instantiation), identity<C>.
+#include <array>
+#include <cstddef>
+#include <string>
+#include <tuple>
+#include <utility>
+
+#include "tricks/nn/layer.hpp"
+
+namespace tricks::nn {
+
+template <int C>
+struct identity {
+    static constexpr int in_channels = C, out_channels = C;
+    static constexpr std::int64_t parameter_count = 0;
+    static constexpr dims out_dims(dims in) noexcept { return in; }
+    static constexpr std::int64_t macs(dims) noexcept { return 0; }
+    static std::string describe() { return "id"; }
+    void init(rng&, const init_options&) {}
+    const tensor<float>& forward(const tensor<float>& x, const context&) { return x; }
+    const tensor<float>& backward(const tensor<float>& dy, const context&, bool) { return dy; }
+    template <class F>
+    void for_each_parameter(F&&) {}
+    template <class F>
+    void for_each_buffer(F&&) {}
+};
+
+namespace detail {
+template <class... Ls>
+constexpr bool channels_chain() {
+    constexpr std::array<int, sizeof...(Ls)> in{Ls::in_channels...}, out{Ls::out_channels...};
+    for (std::size_t i = 0; i + 1 < sizeof...(Ls); ++i)
+        if (out[i] != in[i + 1]) return false;
+    return true;
+}
+}  // namespace detail
+
+template <class... Ls>
+struct sequential {
+    static_assert(sizeof...(Ls) > 0, "tricks::sequential: needs at least one layer");
+    static_assert((Layer<Ls> && ...), "tricks::sequential: every element must satisfy tricks::nn::Layer");
+    static_assert(detail::channels_chain<Ls...>(),
+                  "tricks::sequential: each layer's out_channels must equal the next layer's in_channels");
+    using layer_types = std::tuple<Ls...>;
+    static constexpr std::size_t size = sizeof...(Ls);
+    static constexpr int in_channels = std::tuple_element_t<0, layer_types>::in_channels;
+    static constexpr int out_channels = std::tuple_element_t<size - 1, layer_types>::out_channels;
+    static constexpr std::int64_t parameter_count = (Ls::parameter_count + ... + 0);
+    static constexpr dims out_dims(dims d) noexcept {
+        ((d = Ls::out_dims(d)), ...);
+        return d;
+    }
+    static constexpr std::int64_t macs(dims d) noexcept {
+        std::int64_t m = 0;
+        ((m += Ls::macs(d), d = Ls::out_dims(d)), ...);
+        return m;
+    }
+    static std::string describe() {
+        std::string s = "seq[";
+        ((s += Ls::describe() + " "), ...);
+        s.back() = ']';
+        return s;
+    }
+
+    layer_types layers;
+
+    void init(rng& r, const init_options& o) {
+        std::size_t i = 0;
+        std::apply([&](auto&... l) { ((void)init_one(l, r.fork(i++), o), ...); }, layers);
+    }
+    const tensor<float>& forward(const tensor<float>& x, const context& ctx) {
+        const tensor<float>* cur = &x;
+        std::apply([&](auto&... l) { ((cur = &l.forward(*cur, ctx)), ...); }, layers);
+        return *cur;
+    }
+    const tensor<float>& backward(const tensor<float>& dy, const context& ctx, bool need_dx) {
+        return backward_from<size - 1>(dy, ctx, need_dx);
+    }
+    template <class F>
+    void for_each_parameter(F&& f) {
+        std::apply([&](auto&... l) { (l.for_each_parameter(f), ...); }, layers);
+    }
+    template <class F>
+    void for_each_buffer(F&& f) {
+        std::apply([&](auto&... l) { (l.for_each_buffer(f), ...); }, layers);
+    }
+    template <std::size_t I>
+    auto& get() noexcept {
+        return std::get<I>(layers);
+    }
+
+private:
+    /// Each layer draws from its own stream (fork by position), so adding a layer does not shift
+    /// the initial weights of the layers before it.
+    template <class L>
+    static int init_one(L& l, rng sub, const init_options& o) {
+        l.init(sub, o);
+        return 0;
+    }
+    template <std::size_t I>
+    const tensor<float>& backward_from(const tensor<float>& dy, const context& ctx, bool need_dx) {
+        const tensor<float>& d = std::get<I>(layers).backward(dy, ctx, I == 0 ? need_dx : true);
+        if constexpr (I == 0) return d;
+        else return backward_from<I - 1>(d, ctx, need_dx);
+    }
+};
+
+template <class L, int N>
+struct repeat {
+    static_assert(N >= 1, "tricks::repeat: count must be at least 1");
+    static_assert(L::in_channels == L::out_channels, "tricks::repeat: a repeated layer must keep its channel count");
+    static constexpr int in_channels = L::in_channels, out_channels = L::out_channels;
+    static constexpr std::int64_t parameter_count = L::parameter_count * N;
+    static constexpr dims out_dims(dims d) noexcept {
+        for (int i = 0; i < N; ++i) d = L::out_dims(d);
+        return d;
+    }
+    static constexpr std::int64_t macs(dims d) noexcept {
+        std::int64_t m = 0;
+        for (int i = 0; i < N; ++i) {
+            m += L::macs(d);
+            d = L::out_dims(d);
+        }
+        return m;
+    }
+    static std::string describe() { return std::to_string(N) + "x" + L::describe(); }
+
+    std::array<L, N> items;
+
+    void init(rng& r, const init_options& o) {
+        for (int i = 0; i < N; ++i) {
+            rng sub = r.fork(static_cast<std::uint64_t>(i));
+            items[i].init(sub, o);
+        }
+    }
+    const tensor<float>& forward(const tensor<float>& x, const context& ctx) {
+        const tensor<float>* cur = &x;
+        for (auto& l : items) cur = &l.forward(*cur, ctx);
+        return *cur;
+    }
+    const tensor<float>& backward(const tensor<float>& dy, const context& ctx, bool need_dx) {
+        const tensor<float>* cur = &dy;
+        for (int i = N - 1; i >= 0; --i) cur = &items[i].backward(*cur, ctx, i == 0 ? need_dx : true);
+        return *cur;
+    }
+    template <class F>
+    void for_each_parameter(F&& f) {
+        for (auto& l : items) l.for_each_parameter(f);
+    }
+    template <class F>
+    void for_each_buffer(F&& f) {
+        for (auto& l : items) l.for_each_buffer(f);
+    }
+};
+
+}  // namespace tricks::nn

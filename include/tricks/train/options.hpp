@@ -1,0 +1,32 @@
+#pragma once
+// Run-time numbers of a training run. Defaults are the paper's where the paper gives one
+// (He et al. 2019, §3-5); a negative value means "take the recipe type's default".
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+namespace tricks {
+
+struct options {
+    int epochs = 10;
+    int batch = 128;
+    double lr = 0.1;             // base lr; the lr at batch 256 under lr::linear_scaling (paper: 0.1)
+    double momentum = 0.9;       // paper §2.1
+    double weight_decay = 1e-4;  // paper §2.1
+    int warmup_epochs = -1;      // -1: lr::warmup<epochs<m>>'s m
+    double label_smoothing = 0.1;      // epsilon, paper §5.2
+    double mixup_alpha = 0.2;          // paper §5.4
+    double distill_temperature = 20;   // paper §5.3
+    std::filesystem::path teacher_checkpoint;  // loss::distill<Teacher>: the teacher's weights
+    double loss_scale = 65536;         // fp16_mixed: initial dynamic loss scale
+    int loss_scale_window = 2000;      // fp16_mixed: clean steps before the scale doubles
+    std::uint64_t seed = 1;
+    int threads = 0;                   // 0: OpenMP's default
+    int crop_padding = 2;              // augmentation: random crop with zero padding
+    bool horizontal_flip = true;
+    bool progress = true;              // progress on stderr
+    std::filesystem::path checkpoint;  // if set: written (atomically) at the end of every epoch
+    int max_steps_per_epoch = 0;       // 0: the whole epoch (tests and smoke runs use fewer)
+};
+
+}  // namespace tricks

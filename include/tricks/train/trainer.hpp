@@ -1,0 +1,324 @@
+#pragma once
+// tricks::trainer<Model, Recipe, Backend>: trains a model type with a recipe type on a dataset.
+//
+//   auto t = trainer<net, recipe<lr::warmup<>, lr::cosine, loss::label_smoothing>>{options{.epochs = 10}};
+//   history h = t.fit(data::fashion_mnist::train(), data::fashion_mnist::test());
+//
+// Every random draw is a pure function of (seed, what, where): the data order and augmentation of
+// (epoch, position), the mixup draw of the global step, the weight init of the layer. So the same
+// seed and build give the same bits, and a run resumed from a checkpoint continues exactly as the
+// uninterrupted run would have.
+#include <omp.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "tricks/backend/cpu.hpp"
+#include "tricks/data/loader.hpp"
+#include "tricks/io/checkpoint.hpp"
+#include "tricks/train/loss.hpp"
+#include "tricks/train/optim.hpp"
+#include "tricks/train/options.hpp"
+#include "tricks/train/precision.hpp"
+#include "tricks/train/progress.hpp"
+#include "tricks/train/recipe.hpp"
+#include "tricks/train/schedule.hpp"
+
+namespace tricks {
+
+struct epoch_record {
+    int epoch = 0;              // 1-based
+    double train_loss = 0;      // mean over the epoch's steps (the loss that was optimised)
+    double test_top1 = 0;       // fraction in [0, 1]
+    double test_loss = 0;       // plain cross-entropy on the test set
+    double lr = 0;              // lr of the epoch's last step
+    double images_per_s = 0;    // training throughput (forward + backward + update)
+    double seconds = 0;         // wall time of the epoch including evaluation
+    std::int64_t skipped_steps = 0;  // fp16_mixed: steps skipped on gradient overflow (cumulative)
+    double loss_scale = 1;
+};
+
+struct history {
+    std::vector<epoch_record> epochs;
+    [[nodiscard]] double final_top1() const noexcept { return epochs.empty() ? 0.0 : epochs.back().test_top1; }
+};
+
+struct evaluation {
+    double top1 = 0, loss = 0;
+    std::size_t images = 0;
+};
+
+template <class Model, class Recipe, class Backend = backend::cpu>
+class trainer {
+    static_assert(std::is_same_v<Backend, backend::cpu>,
+                  "tricks::trainer: this build has the backend::cpu trainer; backend::cuda needs the CUDA build (tricks::cuda)");
+    using teacher_type = typename Recipe::teacher;
+
+public:
+    using model_type = Model;
+    using recipe_type = Recipe;
+
+    explicit trainer(options o = {}) : opt_(std::move(o)), model_(std::make_unique<Model>()) {
+        require<error>(opt_.epochs > 0, "tricks::trainer: options.epochs must be > 0, got ", opt_.epochs);
+        require<error>(opt_.batch > 0, "tricks::trainer: options.batch must be > 0, got ", opt_.batch);
+        require<error>(opt_.label_smoothing >= 0 && opt_.label_smoothing < 1,
+                       "tricks::trainer: options.label_smoothing must be in [0, 1), got ", opt_.label_smoothing);
+        require<error>(opt_.threads >= 0, "tricks::trainer: options.threads must be >= 0, got ", opt_.threads);
+        if (opt_.threads > 0) omp_set_num_threads(opt_.threads);
+        model_->init(opt_.seed);
+        params_ = model_->parameters();
+        opt_state_ = sgd_optimizer(params_, sgd_config{opt_.momentum, opt_.weight_decay, Recipe::nesterov, Recipe::no_bias_decay});
+        scaler_.scale = Recipe::fp16 ? opt_.loss_scale : 1.0;
+        scaler_.window = opt_.loss_scale_window;
+        if constexpr (Recipe::distills) teacher_ = std::make_unique<teacher_type>();
+    }
+
+    Model& model() noexcept { return *model_; }
+    const options& config() const noexcept { return opt_; }
+    const lr_schedule& schedule() const noexcept { return sched_; }
+    const loss_scaler& scaler() const noexcept { return scaler_; }
+    const history& past() const noexcept { return hist_; }
+
+    /// The storage precision the recipe asks for.
+    static constexpr nn::storage storage() noexcept {
+        return Recipe::fp16 ? nn::storage::fp16 : Recipe::bf16 ? nn::storage::bf16 : nn::storage::fp32;
+    }
+
+    /// Trains for options.epochs (from where a resumed checkpoint left off) and returns the
+    /// history, one record per epoch.
+    history fit(const data::dataset& train, const data::dataset& test) {
+        require<error>(train.c == Model::input_channels, "tricks::trainer: ", Model::name(), " takes ", Model::input_channels,
+                       " input channels, dataset '", train.name, "' has ", train.c);
+        require<error>(train.classes <= Model::classes, "tricks::trainer: dataset '", train.name, "' has ", train.classes,
+                       " classes, ", Model::name(), " predicts ", Model::classes);
+        require<error>(static_cast<std::size_t>(train.n) >= static_cast<std::size_t>(opt_.batch),
+                       "tricks::trainer: batch ", opt_.batch, " is larger than the training set (", train.n, " images)");
+        if (aug_.mean.empty()) {  // fresh run: normalise with the training set's statistics
+            const auto st = data::compute_stats(train);
+            aug_.mean = st.mean;
+            aug_.stddev = st.stddev;
+        }
+        aug_.crop_padding = opt_.crop_padding;
+        aug_.horizontal_flip = opt_.horizontal_flip;
+        if constexpr (Recipe::distills) {
+            require<error>(!opt_.teacher_checkpoint.empty(), "tricks::trainer: loss::distill<", teacher_type::name(),
+                           "> needs options.teacher_checkpoint (a checkpoint of the teacher)");
+            io::load_model(opt_.teacher_checkpoint, *teacher_);
+        }
+
+        data::loader train_loader(train, opt_.batch, true, aug_, opt_.seed);
+        long steps = static_cast<long>(train_loader.batches_per_epoch());
+        if (opt_.max_steps_per_epoch > 0) steps = std::min<long>(steps, opt_.max_steps_per_epoch);
+        build_schedule(steps);
+
+        progress_printer progress(opt_.progress);
+        const nn::context ctx{nn::mode::train, storage()};
+        const nn::context teacher_ctx{nn::mode::eval, nn::storage::fp32};
+        tensor<float> x, q, dz, mix_scratch, pz, pr;
+        std::vector<int> labels;
+        mixup_draw draw;
+        const int K = Model::classes;
+        const auto run_start = std::chrono::steady_clock::now();
+        const int first_epoch = static_cast<int>(hist_.epochs.size());
+
+        for (int e = first_epoch; e < opt_.epochs; ++e) {
+            const auto t0 = std::chrono::steady_clock::now();
+            train_loader.start_epoch(e);
+            double loss_sum = 0;
+            long s = 0;
+            double train_seconds = 0;
+            for (; s < steps && train_loader.next(x, labels); ++s) {
+                const auto ts = std::chrono::steady_clock::now();
+                const long t = static_cast<long>(e) * steps + s;
+                const int n = x.shape().n;
+                make_targets(labels, K, Recipe::label_smoothing ? opt_.label_smoothing : 0.0, q);
+                if constexpr (Recipe::mixup) {
+                    rng r = rng(opt_.seed, mixup_stream).fork(static_cast<std::uint64_t>(t));
+                    draw_mixup(opt_.mixup_alpha, n, r, draw);
+                    apply_mixup(draw, x, mix_scratch);
+                    apply_mixup(draw, q, mix_scratch);
+                }
+                ctx.round(x);  // the input as the storage precision holds it
+                const tensor<float>& z = model_->forward(x, ctx);
+                dz.resize(z.shape());
+                double loss = backend::softmax_cross_entropy(n, K, z.data(), q.data(), dz.data());
+                if constexpr (Recipe::distills) {
+                    const tensor<float>& r = teacher_->forward(x, teacher_ctx);
+                    loss += distillation_term(n, K, z.data(), r.data(), opt_.distill_temperature, dz.data(), pz, pr);
+                }
+                const double lr = sched_.at(t);
+                if (!std::isfinite(loss) && !Recipe::fp16)
+                    throw training_error(detail::cat("tricks::trainer: non-finite loss (", loss, ") at epoch ", e + 1,
+                                                     ", step ", s + 1, " (global step ", t + 1, "), lr ", lr,
+                                                     "; lower options.lr or use warmup"));
+                if constexpr (Recipe::fp16) {
+                    const float S = static_cast<float>(scaler_.scale);
+                    for (auto& v : dz.span()) v *= S;
+                }
+                model_->backward(dz, ctx, false);
+                bool apply = true;
+                if constexpr (Recipe::fp16 || Recipe::bf16) {
+                    for (auto* p : params_) ctx.round(p->grad);  // gradients as FP16/BF16 buffers hold them
+                }
+                if constexpr (Recipe::fp16) apply = scaler_.unscale_or_skip(params_) && std::isfinite(loss);
+                if (apply) opt_state_.step(lr);
+                loss_sum += std::isfinite(loss) ? loss : 0.0;
+                train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
+                const double done = static_cast<double>(t + 1 - static_cast<long>(first_epoch) * steps);
+                const double left = static_cast<double>(static_cast<long>(opt_.epochs) * steps - t - 1);
+                const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
+                progress.step(e, opt_.epochs, s, steps, loss_sum / static_cast<double>(s + 1), lr,
+                              static_cast<double>(opt_.batch) * static_cast<double>(s + 1) / std::max(train_seconds, 1e-9),
+                              elapsed / done * left);
+            }
+            const evaluation ev = evaluate(test);
+            epoch_record rec;
+            rec.epoch = e + 1;
+            rec.train_loss = loss_sum / static_cast<double>(std::max(s, 1L));
+            rec.test_top1 = ev.top1;
+            rec.test_loss = ev.loss;
+            rec.lr = sched_.at(static_cast<long>(e) * steps + steps - 1);
+            rec.images_per_s = static_cast<double>(s) * opt_.batch / std::max(train_seconds, 1e-9);
+            rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            rec.skipped_steps = scaler_.skipped;
+            rec.loss_scale = scaler_.scale;
+            hist_.epochs.push_back(rec);
+            const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
+            progress.epoch_done(e, opt_.epochs, rec.train_loss, rec.test_top1, rec.lr, rec.images_per_s, rec.seconds,
+                                elapsed / (e + 1 - first_epoch) * (opt_.epochs - e - 1));
+            if (!opt_.checkpoint.empty()) save(opt_.checkpoint);
+        }
+        return hist_;
+    }
+
+    /// Top-1 accuracy and cross-entropy on a dataset, in evaluation mode (running BN statistics),
+    /// with the training set's normalisation.
+    evaluation evaluate(const data::dataset& d) {
+        require<error>(!aug_.mean.empty(), "tricks::trainer: evaluate() before fit() or resume(): the input normalisation is unknown");
+        require<error>(d.c == Model::input_channels, "tricks::trainer: ", Model::name(), " takes ", Model::input_channels,
+                       " input channels, dataset '", d.name, "' has ", d.c);
+        data::loader l(d, 500, false, aug_, opt_.seed);
+        l.start_epoch(0);
+        const nn::context ctx{nn::mode::eval, storage()};
+        tensor<float> x, q;
+        std::vector<int> labels;
+        evaluation ev;
+        double loss = 0;
+        std::size_t correct = 0;
+        const int K = Model::classes;
+        while (l.next(x, labels)) {
+            ctx.round(x);
+            const tensor<float>& z = model_->forward(x, ctx);
+            make_targets(labels, K, 0.0, q);
+            const int n = x.shape().n;
+            loss += backend::softmax_cross_entropy(n, K, z.data(), q.data(), nullptr) * n;
+            for (int i = 0; i < n; ++i) {
+                const float* zi = z.data() + static_cast<std::size_t>(i) * K;
+                int best = 0;
+                for (int k = 1; k < K; ++k)
+                    if (zi[k] > zi[best]) best = k;
+                correct += best == labels[static_cast<std::size_t>(i)];
+            }
+            ev.images += static_cast<std::size_t>(n);
+        }
+        ev.top1 = ev.images ? static_cast<double>(correct) / static_cast<double>(ev.images) : 0.0;
+        ev.loss = ev.images ? loss / static_cast<double>(ev.images) : 0.0;
+        return ev;
+    }
+
+    /// Writes model, optimizer state, loss scaler, normalisation and history (the schedule
+    /// position is the number of finished epochs) atomically to `path`.
+    void save(const std::filesystem::path& path) {
+        io::checkpoint_writer w;
+        io::save_model(w, *model_);
+        w.u64("run.seed", opt_.seed);
+        w.i64("run.batch", opt_.batch);
+        w.i64("run.epochs", opt_.epochs);
+        w.f64("run.lr", opt_.lr);
+        w.i64("run.max_steps_per_epoch", opt_.max_steps_per_epoch);
+        w.i64("run.epochs_done", static_cast<std::int64_t>(hist_.epochs.size()));
+        for (auto& v : opt_state_.velocity()) w.floats("optim.velocity", v.span());
+        w.f64("scaler.scale", scaler_.scale);
+        w.i64("scaler.clean", scaler_.clean_steps);
+        w.i64("scaler.skipped", scaler_.skipped);
+        w.floats("data.mean", aug_.mean);
+        w.floats("data.stddev", aug_.stddev);
+        for (const auto& r : hist_.epochs) {
+            const double row[] = {double(r.epoch), r.train_loss, r.test_top1, r.test_loss, r.lr,
+                                  r.images_per_s, r.seconds, double(r.skipped_steps), r.loss_scale};
+            w.str("history.epoch", std::string_view(reinterpret_cast<const char*>(row), sizeof row));
+        }
+        w.commit(path);
+    }
+
+    /// Restores a checkpoint written by save() of the same model type and run settings; fit()
+    /// then continues with the next epoch and ends with the same bits as the uninterrupted run.
+    void resume(const std::filesystem::path& path) {
+        io::checkpoint_reader r(path);
+        io::load_model(r, *model_);
+        auto same = [&](const char* field, auto saved, auto now) {
+            require<data_error>(saved == now, "tricks::trainer: ", path.string(), " was written with ", field, " = ", saved,
+                                ", this run has ", now, "; resuming needs the same value");
+        };
+        same("seed", r.u64("run.seed"), opt_.seed);
+        same("batch", r.i64("run.batch"), static_cast<std::int64_t>(opt_.batch));
+        same("epochs", r.i64("run.epochs"), static_cast<std::int64_t>(opt_.epochs));
+        same("lr", r.f64("run.lr"), opt_.lr);
+        same("max_steps_per_epoch", r.i64("run.max_steps_per_epoch"), static_cast<std::int64_t>(opt_.max_steps_per_epoch));
+        const auto done = r.i64("run.epochs_done");
+        for (auto& v : opt_state_.velocity()) r.floats("optim.velocity", v.span());
+        scaler_.scale = r.f64("scaler.scale");
+        scaler_.clean_steps = static_cast<int>(r.i64("scaler.clean"));
+        scaler_.skipped = r.i64("scaler.skipped");
+        aug_.mean.assign(static_cast<std::size_t>(Model::input_channels), 0.f);
+        aug_.stddev.assign(static_cast<std::size_t>(Model::input_channels), 0.f);
+        r.floats("data.mean", aug_.mean);
+        r.floats("data.stddev", aug_.stddev);
+        hist_.epochs.clear();
+        for (std::int64_t i = 0; i < done; ++i) {
+            const std::string s = r.str("history.epoch");
+            double row[9];
+            require<data_error>(s.size() == sizeof row, "tricks::checkpoint: ", path.string(), ": malformed history row ", i);
+            std::memcpy(row, s.data(), sizeof row);
+            hist_.epochs.push_back({static_cast<int>(row[0]), row[1], row[2], row[3], row[4], row[5], row[6],
+                                    static_cast<std::int64_t>(row[7]), row[8]});
+        }
+        require<data_error>(r.at_end(), "tricks::checkpoint: ", path.string(), ": unexpected data after the last field");
+    }
+
+private:
+    static constexpr std::uint64_t mixup_stream = 0x6d69787570ull;  // "mixup"
+
+    void build_schedule(long steps_per_epoch) {
+        sched_.base_lr = opt_.lr;
+        sched_.batch = opt_.batch;
+        sched_.scaling_reference = Recipe::scaling_reference_batch;
+        sched_.steps_per_epoch = steps_per_epoch;
+        sched_.total_steps = steps_per_epoch * opt_.epochs;
+        const int warm = opt_.warmup_epochs >= 0 ? opt_.warmup_epochs : Recipe::default_warmup_epochs;
+        sched_.warmup_steps = Recipe::warmup ? steps_per_epoch * warm : 0;
+        sched_.decay = Recipe::cosine ? lr_schedule::decay_kind::cosine
+                       : Recipe::step ? lr_schedule::decay_kind::step
+                                      : lr_schedule::decay_kind::constant;
+        sched_.milestones.assign(Recipe::milestones(), Recipe::milestones() + Recipe::milestone_count());
+        sched_.validate();
+    }
+
+    options opt_;
+    std::unique_ptr<Model> model_;
+    std::unique_ptr<std::conditional_t<Recipe::distills, teacher_type, Model>> teacher_;
+    std::vector<nn::parameter*> params_;
+    sgd_optimizer opt_state_;
+    loss_scaler scaler_;
+    lr_schedule sched_;
+    data::augment_options aug_;
+    history hist_;
+};
+
+}  // namespace tricks

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what tricks needs from Debian's packages, and nothing when it is all present.
+#   scripts/bootstrap.sh            build + test dependencies and the Fashion-MNIST data
+#   scripts/bootstrap.sh --peers    also the benchmark peers (PyTorch, dlib)
+set -euo pipefail
+need=(cmake g++ make libeigen3-dev libboost-dev doctest-dev zlib1g-dev dataset-fashion-mnist)
+if [[ "${1:-}" == "--peers" ]]; then
+  need+=(python3-torch libdlib-dev libopenblas-dev)
+fi
+missing=()
+for p in "${need[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+echo "tricks: installing ${missing[*]}" >&2
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
