@@ -44,7 +44,8 @@ public:
 
     /// Changes the shape; keeps the allocation when it is large enough (contents are then stale).
     void resize(shape4 s) {
-        require<shape_error>(s.n >= 0 && s.h >= 0 && s.w >= 0 && s.c >= 0, "tricks::tensor: negative extent in ", s);
+        if (s.n < 0 || s.h < 0 || s.w < 0 || s.c < 0)
+            throw shape_error(detail::cat("tricks::tensor: negative extent in ", s));
         const std::size_t need = s.size();
         if (need > capacity_) {
             buf_.reset(static_cast<T*>(::operator new(need * sizeof(T), std::align_val_t{64})));
