@@ -138,8 +138,8 @@ struct conv_case {
 };
 std::string describe(const conv_case& c) {
     std::ostringstream os;
-    os << "conv n=" << c.n << " " << c.h << "x" << c.w << " cin=" << c.cin << " cout=" << c.cout << " kernel "
-       << c.kh << "x" << c.kw << " stride " << c.stride << " pad " << c.pad;
+    os << "conv n=" << c.n << " " << c.h << "x" << c.w << " cin=" << c.cin << " cout=" << c.cout << " kernel " << c.kh
+       << "x" << c.kw << " stride " << c.stride << " pad " << c.pad;
     return os.str();
 }
 tb::conv_geometry geometry(const conv_case& c) {
@@ -247,9 +247,9 @@ struct ref_conv {
 // a filter with k*cout > 2^18 (the 4-partial-sum reduction of the filter gradient, 5 tiles).
 const std::vector<conv_case>& conv_cases() {
     static const std::vector<conv_case> cases = {
-        {1, 7, 9, 3, 5, 3, 3, 2, 1},     {3, 9, 7, 5, 16, 3, 3, 2, 0},  {3, 15, 13, 16, 5, 1, 1, 1, 0},
-        {1, 1, 1, 5, 3, 1, 1, 1, 0},     {2, 9, 11, 5, 3, 1, 1, 2, 0},  {1, 11, 13, 3, 16, 7, 7, 2, 3},
-        {3, 6, 5, 1, 1, 7, 7, 2, 3},     {3, 9, 8, 1, 5, 5, 3, 1, 1},   {1, 5, 5, 3, 1, 3, 3, 1, 3},
+        {1, 7, 9, 3, 5, 3, 3, 2, 1},     {3, 9, 7, 5, 16, 3, 3, 2, 0},   {3, 15, 13, 16, 5, 1, 1, 1, 0},
+        {1, 1, 1, 5, 3, 1, 1, 1, 0},     {2, 9, 11, 5, 3, 1, 1, 2, 0},   {1, 11, 13, 3, 16, 7, 7, 2, 3},
+        {3, 6, 5, 1, 1, 7, 7, 2, 3},     {3, 9, 8, 1, 5, 5, 3, 1, 1},    {1, 5, 5, 3, 1, 3, 3, 1, 3},
         {2, 24, 24, 16, 3, 3, 3, 1, 1},  {1, 19, 17, 16, 5, 7, 7, 1, 3}, {3, 4, 5, 1, 16, 3, 3, 1, 0},
         {5, 3, 3, 128, 256, 3, 3, 1, 1},
     };
@@ -345,7 +345,8 @@ struct ref_pool {
     pool_case c;
     int oh, ow;
     explicit ref_pool(const pool_case& cc)
-        : c(cc), oh(count_pool_windows(cc.h, cc.k, cc.stride, cc.pad, cc.ceil_mode)),
+        : c(cc),
+          oh(count_pool_windows(cc.h, cc.k, cc.stride, cc.pad, cc.ceil_mode)),
           ow(count_pool_windows(cc.w, cc.k, cc.stride, cc.pad, cc.ceil_mode)) {}
     [[nodiscard]] std::size_t x_size() const { return static_cast<std::size_t>(c.n) * c.h * c.w * c.c; }
     [[nodiscard]] std::size_t y_size() const { return static_cast<std::size_t>(c.n) * oh * ow * c.c; }
@@ -395,7 +396,8 @@ dvec linear_ref(int n, int in, int out, const dvec& x, const dvec& w, const dvec
     for (int i = 0; i < n; ++i)
         for (int o = 0; o < out; ++o) {
             double s = b ? (*b)[o] : 0.0;
-            for (int j = 0; j < in; ++j) s += x[static_cast<std::size_t>(i) * in + j] * w[static_cast<std::size_t>(j) * out + o];
+            for (int j = 0; j < in; ++j)
+                s += x[static_cast<std::size_t>(i) * in + j] * w[static_cast<std::size_t>(j) * out + o];
             y[static_cast<std::size_t>(i) * out + o] = s;
         }
     return y;
@@ -507,8 +509,10 @@ TEST_CASE("cpu conv2d gradients agree with central finite differences in float64
     // has no truncation error at all: in double it equals the exact derivative up to rounding,
     // ~2^-52 * sum|y*r| / h < 1e-12 here. The remaining difference to the float kernels is their
     // own rounding, bounded as in the file comment (rtol 1e-5 of sum |r||w| resp. sum |x||r|).
-    const std::vector<conv_case> cases = {
-        {2, 5, 6, 3, 4, 3, 3, 2, 1}, {1, 5, 4, 2, 3, 5, 3, 1, 2}, {2, 3, 3, 3, 2, 1, 1, 1, 0}, {1, 7, 7, 2, 2, 7, 7, 2, 3}};
+    const std::vector<conv_case> cases = {{2, 5, 6, 3, 4, 3, 3, 2, 1},
+                                          {1, 5, 4, 2, 3, 5, 3, 1, 2},
+                                          {2, 3, 3, 3, 2, 1, 1, 1, 0},
+                                          {1, 7, 7, 2, 2, 7, 7, 2, 3}};
     tb::workspace ws;
     std::uint64_t stream = 300;
     for (const auto& c : cases) {
@@ -553,8 +557,10 @@ TEST_CASE("cpu conv2d 1x1 stride 2: skipped input pixels get exactly zero gradie
             for (int x = 0; x < c.w; ++x)
                 for (int ci = 0; ci < c.cin; ++ci) {
                     const float v = dx[ref.xi(n, y, x, ci)];
-                    if (y % 2 || x % 2) nonzero_skipped += !(v == 0.f);
-                    else zero_used += (v == 0.f);
+                    if (y % 2 || x % 2)
+                        nonzero_skipped += !(v == 0.f);
+                    else
+                        zero_used += (v == 0.f);
                 }
     CHECK(nonzero_skipped == 0);
     CHECK(zero_used == 0);
@@ -594,7 +600,8 @@ tb::batch_norm_geometry bn_geometry(const bn_inputs& in) {
 }
 // 1 pixel (zero variance), 6 pixels (unbiased factor 6/5 is large), a few odd shapes, and 1020 /
 // 2048 pixels (3 and 8 reduction chunks of the kernel).
-const std::vector<bn_case> bn_cases = {{1, 1, 1, 3}, {2, 1, 3, 4}, {3, 5, 7, 1}, {2, 3, 5, 3}, {4, 15, 17, 5}, {8, 16, 16, 16}};
+const std::vector<bn_case> bn_cases = {{1, 1, 1, 3}, {2, 1, 3, 4},   {3, 5, 7, 1},
+                                       {2, 3, 5, 3}, {4, 15, 17, 5}, {8, 16, 16, 16}};
 }  // namespace
 
 TEST_CASE("cpu batch_norm defaults: momentum 0.1, eps 1e-5") {
@@ -626,7 +633,8 @@ TEST_CASE("cpu batch_norm_forward_train matches float64 batch statistics and upd
                                      std::abs(in.beta[c]);
             m_scale[c] = std::abs(ref.mean[c]);
             is_want[c] = is;
-            const double unbiased = P > 1 ? ref.var[c] * static_cast<double>(P) / static_cast<double>(P - 1) : ref.var[c];
+            const double unbiased =
+                P > 1 ? ref.var[c] * static_cast<double>(P) / static_cast<double>(P - 1) : ref.var[c];
             rm_want[c] = (1 - mom) * in.rmean[c] + mom * ref.mean[c];
             rv_want[c] = (1 - mom) * in.rvar[c] + mom * unbiased;
             rv_biased[c] = (1 - mom) * in.rvar[c] + mom * ref.var[c];
@@ -635,7 +643,9 @@ TEST_CASE("cpu batch_norm_forward_train matches float64 batch statistics and upd
         check_close("save_mean", mean, ref.mean, m_scale, 1e-6);
         // inv_std: the variance is summed in float chunks (relative error ~sqrt(chunk)*u ~ 1e-6).
         check_close("save_inv_std", inv_std, is_want, is_want, 1e-5);
-        check_close("running_mean", rmean, rm_want, abs_d(rm_want), 1e-6);
+        dvec rm_scale(C);
+        for (int c = 0; c < C; ++c) rm_scale[c] = (1 - mom) * std::abs(in.rmean[c]) + mom * std::abs(ref.mean[c]);
+        check_close("running_mean", rmean, rm_want, rm_scale, 1e-6);
         check_close("running_var (unbiased batch variance)", rvar, rv_want, rv_want, 1e-6);
         if (P > 1 && P < 100) {  // where P/(P-1) is resolvable, the result must be nearer the unbiased value
             for (int c = 0; c < C; ++c)
@@ -648,7 +658,10 @@ TEST_CASE("cpu batch_norm_forward_eval uses the running statistics") {
     tb::workspace ws;
     for (const auto& bc : bn_cases) {
         INFO("bn n=" << bc.n << " " << bc.h << "x" << bc.w << " c=" << bc.c);
-        const auto in = make_bn(bc, 500);
+        auto in = make_bn(bc, 500);
+        // Tiny running variances, where eps is not negligible: a dead channel (0) and one near eps.
+        in.rvar[0] = 0.f;
+        if (in.C > 1) in.rvar[1] = 2e-5f;
         const auto g = bn_geometry(in);
         const std::size_t P = in.P;
         const int C = in.C;
@@ -660,8 +673,8 @@ TEST_CASE("cpu batch_norm_forward_eval uses the running statistics") {
             for (int c = 0; c < C; ++c) {
                 const double is = 1.0 / std::sqrt(static_cast<double>(in.rvar[c]) + static_cast<double>(g.eps));
                 want[p * C + c] = in.gamma[c] * (static_cast<double>(in.x[p * C + c]) - in.rmean[c]) * is + in.beta[c];
-                scale[p * C + c] =
-                    std::abs(in.gamma[c]) * (std::abs(in.x[p * C + c]) + std::abs(in.rmean[c])) * is + std::abs(in.beta[c]);
+                scale[p * C + c] = std::abs(in.gamma[c]) * (std::abs(in.x[p * C + c]) + std::abs(in.rmean[c])) * is +
+                                   std::abs(in.beta[c]);
             }
         check_close("y (eval)", y, want, scale, 1e-5);
     }
@@ -695,9 +708,10 @@ TEST_CASE("cpu batch_norm_backward matches the float64 chain rule") {
                 db_scale[c] += std::abs(in.dy[p * C + c]);
             }
             for (std::size_t p = 0; p < P; ++p)
-                dx_scale[p * C + c] = std::abs(in.gamma[c]) * is *
-                                      (std::abs(in.dy[p * C + c]) + db_scale[c] / static_cast<double>(P) +
-                                       std::abs((in.x[p * C + c] - ref.mean[c]) * is) * dg_scale[c] / static_cast<double>(P));
+                dx_scale[p * C + c] =
+                    std::abs(in.gamma[c]) * is *
+                    (std::abs(in.dy[p * C + c]) + db_scale[c] / static_cast<double>(P) +
+                     std::abs((in.x[p * C + c] - ref.mean[c]) * is) * dg_scale[c] / static_cast<double>(P));
         }
         check_close("dx", dx, dx_want, dx_scale, 1e-5);
         check_close("dgamma", dgamma, dg_want, dg_scale, 1e-5);
@@ -722,7 +736,9 @@ TEST_CASE("cpu batch_norm gradients agree with central finite differences throug
         const int C = in.C;
         const dvec xd = to_d(in.x), gd = to_d(in.gamma), bd = to_d(in.beta), rd = to_d(in.dy);
         const double eps = g.eps, h = 1e-4;
-        auto L = [&](const dvec& x, const dvec& gm, const dvec& bt) { return dot(bn_forward_ref(P, C, x, gm, bt, eps).y, rd); };
+        auto L = [&](const dvec& x, const dvec& gm, const dvec& bt) {
+            return dot(bn_forward_ref(P, C, x, gm, bt, eps).y, rd);
+        };
         auto fd = [&](dvec v, std::size_t i, auto&& eval) {
             const double v0 = v[i];
             v[i] = v0 + h;
@@ -751,8 +767,10 @@ TEST_CASE("cpu batch_norm gradients agree with central finite differences throug
                 db_scale[c] += std::abs(rd[p * C + c]);
             }
             for (std::size_t p = 0; p < P; ++p)
-                dx_scale[p * C + c] = std::abs(gd[c]) * is * (std::abs(rd[p * C + c]) + db_scale[c] / static_cast<double>(P) +
-                                                              std::abs((xd[p * C + c] - ref.mean[c]) * is) * dg_scale[c] / static_cast<double>(P));
+                dx_scale[p * C + c] =
+                    std::abs(gd[c]) * is *
+                    (std::abs(rd[p * C + c]) + db_scale[c] / static_cast<double>(P) +
+                     std::abs((xd[p * C + c] - ref.mean[c]) * is) * dg_scale[c] / static_cast<double>(P));
         }
         check_close("dL/dx vs finite differences", dx, fd_x, dx_scale, 1e-5, 1e-7);
         check_close("dL/dgamma vs finite differences", dgamma, fd_g, dg_scale, 1e-5, 1e-7);
@@ -774,8 +792,15 @@ TEST_CASE("cpu max_pool forward/backward match a naive reference") {
     // 3x3 s2 p1 (ImageNet stem) on odd sizes, all-negative inputs (padding must act as -inf, not 0);
     // 2x2 s2 floor and ceil; a 3x3 s1 p1 case where windows overlap by two.
     const std::vector<pool_case> cases = {
-        {2, 7, 9, 3, 3, 2, 1, false, true}, {1, 8, 6, 2, 3, 2, 1, false, true}, {2, 7, 9, 3, 2, 2, 0, false, true},
-        {1, 7, 9, 2, 2, 2, 0, true, true},  {1, 5, 6, 4, 3, 1, 1, false, true}, {3, 7, 7, 5, 3, 2, 1, true, true}};
+        {2, 7, 9, 3, 3, 2, 1, false, true},
+        {1, 8, 6, 2, 3, 2, 1, false, true},
+        {2, 7, 9, 3, 2, 2, 0, false, true},
+        {1, 7, 9, 2, 2, 2, 0, true, true},
+        {1, 5, 6, 4, 3, 1, 1, false, true},
+        {3, 7, 7, 5, 3, 2, 1, true, true},
+        // ceil mode where ceil((in+2p-k)/s)+1 would add a window starting in the right padding (dropped)
+        {1, 5, 5, 2, 2, 2, 1, true, true},
+        {2, 4, 7, 3, 3, 3, 1, true, true}};
     std::uint64_t stream = 800;
     for (const auto& c : cases) {
         INFO(describe(c));
@@ -821,9 +846,9 @@ TEST_CASE("cpu avg_pool forward/backward match a naive reference (ceil mode, pad
         {2, 7, 9, 3, 3, 2, 1, false, true},   // padding counted: always divide by 9
         {2, 7, 9, 3, 3, 2, 1, false, false},  // padding not counted
         {1, 6, 6, 2, 3, 2, 1, true, true},    // ceil + padding counted: last window 2x2 of padded input
-        {1, 6, 6, 2, 3, 2, 1, true, false},
-        {3, 4, 5, 4, 2, 2, 1, false, false},
-        {1, 8, 8, 16, 2, 2, 0, false, true}};
+        {1, 6, 6, 2, 3, 2, 1, true, false},  {3, 4, 5, 4, 2, 2, 1, false, false}, {1, 8, 8, 16, 2, 2, 0, false, true},
+        {1, 5, 5, 2, 2, 2, 1, true, false},  // ceil: a 4th window would start in the right padding (dropped)
+        {2, 4, 7, 3, 3, 3, 1, true, true}};
     std::uint64_t stream = 900;
     for (const auto& c : cases) {
         INFO(describe(c));
@@ -975,7 +1000,8 @@ TEST_CASE("cpu linear_forward/backward match a naive reference and finite differ
             for (int j = 0; j < c.in; ++j)
                 for (int o = 0; o < c.out; ++o) {
                     const double rv = rd[static_cast<std::size_t>(i) * c.out + o];
-                    const double xv = xd[static_cast<std::size_t>(i) * c.in + j], wv = wd[static_cast<std::size_t>(j) * c.out + o];
+                    const double xv = xd[static_cast<std::size_t>(i) * c.in + j],
+                                 wv = wd[static_cast<std::size_t>(j) * c.out + o];
                     dx_want[static_cast<std::size_t>(i) * c.in + j] += rv * wv;
                     dx_scale[static_cast<std::size_t>(i) * c.in + j] += std::abs(rv * wv);
                     dw_want[static_cast<std::size_t>(j) * c.out + o] += xv * rv;
@@ -1005,10 +1031,10 @@ TEST_CASE("cpu linear_forward/backward match a naive reference and finite differ
             }
             return g;
         };
-        check_close("dL/dx vs finite differences", dx, fd_all(xd, [&](const dvec& v) { return L(v, wd, bd); }), dx_scale,
-                    1e-5, 1e-12);
-        check_close("dL/dw vs finite differences", dw, fd_all(wd, [&](const dvec& v) { return L(xd, v, bd); }), dw_scale,
-                    1e-5, 1e-12);
+        check_close("dL/dx vs finite differences", dx, fd_all(xd, [&](const dvec& v) { return L(v, wd, bd); }),
+                    dx_scale, 1e-5, 1e-12);
+        check_close("dL/dw vs finite differences", dw, fd_all(wd, [&](const dvec& v) { return L(xd, v, bd); }),
+                    dw_scale, 1e-5, 1e-12);
         if (c.bias)
             check_close("dL/db vs finite differences", db, fd_all(bd, [&](const dvec& v) { return L(xd, wd, v); }),
                         db_scale, 1e-5, 1e-12);
@@ -1034,7 +1060,8 @@ TEST_CASE("cpu softmax_cross_entropy: closed forms, float64 reference and finite
         }
         // Soft targets (label smoothing, eps = 0.1): still log K when the logits carry no information.
         for (int i = 0; i < n * k; ++i) q[i] = q[i] == 1.f ? 0.9f + 0.1f / k : 0.1f / k;
-        CHECK(tb::softmax_cross_entropy(n, k, z.data(), q.data(), nullptr) == doctest::Approx(std::log(10.0)).epsilon(1e-6));
+        CHECK(tb::softmax_cross_entropy(n, k, z.data(), q.data(), nullptr) ==
+              doctest::Approx(std::log(10.0)).epsilon(1e-6));
     }
     SUBCASE("two classes: loss = log(1 + exp(-a)) for logits (a, 0) and label 0") {
         for (const float a : {-3.f, -0.5f, 0.f, 1.25f, 8.f}) {
@@ -1055,7 +1082,7 @@ TEST_CASE("cpu softmax_cross_entropy: closed forms, float64 reference and finite
         const int n = 5, k = 7;
         const fvec z = uniform_vec(n * k, 1200, -4.f, 4.f);
         fvec q = uniform_vec(n * k, 1201, 0.f, 1.f);
-        q[2] = 0.f;  // a zero target entry (the kernel skips it in the loss)
+        q[2] = 0.f;                    // a zero target entry (the kernel skips it in the loss)
         for (int i = 0; i < n; ++i) {  // rows sum to 1: the kernel's precondition for dz = (p - q) / n
             float s = 0;
             for (int j = 0; j < k; ++j) s += q[i * k + j];
@@ -1098,7 +1125,8 @@ TEST_CASE("cpu softmax with temperature matches exp(z/T) / sum exp(z/T)") {
         fvec p(n * k, nan_f);
         tb::softmax(n, k, z.data(), T, p.data());
         const dvec want = softmax_ref(n, k, to_d(z), T);
-        check_close("p", p, want, want, 2e-6);
+        // exp((z - m) / T) with z - m rounded in float: relative error ~u * |z - m| / T <= 1.2e-6 at T = 0.5.
+        check_close("p", p, want, want, 4e-6);
         for (int i = 0; i < n; ++i) {
             double s = 0;
             for (int j = 0; j < k; ++j) s += p[i * k + j];
@@ -1135,11 +1163,13 @@ TEST_CASE("cpu conv2d rejects bad shapes with a tricks::shape_error naming the n
         // 3x4 input, pad 1 -> 5x6 padded; a 7x3 kernel does not fit.
         all_three(geometry(conv_case{1, 3, 4, 2, 2, 7, 3, 1, 1}), {"7x3", "5x6"});
     }
-    SUBCASE("kernel wider than the padded input") { all_three(geometry(conv_case{1, 9, 2, 1, 1, 3, 5, 2, 1}), {"3x5", "11x4"}); }
+    SUBCASE("kernel wider than the padded input") {
+        all_three(geometry(conv_case{1, 9, 2, 1, 1, 3, 5, 2, 1}), {"3x5", "11x4"});
+    }
     SUBCASE("is a tricks::error") {
-        CHECK_THROWS_AS(tb::conv2d_forward(geometry(conv_case{0, 5, 5, 3, 4, 3, 3, 1, 1}), buf.data(), buf.data(),
-                                           buf.data(), ws),
-                        tricks::error);
+        CHECK_THROWS_AS(
+            tb::conv2d_forward(geometry(conv_case{0, 5, 5, 3, 4, 3, 3, 1, 1}), buf.data(), buf.data(), buf.data(), ws),
+            tricks::error);
     }
     SUBCASE("a kernel exactly as large as the padded input is fine") {
         const conv_case c{1, 3, 4, 1, 1, 5, 6, 1, 1};
@@ -1160,8 +1190,10 @@ TEST_CASE("cpu pooling rejects a window larger than the padded input") {
     for (const bool is_max : {true, false}) {
         INFO((is_max ? "max_pool" : "avg_pool"));
         const std::string msg = shape_error_message([&] {
-            if (is_max) tb::max_pool_forward(g, buf.data(), buf.data(), arg.data());
-            else tb::avg_pool_forward(g, buf.data(), buf.data());
+            if (is_max)
+                tb::max_pool_forward(g, buf.data(), buf.data(), arg.data());
+            else
+                tb::avg_pool_forward(g, buf.data(), buf.data());
         });
         INFO("message: " << msg);
         CHECK(contains(msg, "tricks::"));
@@ -1189,8 +1221,10 @@ TEST_CASE("cpu conv2d and batch_norm results are bit-identical on 1, 2 and 3 thr
     SUBCASE("conv2d") {
         // Filter-gradient partial-sum counts: 16 groups over 20 tiles (im2col), 8 row tiles (pointwise),
         // 4 groups over 5 tiles (k*cout > 2^18); plus multi-tile images.
-        const std::vector<conv_case> cases = {{20, 8, 8, 8, 16, 3, 3, 1, 1}, {4, 32, 32, 8, 8, 1, 1, 1, 0},
-                                              {5, 3, 3, 128, 256, 3, 3, 1, 1}, {2, 24, 24, 16, 3, 3, 3, 1, 1},
+        const std::vector<conv_case> cases = {{20, 8, 8, 8, 16, 3, 3, 1, 1},
+                                              {4, 32, 32, 8, 8, 1, 1, 1, 0},
+                                              {5, 3, 3, 128, 256, 3, 3, 1, 1},
+                                              {2, 24, 24, 16, 3, 3, 3, 1, 1},
                                               {3, 9, 7, 5, 16, 7, 7, 2, 3}};
         std::uint64_t stream = 1400;
         for (const auto& c : cases) {
@@ -1200,8 +1234,8 @@ TEST_CASE("cpu conv2d and batch_norm results are bit-identical on 1, 2 and 3 thr
             const fvec x = uniform_vec(ref.x_size(), stream++), w = uniform_vec(ref.w_size(), stream++),
                        dy = uniform_vec(ref.y_size(), stream++);
             std::vector<fvec> ys, dxs, dws;
-            tb::workspace shared_ws;  // reused across thread counts (grows when threads are added)
-            for (const int threads : {1, 2, 3, 2, 1}) {
+            tb::workspace shared_ws;               // reused across thread counts (grows when threads are added)
+            for (const int threads : {1, 3, 2}) {  // shared_ws grows at 3 threads, is reused at 2
                 omp_set_num_threads(threads);
                 REQUIRE(omp_get_max_threads() == threads);
                 tb::workspace ws;
@@ -1243,7 +1277,8 @@ TEST_CASE("cpu conv2d and batch_norm results are bit-identical on 1, 2 and 3 thr
                                         dx.data(), dgamma.data(), dbeta.data(), ws);
                 runs.push_back({y, mean, inv_std, rmean, rvar, dx, dgamma, dbeta});
             }
-            const char* names[] = {"y", "save_mean", "save_inv_std", "running_mean", "running_var", "dx", "dgamma", "dbeta"};
+            const char* names[] = {"y",           "save_mean", "save_inv_std", "running_mean",
+                                   "running_var", "dx",        "dgamma",       "dbeta"};
             for (std::size_t r = 1; r < runs.size(); ++r)
                 for (std::size_t i = 0; i < runs[0].size(); ++i) {
                     INFO(names[i] << ": " << r + 1 << " threads vs 1");

@@ -31,7 +31,7 @@ template <class F>
 void channel_sums(std::size_t pixels, int C, workspace& ws, std::size_t slot0, double* out, F&& f) {
     const std::ptrdiff_t chunks = bn_chunks(pixels);
     ws.reserve(slot0 + static_cast<std::size_t>(chunks), static_cast<std::size_t>(C));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (pixels * static_cast<std::size_t>(C) >= parallel_grain)
     for (std::ptrdiff_t ch = 0; ch < chunks; ++ch) {
         float* acc = ws.get(slot0 + static_cast<std::size_t>(ch), 0);
         std::fill_n(acc, C, 0.f);
@@ -88,7 +88,7 @@ inline void batch_norm_forward_train(const batch_norm_geometry& g, const float* 
         b[c] = beta[c] - save_mean[c] * a[c];
     }
     const std::ptrdiff_t P = static_cast<std::ptrdiff_t>(g.pixels);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (g.pixels * static_cast<std::size_t>(C) >= parallel_grain)
     for (std::ptrdiff_t p = 0; p < P; ++p) {
         const float* xp = x + p * C;
         float* yp = y + p * C;
@@ -108,7 +108,7 @@ inline void batch_norm_forward_eval(const batch_norm_geometry& g, const float* x
         b[c] = beta[c] - running_mean[c] * a[c];
     }
     const std::ptrdiff_t P = static_cast<std::ptrdiff_t>(g.pixels);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (g.pixels * static_cast<std::size_t>(C) >= parallel_grain)
     for (std::ptrdiff_t p = 0; p < P; ++p) {
         const float* xp = x + p * C;
         float* yp = y + p * C;
@@ -149,7 +149,7 @@ inline void batch_norm_backward(const batch_norm_geometry& g, const float* x, co
         k3[c] = static_cast<float>(-gamma[c] * is * db / m);
     }
     const std::ptrdiff_t P = static_cast<std::ptrdiff_t>(g.pixels);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (g.pixels * static_cast<std::size_t>(C) >= parallel_grain)
     for (std::ptrdiff_t p = 0; p < P; ++p) {
         const float* xp = x + p * C;
         const float* dp = dy + p * C;

@@ -6,6 +6,7 @@
 #include <limits>
 #include <vector>
 
+#include "tricks/backend/cpu/workspace.hpp"
 #include "tricks/core/error.hpp"
 #include "tricks/core/shape.hpp"
 
@@ -34,7 +35,7 @@ struct pool_geometry {
 inline void max_pool_forward(const pool_geometry& g, const float* x, float* y, std::int32_t* argmax) {
     g.validate("tricks::max_pool");
     const int oh = g.out_h(), ow = g.out_w(), C = g.in.c, H = g.in.h, W = g.in.w;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (g.in.size() >= parallel_grain)
     for (int n = 0; n < g.in.n; ++n) {
         for (int oy = 0; oy < oh; ++oy)
             for (int ox = 0; ox < ow; ++ox) {
@@ -62,7 +63,7 @@ inline void max_pool_forward(const pool_geometry& g, const float* x, float* y, s
 inline void max_pool_backward(const pool_geometry& g, const float* dy, const std::int32_t* argmax, float* dx) {
     const std::size_t in_img = static_cast<std::size_t>(g.in.h) * g.in.w * g.in.c;
     const std::size_t out_img = static_cast<std::size_t>(g.out_h()) * g.out_w() * g.in.c;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (g.in.size() >= parallel_grain)
     for (int n = 0; n < g.in.n; ++n) {
         std::fill_n(dx + n * in_img, in_img, 0.f);
         for (std::size_t o = n * out_img; o < (n + 1) * out_img; ++o) dx[argmax[o]] += dy[o];
@@ -90,7 +91,7 @@ inline pool_window avg_window(const pool_geometry& g, int oy, int ox) {
 inline void avg_pool_forward(const pool_geometry& g, const float* x, float* y) {
     g.validate("tricks::avg_pool");
     const int oh = g.out_h(), ow = g.out_w(), C = g.in.c, H = g.in.h, W = g.in.w;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (g.in.size() >= parallel_grain)
     for (int n = 0; n < g.in.n; ++n)
         for (int oy = 0; oy < oh; ++oy)
             for (int ox = 0; ox < ow; ++ox) {
@@ -110,7 +111,7 @@ inline void avg_pool_forward(const pool_geometry& g, const float* x, float* y) {
 inline void avg_pool_backward(const pool_geometry& g, const float* dy, float* dx) {
     const int oh = g.out_h(), ow = g.out_w(), C = g.in.c, H = g.in.h, W = g.in.w;
     const std::size_t in_img = static_cast<std::size_t>(H) * W * C;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (g.in.size() >= parallel_grain)
     for (int n = 0; n < g.in.n; ++n) {
         std::fill_n(dx + n * in_img, in_img, 0.f);
         for (int oy = 0; oy < oh; ++oy)
@@ -133,7 +134,7 @@ inline void global_avg_pool_forward(shape4 in, const float* x, float* y) {
     const int C = in.c;
     const std::size_t hw = static_cast<std::size_t>(in.h) * in.w;
     const float inv = 1.f / static_cast<float>(hw);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (in.size() >= parallel_grain)
     for (int n = 0; n < in.n; ++n) {
         float* yo = y + static_cast<std::size_t>(n) * C;
         std::fill_n(yo, C, 0.f);
@@ -148,7 +149,7 @@ inline void global_avg_pool_backward(shape4 in, const float* dy, float* dx) {
     const int C = in.c;
     const std::size_t hw = static_cast<std::size_t>(in.h) * in.w;
     const float inv = 1.f / static_cast<float>(hw);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (in.size() >= parallel_grain)
     for (int n = 0; n < in.n; ++n) {
         const float* d = dy + static_cast<std::size_t>(n) * C;
         float* o = dx + n * hw * C;

@@ -35,4 +35,9 @@ private:
 
 inline int max_threads() noexcept { return omp_get_max_threads(); }
 
+/// Below this many elements (or ~8x this many MACs) a kernel runs on the calling thread: waking
+/// a thread team costs more than the work, and much more when the cores are oversubscribed.
+/// Only who runs a tile changes, never the tiles, so results are the same either way.
+inline constexpr std::size_t parallel_grain = std::size_t{1} << 15;
+
 }  // namespace tricks::backend
