@@ -17,3 +17,33 @@ if(NOT TRICKS_CUDA STREQUAL "OFF")
   endif()
 endif()
 message(STATUS "tricks: CUDA backend ${TRICKS_CUDA_ENABLED} (TRICKS_CUDA=${TRICKS_CUDA})")
+
+# ---- tricks::cuda: the CUDA backend's INTERFACE target -------------------------------------------
+# Header-only (include/tricks/backend/cuda/*.cuh): a consumer compiles the translation units that
+# include them with nvcc (CUDA language) and links tricks::cuda.
+if(TRICKS_CUDA_ENABLED AND NOT TARGET tricks_cuda)
+  add_library(tricks_cuda INTERFACE)
+  add_library(tricks::cuda ALIAS tricks_cuda)
+  target_link_libraries(tricks_cuda INTERFACE tricks::tricks CUDA::cudart CUDA::cublas CUDNN::cudnn)
+  # C++20 for nvcc. Not `cuda_std_20`: CMake 3.25 does not know it for nvcc 13. A consumer that sets
+  # CUDA_STANDARD itself gets its own flag only.
+  target_compile_options(tricks_cuda INTERFACE
+    "$<$<AND:$<COMPILE_LANGUAGE:CUDA>,$<NOT:$<BOOL:$<TARGET_PROPERTY:CUDA_STANDARD>>>>:-std=c++20>")
+  # Eigen (pulled in by the core headers) is host-only here: without EIGEN_NO_CUDA it would add
+  # __host__ __device__ annotations under nvcc (warnings, and code that differs from the .cpp TUs).
+  target_compile_definitions(tricks_cuda INTERFACE $<$<COMPILE_LANGUAGE:CUDA>:EIGEN_NO_CUDA>)
+endif()
+
+# tricks_enable_cuda(): enables the CUDA language in the calling directory (tests/cuda, bench/gpu),
+# for sm_90 unless CMAKE_CUDA_ARCHITECTURES is given, with the shared CUDA runtime (the one
+# CUDA::cudart names; mixing it with the static default would load two runtimes).
+macro(tricks_enable_cuda)
+  if(NOT TARGET tricks::cuda)
+    message(FATAL_ERROR "tricks: ${CMAKE_CURRENT_SOURCE_DIR} needs the CUDA backend (TRICKS_CUDA_ENABLED)")
+  endif()
+  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES OR "${CMAKE_CUDA_ARCHITECTURES}" STREQUAL "")
+    set(CMAKE_CUDA_ARCHITECTURES 90 CACHE STRING "CUDA architectures of tricks' CUDA tests and benchmarks")
+  endif()
+  enable_language(CUDA)
+  set(CMAKE_CUDA_RUNTIME_LIBRARY Shared)
+endmacro()

@@ -56,6 +56,7 @@ const char* usage =
     "  --resume FILE     continue from a checkpoint written by an earlier run with the same settings\n"
     "  --train-images N  train on the first N images only (quick runs)\n"
     "  --steps N         at most N steps per epoch (quick runs)\n"
+    "  --stop-after N    stop after N epochs, leaving a checkpoint to --resume from (time-boxed runs)\n"
     "  --quiet           no progress output\n"
     "  --help            this text\n";
 
@@ -100,6 +101,7 @@ cli parse(int argc, char** argv) {
         else if (a == "--width") c.width = number<int>(a, take());
         else if (a == "--train-images") c.train_images = number<long>(a, take());
         else if (a == "--steps") c.opt.max_steps_per_epoch = number<int>(a, take());
+        else if (a == "--stop-after") c.opt.stop_after_epochs = number<int>(a, take());
         else if (a == "--data") { if (!v) fail("--data needs a folder"); c.data_dir = take(); }
         else if (a == "--out") { if (!v) fail("--out needs a folder"); c.out_dir = take(); }
         else if (a == "--resume") { if (!v) fail("--resume needs a file"); c.resume = take(); }
