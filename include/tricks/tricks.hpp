@@ -1,5 +1,9 @@
 #pragma once
 // tricks — the Bag of Tricks for Image Classification (He et al., 2019) as C++20 policy types.
+#include "tricks/ablation/grid.hpp"
+#include "tricks/ablation/plot.hpp"
+#include "tricks/ablation/report.hpp"
+#include "tricks/ablation/runner.hpp"
 #include "tricks/backend/cpu.hpp"
 #include "tricks/core/dtype.hpp"
 #include "tricks/core/error.hpp"
