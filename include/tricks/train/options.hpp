@@ -27,6 +27,8 @@ struct options {
     bool progress = true;              // progress on stderr
     std::filesystem::path checkpoint;  // if set: written (atomically) at the end of every epoch
     int max_steps_per_epoch = 0;       // 0: the whole epoch (tests and smoke runs use fewer)
+    int stop_after_epochs = 0;         // 0: run all epochs; >0: fit() returns once this many epochs are
+                                       // done, counting resumed ones (interruption tests, time-boxed runs)
 };
 
 }  // namespace tricks

@@ -127,7 +127,8 @@ public:
         const auto run_start = std::chrono::steady_clock::now();
         const int first_epoch = static_cast<int>(hist_.epochs.size());
 
-        for (int e = first_epoch; e < opt_.epochs; ++e) {
+        const int last_epoch = opt_.stop_after_epochs > 0 ? std::min(opt_.epochs, opt_.stop_after_epochs) : opt_.epochs;
+        for (int e = first_epoch; e < last_epoch; ++e) {
             const auto t0 = std::chrono::steady_clock::now();
             train_loader.start_epoch(e);
             double loss_sum = 0;
