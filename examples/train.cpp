@@ -43,7 +43,7 @@ const char* usage =
     "  --epochs N        training epochs (default 5)\n"
     "  --batch N         batch size (default 128)\n"
     "  --lr X            base learning rate at batch 256; the run uses lr * batch / 256 (default 0.4)\n"
-    "  --wd X            weight decay on conv/linear weights (default 5e-5)\n"
+    "  --wd X            weight decay on conv/linear weights (default 5e-4)\n"
     "  --warmup N        warmup epochs (default 1)\n"
     "  --smoothing X     label smoothing epsilon (default 0.1)\n"
     "  --mixup X         mixup alpha (default 0.2)\n"
@@ -80,7 +80,7 @@ cli parse(int argc, char** argv) {
     c.opt.epochs = 5;
     c.opt.batch = 128;
     c.opt.lr = 0.4;
-    c.opt.weight_decay = 5e-5;
+    c.opt.weight_decay = 5e-4;
     c.opt.warmup_epochs = 1;
     for (int i = 1; i < argc; ++i) {
         const std::string_view a = argv[i];

@@ -37,7 +37,9 @@ public:
 
     /// Writes the file atomically: `path.tmp` is written and flushed, then renamed over `path`.
     void commit(const std::filesystem::path& path) const {
-        if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
+        if (std::error_code dir_ec; path.has_parent_path() && !std::filesystem::create_directories(path.parent_path(), dir_ec) && dir_ec)
+            throw data_error(detail::cat("tricks::checkpoint: cannot create directory ", path.parent_path().string(), " for ",
+                                         path.string(), ": ", dir_ec.message()));
         const auto tmp = std::filesystem::path(path.string() + ".tmp");
         {
             std::ofstream f(tmp, std::ios::binary | std::ios::trunc);

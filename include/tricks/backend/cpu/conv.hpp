@@ -5,7 +5,9 @@
 //
 // Determinism: work is split into tiles whose boundaries depend only on the shapes, never on the
 // thread count, and reductions over tiles (the filter gradient) add partial sums in a fixed order.
-// Same input -> same bits, on 1 thread or 16.
+// Same input -> same bits, on 1 thread or 16. Every Eigen product runs inside our own parallel
+// region (so Eigen stays serial there): Eigen's own multi-threaded GEMM re-blocks the inner
+// dimension by thread count, which would change the summation order. Hence no `if` clauses here.
 #include <Eigen/Core>
 #include <algorithm>
 #include <cstring>
@@ -114,7 +116,7 @@ inline void conv2d_forward(const conv_geometry& g, const float* x, const float* 
         const std::ptrdiff_t rows = static_cast<std::ptrdiff_t>(g.in.pixels());
         const std::ptrdiff_t block = 512;
         const std::ptrdiff_t tiles = (rows + block - 1) / block;
-#pragma omp parallel for schedule(static) if (static_cast<std::size_t>(rows) * k * cout >= parallel_grain * 8)
+#pragma omp parallel for schedule(static)
         for (std::ptrdiff_t t = 0; t < tiles; ++t) {
             const std::ptrdiff_t r0 = t * block, nr = std::min(block, rows - r0);
             map(y + r0 * cout, nr, cout).noalias() = cmap_u(x + r0 * k, nr, k) * W;
@@ -126,7 +128,7 @@ inline void conv2d_forward(const conv_geometry& g, const float* x, const float* 
     const std::ptrdiff_t tiles = static_cast<std::ptrdiff_t>(g.in.n) * tiles_per_img;
     const std::size_t in_img = static_cast<std::size_t>(g.in.h) * g.in.w * g.in.c;
     ws.reserve(static_cast<std::size_t>(max_threads()), static_cast<std::size_t>(tile) * k);
-#pragma omp parallel for schedule(static) if (static_cast<std::size_t>(tiles) * tile * k * cout >= parallel_grain * 8)
+#pragma omp parallel for schedule(static)
     for (std::ptrdiff_t t = 0; t < tiles; ++t) {
         const int img = static_cast<int>(t / tiles_per_img);
         const int p0 = static_cast<int>(t % tiles_per_img) * tile, cnt = std::min(tile, opix - p0);
@@ -148,7 +150,7 @@ inline void conv2d_backward_data(const conv_geometry& g, const float* dy, const 
         const std::ptrdiff_t rows = static_cast<std::ptrdiff_t>(g.in.pixels());
         const std::ptrdiff_t block = 512;
         const std::ptrdiff_t tiles = (rows + block - 1) / block;
-#pragma omp parallel for schedule(static) if (static_cast<std::size_t>(rows) * k * cout >= parallel_grain * 8)
+#pragma omp parallel for schedule(static)
         for (std::ptrdiff_t t = 0; t < tiles; ++t) {
             const std::ptrdiff_t r0 = t * block, nr = std::min(block, rows - r0);
             map(dx + r0 * k, nr, k).noalias() = cmap_u(dy + r0 * cout, nr, cout) * W.transpose();
@@ -159,7 +161,7 @@ inline void conv2d_backward_data(const conv_geometry& g, const float* dy, const 
     const int tile = tile_pixels(k, opix);
     const std::size_t in_img = static_cast<std::size_t>(g.in.h) * g.in.w * g.in.c;
     ws.reserve(static_cast<std::size_t>(max_threads()), static_cast<std::size_t>(tile) * k);
-#pragma omp parallel for schedule(static) if (static_cast<std::size_t>(g.in.n) * opix * k * cout >= parallel_grain * 8)
+#pragma omp parallel for schedule(static)
     for (int img = 0; img < g.in.n; ++img) {
         float* col = ws.get(static_cast<std::size_t>(omp_get_thread_num()), 0);
         float* dxi = dx + img * in_img;
@@ -193,7 +195,7 @@ inline void conv2d_backward_filter(const conv_geometry& g, const float* x, const
     // slots [0, groups): partial dW; slots [groups, groups + threads): im2col tiles.
     ws.reserve(static_cast<std::size_t>(groups), wsize);
     for (std::size_t s = 0; s < nthreads; ++s) ws.get(static_cast<std::size_t>(groups) + s, pw ? 1 : static_cast<std::size_t>(tile) * k);
-#pragma omp parallel for schedule(static) if (static_cast<std::size_t>(rows) * k * cout >= parallel_grain * 8)
+#pragma omp parallel for schedule(static)
     for (std::ptrdiff_t gi = 0; gi < groups; ++gi) {
         float* part = ws.get(static_cast<std::size_t>(gi), 0);
         map P(part, k, cout);

@@ -1,0 +1,417 @@
+// Checkpoints: the container (round trip of every field kind, atomic write, truncation, corruption,
+// bad magic and version, wrong field names and sizes), model sections (fingerprints: loading into
+// another model type is an error naming both), and the trainer's resume: an interrupted run resumed
+// from its checkpoint ends with the same bits as the uninterrupted run.
+#include <doctest/doctest.h>
+#include <omp.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "tricks/io/checkpoint.hpp"
+#include "tricks/models/cifar_resnet.hpp"
+#include "tricks/train/trainer.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace tricks;
+
+/// A fresh directory under the system temp dir, removed with everything in it at scope exit.
+struct ck_temp_dir {
+    fs::path path;
+    ck_temp_dir() {
+        std::random_device rd;
+        path = fs::temp_directory_path() /
+               ("tricks_test_ckpt_" + std::to_string(::getpid()) + "_" + std::to_string(rd()) + std::to_string(rd()));
+        fs::create_directories(path);
+    }
+    ~ck_temp_dir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+    ck_temp_dir(const ck_temp_dir&) = delete;
+    ck_temp_dir& operator=(const ck_temp_dir&) = delete;
+    fs::path operator/(const std::string& name) const { return path / name; }
+};
+
+std::string read_all(const fs::path& p) {
+    std::ifstream f(p, std::ios::binary);
+    return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+void write_all(const fs::path& p, const std::string& bytes) {
+    std::ofstream f(p, std::ios::binary | std::ios::trunc);
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    REQUIRE(f.good());
+}
+
+/// The message of the tricks::data_error that opening `p` throws ("" if none is thrown).
+std::string open_error(const fs::path& p) {
+    try {
+        io::checkpoint_reader r(p);
+    } catch (const data_error& e) {
+        return e.what();
+    }
+    return "";
+}
+
+/// One file with every field kind, including awkward values.
+void write_sample(const fs::path& p) {
+    io::checkpoint_writer w;
+    w.u64("u", std::numeric_limits<std::uint64_t>::max());
+    w.i64("i", std::numeric_limits<std::int64_t>::min());
+    w.f64("pi", 3.141592653589793);
+    w.f64("negzero", -0.0);
+    w.str("text", std::string("with\0nul and \xff bytes", 20));
+    w.str("empty", "");
+    const float fl[] = {1.5f, -0.f, std::numeric_limits<float>::denorm_min(), std::numeric_limits<float>::infinity(),
+                        std::numeric_limits<float>::max()};
+    w.floats("floats", fl);
+    w.floats("none", std::span<const float>{});
+    w.commit(p);
+}
+
+// header: magic (8) + version (4) + payload bytes (8); trailer: checksum (8)
+constexpr std::size_t header_bytes = 20, trailer_bytes = 8;
+
+using ck_net = models::cifar_resnet<8, width<8>, in_channels<1>, classes<10>, tweak::avg_down, init::zero_gamma>;
+using ck_other_net = models::cifar_resnet<8, width<8>, in_channels<1>, classes<10>>;  // projection shortcuts, not avg_down
+using ck_recipe = recipe<lr::warmup<epochs<1>>, lr::cosine, loss::label_smoothing, mix::mixup, decay::no_bias_decay>;
+
+template <class Model>
+std::vector<float> all_state(Model& m) {
+    std::vector<float> v;
+    for (auto* p : m.parameters()) v.insert(v.end(), p->value.span().begin(), p->value.span().end());
+    for (auto* b : m.buffers()) v.insert(v.end(), b->span().begin(), b->span().end());
+    return v;
+}
+bool bit_equal(const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+/// Synthetic 28x28 grey images, class k with brightness 20k plus noise (learnable, no files needed).
+data::dataset ck_synthetic(int n, std::uint64_t seed) {
+    data::dataset d;
+    d.name = "synthetic";
+    d.n = n;
+    d.h = d.w = 28;
+    d.c = 1;
+    d.classes = 10;
+    d.pixels.resize(static_cast<std::size_t>(n) * 28 * 28);
+    d.labels.resize(static_cast<std::size_t>(n));
+    rng r(seed, 98);
+    for (int i = 0; i < n; ++i) {
+        const int k = static_cast<int>(r.below(10));
+        d.labels[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(k);
+        for (std::size_t p = 0; p < 28 * 28; ++p)
+            d.pixels[static_cast<std::size_t>(i) * 28 * 28 + p] = static_cast<std::uint8_t>(20 * k + r.below(60));
+    }
+    return d;
+}
+
+/// options.threads > 0 sets OpenMP's thread count for the whole process; put it back afterwards.
+struct ck_threads_guard {
+    int saved = omp_get_max_threads();
+    ck_threads_guard() = default;
+    ck_threads_guard(const ck_threads_guard&) = delete;
+    ck_threads_guard& operator=(const ck_threads_guard&) = delete;
+    ~ck_threads_guard() { omp_set_num_threads(saved); }
+};
+
+/// One thread: this small net gains nothing from two, and on a shared 2-core machine two OpenMP
+/// threads slow to a crawl whenever another process holds a core (libgomp spin-waits).
+options resume_options() {
+    options o;
+    o.progress = false;
+    o.threads = 1;
+    o.epochs = 2;
+    o.batch = 32;
+    o.lr = 0.2;
+    o.max_steps_per_epoch = 8;
+    o.seed = 21;
+    return o;
+}
+
+}  // namespace
+
+TEST_CASE("checkpoint: every field kind round-trips bit for bit") {
+    ck_temp_dir dir;
+    const fs::path p = dir / "sample.ckpt";
+    write_sample(p);
+    io::checkpoint_reader r(p);
+    CHECK(r.path() == p.string());
+    CHECK(r.u64("u") == std::numeric_limits<std::uint64_t>::max());
+    CHECK(r.i64("i") == std::numeric_limits<std::int64_t>::min());
+    CHECK(r.f64("pi") == 3.141592653589793);
+    const double nz = r.f64("negzero");
+    CHECK(nz == 0.0);
+    CHECK(std::signbit(nz));
+    CHECK(r.str("text") == std::string("with\0nul and \xff bytes", 20));
+    CHECK(r.str("empty").empty());
+    float fl[5] = {};
+    r.floats("floats", fl);
+    CHECK(fl[0] == 1.5f);
+    CHECK((fl[1] == 0.f && std::signbit(fl[1])));
+    CHECK(fl[2] == std::numeric_limits<float>::denorm_min());
+    CHECK(fl[3] == std::numeric_limits<float>::infinity());
+    CHECK(fl[4] == std::numeric_limits<float>::max());
+    CHECK_FALSE(r.at_end());
+    r.floats("none", std::span<float>{});
+    CHECK(r.at_end());
+    // reading past the last field names the field that was wanted
+    CHECK_THROWS_WITH_AS(r.u64("more"), doctest::Contains("ends before field 'more'"), data_error);
+}
+
+TEST_CASE("checkpoint: written atomically, no temporary left; a rewrite replaces the file") {
+    ck_temp_dir dir;
+    const fs::path p = dir / "sub" / "dir" / "a.ckpt";  // parent directories are created
+    write_sample(p);
+    CHECK(fs::exists(p));
+    CHECK_FALSE(fs::exists(p.string() + ".tmp"));
+    io::checkpoint_writer w;
+    w.i64("only", 7);
+    w.commit(p);
+    CHECK_FALSE(fs::exists(p.string() + ".tmp"));
+    io::checkpoint_reader r(p);
+    CHECK(r.i64("only") == 7);
+    CHECK(r.at_end());
+    CHECK(fs::file_size(p) == header_bytes + (4 + 4 + 8 + 8) + trailer_bytes);  // one field: name length, name, size, value
+    // a stale temporary from a crashed writer is simply overwritten
+    write_all(p.string() + ".tmp", "garbage");
+    w.commit(p);
+    CHECK_FALSE(fs::exists(p.string() + ".tmp"));
+    CHECK(io::checkpoint_reader(p).i64("only") == 7);
+    // an unwritable destination is a tricks::data_error naming the file, not a crash
+    const std::string dir_msg = "cannot create directory " + p.string();
+    CHECK_THROWS_WITH_AS(w.commit(p / "inside_a_file.ckpt"), doctest::Contains(dir_msg.c_str()), data_error);
+}
+
+TEST_CASE("checkpoint: a truncated file is reported with the path, at every cut") {
+    ck_temp_dir dir;
+    const fs::path good = dir / "good.ckpt";
+    write_sample(good);
+    const std::string bytes = read_all(good);
+    REQUIRE(bytes.size() > header_bytes + trailer_bytes + 40);
+    const fs::path cut = dir / "cut.ckpt";
+    for (std::size_t len : {std::size_t{0}, std::size_t{5}, std::size_t{8}, std::size_t{19}, std::size_t{27},
+                            header_bytes + trailer_bytes, header_bytes + 10, bytes.size() / 2, bytes.size() - 9,
+                            bytes.size() - 1}) {
+        CAPTURE(len);
+        write_all(cut, bytes.substr(0, len));
+        const std::string msg = open_error(cut);
+        CHECK(msg.find("truncated") != std::string::npos);
+        CHECK(msg.find(cut.string()) != std::string::npos);
+    }
+    // and an extra byte at the end is not silently ignored either
+    write_all(cut, bytes + "x");
+    CHECK_FALSE(open_error(cut).empty());
+    CHECK_THROWS_WITH_AS(io::checkpoint_reader(dir / "missing.ckpt"), doctest::Contains("cannot open"), data_error);
+}
+
+TEST_CASE("checkpoint: a flipped byte anywhere in the payload or checksum is a checksum mismatch") {
+    ck_temp_dir dir;
+    const fs::path good = dir / "good.ckpt";
+    write_sample(good);
+    const std::string bytes = read_all(good);
+    const fs::path bad = dir / "bad.ckpt";
+    for (std::size_t at : {header_bytes, header_bytes + 4, header_bytes + 30, bytes.size() / 2,
+                           bytes.size() - trailer_bytes - 1, bytes.size() - 1}) {
+        CAPTURE(at);
+        std::string b = bytes;
+        b[at] = static_cast<char>(b[at] ^ 0x10);
+        write_all(bad, b);
+        const std::string msg = open_error(bad);
+        CHECK(msg.find("checksum mismatch") != std::string::npos);
+        CHECK(msg.find(bad.string()) != std::string::npos);
+    }
+}
+
+TEST_CASE("checkpoint: bad magic and another format version") {
+    ck_temp_dir dir;
+    const fs::path good = dir / "good.ckpt";
+    write_sample(good);
+    const std::string bytes = read_all(good);
+    const fs::path bad = dir / "bad.ckpt";
+    std::string b = bytes;
+    b[0] = 'X';
+    write_all(bad, b);
+    CHECK(open_error(bad).find("not a tricks checkpoint (bad magic)") != std::string::npos);
+    write_all(bad, std::string(bytes.size(), '\0'));
+    CHECK(open_error(bad).find("bad magic") != std::string::npos);
+    b = bytes;
+    b[8] = 2;  // version 2
+    write_all(bad, b);
+    CHECK(open_error(bad).find("format version 2, this build reads version 1") != std::string::npos);
+}
+
+TEST_CASE("checkpoint: a wrong field name, size or count names what was expected and found") {
+    ck_temp_dir dir;
+    const fs::path p = dir / "f.ckpt";
+    io::checkpoint_writer w;
+    w.u64("alpha", 1);
+    w.str("name", "abc");
+    const float v[3] = {1, 2, 3};
+    w.floats("vec", v);
+    w.commit(p);
+    {
+        io::checkpoint_reader r(p);
+        CHECK_THROWS_WITH_AS(r.u64("beta"), doctest::Contains("expected field 'beta', found 'alpha'"), data_error);
+    }
+    {
+        io::checkpoint_reader r(p);
+        (void)r.u64("alpha");
+        CHECK_THROWS_WITH_AS(r.f64("name"), doctest::Contains("field 'name' has 3 bytes, expected 8"), data_error);
+    }
+    {
+        io::checkpoint_reader r(p);
+        (void)r.u64("alpha");
+        (void)r.str("name");
+        float four[4];
+        CHECK_THROWS_WITH_AS(r.floats("vec", four), doctest::Contains("field 'vec' holds 3 floats, expected 4"), data_error);
+    }
+}
+
+TEST_CASE("checkpoint: a model round-trips; another model type is refused, naming both") {
+    ck_temp_dir dir;
+    const fs::path p = dir / "model.ckpt";
+    ck_net a;
+    a.init(5);
+    // make the BN running statistics non-trivial so buffers are checked too
+    for (auto* b : a.buffers())
+        for (std::size_t i = 0; i < b->size(); ++i) (*b)[i] += 0.001f * static_cast<float>(i + 1);
+    {
+        io::checkpoint_writer w;
+        io::save_model(w, a);
+        w.commit(p);
+    }
+    ck_net b;
+    b.init(6);
+    CHECK_FALSE(bit_equal(all_state(a), all_state(b)));
+    io::load_model(p, b);
+    CHECK(bit_equal(all_state(a), all_state(b)));
+
+    ck_other_net other;
+    other.init(5);
+    const std::vector<float> before = all_state(other);
+    REQUIRE(ck_net::fingerprint() != ck_other_net::fingerprint());
+    try {
+        io::load_model(p, other);
+        FAIL("loading a " << ck_net::name() << " into a " << ck_other_net::name() << " succeeded");
+    } catch (const data_error& e) {
+        const std::string msg = e.what();
+        CAPTURE(msg);
+        CHECK(msg.find("cannot be loaded into") != std::string::npos);
+        CHECK(msg.find(ck_net::name()) != std::string::npos);
+        CHECK(msg.find(ck_other_net::name()) != std::string::npos);
+        CHECK(msg.find(p.string()) != std::string::npos);
+    }
+    CHECK(bit_equal(all_state(other), before));  // nothing was half-loaded
+}
+
+TEST_CASE("trainer resume: interrupted after epoch 1 and resumed gives the uninterrupted run's bits") {
+    const ck_threads_guard keep_threads;
+    ck_temp_dir dir;
+    const auto train = ck_synthetic(512, 1), test = ck_synthetic(64, 2);
+    const fs::path p = dir / "run.ckpt";
+
+    // A: 2 epochs straight (warmup over epoch 1, cosine over epoch 2, label smoothing, mixup)
+    trainer<ck_net, ck_recipe> a(resume_options());
+    const history ha = a.fit(train, test);
+    REQUIRE(ha.epochs.size() == 2);
+
+    // B: the same run, stopped after epoch 1 (its checkpoint is what an interrupted run leaves)
+    options ob = resume_options();
+    ob.checkpoint = p;
+    ob.stop_after_epochs = 1;
+    trainer<ck_net, ck_recipe> b(ob);
+    const history hb = b.fit(train, test);
+    REQUIRE(hb.epochs.size() == 1);
+    REQUIRE(fs::exists(p));
+    CHECK_FALSE(fs::exists(p.string() + ".tmp"));
+    CHECK(hb.epochs[0].train_loss == ha.epochs[0].train_loss);
+    CHECK_FALSE(bit_equal(all_state(b.model()), all_state(a.model())));  // B really stopped early
+
+    // C: a fresh trainer resumes from B's checkpoint and finishes the run
+    trainer<ck_net, ck_recipe> c(resume_options());
+    c.resume(p);
+    REQUIRE(c.past().epochs.size() == 1);
+    CHECK(c.past().epochs[0].train_loss == ha.epochs[0].train_loss);
+    const history hc = c.fit(train, test);
+    REQUIRE(hc.epochs.size() == 2);
+    CHECK(bit_equal(all_state(c.model()), all_state(a.model())));
+    for (std::size_t e = 0; e < 2; ++e) {
+        CAPTURE(e);
+        CHECK(hc.epochs[e].train_loss == ha.epochs[e].train_loss);
+        CHECK(hc.epochs[e].test_top1 == ha.epochs[e].test_top1);
+        CHECK(hc.epochs[e].test_loss == ha.epochs[e].test_loss);
+        CHECK(hc.epochs[e].lr == ha.epochs[e].lr);
+    }
+    // evaluation after the resumed run uses the restored normalisation: same numbers
+    const evaluation ea = a.evaluate(test), ec = c.evaluate(test);
+    CHECK(ea.top1 == ec.top1);
+    CHECK(ea.loss == ec.loss);
+}
+
+TEST_CASE("trainer resume: other run settings or another model type are refused, naming the field") {
+    const ck_threads_guard keep_threads;
+    ck_temp_dir dir;
+    const auto train = ck_synthetic(128, 3), test = ck_synthetic(32, 4);
+    const fs::path p = dir / "run.ckpt";
+    options o = resume_options();
+    o.max_steps_per_epoch = 1;
+    o.checkpoint = p;
+    o.stop_after_epochs = 1;
+    {
+        trainer<ck_net, ck_recipe> t(o);
+        (void)t.fit(train, test);
+    }
+    REQUIRE(fs::exists(p));
+    o.checkpoint.clear();
+    o.stop_after_epochs = 0;
+    {
+        trainer<ck_net, ck_recipe> ok(o);
+        CHECK_NOTHROW(ok.resume(p));
+    }
+    const auto refused = [&](options changed, const std::string& field) {
+        trainer<ck_net, ck_recipe> t(changed);
+        try {
+            t.resume(p);
+        } catch (const data_error& e) {
+            const std::string msg = e.what();
+            CAPTURE(msg);
+            CHECK(msg.find("written with " + field + " = ") != std::string::npos);
+            CHECK(msg.find(p.string()) != std::string::npos);
+            return true;
+        }
+        return false;
+    };
+    options s = o;
+    s.seed = 22;
+    CHECK(refused(s, "seed"));
+    options bt = o;
+    bt.batch = 16;
+    CHECK(refused(bt, "batch"));
+    options ep = o;
+    ep.epochs = 3;
+    CHECK(refused(ep, "epochs"));
+    options lr = o;
+    lr.lr = 0.1;
+    CHECK(refused(lr, "lr"));
+
+    trainer<ck_other_net, ck_recipe> other(o);
+    CHECK_THROWS_WITH_AS(other.resume(p), doctest::Contains("cannot be loaded into"), data_error);
+    // a corrupted trainer checkpoint is an error, never a crash
+    std::string bytes = read_all(p);
+    bytes[bytes.size() / 2] = static_cast<char>(bytes[bytes.size() / 2] ^ 1);
+    write_all(p, bytes);
+    trainer<ck_net, ck_recipe> t(o);
+    CHECK_THROWS_WITH_AS(t.resume(p), doctest::Contains("checksum mismatch"), data_error);
+}
