@@ -15,6 +15,8 @@
 
 #include <tricks/tricks.hpp>
 
+#include "cli.hpp"
+
 namespace t = tricks;
 
 namespace {
@@ -60,19 +62,11 @@ const char* usage =
     "  --quiet           no progress output\n"
     "  --help            this text\n";
 
-[[noreturn]] void fail(const std::string& msg) {
-    std::fprintf(stderr, "train: %s\n(see train --help)\n", msg.c_str());
-    std::exit(2);
-}
+[[noreturn]] void fail(const std::string& msg) { examples::cli_fail("train", msg); }
 
 template <class T>
 T number(std::string_view flag, const char* v) {
-    if (!v) fail(std::string(flag) + " needs a value");
-    T x{};
-    const std::string_view s(v);
-    const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), x);
-    if (ec != std::errc{} || p != s.data() + s.size()) fail(std::string(flag) + ": '" + std::string(s) + "' is not a valid number");
-    return x;
+    return examples::cli_number<T>("train", flag, v);
 }
 
 cli parse(int argc, char** argv) {
