@@ -90,8 +90,11 @@ public:
         std::memcpy(&size, all.data() + 12, 8);
         require<data_error>(ver == checkpoint_version, "tricks::checkpoint: ", path_, ": format version ", ver,
                             ", this build reads version ", checkpoint_version);
-        require<data_error>(all.size() == header + size + trailer, "tricks::checkpoint: ", path_, ": truncated: header says ",
-                            size, " payload bytes, file holds ", all.size() < header + trailer ? 0 : all.size() - header - trailer);
+        const std::size_t holds = all.size() - header - trailer;
+        require<data_error>(holds >= size, "tricks::checkpoint: ", path_, ": truncated: header says ", size,
+                            " payload bytes, file holds ", holds);
+        require<data_error>(holds == size, "tricks::checkpoint: ", path_, ": ", holds - size,
+                            " unexpected bytes after the end of the checkpoint");
         payload_ = all.substr(header, size);
         std::uint64_t sum;
         std::memcpy(&sum, all.data() + header + size, 8);

@@ -243,6 +243,12 @@ public:
         w.i64("run.epochs", opt_.epochs);
         w.f64("run.lr", opt_.lr);
         w.i64("run.max_steps_per_epoch", opt_.max_steps_per_epoch);
+        w.str("run.recipe", Recipe::describe());
+        w.i64("run.warmup_epochs", opt_.warmup_epochs);
+        w.f64("run.momentum", opt_.momentum);
+        w.f64("run.weight_decay", opt_.weight_decay);
+        w.f64("run.label_smoothing", opt_.label_smoothing);
+        w.f64("run.mixup_alpha", opt_.mixup_alpha);
         w.i64("run.epochs_done", static_cast<std::int64_t>(hist_.epochs.size()));
         for (auto& v : opt_state_.velocity()) w.floats("optim.velocity", v.span());
         w.f64("scaler.scale", scaler_.scale);
@@ -272,6 +278,12 @@ public:
         same("epochs", r.i64("run.epochs"), static_cast<std::int64_t>(opt_.epochs));
         same("lr", r.f64("run.lr"), opt_.lr);
         same("max_steps_per_epoch", r.i64("run.max_steps_per_epoch"), static_cast<std::int64_t>(opt_.max_steps_per_epoch));
+        same("recipe", r.str("run.recipe"), Recipe::describe());
+        same("warmup_epochs", r.i64("run.warmup_epochs"), static_cast<std::int64_t>(opt_.warmup_epochs));
+        same("momentum", r.f64("run.momentum"), opt_.momentum);
+        same("weight_decay", r.f64("run.weight_decay"), opt_.weight_decay);
+        same("label_smoothing", r.f64("run.label_smoothing"), opt_.label_smoothing);
+        same("mixup_alpha", r.f64("run.mixup_alpha"), opt_.mixup_alpha);
         const auto done = r.i64("run.epochs_done");
         for (auto& v : opt_state_.velocity()) r.floats("optim.velocity", v.span());
         scaler_.scale = r.f64("scaler.scale");
