@@ -21,7 +21,7 @@ struct options {
     double loss_scale = 65536;         // fp16_mixed: initial dynamic loss scale
     int loss_scale_window = 2000;      // fp16_mixed: clean steps before the scale doubles
     std::uint64_t seed = 1;
-    int threads = 0;                   // 0: OpenMP's default
+    int threads = 0;                   // 0: OpenMP's default; > 0 sets the process-wide OpenMP thread count
     int crop_padding = 2;              // augmentation: random crop with zero padding
     bool horizontal_flip = true;
     bool progress = true;              // progress on stderr
