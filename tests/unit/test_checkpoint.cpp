@@ -19,11 +19,13 @@
 #include "tricks/io/checkpoint.hpp"
 #include "tricks/models/cifar_resnet.hpp"
 #include "tricks/train/trainer.hpp"
+#include "helpers.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 using namespace tricks;
+using namespace tricks_test;
 
 /// A fresh directory under the system temp dir, removed with everything in it at scope exit.
 struct ck_temp_dir {
@@ -86,45 +88,8 @@ using ck_net = models::cifar_resnet<8, width<8>, in_channels<1>, classes<10>, tw
 using ck_other_net = models::cifar_resnet<8, width<8>, in_channels<1>, classes<10>>;  // projection shortcuts, not avg_down
 using ck_recipe = recipe<lr::warmup<epochs<1>>, lr::cosine, loss::label_smoothing, mix::mixup, decay::no_bias_decay>;
 
-template <class Model>
-std::vector<float> all_state(Model& m) {
-    std::vector<float> v;
-    for (auto* p : m.parameters()) v.insert(v.end(), p->value.span().begin(), p->value.span().end());
-    for (auto* b : m.buffers()) v.insert(v.end(), b->span().begin(), b->span().end());
-    return v;
-}
-bool bit_equal(const std::vector<float>& a, const std::vector<float>& b) {
-    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
 
-/// Synthetic 28x28 grey images, class k with brightness 20k plus noise (learnable, no files needed).
-data::dataset ck_synthetic(int n, std::uint64_t seed) {
-    data::dataset d;
-    d.name = "synthetic";
-    d.n = n;
-    d.h = d.w = 28;
-    d.c = 1;
-    d.classes = 10;
-    d.pixels.resize(static_cast<std::size_t>(n) * 28 * 28);
-    d.labels.resize(static_cast<std::size_t>(n));
-    rng r(seed, 98);
-    for (int i = 0; i < n; ++i) {
-        const int k = static_cast<int>(r.below(10));
-        d.labels[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(k);
-        for (std::size_t p = 0; p < 28 * 28; ++p)
-            d.pixels[static_cast<std::size_t>(i) * 28 * 28 + p] = static_cast<std::uint8_t>(20 * k + r.below(60));
-    }
-    return d;
-}
 
-/// options.threads > 0 sets OpenMP's thread count for the whole process; put it back afterwards.
-struct ck_threads_guard {
-    int saved = omp_get_max_threads();
-    ck_threads_guard() = default;
-    ck_threads_guard(const ck_threads_guard&) = delete;
-    ck_threads_guard& operator=(const ck_threads_guard&) = delete;
-    ~ck_threads_guard() { omp_set_num_threads(saved); }
-};
 
 /// One thread: this small net gains nothing from two, and on a shared 2-core machine two OpenMP
 /// threads slow to a crawl whenever another process holds a core (libgomp spin-waits).
@@ -294,13 +259,13 @@ TEST_CASE("checkpoint: a model round-trips; another model type is refused, namin
     }
     ck_net b;
     b.init(6);
-    CHECK_FALSE(bit_equal(all_state(a), all_state(b)));
+    CHECK_FALSE(same_bits(state_of(a), state_of(b)));
     io::load_model(p, b);
-    CHECK(bit_equal(all_state(a), all_state(b)));
+    CHECK(same_bits(state_of(a), state_of(b)));
 
     ck_other_net other;
     other.init(5);
-    const std::vector<float> before = all_state(other);
+    const std::vector<float> before = state_of(other);
     REQUIRE(ck_net::fingerprint() != ck_other_net::fingerprint());
     try {
         io::load_model(p, other);
@@ -313,13 +278,13 @@ TEST_CASE("checkpoint: a model round-trips; another model type is refused, namin
         CHECK(msg.find(ck_other_net::name()) != std::string::npos);
         CHECK(msg.find(p.string()) != std::string::npos);
     }
-    CHECK(bit_equal(all_state(other), before));  // nothing was half-loaded
+    CHECK(same_bits(state_of(other), before));  // nothing was half-loaded
 }
 
 TEST_CASE("trainer resume: interrupted after epoch 1 and resumed gives the uninterrupted run's bits") {
-    const ck_threads_guard keep_threads;
+    const omp_threads_guard keep_threads;
     ck_temp_dir dir;
-    const auto train = ck_synthetic(512, 1), test = ck_synthetic(64, 2);
+    const auto train = synthetic_digits(512, 1, 98), test = synthetic_digits(64, 2, 98);
     const fs::path p = dir / "run.ckpt";
 
     // A: 2 epochs straight (warmup over epoch 1, cosine over epoch 2, label smoothing, mixup)
@@ -337,7 +302,7 @@ TEST_CASE("trainer resume: interrupted after epoch 1 and resumed gives the unint
     REQUIRE(fs::exists(p));
     CHECK_FALSE(fs::exists(p.string() + ".tmp"));
     CHECK(hb.epochs[0].train_loss == ha.epochs[0].train_loss);
-    CHECK_FALSE(bit_equal(all_state(b.model()), all_state(a.model())));  // B really stopped early
+    CHECK_FALSE(same_bits(state_of(b.model()), state_of(a.model())));  // B really stopped early
 
     // C: a fresh trainer resumes from B's checkpoint and finishes the run
     trainer<ck_net, ck_recipe> c(resume_options());
@@ -346,7 +311,7 @@ TEST_CASE("trainer resume: interrupted after epoch 1 and resumed gives the unint
     CHECK(c.past().epochs[0].train_loss == ha.epochs[0].train_loss);
     const history hc = c.fit(train, test);
     REQUIRE(hc.epochs.size() == 2);
-    CHECK(bit_equal(all_state(c.model()), all_state(a.model())));
+    CHECK(same_bits(state_of(c.model()), state_of(a.model())));
     for (std::size_t e = 0; e < 2; ++e) {
         CAPTURE(e);
         CHECK(hc.epochs[e].train_loss == ha.epochs[e].train_loss);
@@ -361,9 +326,9 @@ TEST_CASE("trainer resume: interrupted after epoch 1 and resumed gives the unint
 }
 
 TEST_CASE("trainer resume: other run settings or another model type are refused, naming the field") {
-    const ck_threads_guard keep_threads;
+    const omp_threads_guard keep_threads;
     ck_temp_dir dir;
-    const auto train = ck_synthetic(128, 3), test = ck_synthetic(32, 4);
+    const auto train = synthetic_digits(128, 3, 98), test = synthetic_digits(32, 4, 98);
     const fs::path p = dir / "run.ckpt";
     options o = resume_options();
     o.max_steps_per_epoch = 1;

@@ -14,6 +14,8 @@
 // (5-6 orders of magnitude above the bound). Where a reference value is exactly zero with zero
 // scale (windows entirely in the padding) the kernel must produce exactly zero.
 #include <doctest/doctest.h>
+
+#include "helpers.hpp"
 #include <omp.h>
 
 #include <algorithm>
@@ -123,13 +125,7 @@ std::string shape_error_message(F&& f) {
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 /// Restores the OpenMP thread count on scope exit (also when a check throws).
-struct omp_threads_guard {
-    int saved = omp_get_max_threads();
-    omp_threads_guard() = default;
-    omp_threads_guard(const omp_threads_guard&) = delete;
-    omp_threads_guard& operator=(const omp_threads_guard&) = delete;
-    ~omp_threads_guard() { omp_set_num_threads(saved); }
-};
+using tricks_test::omp_threads_guard;
 
 // ---- reference convolution (NHWC, filters [kh][kw][cin][cout]) ------------------------------------
 

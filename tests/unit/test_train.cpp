@@ -28,10 +28,12 @@
 #include "tricks/train/recipe.hpp"
 #include "tricks/train/schedule.hpp"
 #include "tricks/train/trainer.hpp"
+#include "helpers.hpp"
 
 namespace {
 
 using namespace tricks;
+using namespace tricks_test;
 namespace nn = tricks::nn;
 
 // ------------------------------------------------------------------------------------------------
@@ -42,46 +44,13 @@ bool near_rel(double a, double b, double rel, double abs_tol = 0) {
     return std::fabs(a - b) <= abs_tol + rel * std::max(std::fabs(a), std::fabs(b));
 }
 
-/// Every parameter value and buffer of a model, in visiting order (for bit-for-bit comparisons).
-template <class Model>
-std::vector<float> snapshot(Model& m) {
-    std::vector<float> all;
-    for (auto* p : m.parameters()) all.insert(all.end(), p->value.span().begin(), p->value.span().end());
-    for (auto* b : m.buffers()) all.insert(all.end(), b->span().begin(), b->span().end());
-    return all;
-}
 template <class Model>
 std::vector<float> parameter_values(Model& m) {
     std::vector<float> all;
     for (auto* p : m.parameters()) all.insert(all.end(), p->value.span().begin(), p->value.span().end());
     return all;
 }
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
 
-/// A learnable synthetic 28x28 grey data set (no files needed): class k has brightness 20k plus
-/// uniform noise in [0, 60), a feature that random crops and flips keep, so a small ResNet starts
-/// separating the classes within a few steps.
-data::dataset synthetic_set(int n, std::uint64_t seed) {
-    data::dataset d;
-    d.name = "synthetic";
-    d.n = n;
-    d.h = d.w = 28;
-    d.c = 1;
-    d.classes = 10;
-    d.pixels.resize(static_cast<std::size_t>(n) * 28 * 28);
-    d.labels.resize(static_cast<std::size_t>(n));
-    rng r(seed, 99);
-    for (int i = 0; i < n; ++i) {
-        const int k = static_cast<int>(r.below(10));
-        d.labels[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(k);
-        for (int y = 0; y < 28; ++y)
-            for (int x = 0; x < 28; ++x)
-                d.pixels[(static_cast<std::size_t>(i) * 28 + y) * 28 + x] = static_cast<std::uint8_t>(20 * k + r.below(60));
-    }
-    return d;
-}
 
 /// Fashion-MNIST loaded once per process (decompressing 47 MB takes a moment), or nothing when the
 /// data set is not installed.
@@ -117,15 +86,6 @@ options quiet_options() {
     return o;
 }
 
-/// options.threads > 0 sets OpenMP's thread count for the whole process; tests that use it put the
-/// previous count back when they end, so later tests run as configured.
-struct omp_threads_guard {
-    int saved = omp_get_max_threads();
-    omp_threads_guard() = default;
-    omp_threads_guard(const omp_threads_guard&) = delete;
-    omp_threads_guard& operator=(const omp_threads_guard&) = delete;
-    ~omp_threads_guard() { omp_set_num_threads(saved); }
-};
 
 }  // namespace
 
@@ -250,7 +210,7 @@ TEST_CASE("lr_schedule: validate rejects a warmup longer than the run, no steps,
 
 TEST_CASE("trainer builds the schedule from the recipe: warmup epochs x steps, cosine over the rest") {
     // 8 steps per epoch (256 images / batch 32), 3 epochs, lr::warmup<epochs<1>>, linear scaling <64>
-    const auto train = synthetic_set(256, 1), test = synthetic_set(40, 2);
+    const auto train = synthetic_digits(256, 1, 99), test = synthetic_digits(40, 2, 99);
     options o = quiet_options();
     o.epochs = 3;
     o.batch = 32;
@@ -876,7 +836,7 @@ TEST_CASE("trainer end to end on real Fashion-MNIST: the whole recipe learns") {
 }
 
 TEST_CASE("trainer: same seed, same bits (on any thread count); another seed, other bits") {
-    const auto train = synthetic_set(512, 3), test = synthetic_set(64, 4);
+    const auto train = synthetic_digits(512, 3, 99), test = synthetic_digits(64, 4, 99);
     options o = quiet_options();
     o.epochs = 1;
     o.batch = 32;
@@ -892,7 +852,7 @@ TEST_CASE("trainer: same seed, same bits (on any thread count); another seed, ot
     o.threads = 1;
     trainer<small_net, full_recipe> b(o);
     const history hb = b.fit(train, test);
-    CHECK(same_bits(snapshot(a.model()), snapshot(b.model())));  // parameters and BN statistics
+    CHECK(same_bits(state_of(a.model()), state_of(b.model())));  // parameters and BN statistics
     REQUIRE(ha.epochs.size() == 1);
     CHECK(ha.epochs[0].train_loss == hb.epochs[0].train_loss);
     CHECK(ha.epochs[0].test_top1 == hb.epochs[0].test_top1);
@@ -905,7 +865,7 @@ TEST_CASE("trainer: same seed, same bits (on any thread count); another seed, ot
 }
 
 TEST_CASE("trainer: a non-finite loss under fp32 stops training with an error naming the step") {
-    const auto train = synthetic_set(256, 5), test = synthetic_set(32, 6);
+    const auto train = synthetic_digits(256, 5, 99), test = synthetic_digits(32, 6, 99);
     options o = quiet_options();
     o.epochs = 1;
     o.batch = 32;
@@ -928,7 +888,7 @@ TEST_CASE("trainer: a non-finite loss under fp32 stops training with an error na
 }
 
 TEST_CASE("trainer fp16_mixed: an overflowing loss scale skips the step and halves the scale") {
-    const auto train = synthetic_set(256, 7), test = synthetic_set(32, 8);
+    const auto train = synthetic_digits(256, 7, 99), test = synthetic_digits(32, 8, 99);
     options o = quiet_options();
     o.epochs = 1;
     o.batch = 32;
@@ -949,7 +909,7 @@ TEST_CASE("trainer fp16_mixed: an overflowing loss scale skips the step and halv
 }
 
 TEST_CASE("trainer fp16_mixed trains at a normal loss scale, close to but not bit-equal with fp32") {
-    const auto train = synthetic_set(512, 9), test = synthetic_set(64, 10);
+    const auto train = synthetic_digits(512, 9, 99), test = synthetic_digits(64, 10, 99);
     options o = quiet_options();
     o.epochs = 2;
     o.batch = 32;

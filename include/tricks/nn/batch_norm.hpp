@@ -63,7 +63,7 @@ struct batch_norm {
         dx_.resize(x_->shape());
         backend::batch_norm_backward(g, x_->data(), dy.data(), gamma.value.data(), mean_.data(), inv_std_.data(),
                                      dx_.data(), gamma.grad.data(), beta.grad.data(), ws_);
-        (void)need_dx;  // dx is needed to compute nothing else, but BN is never a network's first layer
+        (void)need_dx;  // dgamma/dbeta and dx share the same reductions; BN is never a network's first layer
         ctx.round(dx_);
         return dx_;
     }

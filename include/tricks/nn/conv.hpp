@@ -53,7 +53,9 @@ struct conv {
         backend::conv2d_backward_filter(g, x_->data(), dy.data(), weight.grad.data(), ws_);
         if (need_dx) {
             dx_.resize(g.in);
-            backend::conv2d_backward_data(g, dy.data(), weights(ctx), dx_.data(), ws_);
+            // the weights forward() used (rounded once there under mixed precision)
+            const float* w = ctx.store == storage::fp32 ? weight.value.data() : w_work_.data();
+            backend::conv2d_backward_data(g, dy.data(), w, dx_.data(), ws_);
             ctx.round(dx_);
         }
         return dx_;
