@@ -22,6 +22,7 @@ constexpr std::uint64_t fnv1a(std::string_view s) noexcept {
 
 template <class Body, int InChannels, int Classes, bool ZeroGamma>
 struct network : Body {
+    using body_type = Body;
     static constexpr int classes = Classes;
     static constexpr int input_channels = InChannels;
     static constexpr bool zero_gamma = ZeroGamma;

@@ -74,7 +74,7 @@ struct option_value<width<W>> : std::integral_constant<int, W> {};
 template <option_kind K, int Default, class... Os>
 constexpr int value_of() noexcept {
     int v = Default;
-    ((kind_of<Os>::value == K ? (v = option_value<Os>::value, 0) : 0), ...);
+    ((kind_of<Os>::value == K ? void(v = option_value<Os>::value) : void()), ...);
     return v;
 }
 

@@ -34,10 +34,10 @@ concept Layer = requires(L& l, const tensor<float>& t, const context& ctx, rng& 
 };
 
 /// Checks an input tensor against a layer's compile-time channel count.
-inline void check_channels(const char* who, const tensor<float>& x, int expected) {
-    require<shape_error>(x.shape().c == expected, who, ": expected ", expected, " input channels, got ", x.shape().c,
-                         " (input ", x.shape(), ")");
-    require<shape_error>(x.shape().n > 0, who, ": batch must be > 0, got input ", x.shape());
+inline void check_channels(const char* who, shape4 x, int expected) {
+    require<shape_error>(x.c == expected, who, ": expected ", expected, " input channels, got ", x.c, " (input ", x, ")");
+    require<shape_error>(x.n > 0, who, ": batch must be > 0, got input ", x);
 }
+inline void check_channels(const char* who, const tensor<float>& x, int expected) { check_channels(who, x.shape(), expected); }
 
 }  // namespace tricks::nn

@@ -54,17 +54,29 @@ struct evaluation {
     std::size_t images = 0;
 };
 
-template <class Model, class Recipe, class Backend = backend::cpu>
-class trainer {
-    static_assert(std::is_same_v<Backend, backend::cpu>,
-                  "tricks::trainer: this build has the backend::cpu trainer; backend::cuda needs the CUDA build (tricks::cuda)");
+namespace detail {
+
+/// What every backend's trainer shares: options, the host model (the owner of record), the data
+/// pipeline, targets, mixup, the lr schedule, progress, history, evaluation and checkpoints. The
+/// backend's trainer (Derived) supplies the numerics through a few hooks:
+///   double train_step(tensor<float>& x, const tensor<float>& q, int n, double lr, long t, int e, long s)
+///       one step on a batch (x is mixed, q its soft targets); returns the loss that was optimised;
+///   const float* eval_logits(tensor<float>& x)   host logits (n x classes) of a batch in eval mode;
+///   void sync_to_host()   before save(): model, momentum (velocity()) and scaler_ current on the host;
+///   void sync_to_device() after resume(): the restored model, momentum and scaler_ to the backend;
+///   void teacher_loaded() after fit() loaded the distillation teacher's checkpoint;
+///   void sync_scaler()    scaler_ current (for the epoch record);
+///   std::vector<tensor<float>>& velocity()   momentum, one tensor per parameter in host order.
+template <class Derived, class Model, class Recipe>
+class trainer_base {
+protected:
     using teacher_type = typename Recipe::teacher;
 
 public:
     using model_type = Model;
     using recipe_type = Recipe;
 
-    explicit trainer(options o = {}) : opt_(std::move(o)), model_(std::make_unique<Model>()) {
+    explicit trainer_base(options o) : opt_(std::move(o)), model_(std::make_unique<Model>()) {
         require<error>(opt_.epochs > 0, "tricks::trainer: options.epochs must be > 0, got ", opt_.epochs);
         require<error>(opt_.batch > 0, "tricks::trainer: options.batch must be > 0, got ", opt_.batch);
         require<error>(opt_.label_smoothing >= 0 && opt_.label_smoothing < 1,
@@ -73,7 +85,6 @@ public:
         if (opt_.threads > 0) omp_set_num_threads(opt_.threads);
         model_->init(opt_.seed);
         params_ = model_->parameters();
-        opt_state_ = sgd_optimizer(params_, sgd_config{opt_.momentum, opt_.weight_decay, Recipe::nesterov, Recipe::no_bias_decay});
         scaler_.scale = Recipe::fp16 ? opt_.loss_scale : 1.0;
         scaler_.window = opt_.loss_scale_window;
         if constexpr (Recipe::distills) teacher_ = std::make_unique<teacher_type>();
@@ -110,6 +121,7 @@ public:
             require<error>(!opt_.teacher_checkpoint.empty(), "tricks::trainer: loss::distill<", teacher_type::name(),
                            "> needs options.teacher_checkpoint (a checkpoint of the teacher)");
             io::load_model(opt_.teacher_checkpoint, *teacher_);
+            self().teacher_loaded();
         }
 
         data::loader train_loader(train, opt_.batch, true, aug_, opt_.seed);
@@ -118,9 +130,7 @@ public:
         build_schedule(steps);
 
         progress_printer progress(opt_.progress);
-        const nn::context ctx{nn::mode::train, storage()};
-        const nn::context teacher_ctx{nn::mode::eval, nn::storage::fp32};
-        tensor<float> x, q, dz, mix_scratch, pz, pr;
+        tensor<float> x, q, mix_scratch;
         std::vector<int> labels;
         mixup_draw draw;
         const int K = Model::classes;
@@ -145,30 +155,8 @@ public:
                     apply_mixup(draw, x, mix_scratch);
                     apply_mixup(draw, q, mix_scratch);
                 }
-                ctx.round(x);  // the input as the storage precision holds it
-                const tensor<float>& z = model_->forward(x, ctx);
-                dz.resize(z.shape());
-                double loss = backend::softmax_cross_entropy(n, K, z.data(), q.data(), dz.data());
-                if constexpr (Recipe::distills) {
-                    const tensor<float>& r = teacher_->forward(x, teacher_ctx);
-                    loss += distillation_term(n, K, z.data(), r.data(), opt_.distill_temperature, dz.data(), pz, pr);
-                }
                 const double lr = sched_.at(t);
-                if (!std::isfinite(loss) && !Recipe::fp16)
-                    throw training_error(detail::cat("tricks::trainer: non-finite loss (", loss, ") at epoch ", e + 1,
-                                                     ", step ", s + 1, " (global step ", t + 1, "), lr ", lr,
-                                                     "; lower options.lr or use warmup"));
-                if constexpr (Recipe::fp16) {
-                    const float S = static_cast<float>(scaler_.scale);
-                    for (auto& v : dz.span()) v *= S;
-                }
-                model_->backward(dz, ctx, false);
-                bool apply = true;
-                if constexpr (Recipe::fp16 || Recipe::bf16) {
-                    for (auto* p : params_) ctx.round(p->grad);  // gradients as FP16/BF16 buffers hold them
-                }
-                if constexpr (Recipe::fp16) apply = scaler_.unscale_or_skip(params_) && std::isfinite(loss);
-                if (apply) opt_state_.step(lr);
+                const double loss = self().train_step(x, q, n, lr, t, e, s);
                 loss_sum += std::isfinite(loss) ? loss : 0.0;
                 train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
                 const double done = static_cast<double>(t + 1 - static_cast<long>(first_epoch) * steps);
@@ -187,6 +175,7 @@ public:
             rec.lr = sched_.at(static_cast<long>(e) * steps + steps - 1);
             rec.images_per_s = static_cast<double>(s) * opt_.batch / std::max(train_seconds, 1e-9);
             rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            self().sync_scaler();
             rec.skipped_steps = scaler_.skipped;
             rec.loss_scale = scaler_.scale;
             hist_.epochs.push_back(rec);
@@ -206,7 +195,6 @@ public:
                        " input channels, dataset '", d.name, "' has ", d.c);
         data::loader l(d, 500, false, aug_, opt_.seed);
         l.start_epoch(0);
-        const nn::context ctx{nn::mode::eval, storage()};
         tensor<float> x, q;
         std::vector<int> labels;
         evaluation ev;
@@ -214,13 +202,12 @@ public:
         std::size_t correct = 0;
         const int K = Model::classes;
         while (l.next(x, labels)) {
-            ctx.round(x);
-            const tensor<float>& z = model_->forward(x, ctx);
+            const float* z = self().eval_logits(x);
             make_targets(labels, K, 0.0, q);
             const int n = x.shape().n;
-            loss += backend::softmax_cross_entropy(n, K, z.data(), q.data(), nullptr) * n;
+            loss += backend::softmax_cross_entropy(n, K, z, q.data(), nullptr) * n;
             for (int i = 0; i < n; ++i) {
-                const float* zi = z.data() + static_cast<std::size_t>(i) * K;
+                const float* zi = z + static_cast<std::size_t>(i) * K;
                 int best = 0;
                 for (int k = 1; k < K; ++k)
                     if (zi[k] > zi[best]) best = k;
@@ -234,8 +221,10 @@ public:
     }
 
     /// Writes model, optimizer state, loss scaler, normalisation and history (the schedule
-    /// position is the number of finished epochs) atomically to `path`.
+    /// position is the number of finished epochs) atomically to `path`. The file does not depend
+    /// on the backend: a run saved on one resumes on the other.
     void save(const std::filesystem::path& path) {
+        self().sync_to_host();
         io::checkpoint_writer w;
         io::save_model(w, *model_);
         w.u64("run.seed", opt_.seed);
@@ -250,7 +239,7 @@ public:
         w.f64("run.label_smoothing", opt_.label_smoothing);
         w.f64("run.mixup_alpha", opt_.mixup_alpha);
         w.i64("run.epochs_done", static_cast<std::int64_t>(hist_.epochs.size()));
-        for (auto& v : opt_state_.velocity()) w.floats("optim.velocity", v.span());
+        for (auto& v : self().velocity()) w.floats("optim.velocity", v.span());
         w.f64("scaler.scale", scaler_.scale);
         w.i64("scaler.clean", scaler_.clean_steps);
         w.i64("scaler.skipped", scaler_.skipped);
@@ -285,7 +274,7 @@ public:
         same("label_smoothing", r.f64("run.label_smoothing"), opt_.label_smoothing);
         same("mixup_alpha", r.f64("run.mixup_alpha"), opt_.mixup_alpha);
         const auto done = r.i64("run.epochs_done");
-        for (auto& v : opt_state_.velocity()) r.floats("optim.velocity", v.span());
+        for (auto& v : self().velocity()) r.floats("optim.velocity", v.span());
         scaler_.scale = r.f64("scaler.scale");
         scaler_.clean_steps = static_cast<int>(r.i64("scaler.clean"));
         scaler_.skipped = r.i64("scaler.skipped");
@@ -303,10 +292,19 @@ public:
                                     static_cast<std::int64_t>(row[7]), row[8]});
         }
         require<data_error>(r.at_end(), "tricks::checkpoint: ", path.string(), ": unexpected data after the last field");
+        self().sync_to_device();
     }
 
-private:
+protected:
     static constexpr std::uint64_t mixup_stream = 0x6d69787570ull;  // "mixup"
+
+    Derived& self() noexcept { return static_cast<Derived&>(*this); }
+
+    /// The error a non-finite loss raises under fp32 (fp16_mixed skips the step instead).
+    [[noreturn]] static void non_finite_loss(double loss, int e, long s, long t, double lr) {
+        throw training_error(cat("tricks::trainer: non-finite loss (", loss, ") at epoch ", e + 1, ", step ", s + 1,
+                                 " (global step ", t + 1, "), lr ", lr, "; lower options.lr or use warmup"));
+    }
 
     void build_schedule(long steps_per_epoch) {
         sched_.base_lr = opt_.lr;
@@ -327,11 +325,70 @@ private:
     std::unique_ptr<Model> model_;
     std::unique_ptr<std::conditional_t<Recipe::distills, teacher_type, Model>> teacher_;
     std::vector<nn::parameter*> params_;
-    sgd_optimizer opt_state_;
     loss_scaler scaler_;
     lr_schedule sched_;
     data::augment_options aug_;
     history hist_;
+};
+
+}  // namespace detail
+
+/// The trainer of a backend. backend::cpu here; backend::cuda in tricks/train/cuda_trainer.cuh
+/// (a partial specialisation: include <tricks/cuda.cuh> from a CUDA translation unit).
+template <class Model, class Recipe, class Backend = backend::cpu>
+class trainer : public detail::trainer_base<trainer<Model, Recipe, Backend>, Model, Recipe> {
+    static_assert(std::is_same_v<Backend, backend::cpu>,
+                  "tricks::trainer: this translation unit has the backend::cpu trainer only; for backend::cuda "
+                  "include <tricks/cuda.cuh>, compile with nvcc and link tricks::cuda");
+    using base = detail::trainer_base<trainer, Model, Recipe>;
+    friend base;
+
+public:
+    explicit trainer(options o = {}) : base(std::move(o)) {
+        opt_state_ = sgd_optimizer(this->params_, sgd_config{this->opt_.momentum, this->opt_.weight_decay, Recipe::nesterov,
+                                                              Recipe::no_bias_decay});
+    }
+
+private:
+    double train_step(tensor<float>& x, const tensor<float>& q, int n, double lr, long t, int e, long s) {
+        const nn::context ctx{nn::mode::train, base::storage()};
+        const int K = Model::classes;
+        ctx.round(x);  // the input as the storage precision holds it
+        const tensor<float>& z = this->model_->forward(x, ctx);
+        dz_.resize(z.shape());
+        double loss = backend::softmax_cross_entropy(n, K, z.data(), q.data(), dz_.data());
+        if constexpr (Recipe::distills) {
+            const nn::context teacher_ctx{nn::mode::eval, nn::storage::fp32};
+            const tensor<float>& r = this->teacher_->forward(x, teacher_ctx);
+            loss += distillation_term(n, K, z.data(), r.data(), this->opt_.distill_temperature, dz_.data(), pz_, pr_);
+        }
+        if (!std::isfinite(loss) && !Recipe::fp16) base::non_finite_loss(loss, e, s, t, lr);
+        if constexpr (Recipe::fp16) {
+            const float S = static_cast<float>(this->scaler_.scale);
+            for (auto& v : dz_.span()) v *= S;
+        }
+        this->model_->backward(dz_, ctx, false);
+        bool apply = true;
+        if constexpr (Recipe::fp16 || Recipe::bf16) {
+            for (auto* p : this->params_) ctx.round(p->grad);  // gradients as FP16/BF16 buffers hold them
+        }
+        if constexpr (Recipe::fp16) apply = this->scaler_.unscale_or_skip(this->params_) && std::isfinite(loss);
+        if (apply) opt_state_.step(lr);
+        return loss;
+    }
+    const float* eval_logits(tensor<float>& x) {
+        const nn::context ctx{nn::mode::eval, base::storage()};
+        ctx.round(x);
+        return this->model_->forward(x, ctx).data();
+    }
+    void sync_to_host() {}
+    void sync_to_device() {}
+    void teacher_loaded() {}
+    void sync_scaler() {}
+    std::vector<tensor<float>>& velocity() noexcept { return opt_state_.velocity(); }
+
+    sgd_optimizer opt_state_;
+    tensor<float> dz_, pz_, pr_;
 };
 
 }  // namespace tricks

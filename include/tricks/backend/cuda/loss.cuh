@@ -76,6 +76,45 @@ __global__ void __launch_bounds__(loss_threads)
 }
 
 inline unsigned row_blocks(int n) { return static_cast<unsigned>(std::min(n, 65535)); }
+/// Distillation rows (paper §5.3, train/loss.hpp's distillation_term): per row,
+///   loss_i = -sum_k softmax(r_i/T)_k log softmax(z_i/T)_k,
+///   dz_ik += scale * T * (softmax(z_i/T)_k - softmax(r_i/T)_k) / n   (the T^2 factor times d(z/T)/dz = 1/T).
+template <class T, class R>
+__global__ void __launch_bounds__(loss_threads)
+    distill_rows_kernel(int n, int k, const T* __restrict__ z, const R* __restrict__ r, float temperature,
+                        T* __restrict__ dz, const float* __restrict__ dz_scale, double* __restrict__ row_loss) {
+    const double scale = dz_scale ? static_cast<double>(*dz_scale) : 1.0;
+    const double t = temperature;
+    for (int i = blockIdx.x; i < n; i += gridDim.x) {
+        const std::size_t off = static_cast<std::size_t>(i) * k;
+        float mz = -INFINITY, mr = -INFINITY;
+        for (int j = threadIdx.x; j < k; j += blockDim.x) {
+            mz = fmaxf(mz, to_float(z[off + j]));
+            mr = fmaxf(mr, to_float(r[off + j]));
+        }
+        mz = block_max(mz);
+        mr = block_max(mr);
+        double sz = 0, sr = 0;
+        for (int j = threadIdx.x; j < k; j += blockDim.x) {
+            sz += exp((to_float(z[off + j]) - static_cast<double>(mz)) / t);
+            sr += exp((to_float(r[off + j]) - static_cast<double>(mr)) / t);
+        }
+        sz = block_sum(sz);
+        sr = block_sum(sr);
+        const double lsz = log(sz);
+        double loss = 0;
+        for (int j = threadIdx.x; j < k; j += blockDim.x) {
+            const double logpz = (to_float(z[off + j]) - static_cast<double>(mz)) / t - lsz;
+            const double pr = exp((to_float(r[off + j]) - static_cast<double>(mr)) / t) / sr;
+            if (pr > 0) loss -= pr * logpz;
+            const double g = to_float(dz[off + j]) + scale * t * (exp(logpz) - pr) / n;
+            dz[off + j] = from_float<T>(static_cast<float>(g));
+        }
+        loss = block_sum(loss);
+        if (threadIdx.x == 0) row_loss[i] = loss;
+    }
+}
+
 
 /// Row losses + the mean; returns the device address of the double mean (in the loss slot).
 template <class T>
@@ -119,6 +158,33 @@ void softmax(int n, int k, const T* z, float temperature, float* p, context& ctx
                          " or temperature ", temperature);
     detail::softmax_rows_kernel<T><<<detail::row_blocks(n), detail::loss_threads, 0, ctx.stream()>>>(n, k, z, temperature, p);
     TRICKS_CUDA_CHECK_LAUNCH("softmax_rows_kernel");
+}
+
+/// The distillation term of paper §5.3 for student logits z and teacher logits r: adds its
+/// gradient T^2 * (softmax(z/T) - softmax(r/T)) / T / n (times *dz_scale when given) into dz and
+/// returns the device address of the batch mean of -sum softmax(r/T) log softmax(z/T), *without*
+/// the T^2 factor (the caller reads it with the CE loss and multiplies). No host sync.
+template <device_element T, device_element R>
+const double* distillation_term_async(int n, int k, const T* z, const R* r, float temperature, T* dz,
+                                      const float* dz_scale, context& ctx) {
+    require<shape_error>(n > 0 && k > 0 && temperature > 0.f, "tricks::gpu::distillation_term: bad shape n=", n, " k=", k,
+                         " or temperature ", temperature);
+    double* scratch = ctx.workspace().get_as<double>(device_workspace::misc, static_cast<std::size_t>(n) + 1);
+    detail::distill_rows_kernel<T, R>
+        <<<detail::row_blocks(n), detail::loss_threads, 0, ctx.stream()>>>(n, k, z, r, temperature, dz, dz_scale, scratch);
+    TRICKS_CUDA_CHECK_LAUNCH("distill_rows_kernel");
+    detail::mean_loss_kernel<><<<1, detail::loss_threads, 0, ctx.stream()>>>(n, scratch, scratch + n, static_cast<float*>(nullptr));
+    TRICKS_CUDA_CHECK_LAUNCH("mean_loss_kernel");
+    return scratch + n;
+}
+
+/// Like softmax_cross_entropy_async, but returns the device address of the double mean loss
+/// (valid until the next loss call on this context).
+template <device_element T>
+const double* softmax_cross_entropy_mean_async(int n, int k, const T* z, const float* q, T* dz, const float* dz_scale,
+                                               context& ctx) {
+    return detail::softmax_cross_entropy_launch(n, k, z, q, dz, static_cast<float*>(nullptr), static_cast<float*>(nullptr),
+                                                dz_scale, ctx);
 }
 
 }  // namespace tricks::backend::gpu

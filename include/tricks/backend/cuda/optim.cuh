@@ -200,6 +200,14 @@ public:
         detail::loss_scale_update_kernel<><<<1, 1, 0, ctx.stream()>>>(state_.data());
         TRICKS_CUDA_CHECK_LAUNCH("loss_scale_update_kernel");
     }
+    /// Sets the step counters (resuming from a checkpoint); synchronous.
+    void restore(int clean_steps, long long skipped) {
+        loss_scale_state s = read_blocking();
+        s.clean_steps = clean_steps;
+        s.skipped = skipped;
+        s.found_inf = 0;
+        state_.upload(std::span<const loss_scale_state>(&s, 1));
+    }
     /// Synchronising copy of the state (for reports; not needed per step).
     [[nodiscard]] loss_scale_state read(context& ctx) const {
         loss_scale_state s;
@@ -209,6 +217,11 @@ public:
     }
 
 private:
+    loss_scale_state read_blocking() const {
+        loss_scale_state s;
+        TRICKS_CUDA_CHECK(cudaMemcpy(&s, state_.data(), sizeof s, cudaMemcpyDeviceToHost));
+        return s;
+    }
     device_buffer<loss_scale_state> state_;
 };
 

@@ -1,0 +1,193 @@
+#pragma once
+// trainer<Model, Recipe, backend::cuda>: the same model and recipe types, trained on a CUDA device.
+//
+//   #include <tricks/cuda.cuh>          // in a .cu file compiled by nvcc, linked with tricks::cuda
+//   auto t = tricks::trainer<net, recipe, tricks::backend::cuda>{tricks::options{.epochs = 5}};
+//   auto h = t.fit(train, test);
+//
+// What runs where:
+//   host:   data loading and augmentation, targets (label smoothing), mixup of inputs and targets,
+//           the lr schedule, evaluation bookkeeping, checkpoints (shared with the CPU trainer,
+//           train/trainer.hpp's trainer_base; a checkpoint is the same file on either backend);
+//   device: forward and backward of every layer (cuDNN convolutions, batch norm and pooling, cuBLAS
+//           classifier), softmax cross-entropy against the soft targets, the distillation term
+//           (teacher forward in FP32 on the device), the overflow check and dynamic loss scale
+//           (precision::fp16_mixed), and one fused SGD/Nesterov/weight-decay launch per element type
+//           over FP32 master weights that also writes the FP16 copy the layers read.
+// precision::fp16_mixed stores activations, weights and gradients in __half (tensor cores, FP32
+// accumulation); precision::fp32 runs the same kernels in float. precision::bf16_mixed has no CUDA
+// path yet (a compile-time error says so).
+//
+// Per step the host waits once, to read the loss for the progress line and the fp32 non-finite
+// check (8 bytes). step_on_device() is the step without that wait, for benchmarks that keep their
+// batches on the device.
+#include <cuda_runtime.h>
+
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "tricks/backend/cuda/backend.cuh"
+#include "tricks/backend/cuda/model.cuh"
+#include "tricks/train/trainer.hpp"
+
+namespace tricks {
+
+template <class Model, class Recipe>
+class trainer<Model, Recipe, backend::cuda>
+    : public detail::trainer_base<trainer<Model, Recipe, backend::cuda>, Model, Recipe> {
+    static_assert(!Recipe::bf16,
+                  "tricks::trainer<..., backend::cuda>: precision::bf16_mixed has no CUDA path yet; use "
+                  "precision::fp16_mixed or precision::fp32");
+    using base = detail::trainer_base<trainer, Model, Recipe>;
+    friend base;
+
+public:
+    /// The device element type of activations, weights and gradients.
+    using element = std::conditional_t<Recipe::fp16, __half, float>;
+    /// The teacher's type under loss::distill<Teacher> (the model type otherwise: never built then).
+    using teacher_model = std::conditional_t<Recipe::distills, typename base::teacher_type, Model>;
+
+    /// gpu_options: cuDNN algorithm search (benchmark), determinism, TF32, workspace limit.
+    explicit trainer(options o = {}, backend::gpu::context_options gpu_options = {})
+        : base(std::move(o)), ctx_(std::make_unique<backend::gpu::context>(gpu_options)) {
+        require<error>(backend::cuda::available(), "tricks::trainer<..., backend::cuda>: no CUDA device is available");
+        net_ = std::make_unique<backend::gpu::device_model<Model, element>>(*this->model_, *ctx_);
+        net_->set_decay_rule(Recipe::no_bias_decay);
+        velocity_.resize(this->params_.size());
+        for (std::size_t i = 0; i < this->params_.size(); ++i) {
+            velocity_[i].resize(this->params_[i]->value.shape());
+            velocity_[i].zero();
+        }
+        if constexpr (Recipe::fp16)
+            scale_.emplace(static_cast<float>(this->opt_.loss_scale), this->opt_.loss_scale_window);
+    }
+
+    /// The host model, made current first (the device holds the live weights during training).
+    Model& model() {
+        sync_to_host();
+        return *this->model_;
+    }
+    backend::gpu::context& gpu() noexcept { return *ctx_; }
+    backend::gpu::device_model<Model, element>& device_net() noexcept { return *net_; }
+
+    /// Chooses every cuDNN algorithm for batches of shape `in` now (cudnnFind outside timed steps).
+    void prepare(shape4 in) { net_->prepare(in); }
+
+    /// One training step on a batch already on the device: x (n, h, w, c) in the element type,
+    /// q (n x classes) soft targets, and the lr. Queued on the stream, no host wait. Returns the
+    /// device address of the mean loss (valid until the next step).
+    const double* step_on_device(const backend::gpu::device_tensor<element>& x, const float* q, double lr) {
+        namespace g = backend::gpu;
+        const int n = x.shape.n, K = Model::classes;
+        const float* scale = scale_ ? scale_->scale() : nullptr;
+        const auto& z = net_->forward(x, nn::mode::train);
+        dz_.resize(z.shape);
+        const double* loss = g::softmax_cross_entropy_mean_async<element>(n, K, z.data(), q, dz_.data(), scale, *ctx_);
+        distill_loss_ = nullptr;
+        if constexpr (Recipe::distills) {
+            // The teacher sees the same (mixed, storage-rounded) input in FP32, as on the CPU.
+            teacher_x_.resize(x.shape);
+            g::cast<element, float>(x.size(), x.data(), teacher_x_.data(), *ctx_);
+            const auto& r = teacher_net_->forward(teacher_x_, nn::mode::eval);
+            distill_loss_ = g::distillation_term_async<element, float>(
+                n, K, z.data(), r.data(), static_cast<float>(this->opt_.distill_temperature), dz_.data(), scale, *ctx_);
+        }
+        net_->backward(dz_);
+        const g::sgd_hyper h{static_cast<float>(lr), static_cast<float>(this->opt_.momentum),
+                             static_cast<float>(this->opt_.weight_decay), Recipe::nesterov};
+        if (scale_) {
+            net_->check_gradients(*scale_);
+            net_->sgd_step(h, scale_->state());
+            scale_->update(*ctx_);
+        } else {
+            net_->sgd_step(h, nullptr);
+        }
+        return loss;
+    }
+
+    /// Peak device memory in use by this process's allocations so far is not tracked by CUDA; this
+    /// returns the device's used memory now (total - free), in bytes.
+    static std::size_t device_memory_used() {
+        std::size_t free = 0, total = 0;
+        TRICKS_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+        return total - free;
+    }
+
+private:
+    double train_step(tensor<float>& x, const tensor<float>& q, int n, double lr, long t, int e, long s) {
+        namespace g = backend::gpu;
+        upload_input(x);
+        q_.upload(std::span<const float>(q.data(), q.size()));
+        const double* dloss = step_on_device(x_, q_.data(), lr);
+        double loss = 0, dist = 0;
+        TRICKS_CUDA_CHECK(cudaMemcpyAsync(&loss, dloss, sizeof loss, cudaMemcpyDeviceToHost, ctx_->stream()));
+        if (distill_loss_)
+            TRICKS_CUDA_CHECK(cudaMemcpyAsync(&dist, distill_loss_, sizeof dist, cudaMemcpyDeviceToHost, ctx_->stream()));
+        ctx_->synchronize();
+        const double T = this->opt_.distill_temperature;
+        loss += T * T * dist;
+        (void)n;
+        if (!std::isfinite(loss) && !Recipe::fp16) base::non_finite_loss(loss, e, s, t, lr);
+        return loss;
+    }
+
+    const float* eval_logits(tensor<float>& x) {
+        upload_input(x);
+        const auto& z = net_->forward(x_, nn::mode::eval);
+        logits_.resize(z.size());
+        if constexpr (std::is_same_v<element, float>) {
+            z.buffer.download(std::span<float>(logits_.data(), z.size()));
+        } else {
+            logits_f_.resize(z.size());
+            backend::gpu::cast<element, float>(z.size(), z.data(), logits_f_.data(), *ctx_);
+            logits_f_.download(std::span<float>(logits_.data(), z.size()));
+        }
+        return logits_.data();
+    }
+
+    /// Host batch (float) -> device, in the element type (rounded once, like ctx.round on the CPU).
+    void upload_input(const tensor<float>& x) {
+        staging_.upload(std::span<const float>(x.data(), x.size()));
+        x_.resize(x.shape());
+        backend::gpu::cast<float, element>(x.size(), staging_.data(), x_.data(), *ctx_);
+    }
+
+    void sync_to_host() {
+        net_->download(&velocity_);
+        sync_scaler();
+    }
+    void sync_to_device() {
+        net_->upload(&velocity_);
+        net_->set_decay_rule(Recipe::no_bias_decay);
+        if constexpr (Recipe::fp16) {
+            scale_.emplace(static_cast<float>(this->scaler_.scale), this->scaler_.window);
+            scale_->restore(this->scaler_.clean_steps, this->scaler_.skipped);
+        }
+    }
+    void teacher_loaded() {
+        if constexpr (Recipe::distills)
+            teacher_net_ = std::make_unique<backend::gpu::device_model<teacher_model, float>>(*this->teacher_, *ctx_);
+    }
+    void sync_scaler() {
+        if (!scale_) return;
+        const auto st = scale_->read(*ctx_);
+        this->scaler_.scale = st.scale;
+        this->scaler_.clean_steps = st.clean_steps;
+        this->scaler_.skipped = st.skipped;
+    }
+    std::vector<tensor<float>>& velocity() noexcept { return velocity_; }
+
+    std::unique_ptr<backend::gpu::context> ctx_;
+    std::unique_ptr<backend::gpu::device_model<Model, element>> net_;
+    std::unique_ptr<backend::gpu::device_model<teacher_model, float>> teacher_net_;
+    std::optional<backend::gpu::dynamic_loss_scale> scale_;
+    std::vector<tensor<float>> velocity_;  // host mirror of the device momentum (checkpoints)
+    backend::gpu::device_buffer<float> staging_, q_, logits_f_;
+    backend::gpu::device_tensor<element> x_, dz_;
+    backend::gpu::device_tensor<float> teacher_x_;
+    const double* distill_loss_ = nullptr;
+    std::vector<float> logits_;
+};
+
+}  // namespace tricks

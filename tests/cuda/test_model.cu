@@ -1,0 +1,256 @@
+// Whole-network parity of backend::cuda with backend::cpu: gpu::device_model (the device twins of
+// every layer type) and trainer<..., backend::cuda> against the CPU model and trainer.
+//
+// Method. The same model type is initialised from the same seed on both sides; the same batch goes
+// through forward (training mode), softmax cross-entropy against the same soft targets, and backward.
+// Compared: logits, every parameter gradient, the running statistics, and (trainer) the weights
+// after a few SGD steps. Errors are measured as ||gpu - cpu|| / ||cpu|| per tensor (a network sums
+// thousands of terms per value, so per-element bounds would be dominated by cancellation).
+//
+// Tolerances. FP32 (FMA math, no TF32): cuDNN's algorithms reorder sums (implicit GEMM, Winograd,
+// FFT); each layer adds relative errors of ~1e-6, a 10-layer net with BN (which divides by the batch
+// standard deviation) amplifies them; 1e-3 is >100x that and >100x below a wrong index or layout
+// (which gives errors of order 1). FP16 storage: each activation, weight and gradient is rounded to
+// u16 = 2^-11 ~ 4.9e-4 relative; through ~20 roundings on the forward and backward paths and BN
+// rescaling the relative error of a gradient tensor stays ~1e-2; bound 6e-2.
+#include <cmath>
+#include <filesystem>
+#include <string>
+
+#include "harness.cuh"
+#include "tricks/cuda.cuh"
+
+namespace {
+
+using namespace tt;
+namespace t = tricks;
+
+using small_net = t::models::cifar_resnet<8, t::in_channels<1>, t::classes<10>, t::tweak::deep_stem, t::tweak::avg_down>;
+
+double rel_error(const float* got, const float* want, std::size_t n) {
+    double num = 0, den = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const double d = static_cast<double>(got[i]) - want[i];
+        num += d * d;
+        den += static_cast<double>(want[i]) * want[i];
+    }
+    if (!std::isfinite(num)) return INFINITY;
+    return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+void expect_rel(const std::string& what, double err, double bound) {
+    ++comparisons();
+    if (!(err <= bound)) fail(what + ": relative error " + std::to_string(err) + " > " + std::to_string(bound), __FILE__, __LINE__);
+    else std::printf("  ok   %-58s rel err %.3g (bound %.3g)\n", what.c_str(), err, bound);
+}
+
+/// A batch of n 1-channel 14x14 inputs (odd sizes after the stride-2 stages: 14 -> 7 -> 4, so
+/// ResNet-D's ceil-mode average pool sees an odd input) and soft targets with label smoothing.
+struct batch {
+    t::tensor<float> x, q;
+};
+batch make_batch(int n, int hw) {
+    batch b;
+    b.x.resize({n, hw, hw, 1});
+    const fvec v = uniform(b.x.size(), 21);
+    std::copy(v.begin(), v.end(), b.x.data());
+    std::vector<int> labels(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) labels[static_cast<std::size_t>(i)] = (3 * i + 1) % 10;
+    t::make_targets(labels, 10, 0.1, b.q);
+    return b;
+}
+
+template <class T>
+void model_parity(double bound, const char* label) {
+    gpu::context ctx;
+    const batch b = make_batch(6, 14);
+
+    // CPU reference.
+    small_net cpu;
+    cpu.init(7);
+    const t::nn::context cctx{t::nn::mode::train, std::is_same_v<T, float> ? t::nn::storage::fp32 : t::nn::storage::fp16};
+    t::tensor<float> xin = b.x;
+    cctx.round(xin);
+    const auto& z = cpu.forward(xin, cctx);
+    t::tensor<float> dz(z.shape());
+    (void)t::backend::softmax_cross_entropy(6, 10, z.data(), b.q.data(), dz.data());
+    cpu.backward(dz, cctx, false);
+
+    // Device.
+    small_net host;
+    host.init(7);
+    gpu::device_model<small_net, T> dev(host, ctx);
+    gpu::device_tensor<T> x, q_dummy;
+    {
+        auto d = to_device<T>(fvec(xin.data(), xin.data() + xin.size()));
+        x.shape = xin.shape();
+        x.buffer = std::move(d);
+    }
+    const auto& zd = dev.forward(x, t::nn::mode::train);
+    std::vector<T> zh(zd.size());
+    zd.buffer.download(zh);
+    fvec zf(zh.size());
+    for (std::size_t i = 0; i < zh.size(); ++i) zf[i] = gpu::to_float(zh[i]);
+    expect_rel(std::string(label) + " logits", rel_error(zf.data(), z.data(), zf.size()), bound);
+
+    gpu::device_buffer<float> q;
+    q.upload(std::span<const float>(b.q.data(), b.q.size()));
+    gpu::device_tensor<T> dzd;
+    dzd.resize(zd.shape);
+    (void)gpu::softmax_cross_entropy<T>(6, 10, zd.data(), q.data(), dzd.data(), nullptr, ctx);
+    dev.backward(dzd);
+    dev.download_grads();
+    dev.download(nullptr);
+
+    auto pc = cpu.parameters();
+    auto ph = host.parameters();
+    CHECK(pc.size() == ph.size());
+    double worst = 0;
+    std::size_t worst_i = 0;
+    for (std::size_t i = 0; i < pc.size(); ++i) {
+        const double e = rel_error(ph[i]->grad.data(), pc[i]->grad.data(), pc[i]->grad.size());
+        if (!(e <= worst)) {
+            worst = std::isnan(e) ? INFINITY : e;
+            worst_i = i;
+        }
+    }
+    expect_rel(std::string(label) + " gradients, worst of " + std::to_string(pc.size()) + " tensors (#" +
+                   std::to_string(worst_i) + ", " + std::string(t::nn::role_name(pc[worst_i]->kind)) + ")",
+               worst, bound);
+    auto bc = cpu.buffers();
+    auto bh = host.buffers();
+    double worst_b = 0;
+    for (std::size_t i = 0; i < bc.size(); ++i)
+        worst_b = std::max(worst_b, rel_error(bh[i]->data(), bc[i]->data(), bc[i]->size()));
+    expect_rel(std::string(label) + " BN running statistics", worst_b, bound);
+
+    // Negative control: the gradients of a differently initialised CPU model are far outside the bound.
+    small_net other;
+    other.init(8);
+    (void)other.forward(xin, cctx);
+    other.backward(dz, cctx, false);
+    const auto po = other.parameters();
+    CHECK_MSG(rel_error(po[0]->grad.data(), pc[0]->grad.data(), pc[0]->grad.size()) > 10 * bound,
+              "negative control: another init's gradients look equal");
+}
+
+TRICKS_GPU_TEST(device_model_fp32_matches_cpu) { model_parity<float>(1e-3, "fp32 cifar_resnet8-D"); }
+TRICKS_GPU_TEST(device_model_fp16_matches_cpu_fp16_emulation) { model_parity<__half>(6e-2, "fp16 cifar_resnet8-D"); }
+
+/// Layout round trip: upload then download returns the host parameters unchanged (HWIO <-> KRSC).
+TRICKS_GPU_TEST(device_model_upload_download_round_trip) {
+    gpu::context ctx;
+    small_net host;
+    host.init(3);
+    const auto before = [&] {
+        fvec all;
+        for (auto* p : host.parameters()) all.insert(all.end(), p->value.span().begin(), p->value.span().end());
+        return all;
+    }();
+    gpu::device_model<small_net, __half> dev(host, ctx);
+    for (auto* p : host.parameters()) p->value.zero();
+    dev.download(nullptr);
+    fvec after;
+    for (auto* p : host.parameters()) after.insert(after.end(), p->value.span().begin(), p->value.span().end());
+    CHECK(after == before);
+}
+
+tricks::data::dataset synthetic(int n, std::uint64_t stream) {
+    tricks::data::dataset d;
+    d.name = "synthetic";
+    d.n = n;
+    d.h = d.w = 28;
+    d.c = 1;
+    d.classes = 10;
+    d.pixels.resize(static_cast<std::size_t>(n) * 28 * 28);
+    d.labels.resize(static_cast<std::size_t>(n));
+    tricks::rng r(seed, stream);
+    for (int i = 0; i < n; ++i) {
+        const int k = static_cast<int>(r.below(10));
+        d.labels[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(k);
+        for (std::size_t p = 0; p < 28 * 28; ++p)
+            d.pixels[static_cast<std::size_t>(i) * 28 * 28 + p] = static_cast<std::uint8_t>(20 * k + r.below(60));
+    }
+    return d;
+}
+
+using parity_recipe = t::recipe<t::optim::sgd<t::optim::nesterov>, t::lr::warmup<t::epochs<1>>, t::lr::cosine,
+                                t::decay::no_bias_decay, t::loss::label_smoothing, t::mix::mixup>;
+
+/// Same recipe, same seed: after a few steps (warmup, cosine, Nesterov, no-bias-decay, label
+/// smoothing, mixup) the CUDA trainer's weights match the CPU trainer's.
+TRICKS_GPU_TEST(cuda_trainer_fp32_matches_cpu_trainer) {
+    const auto train = synthetic(96, 5), test = synthetic(50, 6);
+    t::options o;
+    o.epochs = 2;
+    o.batch = 16;
+    o.lr = 0.2;
+    o.weight_decay = 5e-4;
+    o.max_steps_per_epoch = 3;
+    o.progress = false;
+    o.seed = 11;
+    t::trainer<small_net, parity_recipe, t::backend::cpu> cpu(o);
+    t::trainer<small_net, parity_recipe, t::backend::cuda> gpu_t(o);
+    const auto hc = cpu.fit(train, test);
+    const auto hg = gpu_t.fit(train, test);
+    auto pc = cpu.model().parameters();
+    auto pg = gpu_t.model().parameters();
+    double worst = 0;
+    for (std::size_t i = 0; i < pc.size(); ++i)
+        worst = std::max(worst, rel_error(pg[i]->value.data(), pc[i]->value.data(), pc[i]->value.size()));
+    expect_rel("trainer fp32: weights after 6 steps (worst tensor)", worst, 1e-3);
+    expect_rel("trainer fp32: epoch-2 train loss", std::fabs(hg.epochs[1].train_loss - hc.epochs[1].train_loss) /
+                                                       std::fabs(hc.epochs[1].train_loss), 1e-3);
+}
+
+using fp16_recipe = t::recipe<t::optim::sgd<t::optim::nesterov>, t::lr::warmup<t::epochs<1>>, t::lr::cosine,
+                              t::decay::no_bias_decay, t::loss::label_smoothing, t::precision::fp16_mixed>;
+
+/// fp16_mixed on the device learns the synthetic task, and its checkpoint loads into the CPU
+/// trainer with the same test accuracy (within FP16 vs FP32 evaluation differences).
+TRICKS_GPU_TEST(cuda_trainer_fp16_learns_and_checkpoint_moves_to_cpu) {
+    const auto train = synthetic(512, 7), test = synthetic(200, 8);
+    t::options o;
+    o.epochs = 3;
+    o.batch = 32;
+    o.lr = 0.4;
+    o.progress = false;
+    o.seed = 3;
+    t::trainer<small_net, fp16_recipe, t::backend::cuda> g(o);
+    const auto h = g.fit(train, test);
+    std::printf("  fp16 cuda trainer on synthetic digits: top-1 %.3f %.3f %.3f, loss scale %.0f, skipped %lld\n",
+                h.epochs[0].test_top1, h.epochs[1].test_top1, h.epochs[2].test_top1, h.epochs[2].loss_scale,
+                static_cast<long long>(h.epochs[2].skipped_steps));
+    CHECK_MSG(h.final_top1() > 0.9, "final top-1 " << h.final_top1());
+    const auto path = std::filesystem::temp_directory_path() / "tricks_cuda_ckpt.bin";
+    g.save(path);
+    t::trainer<small_net, fp16_recipe, t::backend::cpu> c(o);
+    c.resume(path);
+    const auto ec = c.evaluate(test);
+    const auto eg = g.evaluate(test);
+    std::printf("  same checkpoint evaluated: cuda %.4f, cpu %.4f\n", eg.top1, ec.top1);
+    CHECK_MSG(std::fabs(ec.top1 - eg.top1) <= 0.02, "cpu " << ec.top1 << " vs cuda " << eg.top1);
+    std::filesystem::remove(path);
+}
+
+/// The distillation kernel against train/loss.hpp's distillation_term.
+TRICKS_GPU_TEST(distillation_term_matches_cpu) {
+    gpu::context ctx;
+    const int n = 5, k = 7;
+    const fvec z = uniform(n * k, 31, -3.f, 3.f), r = uniform(n * k, 32, -3.f, 3.f), dz0 = uniform(n * k, 33, -0.1f, 0.1f);
+    const double T = 4.0;
+    fvec dz_cpu = dz0;
+    t::tensor<float> pz, pr;
+    const double want = t::distillation_term(n, k, z.data(), r.data(), T, dz_cpu.data(), pz, pr);
+    auto zd = to_device<float>(z), rd = to_device<float>(r), dzd = to_device<float>(dz0);
+    const double* m = gpu::distillation_term_async<float, float>(n, k, zd.data(), rd.data(), static_cast<float>(T), dzd.data(),
+                                                                  nullptr, ctx);
+    double got = 0;
+    TRICKS_CUDA_CHECK(cudaMemcpy(&got, m, sizeof got, cudaMemcpyDeviceToHost));
+    got *= T * T;
+    expect_rel("distillation term value", std::fabs(got - want) / std::fabs(want), 1e-5);
+    const fvec dz_gpu = dzd.to_host();
+    expect_rel("distillation term gradient added into dz", rel_error(dz_gpu.data(), dz_cpu.data(), dz_cpu.size()), 1e-5);
+}
+
+}  // namespace
