@@ -1,48 +1,47 @@
 #!/usr/bin/env bash
-# bench/gpu/run.sh — the GPU check of backend::cuda in one script (issue #6), within 8 minutes:
-#   1. environment report (GPU, driver, nvcc, cuDNN, PyTorch)                      -> $OUT/env.txt
-#   2. configure + build, Release, sm_90: tests/cuda and bench/gpu                  -> $OUT/build.log
-#   3. the CUDA tests: host checks + kernel parity with backend/cpu, FP32 and FP16  -> $OUT/tests.log
-#   4. conv micro-benchmark: ResNet-50-D convs, batch 256, FP16 NHWC, tricks' cuDNN path
-#                                                                                  -> $OUT/conv_tricks.{log,json}
-#   5. the same shapes through PyTorch (channels_last, AMP, cudnn.benchmark)       -> $OUT/conv_torch.{log,json}
-#   6. summary (printed last, and $OUT/summary.txt)
-# Logs go under $OUT (./out/gpu when OUT is unset). Every step has a timeout inside the overall
-# budget (BUDGET_S, default 480 s); a step that would start without time left is reported as not run.
+# bench/gpu/run.sh — every GPU check of backend::cuda in one script (issues #6/#7), within a time budget:
+#   1. environment (GPU, driver, nvcc, cuDNN, PyTorch, timm)
+#   2. binaries: prebuilt ones (--prebuilt DIR, e.g. built on a CPU machine and carried) when they
+#      load here, else a build (Release, sm_90) of tests/cuda, examples/train and bench/gpu
+#   3. tests: tricks_cuda_tests — kernel parity with backend/cpu (FP32, FP16), whole-network parity
+#      (device_model vs the CPU model), CUDA trainer vs CPU trainer, checkpoint GPU -> CPU
+#   4. fmnist: the README main job on the GPU, `train --device cuda` (fp16_mixed), real Fashion-MNIST
+#   5. resnet50d training throughput, 224x224, batch 256, fp16_mixed, synthetic data on the device:
+#      tricks (train_bench) and PyTorch AMP (timm resnet50d, channels_last, cudnn.benchmark), alternating
+#      tricks / torch / tricks / torch
+#   6. conv micro-benchmark (ResNet-50-D conv shapes, tricks vs PyTorch), if time is left
+#   7. summary: printed last; everything under $OUT as summary.txt + gpu_logs.tar.gz (2 files)
 #
-#   bench/gpu/run.sh [--dry-run] [--skip-build] [--build-dir DIR] [--jobs N] [--batch N] [--iters N]
-#     --dry-run     only what needs no GPU: environment, configure, build, the test binary's host
-#                   checks (it exits 77 = skipped without a device), the shape table; prints the
-#                   commands the GPU steps would run.
-#     --skip-build  use an existing build in --build-dir (e.g. one carried to the GPU machine).
-#
-# The build is standalone: a generated top-level CMakeLists adds only include/, cmake/tricks_cuda.cmake,
-# tests/cuda and bench/gpu, so the GPU machine needs nvcc, CMake, cuDNN and Eigen's headers but none of
-# the CPU library's other dependencies (Boost, zlib). Eigen: a system install, or EIGEN3_INCLUDE_DIR,
-# or a copy at <repo>/.deps/eigen3 (carry it: `mkdir -p .deps && cp -r /usr/include/eigen3 .deps/`,
-# ignored through .git/info/exclude, named in the device tool's carry list).
-# cuDNN: CUDNN_ROOT if set, else Python's nvidia.cudnn package (where the GPU machines have it), else
-# next to the CUDA toolkit.
+#   bench/gpu/run.sh [--dry-run] [--prebuilt DIR] [--data DIR] [--epochs N] [--batch N] [--iters N]
+#     --dry-run     only what needs no GPU: environment, binaries, the test binary's host checks
+#                   (it exits 77 = skipped without a device); prints the GPU commands.
+#     --prebuilt    folder with tricks_cuda_tests, train, train_bench, conv_bench (built with
+#                   TRICKS_NATIVE=OFF so they run on any x86-64 host; see bench/gpu/prebuild.sh).
+#     --data        Fashion-MNIST IDX files (default: $TRICKS_FASHION_MNIST_DIR or the Debian path).
+# cuDNN/cuBLAS/cudart: CUDNN_ROOT if set, else Python's nvidia.* packages, else the CUDA toolkit's.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-OUT=${OUT:-./out/gpu}
+OUT=${OUT:-$ROOT/out/gpu}
+WORK=$(mktemp -d /tmp/tricks-gpu.XXXXXX)
 BUILD=${BUILD_DIR:-$ROOT/build/gpu}
 DRY=0
-SKIP_BUILD=0
-JOBS=$(nproc 2>/dev/null || echo 4)
+PREBUILT=
+DATA=${TRICKS_FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
+EPOCHS=5
 BATCH=256
-ITERS=10
+ITERS=20
 BUDGET=${BUDGET_S:-480}
 ARCH=${CUDA_ARCHITECTURES:-90}
+JOBS=$(nproc 2>/dev/null || echo 4)
 
-usage() { sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while (($#)); do
   case $1 in
     --dry-run) DRY=1 ;;
-    --skip-build) SKIP_BUILD=1 ;;
-    --build-dir) BUILD=$2; shift ;;
-    --jobs) JOBS=$2; shift ;;
+    --prebuilt) PREBUILT=$2; shift ;;
+    --data) DATA=$2; shift ;;
+    --epochs) EPOCHS=$2; shift ;;
     --batch) BATCH=$2; shift ;;
     --iters) ITERS=$2; shift ;;
     -h|--help) usage 0 ;;
@@ -50,20 +49,18 @@ while (($#)); do
   esac
   shift
 done
-
 mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
-mkdir -p "$BUILD" && BUILD=$(cd "$BUILD" && pwd)
 export PYTHONUNBUFFERED=1
 
 declare -A STATUS
 ORDER=()
-
-# step NAME CAP_SECONDS CMD...: runs CMD with its output in $OUT/NAME.log, under min(CAP, time left).
+# step NAME CAP CMD...: CMD's output -> $WORK/NAME.log (and the last lines to the console), under
+# min(CAP, time left in the budget).
 step() {
   local name=$1 cap=$2
   shift 2
   ORDER+=("$name")
-  local left=$((BUDGET - SECONDS - 15))  # keep 15 s for the summary
+  local left=$((BUDGET - SECONDS - 20))
   local t=$((cap < left ? cap : left))
   if ((t <= 5)); then
     echo "[$name] not run: out of time budget"
@@ -72,7 +69,7 @@ step() {
   fi
   echo "[$name] $* (timeout ${t}s)"
   local t0=$SECONDS rc
-  timeout --kill-after=10 "$t" "$@" >"$OUT/$name.log" 2>&1
+  timeout --kill-after=10 "$t" "$@" >"$WORK/$name.log" 2>&1
   rc=$?
   local dt=$((SECONDS - t0))
   case $rc in
@@ -89,146 +86,151 @@ step() {
 PY=$(command -v python3 || true)
 NVCC=${CUDACXX:-$(command -v nvcc || true)}
 [[ -z $NVCC && -x /usr/local/cuda/bin/nvcc ]] && NVCC=/usr/local/cuda/bin/nvcc
-if [[ -z ${CUDNN_ROOT:-} && -n $PY ]]; then
+LIBDIRS=()
+if [[ -n ${CUDNN_ROOT:-} ]]; then
+  LIBDIRS+=("$CUDNN_ROOT/lib")
+elif [[ -n $PY ]]; then
+  # nvidia.cudnn, nvidia.cublas, nvidia.cuda_runtime: where the GPU machines keep these libraries.
+  while IFS= read -r d; do LIBDIRS+=("$d"); done < <("$PY" - <<'EOF' 2>/dev/null
+import importlib, os
+for m in ("nvidia.cudnn", "nvidia.cublas", "nvidia.cuda_runtime", "nvidia.cu13"):
+    try:
+        mod = importlib.import_module(m)
+    except Exception:
+        continue
+    for p in list(mod.__path__):
+        for sub in ("lib", "lib64"):
+            if os.path.isdir(os.path.join(p, sub)):
+                print(os.path.join(p, sub))
+EOF
+)
   CUDNN_ROOT=$("$PY" -c 'import nvidia.cudnn as m; print(list(m.__path__)[0])' 2>/dev/null || true)
-  [[ -n $CUDNN_ROOT && ! -e $CUDNN_ROOT/include/cudnn.h ]] && CUDNN_ROOT=
 fi
-CUDNN_ROOT=${CUDNN_ROOT:-}
-# cuDNN 9 loads its engine libraries at run time from the loader path.
-[[ -n $CUDNN_ROOT && -d $CUDNN_ROOT/lib ]] && export LD_LIBRARY_PATH="$CUDNN_ROOT/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-EIGEN_DIR=${EIGEN3_INCLUDE_DIR:-}
-[[ -z $EIGEN_DIR && -e $ROOT/.deps/eigen3/Eigen/Core ]] && EIGEN_DIR=$ROOT/.deps/eigen3
+for d in /usr/local/cuda/lib64 /usr/local/cuda/lib; do [[ -d $d ]] && LIBDIRS+=("$d"); done
+LDP=$(IFS=:; echo "${LIBDIRS[*]}")
+export LD_LIBRARY_PATH="$LDP${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 {
-  echo "date: $(date -u +%FT%TZ)  host: $(hostname)  repo: $ROOT ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'))"
+  echo "date: $(date -u +%FT%TZ)  host: $(hostname)  repo: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
   echo "--- nvidia-smi"
-  if command -v nvidia-smi >/dev/null; then
-    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 \
+    || echo "(no nvidia-smi)"
+  echo "--- cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2) x $(nproc)"
+  echo "--- nvcc: ${NVCC:-none} $([[ -n $NVCC ]] && "$NVCC" --version | tail -1)"
+  echo "--- library path: $LD_LIBRARY_PATH"
+  [[ -n $PY ]] && "$PY" -c 'import torch, timm; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version(), "timm", timm.__version__, "device", torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)' 2>&1 | tail -1
+} >"$WORK/env.txt" 2>&1
+cat "$WORK/env.txt"
+
+# ---- 2. binaries ---------------------------------------------------------------------------------
+BINS=(tricks_cuda_tests train train_bench conv_bench)
+loads() {  # every binary exists and ldd resolves all its libraries
+  local dir=$1 b
+  for b in "${BINS[@]}"; do
+    [[ -x $dir/$b ]] || { echo "missing $dir/$b"; return 1; }
+    if ldd "$dir/$b" | grep -q "not found"; then echo "$b: $(ldd "$dir/$b" | grep 'not found' | tr -s ' \t' ' ')"; return 1; fi
+  done
+}
+BIN=
+if [[ -n $PREBUILT ]] && loads "$PREBUILT" >"$WORK/prebuilt.log" 2>&1; then
+  BIN=$(cd "$PREBUILT" && pwd)
+  ORDER+=(binaries); STATUS[binaries]="prebuilt ($BIN)"
+else
+  [[ -n $PREBUILT ]] && { echo "[binaries] prebuilt ones do not load here:"; cat "$WORK/prebuilt.log"; }
+  if [[ -z $NVCC ]]; then
+    ORDER+=(binaries); STATUS[binaries]="FAILED: no usable prebuilt binaries and no nvcc"
   else
-    echo "(no nvidia-smi)"
+    CFG=(cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTRICKS_CUDA=ON -DTRICKS_NATIVE=ON
+         -DCMAKE_CUDA_COMPILER="$NVCC" -DCMAKE_CUDA_ARCHITECTURES="$ARCH")
+    command -v ninja >/dev/null && CFG+=(-G Ninja)
+    [[ -n ${CUDNN_ROOT:-} ]] && CFG+=(-DCUDNN_ROOT="$CUDNN_ROOT")
+    if step configure 90 "${CFG[@]}" && step build 300 cmake --build "$BUILD" -j "$JOBS" --target "${BINS[@]}"; then
+      mkdir -p "$WORK/bin"
+      for b in tests/cuda/tricks_cuda_tests examples/train bench/gpu/train_bench bench/gpu/conv_bench; do
+        cp "$BUILD/$b" "$WORK/bin/"
+      done
+      BIN=$WORK/bin
+    fi
   fi
-  echo "--- nvcc: ${NVCC:-none}"
-  [[ -n $NVCC ]] && "$NVCC" --version | tail -2
-  echo "--- cmake: $(cmake --version 2>/dev/null | head -1)  ninja: $(ninja --version 2>/dev/null || echo none)  g++: $(g++ -dumpversion 2>/dev/null)"
-  echo "--- cuDNN root: ${CUDNN_ROOT:-(toolkit default)}  Eigen: ${EIGEN_DIR:-(system)}"
-  echo "--- python: ${PY:-none}"
-  [[ -n $PY ]] && "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version(), "device", torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)' 2>&1 | tail -1
-} >"$OUT/env.txt" 2>&1
-echo "== tricks GPU check: $(sed -n '3p' "$OUT/env.txt")"
-echo "   OUT=$OUT  BUILD=$BUILD  budget ${BUDGET}s  $([[ $DRY == 1 ]] && echo '(dry run)')"
+fi
+echo "[binaries] ${STATUS[binaries]:-${STATUS[build]:-?}}"
 
-# ---- 2. configure + build --------------------------------------------------------------------------
-TOP=$BUILD/top
-mkdir -p "$TOP"
-cat >"$TOP/CMakeLists.txt" <<EOF
-# Generated by bench/gpu/run.sh: the CUDA backend, its tests and benchmarks, without the CPU
-# library's other dependencies.
-cmake_minimum_required(VERSION 3.25)
-project(tricks_gpu_check LANGUAGES CXX)
-list(APPEND CMAKE_MODULE_PATH "$ROOT/cmake")
-find_package(Eigen3 3.4 NO_MODULE QUIET)
-if(NOT TARGET Eigen3::Eigen)
-  if(NOT EIGEN3_INCLUDE_DIR OR NOT EXISTS "\${EIGEN3_INCLUDE_DIR}/Eigen/Core")
-    message(FATAL_ERROR "Eigen 3.4 headers not found: install them, set EIGEN3_INCLUDE_DIR, or carry <repo>/.deps/eigen3")
-  endif()
-  add_library(Eigen3::Eigen INTERFACE IMPORTED)
-  set_target_properties(Eigen3::Eigen PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "\${EIGEN3_INCLUDE_DIR}")
-endif()
-find_package(OpenMP COMPONENTS CXX)
-add_library(tricks INTERFACE)
-add_library(tricks::tricks ALIAS tricks)
-target_include_directories(tricks INTERFACE "$ROOT/include")
-target_compile_features(tricks INTERFACE cxx_std_20)
-target_link_libraries(tricks INTERFACE Eigen3::Eigen \$<TARGET_NAME_IF_EXISTS:OpenMP::OpenMP_CXX>)
-set(TRICKS_CUDA ON)
-include("$ROOT/cmake/tricks_cuda.cmake")
-enable_testing()
-add_subdirectory("$ROOT/tests/cuda" tests_cuda)
-add_subdirectory("$ROOT/bench/gpu" bench_gpu)
-EOF
-
-TESTS_BIN=$BUILD/tests_cuda/tricks_cuda_tests
-BENCH_BIN=$BUILD/bench_gpu/conv_bench
-if ((SKIP_BUILD)); then
-  echo "[build] skipped (--skip-build): using $BUILD"
-  ORDER+=(build)
-  STATUS[build]="skipped (--skip-build)"
-elif [[ -z $NVCC ]]; then
-  echo "[build] no nvcc found (set CUDACXX); build elsewhere, carry $BUILD and pass --skip-build"
-  ORDER+=(build)
-  STATUS[build]="FAILED: no nvcc"
-else
-  GEN=()
-  command -v ninja >/dev/null && GEN=(-G Ninja)
-  CFG=(cmake -S "$TOP" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_COMPILER="$NVCC"
-       -DCMAKE_CUDA_ARCHITECTURES="$ARCH")
-  [[ -n $CUDNN_ROOT ]] && CFG+=(-DCUDNN_ROOT="$CUDNN_ROOT")
-  [[ -n $EIGEN_DIR ]] && CFG+=(-DEIGEN3_INCLUDE_DIR="$EIGEN_DIR")
-  if step configure 120 "${CFG[@]}"; then
-    step build 300 cmake --build "$BUILD" -j "$JOBS" --target tricks_cuda_tests conv_bench
+# ---- 3-6. tests, training, benchmarks -------------------------------------------------------------
+FMNIST=("$BIN/train" --device cuda --epochs "$EPOCHS" --data "$DATA" --out "$WORK/fmnist")
+TB=("$BIN/train_bench" --batch "$BATCH" --iters "$ITERS" --reps 3)
+TT=("${PY:-python3}" "$ROOT/bench/gpu/torch_train.py" --batch "$BATCH" --iters "$ITERS" --reps 3)
+if [[ -n $BIN ]]; then
+  if ((DRY)); then
+    step tests 60 "$BIN/tricks_cuda_tests"
+    echo "[dry-run] on a GPU this would run:"
+    printf '   %s\n' "${FMNIST[*]}" "${TB[*]} --json tricks_1.json" "${TT[*]} --json torch_1.json" \
+      "(tricks and torch once more, alternating)" "$BIN/conv_bench --batch $BATCH --json conv_tricks.json + torch_conv.py"
+  else
+    step tests 150 "$BIN/tricks_cuda_tests"
+    step fmnist 180 "${FMNIST[@]}"
+    step train_tricks_1 100 "${TB[@]}" --json "$WORK/train_tricks_1.json"
+    step train_torch_1 100 "${TT[@]}" --json "$WORK/train_torch_1.json"
+    step train_tricks_2 80 "${TB[@]}" --json "$WORK/train_tricks_2.json"
+    step train_torch_2 80 "${TT[@]}" --json "$WORK/train_torch_2.json"
+    if "$BIN/conv_bench" --list >"$WORK/shapes.txt" 2>/dev/null; then
+      step conv_tricks 60 "$BIN/conv_bench" --batch "$BATCH" --iters 10 --json "$WORK/conv_tricks.json"
+      step conv_torch 60 "${PY:-python3}" "$ROOT/bench/gpu/torch_conv.py" --shapes "$WORK/shapes.txt" --batch "$BATCH" \
+        --iters 10 --json "$WORK/conv_torch.json"
+    fi
   fi
-  grep -E "error|warning:|CUDA backend|Found CUDNN|Could NOT" "$OUT/configure.log" "$OUT/build.log" 2>/dev/null | head -20
-fi
-if [[ -x $TESTS_BIN ]]; then
-  { echo "--- ldd $TESTS_BIN"; ldd "$TESTS_BIN" | grep -E "cud|cublas|gomp|not found"; } >>"$OUT/env.txt" 2>&1
 fi
 
-# ---- 3-5. tests and benchmarks ------------------------------------------------------------------------
-SHAPES=$OUT/shapes.txt
-if [[ -x $BENCH_BIN ]]; then
-  "$BENCH_BIN" --list >"$SHAPES" 2>"$OUT/shapes.err" || { echo "[shapes] conv_bench --list failed:"; cat "$OUT/shapes.err"; }
-fi
-TEST_CMD=("$TESTS_BIN")
-TRICKS_CMD=("$BENCH_BIN" --batch "$BATCH" --iters "$ITERS" --json "$OUT/conv_tricks.json")
-TORCH_CMD=("${PY:-python3}" "$ROOT/bench/gpu/torch_conv.py" --shapes "$SHAPES" --batch "$BATCH" --iters "$ITERS"
-           --json "$OUT/conv_torch.json")
-
-if ((DRY)); then
-  if [[ -x $TESTS_BIN ]]; then step tests 60 "${TEST_CMD[@]}"; fi
-  echo "[dry-run] shape table: $(head -1 "$SHAPES" 2>/dev/null || echo '(none)')"
-  echo "[dry-run] on the GPU this would run:"
-  echo "   ${TEST_CMD[*]}                                   > $OUT/tests.log"
-  echo "   ${TRICKS_CMD[*]}  > $OUT/conv_tricks.log"
-  echo "   ${TORCH_CMD[*]}  > $OUT/conv_torch.log"
-else
-  [[ -x $TESTS_BIN ]] && step tests 150 "${TEST_CMD[@]}"
-  [[ -x $BENCH_BIN ]] && step conv_tricks 120 "${TRICKS_CMD[@]}"
-  [[ -s $SHAPES ]] && step conv_torch 120 "${TORCH_CMD[@]}"
-fi
-
-# ---- 6. summary ------------------------------------------------------------------------------------------
+# ---- 7. summary -----------------------------------------------------------------------------------
 {
   echo
   echo "================ tricks GPU check: summary ================"
-  grep -E "^NVIDIA|release [0-9]|^torch |^--- cuDNN" "$OUT/env.txt" | sed 's/^/  /'
-  for s in "${ORDER[@]}"; do printf '  %-12s %s\n' "$s" "${STATUS[$s]}"; done
-  if [[ -f $OUT/tests.log ]]; then
-    grep -E "^device 0:|^tricks cuda tests:" "$OUT/tests.log" | sed 's/^/  /'
-    grep -E "FAIL" "$OUT/tests.log" | head -25 | sed 's/^/  /'
+  grep -E "^name|^NVIDIA|H100|H200|^torch |^--- cpu" "$WORK/env.txt" | head -4 | sed 's/^/  /'
+  for s in "${ORDER[@]}"; do printf '  %-16s %s\n' "$s" "${STATUS[$s]}"; done
+  if [[ -f $WORK/tests.log ]]; then
+    grep -E "^tricks cuda tests:|^  ok .*(rel err|cifar|trainer|distill)|fp16 cuda trainer|same checkpoint" "$WORK/tests.log" | sed 's/^/  /'
+    grep -E "FAIL|what\(\)|terminate|cuda_error|call failed" "$WORK/tests.log" | head -30 | sed 's/^/  /'
   fi
-  for f in conv_tricks conv_torch; do
-    [[ -f $OUT/$f.log ]] && grep -E "^total conv time" "$OUT/$f.log" | sed "s/^/  $f: /"
+  if [[ -f $WORK/fmnist.log ]]; then
+    grep -E "^tricks:|^epoch|test top-1:|^\| [0-9]+ \||images/s|train:" "$WORK/fmnist.log" | tail -14 | sed 's/^/  fmnist: /'
+  fi
+  for f in train_tricks_1 train_torch_1 train_tricks_2 train_torch_2; do
+    [[ -f $WORK/$f.log ]] && grep -E "images/s|^device|^setup|^model|rror" "$WORK/$f.log" | sed "s/^/  $f: /"
   done
-  if [[ -f $OUT/conv_tricks.json && -f $OUT/conv_torch.json && -n $PY ]]; then
-    "$PY" - "$OUT/conv_tricks.json" "$OUT/conv_torch.json" <<'EOF'
-import json, sys
-t, p = (json.load(open(f)) for f in sys.argv[1:3])
-print(f"  conv step time (ResNet-50-D convs, fwd+bwd, batch {t['batch']}): tricks {t['step_ms']:.2f} ms, "
-      f"PyTorch AMP {p['step_ms']:.2f} ms -> ratio (torch time / tricks time) {p['step_ms'] / t['step_ms']:.3f}")
-print(f"  images/s if convs were all: tricks {t['images_per_s']:.0f}, PyTorch {p['images_per_s']:.0f}")
-print("  slowest shapes relative to PyTorch (ratio < 1 = tricks slower):")
-rows = []
-for a, b in zip(t["shapes"], p["shapes"]):
-    ta = a["fwd_ms"] + a["dgrad_ms"] + a["wgrad_ms"]
-    tb = b["fwd_ms"] + b["bwd_ms"]
-    rows.append((tb / ta if ta else 0.0, a, ta, tb))
-for r, a, ta, tb in sorted(rows, key=lambda x: x[0])[:6]:
-    print(f"    {r:6.3f}  {a['h']}x{a['h']}x{a['cin']}->{a['cout']} k{a['k']}/{a['stride']} x{a['count']}: "
-          f"tricks {ta:.3f} ms (fwd {a['fwd_ms']:.3f} dgrad {a['dgrad_ms']:.3f} wgrad {a['wgrad_ms']:.3f}), torch {tb:.3f} ms")
+  if [[ -n $PY ]] && ls "$WORK"/train_tricks_*.json "$WORK"/train_torch_*.json >/dev/null 2>&1; then
+    "$PY" - "$WORK" <<'EOF'
+import glob, json, os, statistics, sys
+w = sys.argv[1]
+def load(kind):
+    return [json.load(open(f)) for f in sorted(glob.glob(os.path.join(w, f"train_{kind}_*.json")))]
+t, p = load("tricks"), load("torch")
+if t and p:
+    ti = statistics.median(r["images_per_s"] for r in t)
+    pi = statistics.median(r["images_per_s"] for r in p)
+    print(f"  resnet50d training, batch {t[0]['batch']}, {t[0]['size']}x{t[0]['size']}, fp16 mixed, {t[0]['device']}:")
+    runs = lambda rs: ", ".join("%.0f" % r["images_per_s"] for r in rs)
+    print(f"    tricks {ti:.0f} images/s (runs: {runs(t)}), PyTorch AMP {pi:.0f} images/s (runs: {runs(p)}) "
+          f"-> ratio {ti / pi:.3f}")
+    print(f"    forward {statistics.median(r['fwd_ms'] for r in t):.1f} vs {statistics.median(r['fwd_ms'] for r in p):.1f} ms; "
+          f"backward+update {statistics.median(r['step_ms'] - r['fwd_ms'] for r in t):.1f} vs "
+          f"{statistics.median(r['step_ms'] - r['fwd_ms'] for r in p):.1f} ms")
+    print(f"    device memory used: tricks {max(r['memory_used_gib'] for r in t):.1f} GiB, PyTorch "
+          f"{max(r['memory_used_gib'] for r in p):.1f} GiB (allocator peak {max(r['allocator_peak_gib'] for r in p):.1f} GiB); "
+          f"parameters {t[0]['parameters']} vs {p[0]['parameters']}")
 EOF
   fi
-  echo "  logs: $OUT   total ${SECONDS}s of ${BUDGET}s"
-} | tee "$OUT/summary.txt"
+  if [[ -n $PY && -f $WORK/conv_tricks.json && -f $WORK/conv_torch.json ]]; then
+    "$PY" - "$WORK/conv_tricks.json" "$WORK/conv_torch.json" <<'EOF'
+import json, sys
+t, p = (json.load(open(f)) for f in sys.argv[1:3])
+print(f"  convs only (ResNet-50-D shapes, fwd+bwd, batch {t['batch']}): tricks {t['step_ms']:.2f} ms, "
+      f"PyTorch {p['step_ms']:.2f} ms -> ratio {p['step_ms'] / t['step_ms']:.3f}")
+EOF
+  fi
+  echo "  total ${SECONDS}s of ${BUDGET}s; logs: $OUT/gpu_logs.tar.gz"
+} | tee "$WORK/summary.txt"
+cp "$WORK/summary.txt" "$OUT/summary.txt"
+rm -rf "$WORK/bin"
+tar -C "$WORK" -czf "$OUT/gpu_logs.tar.gz" . 2>/dev/null
 
 for s in "${ORDER[@]}"; do
   case ${STATUS[$s]} in FAILED* | TIMEOUT*) exit 1 ;; esac

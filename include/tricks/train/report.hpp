@@ -16,6 +16,7 @@ struct run_facts {
     std::int64_t parameters = 0, macs = 0;
     int threads = 0;
     double total_seconds = 0;
+    std::string device = "cpu";  // "cpu", or "cuda: <GPU name>"
 };
 
 namespace detail {
@@ -52,6 +53,7 @@ inline void write_json(const std::filesystem::path& p, const run_facts& facts, c
     f << "{\n  \"model\": \"" << detail::json_escape(facts.model) << "\",\n  \"recipe\": \"" << detail::json_escape(facts.recipe)
       << "\",\n  \"dataset\": \"" << detail::json_escape(facts.dataset) << "\",\n  \"parameters\": " << facts.parameters
       << ",\n  \"macs_per_image\": " << facts.macs << ",\n  \"threads\": " << facts.threads
+      << ",\n  \"device\": \"" << detail::json_escape(facts.device) << "\""
       << ",\n  \"total_seconds\": " << facts.total_seconds << ",\n  \"final_test_top1\": " << h.final_top1()
       << ",\n  \"options\": {\"epochs\": " << o.epochs << ", \"batch\": " << o.batch << ", \"lr\": " << o.lr
       << ", \"momentum\": " << o.momentum << ", \"weight_decay\": " << o.weight_decay << ", \"warmup_epochs\": " << o.warmup_epochs
@@ -76,6 +78,7 @@ inline std::string markdown_report(const run_facts& facts, const options& o, con
       << "| parameters | " << facts.parameters << " |\n| MACs / image | " << facts.macs << " |\n"
       << "| epochs x batch | " << o.epochs << " x " << o.batch << " |\n| base lr, wd | " << o.lr << ", " << o.weight_decay << " |\n"
       << "| seed, threads | " << o.seed << ", " << facts.threads << " |\n"
+      << "| device | " << facts.device << " |\n"
       << "| wall time | " << std::setprecision(1) << facts.total_seconds << " s |\n"
       << "| **final test top-1** | **" << std::setprecision(2) << 100 * h.final_top1() << "%** |\n\n"
       << "| epoch | train loss | test top-1 | test loss | lr | images/s | seconds |\n|---:|---:|---:|---:|---:|---:|---:|\n";
