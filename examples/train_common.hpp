@@ -152,6 +152,10 @@ int run(cli& c) {
                  c.opt.epochs, c.opt.batch, c.opt.lr, c.opt.lr * c.opt.batch / 256, c.opt.weight_decay);
 
     const t::history h = trainer.fit(train, test);
+    if constexpr (!std::is_same_v<Backend, t::backend::cpu>) {
+        if (const char* p = std::getenv("TRICKS_GPU_PROFILE"); p && p[0] == '1')
+            std::fprintf(stderr, "tricks: GPU profile (TRICKS_GPU_PROFILE=1)\n%s", trainer.profile_report().c_str());
+    }
 
     t::run_facts facts{model::name(), recipe::describe(), "Fashion-MNIST (" + c.data_dir.string() + ")",
                        t::parameter_count_v<model>, t::macs<model>(28, 28), threads,

@@ -8,7 +8,7 @@
 #   4. fmnist: the README main job on the GPU, `train --device cuda` (fp16_mixed), real Fashion-MNIST
 #   5. resnet50d training throughput, 224x224, batch 256, fp16_mixed, synthetic data on the device:
 #      tricks (train_bench) and PyTorch AMP (timm resnet50d, channels_last, cudnn.benchmark), alternating
-#      tricks / torch / tricks / torch
+#      tricks (cuDNN heuristics) / torch / tricks (cudnnFind) / torch
 #   6. conv micro-benchmark (ResNet-50-D conv shapes, tricks vs PyTorch), if time is left
 #   7. summary: printed last; everything under $OUT as summary.txt + gpu_logs.tar.gz (2 files)
 #
@@ -156,7 +156,7 @@ fi
 echo "[binaries] ${STATUS[binaries]:-${STATUS[build]:-?}}"
 
 # ---- 3-6. tests, training, benchmarks -------------------------------------------------------------
-FMNIST=("$BIN/train" --device cuda --epochs "$EPOCHS" --data "$DATA" --out "$WORK/fmnist")
+FMNIST=(env TRICKS_GPU_PROFILE=1 "$BIN/train" --device cuda --epochs "$EPOCHS" --data "$DATA" --out "$WORK/fmnist")
 TB=("$BIN/train_bench" --batch "$BATCH" --iters "$ITERS" --reps 3)
 TT=("${PY:-python3}" "$ROOT/bench/gpu/torch_train.py" --batch "$BATCH" --iters "$ITERS" --reps 3)
 if [[ -n $BIN ]]; then
@@ -166,12 +166,12 @@ if [[ -n $BIN ]]; then
     printf '   %s\n' "${FMNIST[*]}" "${TB[*]} --json tricks_1.json" "${TT[*]} --json torch_1.json" \
       "(tricks and torch once more, alternating)" "$BIN/conv_bench --batch $BATCH --json conv_tricks.json + torch_conv.py"
   else
-    step tests 150 "$BIN/tricks_cuda_tests"
-    step fmnist 180 "${FMNIST[@]}"
-    step train_tricks_1 100 "${TB[@]}" --json "$WORK/train_tricks_1.json"
-    step train_torch_1 100 "${TT[@]}" --json "$WORK/train_torch_1.json"
-    step train_tricks_2 80 "${TB[@]}" --json "$WORK/train_tricks_2.json"
-    step train_torch_2 80 "${TT[@]}" --json "$WORK/train_torch_2.json"
+    step tests 120 "$BIN/tricks_cuda_tests"
+    step fmnist 150 "${FMNIST[@]}"
+    step train_tricks_1 90 "${TB[@]}" --json "$WORK/train_tricks_1.json"
+    step train_torch_1 70 "${TT[@]}" --json "$WORK/train_torch_1.json"
+    step train_tricks_2 90 "${TB[@]}" --find --json "$WORK/train_tricks_2.json"
+    step train_torch_2 60 "${TT[@]}" --json "$WORK/train_torch_2.json"
     if "$BIN/conv_bench" --list >"$WORK/shapes.txt" 2>/dev/null; then
       step conv_tricks 60 "$BIN/conv_bench" --batch "$BATCH" --iters 10 --json "$WORK/conv_tricks.json"
       step conv_torch 60 "${PY:-python3}" "$ROOT/bench/gpu/torch_conv.py" --shapes "$WORK/shapes.txt" --batch "$BATCH" \
@@ -192,9 +192,11 @@ fi
   fi
   if [[ -f $WORK/fmnist.log ]]; then
     grep -E "^tricks:|^epoch|test top-1:|^\| [0-9]+ \||images/s|train:" "$WORK/fmnist.log" | tail -14 | sed 's/^/  fmnist: /'
+    sed -n '/GPU profile/,$p' "$WORK/fmnist.log" | head -24 | sed 's/^/  fmnist: /'
   fi
   for f in train_tricks_1 train_torch_1 train_tricks_2 train_torch_2; do
-    [[ -f $WORK/$f.log ]] && grep -E "images/s|^device|^setup|^model|rror" "$WORK/$f.log" | sed "s/^/  $f: /"
+    [[ -f $WORK/$f.log ]] && grep -E "images/s|^device|^setup|^model|rror|train_bench:" "$WORK/$f.log" | sed "s/^/  $f: /"
+    [[ -f $WORK/$f.log ]] && sed -n '/GPU time per kind/,$p' "$WORK/$f.log" | head -22 | sed "s/^/  $f: /"
   done
   if [[ -n $PY ]] && ls "$WORK"/train_tricks_*.json "$WORK"/train_torch_*.json >/dev/null 2>&1; then
     "$PY" - "$WORK" <<'EOF'

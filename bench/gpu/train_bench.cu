@@ -4,8 +4,11 @@
 // cross-entropy, backward, overflow check, fused SGD update of the FP32 master weights, loss-scale
 // update: everything a real step does.
 //
-//   train_bench [--batch 256] [--size 224] [--iters 20] [--reps 3] [--warmup 5] [--json FILE]
+//   train_bench [--batch 256] [--size 224] [--iters 20] [--reps 3] [--warmup 5] [--find] [--json FILE]
 //
+// --find: choose each convolution's algorithms with cudnnFind (times every algorithm once per shape,
+// like cudnn.benchmark=True) instead of cuDNN's heuristics. After the timed runs, 3 more steps run
+// with the profiler on and print the GPU time per kind of call.
 // Prints images/s (median over --reps timed runs of --iters steps), the forward-only time of a step
 // (training mode) to split the step into phases, and the device memory in use (total - free, as
 // nvidia-smi counts it; this process allocates everything up front, so it is the peak).
@@ -30,6 +33,7 @@ using trainer_t = t::trainer<net, recipe, t::backend::cuda>;
 
 struct args {
     int batch = 256, size = 224, iters = 20, reps = 3, warmup = 5;
+    bool find = false;
     std::string json;
 };
 
@@ -50,6 +54,7 @@ args parse(int argc, char** argv) {
         else if (f == "--reps") a.reps = num();
         else if (f == "--warmup") a.warmup = num();
         else if (f == "--json" && i + 1 < argc) a.json = argv[++i];
+        else if (f == "--find") a.find = true;
         else {
             std::fprintf(stderr, "train_bench: unknown argument '%s'\n", argv[i]);
             std::exit(2);
@@ -86,7 +91,13 @@ double median(std::vector<double> v) {
 
 }  // namespace
 
+void note(const char* what, std::chrono::steady_clock::time_point since) {
+    std::fprintf(stderr, "train_bench: %s (%.1f s)\n", what,
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count());
+}
+
 int main(int argc, char** argv) try {
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
     const args a = parse(argc, argv);
     if (!t::backend::cuda::available()) {
         std::printf("train_bench: no CUDA device, skipping\n");
@@ -101,7 +112,10 @@ int main(int argc, char** argv) try {
     o.weight_decay = 1e-4;
     o.progress = false;
     const auto t0 = std::chrono::steady_clock::now();
-    trainer_t tr(o);  // host init (Kaiming) + upload; cuDNN benchmark mode (cudnnFind per shape)
+    t::backend::gpu::context_options gopt;
+    gopt.benchmark = a.find;
+    trainer_t tr(o, gopt);  // host init (Kaiming) + upload
+    note("model initialised and uploaded", t0);
     const double init_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     auto& ctx = tr.gpu();
 
@@ -120,15 +134,19 @@ int main(int argc, char** argv) try {
 
     const auto tp = std::chrono::steady_clock::now();
     tr.prepare(in);
+    note(a.find ? "convolution algorithms chosen (cudnnFind)" : "convolution algorithms chosen (heuristics)", tp);
     const double prepare_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - tp).count();
     auto step = [&] { (void)tr.step_on_device(x, q.data(), o.lr); };
+    const auto tw = std::chrono::steady_clock::now();
     (void)time_ms(ctx, std::max(a.warmup, 1), step);  // first steps allocate activations and workspaces
+    note("warm-up steps done", tw);
 
     std::vector<double> step_ms, fwd_ms;
     for (int rep = 0; rep < a.reps; ++rep) {
         step_ms.push_back(time_ms(ctx, a.iters, step) / a.iters);
         fwd_ms.push_back(time_ms(ctx, a.iters, [&] { (void)tr.device_net().forward(x, t::nn::mode::train); }) / a.iters);
     }
+    note("timed steps done", tw);
     const double ms = median(step_ms), fwd = median(fwd_ms);
     const double ips = a.batch * 1000.0 / ms;
     std::size_t free_b = 0, total_b = 0;
@@ -147,9 +165,14 @@ int main(int argc, char** argv) try {
     std::printf("\ntricks resnet50d fp16_mixed batch %d: %.1f ms/step, %.0f images/s; forward %.1f ms, "
                 "backward+loss+update %.1f ms; device memory used %.2f GiB\n",
                 a.batch, ms, ips, fwd, ms - fwd, used_gib);
+    ctx.profile().enabled = true;
+    ctx.profile().reset();
+    (void)time_ms(ctx, 3, step);
+    std::printf("GPU time per kind of call, 3 profiled steps (%s):\n%s", a.find ? "cudnnFind" : "heuristics",
+                ctx.profile().report().c_str());
     if (!a.json.empty()) {
         std::ofstream f(a.json);
-        f << "{\"impl\": \"tricks\", \"device\": \"" << prop.name << "\", \"batch\": " << a.batch << ", \"size\": " << a.size
+        f << "{\"impl\": \"tricks\", \"algorithms\": \"" << (a.find ? "find" : "heuristics") << "\", \"device\": \"" << prop.name << "\", \"batch\": " << a.batch << ", \"size\": " << a.size
           << ", \"step_ms\": " << ms << ", \"fwd_ms\": " << fwd << ", \"images_per_s\": " << ips
           << ", \"memory_used_gib\": " << used_gib << ", \"parameters\": " << t::parameter_count_v<net> << "}\n";
     }

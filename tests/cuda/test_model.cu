@@ -195,10 +195,28 @@ TRICKS_GPU_TEST(cuda_trainer_fp32_matches_cpu_trainer) {
     const auto hg = gpu_t.fit(train, test);
     auto pc = cpu.model().parameters();
     auto pg = gpu_t.model().parameters();
-    double worst = 0;
-    for (std::size_t i = 0; i < pc.size(); ++i)
-        worst = std::max(worst, rel_error(pg[i]->value.data(), pc[i]->value.data(), pc[i]->value.size()));
-    expect_rel("trainer fp32: weights after 6 steps (worst tensor)", worst, 1e-3);
+    // All weights together, and the worst single tensor. Per tensor, the bound is looser: a BN beta
+    // starts at 0 and after 6 steps holds small values that are sums of cancelling gradient terms,
+    // so its *relative* error is ill-conditioned (the whole-model error and the loss are not).
+    double worst = 0, num = 0, den = 0;
+    std::size_t worst_i = 0;
+    for (std::size_t i = 0; i < pc.size(); ++i) {
+        const double e = rel_error(pg[i]->value.data(), pc[i]->value.data(), pc[i]->value.size());
+        if (!(e <= worst)) {
+            worst = std::isnan(e) ? INFINITY : e;
+            worst_i = i;
+        }
+        for (std::size_t j = 0; j < pc[i]->value.size(); ++j) {
+            const double d = static_cast<double>(pg[i]->value.data()[j]) - pc[i]->value.data()[j];
+            num += d * d;
+            den += static_cast<double>(pc[i]->value.data()[j]) * pc[i]->value.data()[j];
+        }
+    }
+    expect_rel("trainer fp32: all weights after 6 steps", std::sqrt(num / den), 1e-3);
+    expect_rel("trainer fp32: worst tensor after 6 steps (#" + std::to_string(worst_i) + " " +
+                   std::string(t::nn::role_name(pc[worst_i]->kind)) + ", " + std::to_string(pc[worst_i]->value.size()) +
+                   " values)",
+               worst, 3e-2);
     expect_rel("trainer fp32: epoch-2 train loss", std::fabs(hg.epochs[1].train_loss - hc.epochs[1].train_loss) /
                                                        std::fabs(hc.epochs[1].train_loss), 1e-3);
 }

@@ -23,8 +23,12 @@
 // batches on the device.
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "tricks/backend/cuda/backend.cuh"
@@ -83,13 +87,18 @@ public:
         const float* scale = scale_ ? scale_->scale() : nullptr;
         const auto& z = net_->forward(x, nn::mode::train);
         dz_.resize(z.shape);
-        const double* loss = g::softmax_cross_entropy_mean_async<element>(n, K, z.data(), q, dz_.data(), scale, *ctx_);
+        const double* loss = nullptr;
+        {
+            const auto timed = ctx_->time("loss");
+            loss = g::softmax_cross_entropy_mean_async<element>(n, K, z.data(), q, dz_.data(), scale, *ctx_);
+        }
         distill_loss_ = nullptr;
         if constexpr (Recipe::distills) {
             // The teacher sees the same (mixed, storage-rounded) input in FP32, as on the CPU.
             teacher_x_.resize(x.shape);
             g::cast<element, float>(x.size(), x.data(), teacher_x_.data(), *ctx_);
             const auto& r = teacher_net_->forward(teacher_x_, nn::mode::eval);
+            const auto timed = ctx_->time("loss");
             distill_loss_ = g::distillation_term_async<element, float>(
                 n, K, z.data(), r.data(), static_cast<float>(this->opt_.distill_temperature), dz_.data(), scale, *ctx_);
         }
@@ -106,6 +115,18 @@ public:
         return loss;
     }
 
+    /// With profiling on (TRICKS_GPU_PROFILE=1 or context_options::profile): GPU time per kind of
+    /// call, and the host's time per step spent uploading batches, queueing work and waiting for
+    /// the device.
+    std::string profile_report() {
+        char line[200];
+        std::snprintf(line, sizeof line,
+                      "  host per step (%ld steps): upload %.3f ms, queue %.3f ms, wait for the device %.3f ms\n",
+                      host_.steps, host_.upload * 1e3 / std::max(host_.steps, 1L),
+                      host_.queue * 1e3 / std::max(host_.steps, 1L), host_.wait * 1e3 / std::max(host_.steps, 1L));
+        return ctx_->profile().report() + line;
+    }
+
     /// Peak device memory in use by this process's allocations so far is not tracked by CUDA; this
     /// returns the device's used memory now (total - free), in bytes.
     static std::size_t device_memory_used() {
@@ -116,15 +137,23 @@ public:
 
 private:
     double train_step(tensor<float>& x, const tensor<float>& q, int n, double lr, long t, int e, long s) {
-        namespace g = backend::gpu;
+        using clock = std::chrono::steady_clock;
+        const auto t0 = clock::now();
         upload_input(x);
         q_.upload(std::span<const float>(q.data(), q.size()));
+        const auto t1 = clock::now();
         const double* dloss = step_on_device(x_, q_.data(), lr);
         double loss = 0, dist = 0;
         TRICKS_CUDA_CHECK(cudaMemcpyAsync(&loss, dloss, sizeof loss, cudaMemcpyDeviceToHost, ctx_->stream()));
         if (distill_loss_)
             TRICKS_CUDA_CHECK(cudaMemcpyAsync(&dist, distill_loss_, sizeof dist, cudaMemcpyDeviceToHost, ctx_->stream()));
+        const auto t2 = clock::now();
         ctx_->synchronize();
+        const auto t3 = clock::now();
+        host_.upload += std::chrono::duration<double>(t1 - t0).count();
+        host_.queue += std::chrono::duration<double>(t2 - t1).count();
+        host_.wait += std::chrono::duration<double>(t3 - t2).count();
+        ++host_.steps;
         const double T = this->opt_.distill_temperature;
         loss += T * T * dist;
         (void)n;
@@ -135,6 +164,7 @@ private:
     const float* eval_logits(tensor<float>& x) {
         upload_input(x);
         const auto& z = net_->forward(x_, nn::mode::eval);
+        const auto timed = ctx_->time("eval logits to host");
         logits_.resize(z.size());
         if constexpr (std::is_same_v<element, float>) {
             z.buffer.download(std::span<float>(logits_.data(), z.size()));
@@ -148,6 +178,7 @@ private:
 
     /// Host batch (float) -> device, in the element type (rounded once, like ctx.round on the CPU).
     void upload_input(const tensor<float>& x) {
+        const auto timed = ctx_->time("input cast");
         staging_.upload(std::span<const float>(x.data(), x.size()));
         x_.resize(x.shape());
         backend::gpu::cast<float, element>(x.size(), staging_.data(), x_.data(), *ctx_);
@@ -188,6 +219,10 @@ private:
     backend::gpu::device_tensor<float> teacher_x_;
     const double* distill_loss_ = nullptr;
     std::vector<float> logits_;
+    struct {
+        double upload = 0, queue = 0, wait = 0;
+        long steps = 0;
+    } host_;
 };
 
 }  // namespace tricks

@@ -4,11 +4,16 @@
 // convolution algorithms chosen once per geometry). It plays the role of the CPU kernels'
 // `workspace&` argument: every gpu:: function takes it last. One context per device and thread;
 // not thread-safe.
+#include <algorithm>
 #include <compare>
 #include <cstddef>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "tricks/backend/cuda/common.cuh"
 #include "tricks/backend/cuda/raii.cuh"
@@ -29,6 +34,108 @@ struct context_options {
     /// CUDNN_BATCHNORM_SPATIAL_PERSISTENT instead of CUDNN_BATCHNORM_SPATIAL (faster NHWC FP16
     /// kernels; cuDNN documents a possible overflow for some input ranges).
     bool bn_persistent = false;
+    /// Time every backend call by category with CUDA events (see profiler); also switched on by the
+    /// environment variable TRICKS_GPU_PROFILE=1.
+    bool profile = false;
+};
+
+/// GPU time per category of call ("conv fwd", "bn bwd", "optimizer", ...), measured with a pair of
+/// CUDA events around each call on the stream. Off by default (one branch per call when off); when
+/// on, the events serialise nothing but cost ~2 us of host time per call, so profile separately
+/// from throughput runs.
+class profiler {
+public:
+    bool enabled = false;
+
+    class scope {
+    public:
+        scope() = default;
+        scope(profiler* p, const char* cat, cudaStream_t s) : p_(p), cat_(cat), s_(s) {
+            a_ = p_->event();
+            TRICKS_CUDA_CHECK(cudaEventRecord(a_, s_));
+        }
+        scope(const scope&) = delete;
+        scope& operator=(const scope&) = delete;
+        ~scope() {
+            if (!p_) return;
+            cudaEvent_t b = p_->event();
+            (void)cudaEventRecord(b, s_);
+            p_->spans_.push_back({cat_, a_, b});
+        }
+
+    private:
+        profiler* p_ = nullptr;
+        const char* cat_ = nullptr;
+        cudaStream_t s_{};
+        cudaEvent_t a_{};
+    };
+
+    profiler() = default;
+    profiler(const profiler&) = delete;
+    profiler& operator=(const profiler&) = delete;
+    ~profiler() {
+        for (auto& sp : spans_) {
+            (void)cudaEventDestroy(sp.a);
+            (void)cudaEventDestroy(sp.b);
+        }
+        for (auto e : pool_) (void)cudaEventDestroy(e);
+    }
+
+    /// Adds the time of every finished span to its category (waits for the last one).
+    void collect() {
+        if (spans_.empty()) return;
+        TRICKS_CUDA_CHECK(cudaEventSynchronize(spans_.back().b));
+        for (auto& sp : spans_) {
+            float ms = 0;
+            TRICKS_CUDA_CHECK(cudaEventElapsedTime(&ms, sp.a, sp.b));
+            auto& t = totals_[sp.cat];
+            t.first += ms;
+            t.second += 1;
+            pool_.push_back(sp.a);
+            pool_.push_back(sp.b);
+        }
+        spans_.clear();
+    }
+    void reset() {
+        collect();
+        totals_.clear();
+    }
+    /// One line per category, largest first: milliseconds, calls, share of the total.
+    [[nodiscard]] std::string report() {
+        collect();
+        std::vector<std::pair<std::string, std::pair<double, long>>> rows(totals_.begin(), totals_.end());
+        std::sort(rows.begin(), rows.end(), [](auto& a, auto& b) { return a.second.first > b.second.first; });
+        double total = 0;
+        for (auto& r : rows) total += r.second.first;
+        std::string out;
+        char line[160];
+        for (auto& r : rows) {
+            std::snprintf(line, sizeof line, "  %-22s %10.2f ms %8ld calls %6.1f%%\n", r.first.c_str(), r.second.first,
+                          r.second.second, total > 0 ? 100.0 * r.second.first / total : 0.0);
+            out += line;
+        }
+        std::snprintf(line, sizeof line, "  %-22s %10.2f ms (sum of the timed calls)\n", "total", total);
+        return out + line;
+    }
+
+private:
+    struct span {
+        const char* cat;
+        cudaEvent_t a, b;
+    };
+    cudaEvent_t event() {
+        if (pool_.empty()) {
+            cudaEvent_t e{};
+            TRICKS_CUDA_CHECK(cudaEventCreate(&e));
+            return e;
+        }
+        cudaEvent_t e = pool_.back();
+        pool_.pop_back();
+        return e;
+    }
+    std::vector<span> spans_;
+    std::vector<cudaEvent_t> pool_;
+    std::map<std::string, std::pair<double, long>> totals_;
 };
 
 namespace detail {
@@ -52,8 +159,7 @@ struct conv_plan {
 };
 
 struct bn_key {
-    long long pixels;
-    int channels, dtype;
+    int n, h, w, channels, dtype;
     friend auto operator<=>(const bn_key&, const bn_key&) = default;
 };
 struct bn_plan {
@@ -75,6 +181,8 @@ class context {
 public:
     /// device < 0: the current device.
     explicit context(context_options opt = {}, int device = -1) : opt_(opt) {
+        const char* env = std::getenv("TRICKS_GPU_PROFILE");
+        prof_.enabled = opt_.profile || (env && env[0] == '1');
         if (device >= 0) TRICKS_CUDA_CHECK(cudaSetDevice(device));
         TRICKS_CUDA_CHECK(cudaGetDevice(&device_));
         stream_ = gpu::stream::create();
@@ -92,6 +200,12 @@ public:
     [[nodiscard]] context_options& options() noexcept { return opt_; }
     device_workspace& workspace() noexcept { return ws_; }
     void synchronize() const { stream_.synchronize(); }
+    /// Times the calls made while the returned scope lives under `category`, when profiling is on.
+    [[nodiscard]] profiler::scope time(const char* category) {
+        if (!prof_.enabled) return {};
+        return profiler::scope(&prof_, category, stream());
+    }
+    profiler& profile() noexcept { return prof_; }
 
     // Plan caches (used by conv.cuh, batch_norm.cuh, pool.cuh). Plans live as long as the context.
     std::map<detail::conv_key, std::unique_ptr<detail::conv_plan>>& conv_plans() noexcept { return conv_; }
@@ -109,6 +223,7 @@ private:
     std::map<detail::conv_key, std::unique_ptr<detail::conv_plan>> conv_;
     std::map<detail::bn_key, std::unique_ptr<detail::bn_plan>> bn_;
     std::map<detail::pool_key, std::unique_ptr<detail::pool_plan>> pool_;
+    profiler prof_;
 };
 
 /// Number of CUDA devices, 0 when the runtime reports none or no driver (never throws).

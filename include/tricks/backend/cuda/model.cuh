@@ -166,15 +166,20 @@ struct device_layer<nn::conv<Cin, Cout, K, S, P>, T> {
         x_ = &x;
         const auto g = geometry(x.shape);
         y_.resize(g.out());
+        const auto timed = rc.gpu->time("conv fwd");
         conv2d_forward<T>(g, x.data(), weight.value(), y_.data(), *rc.gpu);
         return y_;
     }
     const device_tensor<T>& backward(const device_tensor<T>& dy, const run_context& rc, bool need_dx) {
         const auto g = geometry(x_->shape);
         require<shape_error>(dy.shape == g.out(), "tricks::gpu::conv: backward got dy ", dy.shape, ", expected ", g.out());
-        conv2d_backward_filter<T>(g, x_->data(), dy.data(), weight.grad.data(), *rc.gpu);
+        {
+            const auto timed = rc.gpu->time("conv wgrad");
+            conv2d_backward_filter<T>(g, x_->data(), dy.data(), weight.grad.data(), *rc.gpu);
+        }
         if (need_dx) {
             dx_.resize(g.in);
+            const auto timed = rc.gpu->time("conv dgrad");
             conv2d_backward_data<T>(g, dy.data(), weight.value(), dx_.data(), *rc.gpu);
         }
         return dx_;
@@ -212,14 +217,15 @@ struct device_layer<nn::batch_norm<C>, T> {
         x_ = &x;
         y_.resize(x.shape);
         const batch_norm_geometry g{x.shape.pixels(), C, eps, momentum};
+        const auto timed = rc.gpu->time("bn fwd");
         if (rc.phase == nn::mode::train) {
             mean_.resize(C);
             inv_std_.resize(C);
             batch_norm_forward_train<T>(g, x.data(), gamma.value(), beta.value(), y_.data(), mean_.data(), inv_std_.data(),
-                                        running_mean.value.data(), running_var.value.data(), *rc.gpu);
+                                        running_mean.value.data(), running_var.value.data(), *rc.gpu, x.shape);
         } else {
             batch_norm_forward_eval<T>(g, x.data(), gamma.value(), beta.value(), running_mean.value.data(),
-                                       running_var.value.data(), y_.data(), *rc.gpu);
+                                       running_var.value.data(), y_.data(), *rc.gpu, x.shape);
         }
         return y_;
     }
@@ -227,8 +233,9 @@ struct device_layer<nn::batch_norm<C>, T> {
         require<error>(!mean_.empty(), "tricks::gpu::batch_norm: backward without a training-mode forward");
         const batch_norm_geometry g{x_->shape.pixels(), C, eps, momentum};
         dx_.resize(x_->shape);
+        const auto timed = rc.gpu->time("bn bwd");
         batch_norm_backward<T>(g, x_->data(), dy.data(), gamma.value(), mean_.data(), inv_std_.data(), dx_.data(),
-                               gamma.grad.data(), beta.grad.data(), *rc.gpu);
+                               gamma.grad.data(), beta.grad.data(), *rc.gpu, x_->shape);
         return dx_;
     }
     shape4 prepare(shape4 in, context&) { return in; }
@@ -255,11 +262,13 @@ struct device_layer<nn::relu<C>, T> {
     const device_tensor<T>& forward(const device_tensor<T>& x, const run_context& rc) {
         nn::check_channels("tricks::gpu::relu", x.shape, C);
         y_.resize(x.shape);
+        const auto timed = rc.gpu->time("relu fwd");
         relu_forward<T>(x.size(), x.data(), y_.data(), *rc.gpu);
         return y_;
     }
     const device_tensor<T>& backward(const device_tensor<T>& dy, const run_context& rc, bool) {
         dx_.resize(y_.shape);
+        const auto timed = rc.gpu->time("relu bwd");
         relu_backward<T>(y_.size(), y_.data(), dy.data(), dx_.data(), *rc.gpu);
         return dx_;
     }
@@ -281,11 +290,13 @@ struct device_layer<nn::max_pool<C, K, S, P>, T> {
         x_ = &x;
         g_ = {x.shape, K, S, P, false, true};
         y_.resize(g_.out());
+        const auto timed = rc.gpu->time("pool fwd");
         max_pool_forward<T>(g_, x.data(), y_.data(), *rc.gpu);
         return y_;
     }
     const device_tensor<T>& backward(const device_tensor<T>& dy, const run_context& rc, bool) {
         dx_.resize(g_.in);
+        const auto timed = rc.gpu->time("pool bwd");
         max_pool_backward<T>(g_, x_->data(), y_.data(), dy.data(), dx_.data(), *rc.gpu);
         return dx_;
     }
@@ -308,11 +319,13 @@ struct device_layer<nn::avg_pool<C, K, S, P, Ceil, IncludePad>, T> {
         nn::check_channels("tricks::gpu::avg_pool", x.shape, C);
         g_ = {x.shape, K, S, P, Ceil, IncludePad};
         y_.resize(g_.out());
+        const auto timed = rc.gpu->time("pool fwd");
         avg_pool_forward<T>(g_, x.data(), y_.data(), *rc.gpu);
         return y_;
     }
     const device_tensor<T>& backward(const device_tensor<T>& dy, const run_context& rc, bool) {
         dx_.resize(g_.in);
+        const auto timed = rc.gpu->time("pool bwd");
         avg_pool_backward<T>(g_, dy.data(), dx_.data(), *rc.gpu);
         return dx_;
     }
@@ -334,11 +347,13 @@ struct device_layer<nn::global_avg_pool<C>, T> {
         nn::check_channels("tricks::gpu::global_avg_pool", x.shape, C);
         in_ = x.shape;
         y_.resize({in_.n, 1, 1, C});
+        const auto timed = rc.gpu->time("pool fwd");
         global_avg_pool_forward<T>(in_, x.data(), y_.data(), *rc.gpu);
         return y_;
     }
     const device_tensor<T>& backward(const device_tensor<T>& dy, const run_context& rc, bool) {
         dx_.resize(in_);
+        const auto timed = rc.gpu->time("pool bwd");
         global_avg_pool_backward<T>(in_, dy.data(), dx_.data(), *rc.gpu);
         return dx_;
     }
@@ -365,11 +380,13 @@ struct device_layer<nn::linear<In, Out>, T> {
                              "tricks::gpu::linear: expected input (n, 1, 1, ", In, "), got ", x.shape);
         x_ = &x;
         y_.resize({x.shape.n, 1, 1, Out});
+        const auto timed = rc.gpu->time("linear");
         linear_forward<T>(x.shape.n, In, Out, x.data(), weight.value(), bias.value(), y_.data(), *rc.gpu);
         return y_;
     }
     const device_tensor<T>& backward(const device_tensor<T>& dy, const run_context& rc, bool need_dx) {
         dx_.resize(x_->shape);
+        const auto timed = rc.gpu->time("linear");
         linear_backward<T>(x_->shape.n, In, Out, x_->data(), weight.value(), dy.data(), need_dx ? dx_.data() : nullptr,
                            weight.grad.data(), bias.grad.data(), *rc.gpu);
         return dx_;
@@ -482,15 +499,20 @@ struct device_layer<nn::residual<Branch, Shortcut>, T> {
         require<shape_error>(a.shape == s.shape, "tricks::gpu::residual: branch output ", a.shape, " and shortcut output ",
                              s.shape, " differ");
         y_.resize(a.shape);
+        const auto timed = rc.gpu->time("residual add+relu");
         add_relu_forward<T>(y_.size(), a.data(), s.data(), y_.data(), *rc.gpu);
         return y_;
     }
     const device_tensor<T>& backward(const device_tensor<T>& dy, const run_context& rc, bool) {
         ds_.resize(y_.shape);
-        relu_backward<T>(y_.size(), y_.data(), dy.data(), ds_.data(), *rc.gpu);
+        {
+            const auto timed = rc.gpu->time("residual bwd");
+            relu_backward<T>(y_.size(), y_.data(), dy.data(), ds_.data(), *rc.gpu);
+        }
         const device_tensor<T>& db = branch.backward(ds_, rc, true);
         const device_tensor<T>& dsc = shortcut.backward(ds_, rc, true);
         dx_.resize(db.shape);
+        const auto timed = rc.gpu->time("residual bwd");
         add<T>(dx_.size(), db.data(), dsc.data(), dx_.data(), *rc.gpu);
         return dx_;
     }
@@ -575,11 +597,13 @@ public:
     /// `scale`: the device loss-scale state under fp16_mixed (the step is skipped on overflow and
     /// the gradients unscaled), or null.
     void sgd_step(const sgd_hyper& h, const loss_scale_state* scale) {
+        const auto timed = ctx_->time("optimizer");
         if (typed_.size()) typed_.step(h, scale, *ctx_);
         if (fp32_.size()) fp32_.step(h, scale, *ctx_);
     }
     /// Flags an inf/NaN in any gradient (dynamic loss scaling).
     void check_gradients(dynamic_loss_scale& s) {
+        const auto timed = ctx_->time("overflow check");
         if (typed_.size()) s.check(typed_, *ctx_);
         if (fp32_.size()) s.check(fp32_, *ctx_);
     }
