@@ -8,7 +8,7 @@
 #   4. fmnist: the README main job on the GPU, `train --device cuda` (fp16_mixed), real Fashion-MNIST
 #   5. resnet50d training throughput, 224x224, batch 256, fp16_mixed, synthetic data on the device:
 #      tricks (train_bench) and PyTorch AMP (timm resnet50d, channels_last, cudnn.benchmark), alternating
-#      tricks (cuDNN heuristics) / torch / tricks (cudnnFind) / torch
+#      tricks / torch, then (after the Fashion-MNIST run) tricks / torch again if time is left
 #   6. conv micro-benchmark (ResNet-50-D conv shapes, tricks vs PyTorch), if time is left
 #   7. summary: printed last; everything under $OUT as summary.txt + gpu_logs.tar.gz (2 files)
 #
@@ -157,7 +157,7 @@ echo "[binaries] ${STATUS[binaries]:-${STATUS[build]:-?}}"
 
 # ---- 3-6. tests, training, benchmarks -------------------------------------------------------------
 FMNIST=(env TRICKS_GPU_PROFILE=1 "$BIN/train" --device cuda --epochs "$EPOCHS" --data "$DATA" --out "$WORK/fmnist")
-TB=("$BIN/train_bench" --batch "$BATCH" --iters "$ITERS" --reps 3)
+TB=("$BIN/train_bench" --batch "$BATCH" --iters "$ITERS" --reps 3 --warmup 3)
 TT=("${PY:-python3}" "$ROOT/bench/gpu/torch_train.py" --batch "$BATCH" --iters "$ITERS" --reps 3)
 if [[ -n $BIN ]]; then
   if ((DRY)); then
@@ -166,12 +166,12 @@ if [[ -n $BIN ]]; then
     printf '   %s\n' "${FMNIST[*]}" "${TB[*]} --json tricks_1.json" "${TT[*]} --json torch_1.json" \
       "(tricks and torch once more, alternating)" "$BIN/conv_bench --batch $BATCH --json conv_tricks.json + torch_conv.py"
   else
-    step tests 120 "$BIN/tricks_cuda_tests"
-    step fmnist 150 "${FMNIST[@]}"
-    step train_tricks_1 90 "${TB[@]}" --json "$WORK/train_tricks_1.json"
-    step train_torch_1 70 "${TT[@]}" --json "$WORK/train_torch_1.json"
-    step train_tricks_2 90 "${TB[@]}" --find --json "$WORK/train_tricks_2.json"
-    step train_torch_2 60 "${TT[@]}" --json "$WORK/train_torch_2.json"
+    step tests 60 "$BIN/tricks_cuda_tests"
+    step train_tricks_1 60 "${TB[@]}" --json "$WORK/train_tricks_1.json"
+    step train_torch_1 45 "${TT[@]}" --json "$WORK/train_torch_1.json"
+    step fmnist 90 "${FMNIST[@]}"
+    step train_tricks_2 50 "${TB[@]}" --json "$WORK/train_tricks_2.json"
+    step train_torch_2 40 "${TT[@]}" --json "$WORK/train_torch_2.json"
     if "$BIN/conv_bench" --list >"$WORK/shapes.txt" 2>/dev/null; then
       step conv_tricks 60 "$BIN/conv_bench" --batch "$BATCH" --iters 10 --json "$WORK/conv_tricks.json"
       step conv_torch 60 "${PY:-python3}" "$ROOT/bench/gpu/torch_conv.py" --shapes "$WORK/shapes.txt" --batch "$BATCH" \
@@ -195,8 +195,8 @@ fi
     sed -n '/GPU profile/,$p' "$WORK/fmnist.log" | head -24 | sed 's/^/  fmnist: /'
   fi
   for f in train_tricks_1 train_torch_1 train_tricks_2 train_torch_2; do
-    [[ -f $WORK/$f.log ]] && grep -E "images/s|^device|^setup|^model|rror|train_bench:" "$WORK/$f.log" | sed "s/^/  $f: /"
-    [[ -f $WORK/$f.log ]] && sed -n '/GPU time per kind/,$p' "$WORK/$f.log" | head -22 | sed "s/^/  $f: /"
+    [[ -f $WORK/$f.log ]] && grep -E "images/s|^device|^setup|^model|rror|train_bench:|^variant|^rep " "$WORK/$f.log" | sed "s/^/  $f: /"
+    [[ -f $WORK/$f.log ]] && sed -n '/GPU time per kind/,$p' "$WORK/$f.log" | grep -v "^variant" | head -40 | sed "s/^/  $f: /"
   done
   if [[ -n $PY ]] && ls "$WORK"/train_tricks_*.json "$WORK"/train_torch_*.json >/dev/null 2>&1; then
     "$PY" - "$WORK" <<'EOF'

@@ -140,11 +140,28 @@ int main(int argc, char** argv) try {
     const auto tw = std::chrono::steady_clock::now();
     (void)time_ms(ctx, std::max(a.warmup, 1), step);  // first steps allocate activations and workspaces
     note("warm-up steps done", tw);
+    std::printf("device: %s\n", prop.name);
+    std::printf("model: %s, %lld parameters, %.3f GMACs/image at %dx%d\n", net::name().c_str(),
+                static_cast<long long>(t::parameter_count_v<net>), static_cast<double>(t::macs<net>(a.size, a.size)) / 1e9,
+                a.size, a.size);
+    std::printf("setup: host init + upload %.1f s, convolution algorithm choice (prepare) %.1f s\n", init_s, prepare_s);
+
+    // Printed as soon as measured (a run cut short by a time limit still reports what it did).
+    auto profile = [&](const char* label, int steps) {
+        ctx.profile().enabled = true;
+        ctx.profile().reset();
+        (void)time_ms(ctx, steps, step);
+        std::printf("GPU time per kind of call, %d profiled steps (%s):\n%s", steps, label, ctx.profile().report().c_str());
+        ctx.profile().enabled = false;
+    };
+    const char* mine = ctx.options().wgrad_gemm ? "wgrad by im2col+GEMM" : "wgrad by cuDNN";
+    profile(mine, 2);
 
     std::vector<double> step_ms, fwd_ms;
     for (int rep = 0; rep < a.reps; ++rep) {
         step_ms.push_back(time_ms(ctx, a.iters, step) / a.iters);
         fwd_ms.push_back(time_ms(ctx, a.iters, [&] { (void)tr.device_net().forward(x, t::nn::mode::train); }) / a.iters);
+        std::printf("rep %d: step %.2f ms, forward %.2f ms\n", rep + 1, step_ms.back(), fwd_ms.back());
     }
     note("timed steps done", tw);
     const double ms = median(step_ms), fwd = median(fwd_ms);
@@ -152,28 +169,26 @@ int main(int argc, char** argv) try {
     std::size_t free_b = 0, total_b = 0;
     TRICKS_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
     const double used_gib = static_cast<double>(total_b - free_b) / (1024.0 * 1024 * 1024);
-
-    std::printf("device: %s\n", prop.name);
-    std::printf("model: %s, %lld parameters, %.3f GMACs/image at %dx%d\n", net::name().c_str(),
-                static_cast<long long>(t::parameter_count_v<net>), static_cast<double>(t::macs<net>(a.size, a.size)) / 1e9,
-                a.size, a.size);
-    std::printf("setup: host init + upload %.1f s, cuDNN algorithm search (prepare) %.1f s\n", init_s, prepare_s);
-    std::printf("step times (ms, %d reps of %d steps):", a.reps, a.iters);
-    for (double v : step_ms) std::printf(" %.2f", v);
-    std::printf("\nforward-only times (ms):");
-    for (double v : fwd_ms) std::printf(" %.2f", v);
-    std::printf("\ntricks resnet50d fp16_mixed batch %d: %.1f ms/step, %.0f images/s; forward %.1f ms, "
+    std::printf("tricks resnet50d fp16_mixed batch %d (%s): %.1f ms/step, %.0f images/s; forward %.1f ms, "
                 "backward+loss+update %.1f ms; device memory used %.2f GiB\n",
-                a.batch, ms, ips, fwd, ms - fwd, used_gib);
-    ctx.profile().enabled = true;
-    ctx.profile().reset();
-    (void)time_ms(ctx, 3, step);
-    std::printf("GPU time per kind of call, 3 profiled steps (%s):\n%s", a.find ? "cudnnFind" : "heuristics",
-                ctx.profile().report().c_str());
+                a.batch, mine, ms, ips, fwd, ms - fwd, used_gib);
+
+    // The other backward-filter implementation, same process and data: im2col + cuBLAS GEMM for
+    // the convolutions cuDNN handles otherwise (1x1s are GEMMs either way).
+    ctx.options().wgrad_gemm = !ctx.options().wgrad_gemm;
+    const char* other = ctx.options().wgrad_gemm ? "wgrad by im2col+GEMM" : "wgrad by cuDNN";
+    (void)time_ms(ctx, 2, step);
+    std::vector<double> other_ms;
+    for (int rep = 0; rep < a.reps; ++rep) other_ms.push_back(time_ms(ctx, a.iters, step) / a.iters);
+    const double oms = median(other_ms);
+    std::printf("variant (%s): %.1f ms/step, %.0f images/s\n", other, oms, a.batch * 1000.0 / oms);
+    profile(other, 2);
+    ctx.options().wgrad_gemm = !ctx.options().wgrad_gemm;
     if (!a.json.empty()) {
         std::ofstream f(a.json);
         f << "{\"impl\": \"tricks\", \"algorithms\": \"" << (a.find ? "find" : "heuristics") << "\", \"device\": \"" << prop.name << "\", \"batch\": " << a.batch << ", \"size\": " << a.size
           << ", \"step_ms\": " << ms << ", \"fwd_ms\": " << fwd << ", \"images_per_s\": " << ips
+          << ", \"variant\": \"" << other << "\", \"variant_images_per_s\": " << a.batch * 1000.0 / oms
           << ", \"memory_used_gib\": " << used_gib << ", \"parameters\": " << t::parameter_count_v<net> << "}\n";
     }
     return 0;

@@ -109,6 +109,23 @@ TRICKS_GPU_TEST(conv_parity_heuristics) {
     }
 }
 
+/// The GEMM paths: im2col + cuBLAS backward-filter for every shape, and cuDNN for the 1x1 ones too
+/// (pointwise_gemm off), so both implementations of each direction are pinned to the CPU.
+TRICKS_GPU_TEST(conv_parity_gemm_paths) {
+    gpu::context_options o;
+    o.wgrad_gemm = true;
+    gpu::context a(o);
+    for (const auto& c : conv_cases) {
+        conv_parity<float>(a, c);
+        conv_parity<__half>(a, c);
+    }
+    gpu::context_options q;
+    q.pointwise_gemm = false;
+    gpu::context b(q);
+    for (const auto& c : conv_cases)
+        if (c.k == 1) conv_parity<__half>(b, c);
+}
+
 /// The plan cache and the workspace arena: a second pass over the same shapes neither searches
 /// (no new plans) nor allocates (the arena's cudaMalloc count is unchanged).
 TRICKS_GPU_TEST(conv_plans_and_workspace_are_reused) {
@@ -176,7 +193,7 @@ struct bn_case {
     std::size_t pixels;
     int channels;
 };
-const bn_case bn_cases[] = {{30, 6}, {98, 64}, {5, 3}};
+const bn_case bn_cases[] = {{30, 6}, {98, 64}, {5, 3}, {600, 24}, {300, 300}};  // the last two: several chunks; C > 256
 
 template <class T>
 void bn_parity(gpu::context& ctx, const bn_case& c) {
@@ -264,6 +281,16 @@ TRICKS_GPU_TEST(batch_norm_parity_fp32) {
 TRICKS_GPU_TEST(batch_norm_parity_fp16) {
     gpu::context ctx;
     for (const auto& c : bn_cases) bn_parity<__half>(ctx, c);
+}
+/// cuDNN's legacy batch-norm calls (context_options::bn_cudnn) against the same CPU reference.
+TRICKS_GPU_TEST(batch_norm_parity_cudnn_path) {
+    gpu::context_options o;
+    o.bn_cudnn = true;
+    gpu::context ctx(o);
+    for (const auto& c : bn_cases) {
+        bn_parity<float>(ctx, c);
+        bn_parity<__half>(ctx, c);
+    }
 }
 
 }  // namespace

@@ -228,17 +228,20 @@ using fp16_recipe = t::recipe<t::optim::sgd<t::optim::nesterov>, t::lr::warmup<t
 /// trainer with the same test accuracy (within FP16 vs FP32 evaluation differences).
 TRICKS_GPU_TEST(cuda_trainer_fp16_learns_and_checkpoint_moves_to_cpu) {
     const auto train = synthetic(512, 7), test = synthetic(200, 8);
+    // With these settings the CPU trainer (fp16 emulation) reaches 1.000 and fp32 0.990 (measured);
+    // 3 epochs at lr 0.4 give only ~0.4-0.5 on either backend.
     t::options o;
-    o.epochs = 3;
+    o.epochs = 6;
     o.batch = 32;
-    o.lr = 0.4;
+    o.lr = 0.1;
     o.progress = false;
     o.seed = 3;
     t::trainer<small_net, fp16_recipe, t::backend::cuda> g(o);
     const auto h = g.fit(train, test);
-    std::printf("  fp16 cuda trainer on synthetic digits: top-1 %.3f %.3f %.3f, loss scale %.0f, skipped %lld\n",
-                h.epochs[0].test_top1, h.epochs[1].test_top1, h.epochs[2].test_top1, h.epochs[2].loss_scale,
-                static_cast<long long>(h.epochs[2].skipped_steps));
+    std::printf("  fp16 cuda trainer on synthetic digits: top-1 by epoch");
+    for (const auto& r : h.epochs) std::printf(" %.3f", r.test_top1);
+    std::printf("; loss scale %.0f, skipped steps %lld\n", h.epochs.back().loss_scale,
+                static_cast<long long>(h.epochs.back().skipped_steps));
     CHECK_MSG(h.final_top1() > 0.9, "final top-1 " << h.final_top1());
     const auto path = std::filesystem::temp_directory_path() / "tricks_cuda_ckpt.bin";
     g.save(path);

@@ -34,6 +34,16 @@ struct context_options {
     /// CUDNN_BATCHNORM_SPATIAL_PERSISTENT instead of CUDNN_BATCHNORM_SPATIAL (faster NHWC FP16
     /// kernels; cuDNN documents a possible overflow for some input ranges).
     bool bn_persistent = false;
+    /// Batch norm (training mode) through cuDNN's legacy calls instead of our kernels. Off by
+    /// default: on cuDNN 9 those calls cost ~0.3-0.5 ms of host time each on NHWC data (measured on
+    /// an H100, see docs/gpu.md), more than the kernels themselves for most ResNet layers.
+    bool bn_cudnn = false;
+    /// 1x1 stride-1 convolutions as cuBLAS GEMMs (NHWC makes them exactly a matrix product).
+    bool pointwise_gemm = true;
+    /// Backward-filter of the other convolutions as im2col + one cuBLAS GEMM (dW = dY^T col(X))
+    /// instead of cuDNN's backward-filter algorithms (costs a P x K workspace, K = kh*kw*cin).
+    /// The environment variable TRICKS_GPU_WGRAD_GEMM=0/1 overrides it.
+    bool wgrad_gemm = false;
     /// Time every backend call by category with CUDA events (see profiler); also switched on by the
     /// environment variable TRICKS_GPU_PROFILE=1.
     bool profile = false;
@@ -183,6 +193,7 @@ public:
     explicit context(context_options opt = {}, int device = -1) : opt_(opt) {
         const char* env = std::getenv("TRICKS_GPU_PROFILE");
         prof_.enabled = opt_.profile || (env && env[0] == '1');
+        if (const char* w = std::getenv("TRICKS_GPU_WGRAD_GEMM"); w && (w[0] == '0' || w[0] == '1')) opt_.wgrad_gemm = w[0] == '1';
         if (device >= 0) TRICKS_CUDA_CHECK(cudaSetDevice(device));
         TRICKS_CUDA_CHECK(cudaGetDevice(&device_));
         stream_ = gpu::stream::create();

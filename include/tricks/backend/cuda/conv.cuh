@@ -7,9 +7,14 @@
 // FP16 data runs on tensor cores (CUDNN_TENSOR_OP_MATH) with FP32 accumulation (compute type
 // CUDNN_DATA_FLOAT, cuDNN's "pseudo half" configuration). FP32 data uses FMA math unless
 // context_options::allow_tf32.
+// 1x1 stride-1 unpadded convolutions (every 1x1 of a ResNet-B/D bottleneck and shortcut) are exactly a
+// matrix product in NHWC and run as cuBLAS GEMMs (context_options::pointwise_gemm, on by default):
+// forward Y[P x Cout] = X[P x Cin] W^T, backward-data dX = dY W, backward-filter dW = dY^T X, with
+// P = n*h*w and W = KRSC = [Cout][Cin].
 // The algorithm of each direction is chosen once per geometry and element type (cudnnFind* when
 // context_options::benchmark, cudnnGet*_v7 otherwise) and cached in the context; the workspace
 // comes from the context's arena (slot `conv`), so a warmed-up step does not allocate.
+#include <climits>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -18,6 +23,7 @@
 #include "tricks/backend/cuda/common.cuh"
 #include "tricks/backend/cuda/context.cuh"
 #include "tricks/backend/cuda/layout.cuh"
+#include "tricks/backend/cuda/linear.cuh"
 
 namespace tricks::backend::gpu {
 
@@ -133,10 +139,44 @@ void choose_backward_filter(conv_plan& p, const conv_geometry& g, context& ctx) 
 
 }  // namespace detail
 
+namespace detail {
+struct im2col_dims {
+    int n, h, w, c, oh, ow, kh, kw, stride, pad;
+};
+/// col[p][(ky * kw + kx) * c + ci] = x[img, oy*s - pad + ky, ox*s - pad + kx, ci] (0 outside), p = (img, oy, ox).
+template <class T>
+__global__ void im2col_kernel(im2col_dims d, const T* __restrict__ x, T* __restrict__ col) {
+    const std::size_t K = static_cast<std::size_t>(d.kh) * d.kw * d.c;
+    const std::size_t total = static_cast<std::size_t>(d.n) * d.oh * d.ow * K;
+    for (std::size_t i = global_thread(); i < total; i += grid_stride()) {
+        const std::size_t k = i % K, p = i / K;
+        const int ci = static_cast<int>(k % d.c);
+        const int t = static_cast<int>(k / d.c);
+        const int kx = t % d.kw, ky = t / d.kw;
+        const int ox = static_cast<int>(p % d.ow);
+        const std::size_t t2 = p / d.ow;
+        const int oy = static_cast<int>(t2 % d.oh);
+        const std::size_t img = t2 / d.oh;
+        const int iy = oy * d.stride - d.pad + ky, ix = ox * d.stride - d.pad + kx;
+        col[i] = (iy >= 0 && iy < d.h && ix >= 0 && ix < d.w)
+                     ? x[((img * d.h + iy) * d.w + ix) * d.c + ci]
+                     : from_float<T>(0.f);
+    }
+}
+inline bool use_gemm(const conv_geometry& g, const context& ctx) {
+    return ctx.options().pointwise_gemm && g.pointwise() && g.in.pixels() <= static_cast<std::size_t>(INT_MAX);
+}
+}  // namespace detail
+
 /// y = conv(x, w), overwritten. x: g.in (NHWC), w: KRSC, y: g.out() (NHWC).
 template <device_element T>
 void conv2d_forward(const conv_geometry& g, const T* x, const T* w, T* y, context& ctx) {
     g.validate("tricks::gpu::conv2d");
+    if (detail::use_gemm(g, ctx)) {  // Y^T (Cout x P) = W (Cout x Cin) X^T
+        detail::gemm<T>(ctx.cublas(), CUBLAS_OP_T, CUBLAS_OP_N, g.out_c, static_cast<int>(g.in.pixels()), g.in.c, w, g.in.c,
+                        x, g.in.c, y, g.out_c);
+        return;
+    }
     auto& p = detail::conv_plan_for<T>(g, ctx);
     if (!p.fwd_ready) detail::choose_forward<T>(p, g, ctx);
     void* ws = ctx.workspace().get(device_workspace::conv, p.fwd_ws);
@@ -149,6 +189,11 @@ void conv2d_forward(const conv_geometry& g, const T* x, const T* w, T* y, contex
 template <device_element T>
 void conv2d_backward_data(const conv_geometry& g, const T* dy, const T* w, T* dx, context& ctx) {
     g.validate("tricks::gpu::conv2d_backward_data");
+    if (detail::use_gemm(g, ctx)) {  // dX^T (Cin x P) = W^T (Cin x Cout) dY^T
+        detail::gemm<T>(ctx.cublas(), CUBLAS_OP_N, CUBLAS_OP_N, g.in.c, static_cast<int>(g.in.pixels()), g.out_c, w, g.in.c,
+                        dy, g.out_c, dx, g.in.c);
+        return;
+    }
     auto& p = detail::conv_plan_for<T>(g, ctx);
     if (!p.bwd_data_ready) detail::choose_backward_data<T>(p, g, ctx);
     void* ws = ctx.workspace().get(device_workspace::conv, p.bwd_data_ws);
@@ -161,6 +206,23 @@ void conv2d_backward_data(const conv_geometry& g, const T* dy, const T* w, T* dx
 template <device_element T>
 void conv2d_backward_filter(const conv_geometry& g, const T* x, const T* dy, T* dw, context& ctx) {
     g.validate("tricks::gpu::conv2d_backward_filter");
+    if (detail::use_gemm(g, ctx)) {  // dW^T (Cin x Cout) = X^T (Cin x P) dY (P x Cout)
+        detail::gemm<T>(ctx.cublas(), CUBLAS_OP_N, CUBLAS_OP_T, g.in.c, g.out_c, static_cast<int>(g.in.pixels()), x, g.in.c,
+                        dy, g.out_c, dw, g.in.c);
+        return;
+    }
+    const std::size_t out_pixels = g.out().pixels();
+    if (ctx.options().wgrad_gemm && out_pixels <= static_cast<std::size_t>(INT_MAX)) {
+        // dW^T (K x Cout) = col^T (K x P) dY (P x Cout), col = im2col(x) [P][K] in the workspace.
+        const int K = g.k();
+        T* col = ctx.workspace().get_as<T>(device_workspace::conv, out_pixels * static_cast<std::size_t>(K));
+        const detail::im2col_dims d{g.in.n, g.in.h, g.in.w, g.in.c, g.out_h(), g.out_w(), g.kh, g.kw, g.stride, g.pad};
+        detail::im2col_kernel<T><<<detail::blocks_for(out_pixels * K), detail::threads_per_block, 0, ctx.stream()>>>(d, x, col);
+        TRICKS_CUDA_CHECK_LAUNCH("im2col_kernel");
+        detail::gemm<T>(ctx.cublas(), CUBLAS_OP_N, CUBLAS_OP_T, K, g.out_c, static_cast<int>(out_pixels), col, K, dy, g.out_c,
+                        dw, K);
+        return;
+    }
     auto& p = detail::conv_plan_for<T>(g, ctx);
     if (!p.bwd_filter_ready) detail::choose_backward_filter<T>(p, g, ctx);
     void* ws = ctx.workspace().get(device_workspace::conv, p.bwd_filter_ws);
@@ -175,6 +237,7 @@ void conv2d_backward_filter(const conv_geometry& g, const T* x, const T* dy, T* 
 template <device_element T>
 std::size_t conv2d_prepare(const conv_geometry& g, context& ctx) {
     g.validate("tricks::gpu::conv2d_prepare");
+    if (detail::use_gemm(g, ctx)) return 0;
     auto& p = detail::conv_plan_for<T>(g, ctx);
     if (!p.fwd_ready) detail::choose_forward<T>(p, g, ctx);
     if (!p.bwd_data_ready) detail::choose_backward_data<T>(p, g, ctx);

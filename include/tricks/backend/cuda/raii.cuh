@@ -240,7 +240,7 @@ private:
 /// the largest shapes no call allocates. allocations() counts cudaMalloc calls (for tests).
 class device_workspace {
 public:
-    enum slot : std::size_t { conv = 0, loss = 1, misc = 2 };
+    enum slot : std::size_t { conv = 0, loss = 1, misc = 2, bn = 3 };
 
     device_workspace() = default;
     device_workspace(const device_workspace&) = delete;
