@@ -185,7 +185,7 @@ TRICKS_GPU_TEST(cuda_trainer_fp32_matches_cpu_trainer) {
     o.epochs = 2;
     o.batch = 16;
     o.lr = 0.2;
-    o.weight_decay = 5e-4;
+    o.weight_decay = 0.05;  // large on purpose: a decay applied to the wrong tensors moves weights by ~lr*wd*steps = 6%
     o.max_steps_per_epoch = 3;
     o.progress = false;
     o.seed = 11;
@@ -195,9 +195,14 @@ TRICKS_GPU_TEST(cuda_trainer_fp32_matches_cpu_trainer) {
     const auto hg = gpu_t.fit(train, test);
     auto pc = cpu.model().parameters();
     auto pg = gpu_t.model().parameters();
-    // All weights together, and the worst single tensor. Per tensor, the bound is looser: a BN beta
-    // starts at 0 and after 6 steps holds small values that are sums of cancelling gradient terms,
-    // so its *relative* error is ill-conditioned (the whole-model error and the loss are not).
+    // All weights together, and the worst single tensor. The two trainers' per-step arithmetic
+    // differs at the 1e-6 level (cuDNN/cuBLAS summation orders, FMA contraction, BN statistics in
+    // double on the device vs float chunks on the CPU), and 6 SGD steps through batch norm amplify
+    // that: measured on an H100, 2.5e-4 (cuDNN's BN) and 1.04e-3 (our BN kernels) over all weights.
+    // Wiring errors move the weights by percents (wrong decay rule ~6% with wd = 0.05 above, plain
+    // momentum instead of Nesterov, a wrong lr schedule, missing smoothing or mixup), so 5e-3 keeps
+    // a wide margin on both sides. Per tensor, the bound is looser: a BN beta starts at 0 and after
+    // 6 steps holds small sums of cancelling gradient terms, so its relative error is ill-conditioned.
     double worst = 0, num = 0, den = 0;
     std::size_t worst_i = 0;
     for (std::size_t i = 0; i < pc.size(); ++i) {
@@ -212,13 +217,13 @@ TRICKS_GPU_TEST(cuda_trainer_fp32_matches_cpu_trainer) {
             den += static_cast<double>(pc[i]->value.data()[j]) * pc[i]->value.data()[j];
         }
     }
-    expect_rel("trainer fp32: all weights after 6 steps", std::sqrt(num / den), 1e-3);
+    expect_rel("trainer fp32: all weights after 6 steps", std::sqrt(num / den), 5e-3);
     expect_rel("trainer fp32: worst tensor after 6 steps (#" + std::to_string(worst_i) + " " +
                    std::string(t::nn::role_name(pc[worst_i]->kind)) + ", " + std::to_string(pc[worst_i]->value.size()) +
                    " values)",
-               worst, 3e-2);
+               worst, 5e-2);
     expect_rel("trainer fp32: epoch-2 train loss", std::fabs(hg.epochs[1].train_loss - hc.epochs[1].train_loss) /
-                                                       std::fabs(hc.epochs[1].train_loss), 1e-3);
+                                                       std::fabs(hc.epochs[1].train_loss), 5e-3);
 }
 
 using fp16_recipe = t::recipe<t::optim::sgd<t::optim::nesterov>, t::lr::warmup<t::epochs<1>>, t::lr::cosine,
