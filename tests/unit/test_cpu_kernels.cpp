@@ -248,6 +248,10 @@ const std::vector<conv_case>& conv_cases() {
         {3, 6, 5, 1, 1, 7, 7, 2, 3},     {3, 9, 8, 1, 5, 5, 3, 1, 1},    {1, 5, 5, 3, 1, 3, 3, 1, 3},
         {2, 24, 24, 16, 3, 3, 3, 1, 1},  {1, 19, 17, 16, 5, 7, 7, 1, 3}, {3, 4, 5, 1, 16, 3, 3, 1, 0},
         {5, 3, 3, 128, 256, 3, 3, 1, 1},
+        // The direct kernel's shapes (cout in blocks of 8, cin 1 or a multiple of 8): blocks of 16 and
+        // 8 output channels, 1-7 pixel remainders, stride 2, 5x5, padding 0 (backward-data pads K-1).
+        {2, 13, 11, 8, 16, 3, 3, 1, 1},  {3, 9, 10, 16, 24, 3, 3, 2, 1}, {1, 7, 7, 32, 8, 5, 5, 1, 2},
+        {2, 6, 9, 8, 8, 3, 3, 1, 0},     {1, 30, 3, 16, 16, 3, 3, 1, 1}, {2, 10, 10, 1, 8, 3, 3, 1, 1},
     };
     return cases;
 }
@@ -1215,9 +1219,11 @@ TEST_CASE("cpu conv2d and batch_norm results are bit-identical on 1, 2 and 3 thr
     if (threads_before_determinism_test == 0) threads_before_determinism_test = omp_get_max_threads();
     const omp_threads_guard guard;
     SUBCASE("conv2d") {
-        // Filter-gradient partial-sum counts: 16 groups over 20 tiles (im2col), 8 row tiles (pointwise),
-        // 4 groups over 5 tiles (k*cout > 2^18); plus multi-tile images.
+        // Filter-gradient partial-sum counts: 16 groups over 20 images (direct kernel) and over 33
+        // (stride 2), 8 row tiles (pointwise), 4 groups over 5 tiles (im2col, k*cout > 2^18); plus
+        // multi-tile images.
         const std::vector<conv_case> cases = {{20, 8, 8, 8, 16, 3, 3, 1, 1},
+                                              {33, 7, 9, 16, 32, 3, 3, 2, 1},
                                               {4, 32, 32, 8, 8, 1, 1, 1, 0},
                                               {5, 3, 3, 128, 256, 3, 3, 1, 1},
                                               {2, 24, 24, 16, 3, 3, 3, 1, 1},

@@ -103,6 +103,210 @@ inline void col2im_tile_add(const conv_geometry& g, const float* col, int p0, in
     }
 }
 
+// ---- direct convolution for narrow layers --------------------------------------------------------
+// The CIFAR-style nets' convolutions have 8-64 output channels: as a GEMM (pixels x 9*cin) * (9*cin x
+// cout) the right operand is a thin strip and the im2col copy costs as much as the product. The
+// direct kernel instead keeps a block of PX output pixels x CB output channels in registers
+// (PX * CB / 16 AVX-512 vectors) and walks the taps and input channels of a zero-padded copy of
+// the image: per (tap, ci) it loads CB weights once and does PX broadcasts and PX * CB / 16 FMAs.
+// Each output's sum runs over (ky, kx, ci) in that order whatever the thread count: deterministic.
+
+/// The geometry the direct kernel handles (any kernel, stride and padding; channels in blocks of 8).
+inline bool direct_conv_suits(const conv_geometry& g) noexcept {
+    return !g.pointwise() && g.out_c % 8 == 0 && g.out_c <= 64 && g.in.c <= 64;
+}
+
+/// Zero-padded copy of one NHWC image: (h + 2 pad) x (w + 2 pad) x c.
+inline void pad_image(const conv_geometry& g, const float* x_img, float* xp) {
+    const int H = g.in.h, W = g.in.w, C = g.in.c, P = g.pad, WP = W + 2 * P;
+    std::memset(xp, 0, sizeof(float) * static_cast<std::size_t>(H + 2 * P) * WP * C);
+    for (int y = 0; y < H; ++y)
+        std::memcpy(xp + (static_cast<std::size_t>(y + P) * WP + P) * C, x_img + static_cast<std::size_t>(y) * W * C,
+                    sizeof(float) * static_cast<std::size_t>(W) * C);
+}
+
+/// N floats as one value (GCC/Clang vector extension): with N = 16 one AVX-512 register, or two AVX
+/// registers where the build has no AVX-512; with N = 8 one AVX register.
+template <int N>
+using vecf = float __attribute__((vector_size(N * sizeof(float))));
+template <int N>
+inline vecf<N> loadv(const float* p) noexcept {
+    vecf<N> v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+template <int N>
+inline void storev(float* p, vecf<N> v) noexcept {
+    std::memcpy(p, &v, sizeof v);
+}
+
+/// PX output pixels (ox0 ... ox0 + PX - 1 of row oy) x CB output channels (co0 ...) of one image.
+template <int PX, int CB>
+inline void direct_block(const conv_geometry& g, const float* xp, const float* w, float* y_img, int oy, int ox0, int co0) {
+    static_assert(CB == 8 || CB == 16 || CB == 32);
+    constexpr int VW = CB >= 16 ? 16 : 8, V = CB / VW;
+    using vec = vecf<VW>;
+    const int C = g.in.c, WP = g.in.w + 2 * g.pad, S = g.stride, cout = g.out_c, ow = g.out_w();
+    vec acc[PX][V];
+    for (int px = 0; px < PX; ++px)
+        for (int v = 0; v < V; ++v) acc[px][v] = vec{};
+    for (int ky = 0; ky < g.kh; ++ky) {
+        const float* xrow = xp + static_cast<std::size_t>(oy * S + ky) * WP * C;
+        for (int kx = 0; kx < g.kw; ++kx) {
+            const float* wt = w + static_cast<std::size_t>(ky * g.kw + kx) * C * cout + co0;
+            const float* xb = xrow + static_cast<std::size_t>(ox0 * S + kx) * C;
+            for (int ci = 0; ci < C; ++ci) {
+                const float* wp = wt + static_cast<std::size_t>(ci) * cout;
+                vec wv[V];
+                for (int v = 0; v < V; ++v) wv[v] = loadv<VW>(wp + VW * v);
+                for (int px = 0; px < PX; ++px) {
+                    const float xv = xb[static_cast<std::size_t>(px) * S * C + ci];
+                    for (int v = 0; v < V; ++v) acc[px][v] += wv[v] * xv;
+                }
+            }
+        }
+    }
+    float* yo = y_img + (static_cast<std::size_t>(oy) * ow + ox0) * cout + co0;
+    for (int px = 0; px < PX; ++px)
+        for (int v = 0; v < V; ++v) storev<VW>(yo + static_cast<std::size_t>(px) * cout + VW * v, acc[px][v]);
+}
+
+template <int CB>
+inline void direct_row(const conv_geometry& g, const float* xp, const float* w, float* y_img, int oy, int co0) {
+    const int ow = g.out_w();
+    int ox = 0;
+    for (; ox + 8 <= ow; ox += 8) direct_block<8, CB>(g, xp, w, y_img, oy, ox, co0);
+    switch (ow - ox) {
+        case 7: direct_block<7, CB>(g, xp, w, y_img, oy, ox, co0); break;
+        case 6: direct_block<6, CB>(g, xp, w, y_img, oy, ox, co0); break;
+        case 5: direct_block<5, CB>(g, xp, w, y_img, oy, ox, co0); break;
+        case 4: direct_block<4, CB>(g, xp, w, y_img, oy, ox, co0); break;
+        case 3: direct_block<3, CB>(g, xp, w, y_img, oy, ox, co0); break;
+        case 2: direct_block<2, CB>(g, xp, w, y_img, oy, ox, co0); break;
+        case 1: direct_block<1, CB>(g, xp, w, y_img, oy, ox, co0); break;
+        default: break;
+    }
+}
+
+/// y = conv(x, w) by the direct kernel; images are split over the threads (static schedule).
+inline void direct_conv_forward(const conv_geometry& g, const float* x, const float* w, float* y, workspace& ws) {
+    const std::size_t in_img = static_cast<std::size_t>(g.in.h) * g.in.w * g.in.c;
+    const std::size_t out_img = static_cast<std::size_t>(g.out_h()) * g.out_w() * g.out_c;
+    const std::size_t padded = static_cast<std::size_t>(g.in.h + 2 * g.pad) * (g.in.w + 2 * g.pad) * g.in.c;
+    ws.reserve(static_cast<std::size_t>(max_threads()), padded);
+    const int oh = g.out_h(), cout = g.out_c;
+#pragma omp parallel for schedule(static)
+    for (int img = 0; img < g.in.n; ++img) {
+        float* xp = ws.get(static_cast<std::size_t>(omp_get_thread_num()), 0);
+        pad_image(g, x + img * in_img, xp);
+        float* yi = y + img * out_img;
+        for (int oy = 0; oy < oh; ++oy) {
+            int co = 0;
+            for (; co + 32 <= cout; co += 32) direct_row<32>(g, xp, w, yi, oy, co);
+            for (; co + 16 <= cout; co += 16) direct_row<16>(g, xp, w, yi, oy, co);
+            if (co < cout) direct_row<8>(g, xp, w, yi, oy, co);
+        }
+    }
+}
+
+/// Backward-filter of one image for one tap (ky, kx), CIB input x CB output channels from (ci0, co0):
+/// part[tap][ci][co] += sum over the image's output pixels of x_pad[pixel + tap][ci] * dy[pixel][co].
+template <int CIB, int CB>
+inline void direct_filter_block(const conv_geometry& g, const float* xp, const float* dy_img, float* part, int ky, int kx,
+                                int ci0, int co0) {
+    static_assert(CB == 8 || CB == 16);
+    constexpr int V = 1;
+    using vec = vecf<CB>;
+    const int C = g.in.c, WP = g.in.w + 2 * g.pad, S = g.stride, cout = g.out_c, oh = g.out_h(), ow = g.out_w();
+    vec acc[CIB][V];
+    for (int c = 0; c < CIB; ++c)
+        for (int v = 0; v < V; ++v) acc[c][v] = vec{};
+    for (int oy = 0; oy < oh; ++oy) {
+        const float* xrow = xp + (static_cast<std::size_t>(oy * S + ky) * WP + kx) * C + ci0;
+        const float* drow = dy_img + static_cast<std::size_t>(oy) * ow * cout + co0;
+        for (int ox = 0; ox < ow; ++ox) {
+            vec d[V];
+            for (int v = 0; v < V; ++v) d[v] = loadv<CB>(drow + static_cast<std::size_t>(ox) * cout + CB * v);
+            const float* xv = xrow + static_cast<std::size_t>(ox) * S * C;
+            for (int c = 0; c < CIB; ++c)
+                for (int v = 0; v < V; ++v) acc[c][v] += d[v] * xv[c];
+        }
+    }
+    float* dst = part + (static_cast<std::size_t>(ky * g.kw + kx) * C + ci0) * cout + co0;
+    for (int c = 0; c < CIB; ++c)
+        for (int v = 0; v < V; ++v) {
+            float* q = dst + static_cast<std::size_t>(c) * cout + CB * v;
+            storev<CB>(q, loadv<CB>(q) + acc[c][v]);
+        }
+}
+
+template <int CIB>
+inline void direct_filter_image(const conv_geometry& g, const float* xp, const float* dy_img, float* part) {
+    for (int ky = 0; ky < g.kh; ++ky)
+        for (int kx = 0; kx < g.kw; ++kx)
+            for (int ci = 0; ci < g.in.c; ci += CIB) {
+                int co = 0;
+                for (; co + 16 <= g.out_c; co += 16) direct_filter_block<CIB, 16>(g, xp, dy_img, part, ky, kx, ci, co);
+                if (co < g.out_c) direct_filter_block<CIB, 8>(g, xp, dy_img, part, ky, kx, ci, co);
+            }
+}
+
+/// Whether the direct backward-filter kernel applies (input channels 1 or a multiple of 8).
+inline bool direct_filter_suits(const conv_geometry& g) noexcept {
+    return direct_conv_suits(g) && (g.in.c == 1 || g.in.c % 8 == 0);
+}
+
+/// dw by the direct kernel: a fixed number of groups of images (a function of the batch only), each
+/// summed in image order into its own partial, the partials added in group order.
+inline void direct_conv_backward_filter(const conv_geometry& g, const float* x, const float* dy, float* dw, workspace& ws) {
+    const std::size_t wsize = static_cast<std::size_t>(g.k()) * g.out_c;
+    const std::size_t in_img = static_cast<std::size_t>(g.in.h) * g.in.w * g.in.c;
+    const std::size_t out_img = static_cast<std::size_t>(g.out_h()) * g.out_w() * g.out_c;
+    const std::size_t padded = static_cast<std::size_t>(g.in.h + 2 * g.pad) * (g.in.w + 2 * g.pad) * g.in.c;
+    const int groups = std::min(g.in.n, 16);
+    const std::size_t nthreads = static_cast<std::size_t>(max_threads());
+    ws.reserve(static_cast<std::size_t>(groups), wsize);
+    for (std::size_t t = 0; t < nthreads; ++t) ws.get(static_cast<std::size_t>(groups) + t, padded);
+#pragma omp parallel for schedule(static)
+    for (int gi = 0; gi < groups; ++gi) {
+        float* part = ws.get(static_cast<std::size_t>(gi), 0);
+        std::memset(part, 0, sizeof(float) * wsize);
+        float* xp = ws.get(static_cast<std::size_t>(groups) + static_cast<std::size_t>(omp_get_thread_num()), 0);
+        const int i0 = static_cast<int>(static_cast<long>(g.in.n) * gi / groups);
+        const int i1 = static_cast<int>(static_cast<long>(g.in.n) * (gi + 1) / groups);
+        for (int img = i0; img < i1; ++img) {
+            pad_image(g, x + img * in_img, xp);
+            if (g.in.c == 1) direct_filter_image<1>(g, xp, dy + img * out_img, part);
+            else direct_filter_image<8>(g, xp, dy + img * out_img, part);
+        }
+    }
+    std::memcpy(dw, ws.get(0, 0), sizeof(float) * wsize);
+    for (int gi = 1; gi < groups; ++gi) {
+        const float* part = ws.get(static_cast<std::size_t>(gi), 0);
+        for (std::size_t i = 0; i < wsize; ++i) dw[i] += part[i];
+    }
+}
+
+/// The weights of backward-data as a forward convolution (stride 1): w'[ky][kx][co][ci] =
+/// w[K-1-ky][K-1-kx][ci][co], so dx = conv(dy, w') with padding K-1-pad.
+inline void flip_transpose_filter(const conv_geometry& g, const float* w, float* wt) {
+    const int C = g.in.c, CO = g.out_c;
+    for (int ky = 0; ky < g.kh; ++ky)
+        for (int kx = 0; kx < g.kw; ++kx) {
+            const float* src = w + static_cast<std::size_t>((g.kh - 1 - ky) * g.kw + (g.kw - 1 - kx)) * C * CO;
+            float* dst = wt + static_cast<std::size_t>(ky * g.kw + kx) * CO * C;
+            for (int co = 0; co < CO; ++co)
+                for (int ci = 0; ci < C; ++ci) dst[static_cast<std::size_t>(co) * C + ci] = src[static_cast<std::size_t>(ci) * CO + co];
+        }
+}
+
+/// The backward-data geometry as a forward convolution, when the direct kernel can do it (stride 1,
+/// padding < kernel, input channels in blocks of 8).
+inline bool direct_backward_data_suits(const conv_geometry& g) noexcept {
+    return !g.pointwise() && g.stride == 1 && g.pad < g.kh && g.kh == g.kw && g.in.c % 8 == 0 && g.in.c <= 64 &&
+           g.out_c <= 64;
+}
+
 }  // namespace detail
 
 /// y = conv(x, w). x: in (NHWC), w: k x cout row-major (HWIO), y: out (NHWC), overwritten.
@@ -121,6 +325,10 @@ inline void conv2d_forward(const conv_geometry& g, const float* x, const float* 
             const std::ptrdiff_t r0 = t * block, nr = std::min(block, rows - r0);
             map(y + r0 * cout, nr, cout).noalias() = cmap_u(x + r0 * k, nr, k) * W;
         }
+        return;
+    }
+    if (direct_conv_suits(g)) {
+        direct_conv_forward(g, x, w, y, ws);
         return;
     }
     const int tile = tile_pixels(k, opix);
@@ -157,6 +365,16 @@ inline void conv2d_backward_data(const conv_geometry& g, const float* dy, const 
         }
         return;
     }
+    if (direct_backward_data_suits(g)) {
+        // dx = conv(dy, flipped and transposed w), stride 1, padding K-1-pad: the direct kernel.
+        const conv_geometry t{g.out(), g.in.c, g.kh, g.kw, 1, g.kh - 1 - g.pad};
+        // The flipped filter lives in slot `threads` (slots below it are the kernel's padded images).
+        const std::size_t slot = static_cast<std::size_t>(max_threads());
+        float* wt = ws.get(slot, static_cast<std::size_t>(k) * cout);
+        flip_transpose_filter(g, w, wt);
+        direct_conv_forward(t, dy, wt, dx, ws);
+        return;
+    }
     // col2im scatters into overlapping windows, so one image is handled by one thread, its tiles in order.
     const int tile = tile_pixels(k, opix);
     const std::size_t in_img = static_cast<std::size_t>(g.in.h) * g.in.w * g.in.c;
@@ -179,6 +397,10 @@ inline void conv2d_backward_data(const conv_geometry& g, const float* dy, const 
 inline void conv2d_backward_filter(const conv_geometry& g, const float* x, const float* dy, float* dw, workspace& ws) {
     using namespace detail;
     g.validate("tricks::conv2d_backward_filter");
+    if (direct_filter_suits(g)) {
+        direct_conv_backward_filter(g, x, dy, dw, ws);
+        return;
+    }
     const int k = g.k(), cout = g.out_c;
     const int opix = g.out_h() * g.out_w();
     const std::size_t wsize = static_cast<std::size_t>(k) * cout;
