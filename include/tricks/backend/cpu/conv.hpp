@@ -128,7 +128,20 @@ inline void pad_image(const conv_geometry& g, const float* x_img, float* xp) {
 /// N floats as one value (GCC/Clang vector extension): with N = 16 one AVX-512 register, or two AVX
 /// registers where the build has no AVX-512; with N = 8 one AVX register.
 template <int N>
-using vecf = float __attribute__((vector_size(N * sizeof(float))));
+struct vec_of;
+template <>
+struct vec_of<8> {
+    using type = float __attribute__((vector_size(32)));
+};
+template <>
+struct vec_of<16> {
+    using type = float __attribute__((vector_size(64)));
+};
+// (Not `template <int N> using vecf = float __attribute__((vector_size(N * 4)))`: GCC drops a
+// dependent vector_size in an alias template and silently yields a plain float.)
+template <int N>
+using vecf = typename vec_of<N>::type;
+static_assert(sizeof(vecf<16>) == 64 && sizeof(vecf<8>) == 32);
 template <int N>
 inline vecf<N> loadv(const float* p) noexcept {
     vecf<N> v;
