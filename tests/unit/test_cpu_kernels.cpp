@@ -252,6 +252,7 @@ const std::vector<conv_case>& conv_cases() {
         // 8 output channels, 1-7 pixel remainders, stride 2, 5x5, padding 0 (backward-data pads K-1).
         {2, 13, 11, 8, 16, 3, 3, 1, 1},  {3, 9, 10, 16, 24, 3, 3, 2, 1}, {1, 7, 7, 32, 8, 5, 5, 1, 2},
         {2, 6, 9, 8, 8, 3, 3, 1, 0},     {1, 30, 3, 16, 16, 3, 3, 1, 1}, {2, 10, 10, 1, 8, 3, 3, 1, 1},
+        {2, 5, 6, 128, 96, 3, 3, 1, 1},  // the widest direct shapes: 128 input, 3 x 32 output channels
     };
     return cases;
 }
