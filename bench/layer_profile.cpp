@@ -127,7 +127,7 @@ int run(int batch) {
             // backward of a block end: relu mask + the sum of the two branch gradients
             rows.push_back({"add+relu bwd", s, e.adds, median_ms([&] {
                                 tb::relu_backward(n, a.data(), dy.data(), dx.data());
-                                for (std::size_t i = 0; i < n; ++i) y[i] = dx[i] + b[i];
+                                tb::add(n, dx.data(), b.data(), y.data());
                             }), 0});
         }
     }

@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <string>
 
+#include "../unit/helpers.hpp"
 #include "harness.cuh"
 #include "tricks/cuda.cuh"
 
@@ -155,24 +156,8 @@ TRICKS_GPU_TEST(device_model_upload_download_round_trip) {
     CHECK(after == before);
 }
 
-tricks::data::dataset synthetic(int n, std::uint64_t stream) {
-    tricks::data::dataset d;
-    d.name = "synthetic";
-    d.n = n;
-    d.h = d.w = 28;
-    d.c = 1;
-    d.classes = 10;
-    d.pixels.resize(static_cast<std::size_t>(n) * 28 * 28);
-    d.labels.resize(static_cast<std::size_t>(n));
-    tricks::rng r(seed, stream);
-    for (int i = 0; i < n; ++i) {
-        const int k = static_cast<int>(r.below(10));
-        d.labels[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(k);
-        for (std::size_t p = 0; p < 28 * 28; ++p)
-            d.pixels[static_cast<std::size_t>(i) * 28 * 28 + p] = static_cast<std::uint8_t>(20 * k + r.below(60));
-    }
-    return d;
-}
+/// The unit tests' learnable synthetic digits (tests/unit/helpers.hpp).
+tricks::data::dataset synthetic(int n, std::uint64_t stream) { return tricks_test::synthetic_digits(n, seed, stream); }
 
 using parity_recipe = t::recipe<t::optim::sgd<t::optim::nesterov>, t::lr::warmup<t::epochs<1>>, t::lr::cosine,
                                 t::decay::no_bias_decay, t::loss::label_smoothing, t::mix::mixup>;

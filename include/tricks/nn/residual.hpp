@@ -55,11 +55,7 @@ struct residual {
         const tensor<float>& db = branch.backward(ds_, ctx, true);
         const tensor<float>& dsc = shortcut.backward(ds_, ctx, true);
         dx_.resize(db.shape());
-        const std::size_t n = dx_.size();
-        const float* a = db.data();
-        const float* b = dsc.data();
-        float* o = dx_.data();
-        for (std::size_t i = 0; i < n; ++i) o[i] = a[i] + b[i];
+        backend::add(dx_.size(), db.data(), dsc.data(), dx_.data());
         ctx.round(dx_);
         (void)need_dx;
         return dx_;

@@ -1,5 +1,6 @@
 #pragma once
-// Element-wise kernels: ReLU, residual add (fused with the ReLU that follows it in a ResNet block).
+// Element-wise kernels: ReLU, residual add (fused with the ReLU that follows it in a ResNet block),
+// plain add (a residual block's input gradient).
 #include <algorithm>
 #include <cstddef>
 
@@ -28,6 +29,13 @@ inline void add_relu_forward(std::size_t n, const float* a, const float* b, floa
         const float s = a[i] + b[i];
         y[i] = s > 0.f ? s : 0.f;
     }
+}
+
+/// y = a + b (the gradient of a residual block's input: branch + shortcut). y may alias a or b.
+inline void add(std::size_t n, const float* a, const float* b, float* y) {
+    const std::ptrdiff_t N = static_cast<std::ptrdiff_t>(n);
+#pragma omp parallel for simd schedule(static) if (n >= parallel_grain)
+    for (std::ptrdiff_t i = 0; i < N; ++i) y[i] = a[i] + b[i];
 }
 
 }  // namespace tricks::backend
