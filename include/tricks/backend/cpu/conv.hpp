@@ -164,19 +164,20 @@ inline void direct_block(const conv_geometry& g, const float* xp, const float* w
     vec acc[PX][V];
     for (int px = 0; px < PX; ++px)
         for (int v = 0; v < V; ++v) acc[px][v] = vec{};
+    // Within a kernel row, (kx, ci) is one contiguous run of kw * C values both in the padded input
+    // (NHWC: pixel ox*S + kx's channels follow pixel ox*S + kx - 1's) and in the HWIO filter, so the
+    // two loops are one of length kw * C (same order of additions as kx-then-ci).
+    const int run = g.kw * C;
     for (int ky = 0; ky < g.kh; ++ky) {
-        const float* xrow = xp + static_cast<std::size_t>(oy * S + ky) * WP * C;
-        for (int kx = 0; kx < g.kw; ++kx) {
-            const float* wt = w + static_cast<std::size_t>(ky * g.kw + kx) * C * cout + co0;
-            const float* xb = xrow + static_cast<std::size_t>(ox0 * S + kx) * C;
-            for (int ci = 0; ci < C; ++ci) {
-                const float* wp = wt + static_cast<std::size_t>(ci) * cout;
-                vec wv[V];
-                for (int v = 0; v < V; ++v) wv[v] = loadv<VW>(wp + VW * v);
-                for (int px = 0; px < PX; ++px) {
-                    const float xv = xb[static_cast<std::size_t>(px) * S * C + ci];
-                    for (int v = 0; v < V; ++v) acc[px][v] += wv[v] * xv;
-                }
+        const float* xb = xp + (static_cast<std::size_t>(oy * S + ky) * WP + static_cast<std::size_t>(ox0) * S) * C;
+        const float* wt = w + static_cast<std::size_t>(ky) * run * cout + co0;
+        for (int j = 0; j < run; ++j) {
+            const float* wp = wt + static_cast<std::size_t>(j) * cout;
+            vec wv[V];
+            for (int v = 0; v < V; ++v) wv[v] = loadv<VW>(wp + VW * v);
+            for (int px = 0; px < PX; ++px) {
+                const float xv = xb[static_cast<std::size_t>(px) * S * C + j];
+                for (int v = 0; v < V; ++v) acc[px][v] += wv[v] * xv;
             }
         }
     }
