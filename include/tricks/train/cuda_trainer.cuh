@@ -56,8 +56,7 @@ public:
     explicit trainer(options o = {}, backend::gpu::context_options gpu_options = {})
         : base(std::move(o)), ctx_(std::make_unique<backend::gpu::context>(gpu_options)) {
         require<error>(backend::cuda::available(), "tricks::trainer<..., backend::cuda>: no CUDA device is available");
-        net_ = std::make_unique<backend::gpu::device_model<Model, element>>(*this->model_, *ctx_);
-        net_->set_decay_rule(Recipe::no_bias_decay);
+        net_ = std::make_unique<backend::gpu::device_model<Model, element>>(*this->model_, *ctx_, &decays);
         velocity_.resize(this->params_.size());
         for (std::size_t i = 0; i < this->params_.size(); ++i) {
             velocity_[i].resize(this->params_[i]->value.shape());
@@ -90,7 +89,7 @@ public:
         const double* loss = nullptr;
         {
             const auto timed = ctx_->time("loss");
-            loss = g::softmax_cross_entropy_mean_async<element>(n, K, z.data(), q, dz_.data(), scale, *ctx_);
+            loss = g::softmax_cross_entropy_async<element>(n, K, z.data(), q, dz_.data(), nullptr, nullptr, scale, *ctx_);
         }
         distill_loss_ = nullptr;
         if constexpr (Recipe::distills) {
@@ -127,16 +126,11 @@ public:
         return ctx_->profile().report() + line;
     }
 
-    /// Peak device memory in use by this process's allocations so far is not tracked by CUDA; this
-    /// returns the device's used memory now (total - free), in bytes.
-    static std::size_t device_memory_used() {
-        std::size_t free = 0, total = 0;
-        TRICKS_CUDA_CHECK(cudaMemGetInfo(&free, &total));
-        return total - free;
-    }
-
 private:
-    double train_step(tensor<float>& x, const tensor<float>& q, int n, double lr, long t, int e, long s) {
+    /// The recipe's weight-decay rule by parameter role (train/optim.hpp's, shared with the CPU).
+    static bool decays(nn::role r) noexcept { return tricks::decays(r, Recipe::no_bias_decay); }
+
+    double train_step(tensor<float>& x, const tensor<float>& q, double lr, long t, int e, long s) {
         using clock = std::chrono::steady_clock;
         const auto t0 = clock::now();
         upload_input(x);
@@ -156,7 +150,6 @@ private:
         ++host_.steps;
         const double T = this->opt_.distill_temperature;
         loss += T * T * dist;
-        (void)n;
         if (!std::isfinite(loss) && !Recipe::fp16) base::non_finite_loss(loss, e, s, t, lr);
         return loss;
     }
@@ -179,9 +172,13 @@ private:
     /// Host batch (float) -> device, in the element type (rounded once, like ctx.round on the CPU).
     void upload_input(const tensor<float>& x) {
         const auto timed = ctx_->time("input cast");
-        staging_.upload(std::span<const float>(x.data(), x.size()));
         x_.resize(x.shape());
-        backend::gpu::cast<float, element>(x.size(), staging_.data(), x_.data(), *ctx_);
+        if constexpr (std::is_same_v<element, float>) {  // straight into the input tensor
+            TRICKS_CUDA_CHECK(cudaMemcpy(x_.data(), x.data(), x.size() * sizeof(float), cudaMemcpyHostToDevice));
+        } else {
+            staging_.upload(std::span<const float>(x.data(), x.size()));
+            backend::gpu::cast<float, element>(x.size(), staging_.data(), x_.data(), *ctx_);
+        }
     }
 
     void sync_to_host() {
@@ -190,7 +187,6 @@ private:
     }
     void sync_to_device() {
         net_->upload(&velocity_);
-        net_->set_decay_rule(Recipe::no_bias_decay);
         if constexpr (Recipe::fp16) {
             scale_.emplace(static_cast<float>(this->scaler_.scale), this->scaler_.window);
             scale_->restore(this->scaler_.clean_steps, this->scaler_.skipped);

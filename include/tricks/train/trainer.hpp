@@ -59,7 +59,7 @@ namespace detail {
 /// What every backend's trainer shares: options, the host model (the owner of record), the data
 /// pipeline, targets, mixup, the lr schedule, progress, history, evaluation and checkpoints. The
 /// backend's trainer (Derived) supplies the numerics through a few hooks:
-///   double train_step(tensor<float>& x, const tensor<float>& q, int n, double lr, long t, int e, long s)
+///   double train_step(tensor<float>& x, const tensor<float>& q, double lr, long t, int e, long s)
 ///       one step on a batch (x is mixed, q its soft targets); returns the loss that was optimised;
 ///   const float* eval_logits(tensor<float>& x)   host logits (n x classes) of a batch in eval mode;
 ///   void sync_to_host()   before save(): model, momentum (velocity()) and scaler_ current on the host;
@@ -156,7 +156,7 @@ public:
                     apply_mixup(draw, q, mix_scratch);
                 }
                 const double lr = sched_.at(t);
-                const double loss = self().train_step(x, q, n, lr, t, e, s);
+                const double loss = self().train_step(x, q, lr, t, e, s);
                 loss_sum += std::isfinite(loss) ? loss : 0.0;
                 train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
                 const double done = static_cast<double>(t + 1 - static_cast<long>(first_epoch) * steps);
@@ -350,9 +350,9 @@ public:
     }
 
 private:
-    double train_step(tensor<float>& x, const tensor<float>& q, int n, double lr, long t, int e, long s) {
+    double train_step(tensor<float>& x, const tensor<float>& q, double lr, long t, int e, long s) {
         const nn::context ctx{nn::mode::train, base::storage()};
-        const int K = Model::classes;
+        const int n = x.shape().n, K = Model::classes;
         ctx.round(x);  // the input as the storage precision holds it
         const tensor<float>& z = this->model_->forward(x, ctx);
         dz_.resize(z.shape());

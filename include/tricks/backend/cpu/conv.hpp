@@ -118,12 +118,18 @@ inline bool direct_conv_suits(const conv_geometry& g) noexcept {
 }
 
 /// Zero-padded copy of one NHWC image: (h + 2 pad) x (w + 2 pad) x c.
+/// Only the border is zeroed; every interior value is copied.
 inline void pad_image(const conv_geometry& g, const float* x_img, float* xp) {
     const int H = g.in.h, W = g.in.w, C = g.in.c, P = g.pad, WP = W + 2 * P;
-    std::memset(xp, 0, sizeof(float) * static_cast<std::size_t>(H + 2 * P) * WP * C);
-    for (int y = 0; y < H; ++y)
-        std::memcpy(xp + (static_cast<std::size_t>(y + P) * WP + P) * C, x_img + static_cast<std::size_t>(y) * W * C,
-                    sizeof(float) * static_cast<std::size_t>(W) * C);
+    const std::size_t row = static_cast<std::size_t>(WP) * C, side = static_cast<std::size_t>(P) * C;
+    std::memset(xp, 0, sizeof(float) * row * P);                                        // top rows
+    std::memset(xp + (static_cast<std::size_t>(H) + P) * row, 0, sizeof(float) * row * P);  // bottom rows
+    for (int y = 0; y < H; ++y) {
+        float* r = xp + (static_cast<std::size_t>(y) + P) * row;
+        std::memset(r, 0, sizeof(float) * side);
+        std::memcpy(r + side, x_img + static_cast<std::size_t>(y) * W * C, sizeof(float) * static_cast<std::size_t>(W) * C);
+        std::memset(r + side + static_cast<std::size_t>(W) * C, 0, sizeof(float) * side);
+    }
 }
 
 /// N floats as one value (GCC/Clang vector extension): with N = 16 one AVX-512 register, or two AVX

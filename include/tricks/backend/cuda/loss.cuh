@@ -132,12 +132,14 @@ double* softmax_cross_entropy_launch(int n, int k, const T* z, const float* q, T
 
 }  // namespace detail
 
-/// Writes the mean loss to *loss (device, may be null), dz = (p - q) / n * (*dz_scale) (dz_scale:
-/// device pointer, null = 1; the loss scale of fp16_mixed), and p (may be null). No host sync.
+/// Writes the mean loss to *loss (device float, may be null), dz = (p - q) / n * (*dz_scale)
+/// (dz_scale: device pointer, null = 1; the loss scale of fp16_mixed), and p (may be null). No host
+/// sync. Returns the device address of the mean loss in double (valid until the next loss call on
+/// this context).
 template <device_element T>
-void softmax_cross_entropy_async(int n, int k, const T* z, const float* q, T* dz, float* p, float* loss,
-                                 const float* dz_scale, context& ctx) {
-    (void)detail::softmax_cross_entropy_launch(n, k, z, q, dz, p, loss, dz_scale, ctx);
+const double* softmax_cross_entropy_async(int n, int k, const T* z, const float* q, T* dz, float* p, float* loss,
+                                          const float* dz_scale, context& ctx) {
+    return detail::softmax_cross_entropy_launch(n, k, z, q, dz, p, loss, dz_scale, ctx);
 }
 
 /// Returns the mean loss (synchronises the stream); writes dz (may be null) and p (may be null).
@@ -176,15 +178,6 @@ const double* distillation_term_async(int n, int k, const T* z, const R* r, floa
     detail::mean_loss_kernel<><<<1, detail::loss_threads, 0, ctx.stream()>>>(n, scratch, scratch + n, static_cast<float*>(nullptr));
     TRICKS_CUDA_CHECK_LAUNCH("mean_loss_kernel");
     return scratch + n;
-}
-
-/// Like softmax_cross_entropy_async, but returns the device address of the double mean loss
-/// (valid until the next loss call on this context).
-template <device_element T>
-const double* softmax_cross_entropy_mean_async(int n, int k, const T* z, const float* q, T* dz, const float* dz_scale,
-                                               context& ctx) {
-    return detail::softmax_cross_entropy_launch(n, k, z, q, dz, static_cast<float*>(nullptr), static_cast<float*>(nullptr),
-                                                dz_scale, ctx);
 }
 
 }  // namespace tricks::backend::gpu

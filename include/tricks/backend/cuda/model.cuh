@@ -87,13 +87,9 @@ struct device_param {
         }
         grad.resize(n);
         grad.zero_async(ctx.stream());
-        refresh_copy(ctx);
-    }
-    /// Master weights -> the G copy (after an upload; the fused optimizer keeps it current).
-    void refresh_copy(context& ctx) {
-        if constexpr (!std::is_same_v<G, float>) {
-            copy.resize(master.size());
-            cast(master.size(), master.data(), copy.data(), ctx);
+        if constexpr (!std::is_same_v<G, float>) {  // the copy the kernels read; the fused optimizer keeps it current
+            copy.resize(n);
+            cast(n, master.data(), copy.data(), ctx);
         }
     }
     /// Device master weights (and momentum) -> host.
@@ -149,6 +145,22 @@ struct device_layer {
 };
 
 // ---- layers -------------------------------------------------------------------------------------
+
+namespace detail {
+/// What the twins of parameter-free layers (ReLU, pools, identity) share: nothing to upload, and the
+/// output shape their CPU layer type computes.
+template <class L>
+struct stateless_twin {
+    shape4 prepare(shape4 in, context&) {
+        const dims o = L::out_dims(in.spatial());
+        return {in.n, o.h, o.w, L::out_channels};
+    }
+    template <class F>
+    void for_each_param(F&&) {}
+    template <class F>
+    void for_each_statistic(F&&) {}
+};
+}  // namespace detail
 
 template <int Cin, int Cout, int K, int S, int P, device_element T>
 struct device_layer<nn::conv<Cin, Cout, K, S, P>, T> {
@@ -257,7 +269,7 @@ private:
 };
 
 template <int C, device_element T>
-struct device_layer<nn::relu<C>, T> {
+struct device_layer<nn::relu<C>, T> : detail::stateless_twin<nn::relu<C>> {
     explicit device_layer(nn::relu<C>&) {}
     const device_tensor<T>& forward(const device_tensor<T>& x, const run_context& rc) {
         nn::check_channels("tricks::gpu::relu", x.shape, C);
@@ -272,18 +284,13 @@ struct device_layer<nn::relu<C>, T> {
         relu_backward<T>(y_.size(), y_.data(), dy.data(), dx_.data(), *rc.gpu);
         return dx_;
     }
-    shape4 prepare(shape4 in, context&) { return in; }
-    template <class F>
-    void for_each_param(F&&) {}
-    template <class F>
-    void for_each_statistic(F&&) {}
 
 private:
     device_tensor<T> y_, dx_;
 };
 
 template <int C, int K, int S, int P, device_element T>
-struct device_layer<nn::max_pool<C, K, S, P>, T> {
+struct device_layer<nn::max_pool<C, K, S, P>, T> : detail::stateless_twin<nn::max_pool<C, K, S, P>> {
     explicit device_layer(nn::max_pool<C, K, S, P>&) {}
     const device_tensor<T>& forward(const device_tensor<T>& x, const run_context& rc) {
         nn::check_channels("tricks::gpu::max_pool", x.shape, C);
@@ -300,11 +307,6 @@ struct device_layer<nn::max_pool<C, K, S, P>, T> {
         max_pool_backward<T>(g_, x_->data(), y_.data(), dy.data(), dx_.data(), *rc.gpu);
         return dx_;
     }
-    shape4 prepare(shape4 in, context&) { return pool_geometry{in, K, S, P, false, true}.out(); }
-    template <class F>
-    void for_each_param(F&&) {}
-    template <class F>
-    void for_each_statistic(F&&) {}
 
 private:
     const device_tensor<T>* x_ = nullptr;
@@ -313,7 +315,7 @@ private:
 };
 
 template <int C, int K, int S, int P, bool Ceil, bool IncludePad, device_element T>
-struct device_layer<nn::avg_pool<C, K, S, P, Ceil, IncludePad>, T> {
+struct device_layer<nn::avg_pool<C, K, S, P, Ceil, IncludePad>, T> : detail::stateless_twin<nn::avg_pool<C, K, S, P, Ceil, IncludePad>> {
     explicit device_layer(nn::avg_pool<C, K, S, P, Ceil, IncludePad>&) {}
     const device_tensor<T>& forward(const device_tensor<T>& x, const run_context& rc) {
         nn::check_channels("tricks::gpu::avg_pool", x.shape, C);
@@ -329,11 +331,6 @@ struct device_layer<nn::avg_pool<C, K, S, P, Ceil, IncludePad>, T> {
         avg_pool_backward<T>(g_, dy.data(), dx_.data(), *rc.gpu);
         return dx_;
     }
-    shape4 prepare(shape4 in, context&) { return pool_geometry{in, K, S, P, Ceil, IncludePad}.out(); }
-    template <class F>
-    void for_each_param(F&&) {}
-    template <class F>
-    void for_each_statistic(F&&) {}
 
 private:
     pool_geometry g_{};
@@ -341,7 +338,7 @@ private:
 };
 
 template <int C, device_element T>
-struct device_layer<nn::global_avg_pool<C>, T> {
+struct device_layer<nn::global_avg_pool<C>, T> : detail::stateless_twin<nn::global_avg_pool<C>> {
     explicit device_layer(nn::global_avg_pool<C>&) {}
     const device_tensor<T>& forward(const device_tensor<T>& x, const run_context& rc) {
         nn::check_channels("tricks::gpu::global_avg_pool", x.shape, C);
@@ -357,11 +354,6 @@ struct device_layer<nn::global_avg_pool<C>, T> {
         global_avg_pool_backward<T>(in_, dy.data(), dx_.data(), *rc.gpu);
         return dx_;
     }
-    shape4 prepare(shape4 in, context&) { return {in.n, 1, 1, C}; }
-    template <class F>
-    void for_each_param(F&&) {}
-    template <class F>
-    void for_each_statistic(F&&) {}
 
 private:
     shape4 in_{};
@@ -408,15 +400,10 @@ private:
 // ---- composition --------------------------------------------------------------------------------
 
 template <int C, device_element T>
-struct device_layer<nn::identity<C>, T> {
+struct device_layer<nn::identity<C>, T> : detail::stateless_twin<nn::identity<C>> {
     explicit device_layer(nn::identity<C>&) {}
     const device_tensor<T>& forward(const device_tensor<T>& x, const run_context&) { return x; }
     const device_tensor<T>& backward(const device_tensor<T>& dy, const run_context&, bool) { return dy; }
-    shape4 prepare(shape4 in, context&) { return in; }
-    template <class F>
-    void for_each_param(F&&) {}
-    template <class F>
-    void for_each_statistic(F&&) {}
 };
 
 template <class... Ls, device_element T>
@@ -546,8 +533,13 @@ class device_model {
 public:
     using body_type = typename Model::body_type;
 
+    /// Which parameters weight decay applies to, by role (the trainer passes the recipe's rule).
+    using decay_rule = bool (*)(nn::role);
+    static bool decay_all(nn::role) noexcept { return true; }
+
     /// Binds to `host` (which must outlive this object) and uploads its state.
-    device_model(Model& host, context& ctx) : host_(&host), body_(static_cast<body_type&>(host)), ctx_(&ctx) {
+    device_model(Model& host, context& ctx, decay_rule decays = decay_all)
+        : body_(static_cast<body_type&>(host)), ctx_(&ctx), decays_(decays) {
         upload(nullptr);
     }
     device_model(const device_model&) = delete;
@@ -607,25 +599,19 @@ public:
         if (typed_.size()) s.check(typed_, *ctx_);
         if (fp32_.size()) s.check(fp32_, *ctx_);
     }
-    /// Whether weight decay applies per parameter (no_bias_decay); rebuilds the optimizer lists.
-    void set_decay_rule(bool no_bias_decay) {
-        no_bias_decay_ = no_bias_decay;
-        build_optimizer_lists();
-    }
 
     [[nodiscard]] std::size_t count_params() {
         std::size_t n = 0;
         body_.for_each_param([&](auto&) { ++n; });
         return n;
     }
-    [[nodiscard]] context& gpu() noexcept { return *ctx_; }
 
 private:
     void build_optimizer_lists() {
         std::vector<sgd_tensor<T>> typed;
         std::vector<sgd_tensor<float>> fp32;
         body_.for_each_param([&](auto& p) {
-            const bool decay = !no_bias_decay_ || p.host->kind == nn::role::weight;
+            const bool decay = decays_(p.host->kind);
             using G = std::remove_cvref_t<decltype(*p.grad.data())>;
             if constexpr (std::is_same_v<G, T>) typed.push_back(p.sgd_view(decay));
             else fp32.push_back(p.sgd_view(decay));
@@ -635,10 +621,9 @@ private:
         fp32_ = sgd_multi<float>(fp32);
     }
 
-    Model* host_;
     device_layer<body_type, T> body_;
     context* ctx_;
-    bool no_bias_decay_ = false;
+    decay_rule decays_;
     sgd_multi<T> typed_;
     sgd_multi<float> fp32_;
 };
