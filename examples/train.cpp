@@ -29,5 +29,8 @@ int main(int argc, char** argv) {
     } catch (const t::error& e) {
         std::fprintf(stderr, "train: %s\n", e.what());
         return 1;
+    } catch (const std::filesystem::filesystem_error& e) {  // e.g. --out names an existing file
+        std::fprintf(stderr, "train: %s\n", e.what());
+        return 1;
     }
 }
