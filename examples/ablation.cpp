@@ -60,9 +60,24 @@ using sgd = t::optim::sgd<t::optim::nesterov>;  // the paper's baseline optimize
 using scaling = t::lr::linear_scaling<256>;
 using warmup = t::lr::warmup<t::epochs<1>>;
 // The paper's baseline decays the lr x0.1 at epochs 30, 60 and 90 of 120; scaled to the default
-// 12 epochs, that is 3, 6 and 9. Milestones are part of the type (they choose the code path's
-// constants), so with another --epochs they stay at 3, 6, 9 and the run says so.
+// 12 epochs, that is 3, 6 and 9 (the type's milestones). With another --epochs the run moves them
+// to the same fractions, 1/4, 1/2 and 3/4 of the run (options.step_milestones), and says so.
 using step = t::lr::step<t::epochs<3>, t::epochs<6>, t::epochs<9>>;
+
+/// The paper's milestones (1/4, 1/2, 3/4 of the run) for a run of `epochs` epochs, rounded to the
+/// nearest epoch (halves up), each at least 1 and after the one before; empty when the run is too
+/// short to hold three distinct ones (then the type's 3, 6, 9 apply) or has the type's 12 epochs.
+std::vector<int> scaled_milestones(int epochs) {
+    if (epochs == 12 || epochs < 4) return {};
+    std::vector<int> m;
+    for (int k = 1; k <= 3; ++k) m.push_back((2 * epochs * k + 4) / 8);
+    return m;
+}
+std::string milestone_list(const std::vector<int>& m) {
+    std::string s;
+    for (int e : m) s += (s.empty() ? "" : ", ") + std::to_string(e);
+    return s;
+}
 using nbd = t::decay::no_bias_decay;
 using cosine = t::lr::cosine;
 using smooth = t::loss::label_smoothing;
@@ -136,7 +151,8 @@ const char* usage =
     "step decay), +cosine, +label smoothing, +distillation, +mixup, +distillation and mixup. Writes\n"
     "ablation.md, ablation.csv, ablation.json and plots (gnuplot: SVG and PNG) to --out.\n\n"
     "  --seeds N          seeds per configuration; N > 1 reports mean ± std (default 1)\n"
-    "  --epochs N         training epochs per run (default 12; the baseline's step decay is at 3, 6, 9)\n"
+    "  --epochs N         training epochs per run (default 12); the baseline's step decay is at 1/4, 1/2\n"
+    "                     and 3/4 of the run (3, 6, 9 of 12), as the paper's 30/60/90 of 120\n"
     "  --batch N          batch size (default 128)\n"
     "  --lr X             base learning rate at batch 256 (linear scaling; default 0.4)\n"
     "  --wd X             weight decay (default 5e-5)\n"
@@ -215,6 +231,7 @@ cli parse(int argc, char** argv) {
     if (c.train_images < 0 || c.test_images < 0) fail("--train-images and --test-images must be >= 0");
     if (c.opt.max_steps_per_epoch < 0) fail("--steps must be >= 0");
     if (c.teacher_epochs == 0) c.teacher_epochs = c.opt.epochs;
+    c.opt.step_milestones = scaled_milestones(c.opt.epochs);  // only the step-decay recipe reads them
     return c;
 }
 
@@ -274,6 +291,7 @@ struct runner {
             std::fprintf(stderr, "[run %d/%d | %s %zu/%zu | seed %d/%d] %s\n", p.finished + 1, p.runs, s.id.c_str(), index,
                          count, seed, c.seeds, r.name.c_str());
             t::options o = c.opt;
+            if constexpr (!R::step) o.step_milestones.clear();  // the trainer refuses them without lr::step
             if constexpr (R::distills) o.teacher_checkpoint = teacher_path;
             r.runs.push_back(ab::run_seed<M, R>(o, static_cast<std::uint64_t>(seed), train, test));
             p.done += work_per_image<M, R>();
@@ -295,6 +313,15 @@ struct runner {
         return s;
     }
 };
+
+std::string step_decay_note(int epochs, const std::vector<int>& scaled) {
+    const std::string run = std::to_string(epochs) + (epochs > 1 ? " epochs" : " epoch");
+    if (scaled.empty())
+        return "The baseline's step decay is at epochs 3, 6, 9 (the paper's 30/60/90 of 120, scaled to 12 epochs); "
+               "this run has " + run + ", too short for three distinct milestones, so they stay at 3, 6, 9.";
+    return "The baseline's step decay (lr x 0.1) is at epochs " + milestone_list(scaled) +
+           ": the paper's 30/60/90 of 120, i.e. 1/4, 1/2 and 3/4 of this run's " + run + ".";
+}
 
 template <class G>
 void require_unique_names(const char* study) {
@@ -353,10 +380,8 @@ int run(cli& c) {
                  "ablation: ResNet-B is omitted: tweak::stride_on_3x3 moves a bottleneck's stride from its 1x1 to its 3x3\n"
                  "          conv; cifar_resnet's basic blocks already stride on a 3x3, so B would be A again\n",
                  train.n, test.n, c.opt.epochs, c.opt.epochs > 1 ? "s" : "", c.opt.batch, c.seeds, c.seeds > 1 ? "s" : "", meta.threads, r.p.runs);
-    if (c.opt.epochs != 12)
-        std::fprintf(stderr, "ablation: note: the baseline's step decay is at epochs 3, 6, 9 (the paper's 30/60/90 of 120 "
-                             "scaled to 12 epochs); with --epochs %d they are not at 1/4, 1/2, 3/4 of the run\n",
-                     c.opt.epochs);
+    const std::string step_note = step_decay_note(c.opt.epochs, c.opt.step_milestones);
+    if (c.opt.epochs != 12) std::fprintf(stderr, "ablation: note: %s\n", step_note.c_str());
 
     // ---- the teacher ----
     if constexpr (needs_teacher) {
@@ -370,6 +395,7 @@ int run(cli& c) {
                          static_cast<double>(t::macs<teacher>(28, 28)) / 1e6, c.teacher_epochs);
             t::options o = c.opt;
             o.epochs = c.teacher_epochs;
+            o.step_milestones.clear();  // cosine decay
             o.seed = 1;
             o.checkpoint = r.teacher_path;
             t::trainer<teacher, teacher_recipe> tt(o);
@@ -408,9 +434,7 @@ int run(cli& c) {
     // ---- outputs ----
     meta.total_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (c.quick) meta.notes.push_back("**--quick smoke run**: a few steps on a small subset; the numbers say nothing about the tricks.");
-    if (c.opt.epochs != 12)
-        meta.notes.push_back("The baseline's step decay is at epochs 3, 6, 9 (the paper's 30/60/90 of 120, scaled to 12 "
-                             "epochs); this run has " + std::to_string(c.opt.epochs) + (c.opt.epochs > 1 ? " epochs." : " epoch."));
+    if (c.opt.epochs != 12) meta.notes.push_back(step_note);
     std::vector<ab::plot_files> plots;
     for (const auto& s : studies) plots.push_back(ab::write_plots(c.out_dir, s));
     const bool can_render = c.gnuplot != "none" && ab::program_available(c.gnuplot);

@@ -325,6 +325,51 @@ TEST_CASE("trainer resume: interrupted after epoch 1 and resumed gives the unint
     CHECK(ea.loss == ec.loss);
 }
 
+TEST_CASE("trainer resume: a step-decay run resumes only with the same options.step_milestones") {
+    const omp_threads_guard keep_threads;
+    ck_temp_dir dir;
+    const auto train = synthetic_digits(64, 3, 96), test = synthetic_digits(16, 4, 96);
+    const fs::path p = dir / "stepped.ckpt";
+    using stepped = recipe<lr::step<epochs<3>, epochs<6>>>;
+    options o = resume_options();
+    o.max_steps_per_epoch = 1;
+    o.step_milestones = {1};
+    o.checkpoint = p;
+    o.stop_after_epochs = 1;
+    {
+        trainer<ck_net, stepped> t(o);
+        (void)t.fit(train, test);
+    }
+    o.checkpoint.clear();
+    o.stop_after_epochs = 0;
+    {
+        trainer<ck_net, stepped> same(o);
+        CHECK_NOTHROW(same.resume(p));
+    }
+    options other = o;
+    other.step_milestones.clear();  // the type's 3, 6
+    trainer<ck_net, stepped> t(other);
+    CHECK_THROWS_WITH_AS(t.resume(p), doctest::Contains("was written with step_milestones = 1, this run has 3,6"), data_error);
+}
+
+TEST_CASE("checkpoint_reader::next_is peeks at the next field's name without reading it") {
+    ck_temp_dir dir;
+    const fs::path p = dir / "peek.ckpt";
+    io::checkpoint_writer w;
+    w.i64("a", 1);
+    w.str("bb", "x");
+    w.commit(p);
+    io::checkpoint_reader r(p);
+    CHECK(r.next_is("a"));
+    CHECK_FALSE(r.next_is("b"));
+    CHECK_FALSE(r.next_is("aa"));
+    CHECK(r.i64("a") == 1);
+    CHECK(r.next_is("bb"));
+    CHECK(r.str("bb") == "x");
+    CHECK_FALSE(r.next_is("bb"));  // at the end
+    CHECK(r.at_end());
+}
+
 TEST_CASE("trainer resume: other run settings or another model type are refused, naming the field") {
     const omp_threads_guard keep_threads;
     ck_temp_dir dir;

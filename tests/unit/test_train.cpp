@@ -239,6 +239,54 @@ TEST_CASE("trainer builds the schedule from the recipe: warmup epochs x steps, c
     CHECK_THROWS_AS((void)t3.fit(train, test), training_error);
 }
 
+TEST_CASE("trainer: options.step_milestones replaces lr::step's epochs at run time, and bad ones are refused") {
+    const auto train = synthetic_digits(64, 1, 97), test = synthetic_digits(20, 2, 97);
+    options o = quiet_options();
+    o.epochs = 4;
+    o.batch = 32;
+    o.lr = 0.1;
+    o.max_steps_per_epoch = 1;
+    const omp_threads_guard keep_threads;
+    o.threads = 1;
+    using stepped = recipe<lr::step<epochs<30>, epochs<60>, epochs<90>>>;
+    {
+        trainer<small_net, stepped> t(o);  // the type's milestones
+        const history h = t.fit(train, test);
+        CHECK(t.schedule().milestones == std::vector<int>{30, 60, 90});
+        CHECK(h.epochs.back().lr == doctest::Approx(0.1).epsilon(1e-15));
+    }
+    o.step_milestones = {1, 2, 3};  // the paper's 1/4, 1/2, 3/4 of a 4-epoch run
+    {
+        trainer<small_net, stepped> t(o);
+        const history run = t.fit(train, test);
+        CHECK(t.schedule().milestones == std::vector<int>{1, 2, 3});
+        const auto& h = run.epochs;  // one step per epoch, so each record's lr is its only step's
+        REQUIRE(h.size() == 4);
+        CHECK(h[0].lr == doctest::Approx(0.1).epsilon(1e-15));
+        CHECK(h[1].lr == doctest::Approx(0.01).epsilon(1e-15));
+        CHECK(h[2].lr == doctest::Approx(0.001).epsilon(1e-15));
+        CHECK(h[3].lr == doctest::Approx(0.0001).epsilon(1e-15));
+    }
+    const auto refused = [&](auto tag, std::vector<int> m, const std::string& part) {
+        using R = typename decltype(tag)::type;
+        options b = o;
+        b.step_milestones = std::move(m);
+        trainer<small_net, R> t(b);
+        try {
+            (void)t.fit(train, test);
+        } catch (const training_error& e) {
+            const std::string msg = e.what();
+            CAPTURE(msg);
+            CHECK(msg.find(part) != std::string::npos);
+            return true;
+        }
+        return false;
+    };
+    CHECK(refused(std::type_identity<stepped>{}, {2, 2}, "step_milestones = 2,2: milestones must be epochs >= 1 in increasing order (entry 1 is 2)"));
+    CHECK(refused(std::type_identity<stepped>{}, {0, 2}, "(entry 0 is 0)"));
+    CHECK(refused(std::type_identity<recipe<lr::cosine>>{}, {1, 2}, "step_milestones = 1,2 given, but the recipe has no lr::step decay"));
+}
+
 // ================================================================================================
 // recipe flags
 

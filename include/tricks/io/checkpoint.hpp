@@ -115,6 +115,15 @@ public:
                             " floats, expected ", out.size());
         std::memcpy(out.data(), p, n);
     }
+    /// Whether the next field is called `name` (reads nothing): fields added in later releases
+    /// are optional when reading, so older checkpoints stay readable.
+    [[nodiscard]] bool next_is(std::string_view name) const noexcept {
+        std::uint32_t nl;
+        if (payload_.size() - pos_ < sizeof nl) return false;
+        std::memcpy(&nl, payload_.data() + pos_, sizeof nl);
+        return nl == name.size() && payload_.size() - pos_ - sizeof nl >= nl &&
+               std::string_view(payload_.data() + pos_ + sizeof nl, nl) == name;
+    }
     [[nodiscard]] const std::string& path() const noexcept { return path_; }
     [[nodiscard]] bool at_end() const noexcept { return pos_ == payload_.size(); }
 

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace tricks {
 
@@ -14,6 +15,8 @@ struct options {
     double momentum = 0.9;       // paper §2.1
     double weight_decay = 1e-4;  // paper §2.1
     int warmup_epochs = -1;      // -1: lr::warmup<epochs<m>>'s m
+    std::vector<int> step_milestones;  // empty: lr::step<epochs<e>...>'s e; else these epochs
+                                       // (increasing, >= 1; only with lr::step in the recipe)
     double label_smoothing = 0.1;      // epsilon, paper §5.2
     double mixup_alpha = 0.2;          // paper §5.4
     double distill_temperature = 20;   // paper §5.3

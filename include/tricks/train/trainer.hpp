@@ -234,6 +234,7 @@ public:
         w.i64("run.max_steps_per_epoch", opt_.max_steps_per_epoch);
         w.str("run.recipe", Recipe::describe());
         w.i64("run.warmup_epochs", opt_.warmup_epochs);
+        w.str("run.step_milestones", milestone_text(effective_milestones()));
         w.f64("run.momentum", opt_.momentum);
         w.f64("run.weight_decay", opt_.weight_decay);
         w.f64("run.label_smoothing", opt_.label_smoothing);
@@ -269,6 +270,10 @@ public:
         same("max_steps_per_epoch", r.i64("run.max_steps_per_epoch"), static_cast<std::int64_t>(opt_.max_steps_per_epoch));
         same("recipe", r.str("run.recipe"), Recipe::describe());
         same("warmup_epochs", r.i64("run.warmup_epochs"), static_cast<std::int64_t>(opt_.warmup_epochs));
+        // absent in checkpoints written before options.step_milestones existed: the recipe's
+        const std::string saved_milestones = r.next_is("run.step_milestones") ? r.str("run.step_milestones")
+            : milestone_text({Recipe::milestones(), Recipe::milestones() + Recipe::milestone_count()});
+        same("step_milestones", saved_milestones, milestone_text(effective_milestones()));
         same("momentum", r.f64("run.momentum"), opt_.momentum);
         same("weight_decay", r.f64("run.weight_decay"), opt_.weight_decay);
         same("label_smoothing", r.f64("run.label_smoothing"), opt_.label_smoothing);
@@ -317,8 +322,26 @@ protected:
         sched_.decay = Recipe::cosine ? lr_schedule::decay_kind::cosine
                        : Recipe::step ? lr_schedule::decay_kind::step
                                       : lr_schedule::decay_kind::constant;
-        sched_.milestones.assign(Recipe::milestones(), Recipe::milestones() + Recipe::milestone_count());
+        sched_.milestones = effective_milestones();
         sched_.validate();
+    }
+
+    /// options.step_milestones when given (checked here, before any step), else lr::step's epochs.
+    [[nodiscard]] std::vector<int> effective_milestones() const {
+        const auto& m = opt_.step_milestones;
+        if (m.empty()) return {Recipe::milestones(), Recipe::milestones() + Recipe::milestone_count()};
+        require<training_error>(Recipe::step, "tricks::trainer: options.step_milestones = ", milestone_text(m),
+                                " given, but the recipe has no lr::step decay (", Recipe::describe(), ")");
+        for (std::size_t i = 0; i < m.size(); ++i)
+            require<training_error>(m[i] >= 1 && (i == 0 || m[i] > m[i - 1]), "tricks::trainer: options.step_milestones = ",
+                                    milestone_text(m), ": milestones must be epochs >= 1 in increasing order (entry ", i,
+                                    " is ", m[i], ")");
+        return m;
+    }
+    static std::string milestone_text(const std::vector<int>& m) {
+        std::string s;
+        for (int e : m) s += (s.empty() ? "" : ",") + std::to_string(e);
+        return s.empty() ? "none" : s;
     }
 
     options opt_;
