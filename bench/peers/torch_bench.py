@@ -3,7 +3,9 @@
 (cifar_resnet 20, deep stem + avg-down, 1x28x28, 10 classes) on the CPU, same batch and threads.
 
 Run with Debian's PyTorch: /usr/bin/python3 bench/peers/torch_bench.py --threads 2 --batch 128
-Prints one line per measurement: `torch train_images_per_s <median>` and `torch infer_images_per_s ...`.
+Prints one line per measurement: `torch params <n>`, `torch train_images_per_s <median>`,
+`torch infer_images_per_s ...` (eager, eval mode) and `torch infer_frozen_images_per_s ...`
+(torch.jit.trace + freeze + optimize_for_inference).
 """
 import argparse
 import os
@@ -51,6 +53,25 @@ def main():
             if i >= 2:
                 times.append(time.perf_counter() - t0)
     print(f"torch infer_images_per_s {args.batch / statistics.median(times):.1f}")
+    # Frozen inference: traced (the model's forward loops over its stages by name, which
+    # torch.jit.script does not compile), frozen (parameters become constants, BN folds into the
+    # convs) and optimised for inference (oneDNN convs on the CPU). The profiling executor
+    # specialises the graph during the first runs, hence one more warm-up than above.
+    with torch.no_grad():
+        frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model, x)))
+        ref = model(x)
+        diff = (frozen(x) - ref).abs().max().item()
+        print(f"torch frozen_max_abs_diff {diff:.3g} (logits up to {ref.abs().max().item():.3g})")
+        if not diff <= 1e-3 * max(1.0, ref.abs().max().item()):
+            sys.exit("torch_bench.py: the frozen model's logits differ from the eager model's")
+        warm = 3
+        times = []
+        for i in range(args.iters + warm):
+            t0 = time.perf_counter()
+            frozen(x)
+            if i >= warm:
+                times.append(time.perf_counter() - t0)
+    print(f"torch infer_frozen_images_per_s {args.batch / statistics.median(times):.1f}")
 
 
 if __name__ == "__main__":
