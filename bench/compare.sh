@@ -8,15 +8,15 @@
 # no_grad) and frozen (trace + freeze + optimize_for_inference); dlib the faster of its affine
 # eval net and the same net after fuse_layers. Also prints each side's peak resident memory (the
 # whole process, as the benchmark runs it: PyTorch's includes the frozen copy, dlib's its eval
-# copy) and tricks' training GFLOP/s against the machine's FP32 peak (computed from the thread
-# count, clock and vector width /proc/cpuinfo reports).
+# copy) and tricks' training GFLOP/s against the machine's FP32 peak (measured by bench_peak_flops,
+# and computed from the thread count, clock and vector width /proc/cpuinfo reports).
 # dlib trains at ~100 img/s here, so it runs 3 timed iterations per repeat (the others 8).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 reps=${1:-5}; threads=${2:-2}; batch=${3:-128}; width=${4:-16}
 scripts/bootstrap.sh --peers
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j "$(nproc)" --target bench_throughput >/dev/null
+cmake --build build -j "$(nproc)" --target bench_throughput bench_peak_flops >/dev/null
 dlib=0
 if grep -q '^dlib_DIR:PATH=' build/CMakeCache.txt && ! grep -q '^dlib_DIR:PATH=.*NOTFOUND' build/CMakeCache.txt; then
   dlib=1
@@ -81,9 +81,14 @@ ratio tricks/torch "$ot" "$tt" "$oi" "$ti" "$orss" "$trss"
 if ((dlib)); then ratio tricks/dlib "$ot" "$dt" "$oi" "$di" "$orss" "$drss"; fi
 echo "(ratios: throughput above 1 and memory below 1 favour tricks; each peer's infer img/s is its faster mode)"
 og=$(median "${ours_gflops[@]}")
-# The machine's FP32 peak from what it reports: threads x clock x vector width x 2 FMA units x 2 FLOP.
+# The machine's FP32 peak, measured (independent FMA chains, no memory traffic, $threads threads:
+# bench/peak_flops.cpp), and as computed from what /proc/cpuinfo reports (threads x nominal clock x
+# vector width x 2 FMA units x 2 FLOP), which over- or understates it when the CPU boosts above its
+# nominal clock or executes 512-bit FMAs in two halves (AMD Zen 4).
+measured=$(OMP_NUM_THREADS=$threads build/bench/bench_peak_flops --threads "$threads" --seconds 2 | awk '$1 == "peak_gflops" {print $3}')
 mhz=$(awk -F: '/^cpu MHz/ {print $2; exit}' /proc/cpuinfo)
 lanes=8; grep -qw avx512f /proc/cpuinfo && lanes=16
-awk -v g="$og" -v t="$threads" -v m="$mhz" -v l="$lanes" 'BEGIN {
-  p = t * m / 1000 * l * 2 * 2
-  printf "tricks training: %.1f GFLOP/s = %.0f%% of the FP32 peak %.0f GFLOP/s (%d threads x %.2f GHz x %d lanes x 2 FMA units x 2)\n", g, 100 * g / p, p, t, m / 1000, l }'
+awk -v g="$og" -v t="$threads" -v m="$mhz" -v l="$lanes" -v p="$measured" 'BEGIN {
+  c = t * m / 1000 * l * 2 * 2
+  printf "tricks training: %.1f GFLOP/s = %.0f%% of the measured FP32 peak %.0f GFLOP/s (%d threads, bench_peak_flops)\n", g, 100 * g / p, p, t
+  printf "                 (%.0f%% of %.0f GFLOP/s computed from /proc/cpuinfo: %d threads x %.2f GHz x %d lanes x 2 FMA units x 2)\n", 100 * g / c, c, t, m / 1000, l }'

@@ -87,11 +87,13 @@ int run(int batch) {
         rows.push_back({"conv bwd-filter", s, c.count,
                         median_ms([&] { tb::conv2d_backward_filter(g, x.data(), dy.data(), dw.data(), ws); }), fl});
     }
-    // Batch norm after every conv: (pixels, channels, count).
+    // Batch norm after every conv: (pixels, channels, plain, fused). A BN followed by a ReLU (the
+    // stem's three, the first of each block) runs fused with it (sequential<..., bn, relu>); the
+    // others (the last of each branch, the shortcuts') run alone.
     struct bn_shape {
-        int hw, c, count;
+        int hw, c, plain, fused;
     };
-    const bn_shape bns[] = {{28, W / 2, 2}, {28, W, 7}, {14, 2 * W, 7}, {7, 4 * W, 7}};
+    const bn_shape bns[] = {{28, W / 2, 0, 2}, {28, W, 3, 4}, {14, 2 * W, 4, 3}, {7, 4 * W, 4, 3}};
     for (const auto& b : bns) {
         const std::size_t pixels = static_cast<std::size_t>(batch) * b.hw * b.hw, n = pixels * b.c;
         const tb::batch_norm_geometry g{pixels, b.c, 1e-5f, 0.1f};
@@ -99,37 +101,43 @@ int run(int batch) {
         std::vector<float> y(n), dx(n), gamma(b.c, 1.f), beta(b.c, 0.f), mean(b.c), is(b.c), rm(b.c, 0.f), rv(b.c, 1.f),
             dg(b.c), db(b.c);
         const std::string s = std::to_string(b.hw) + "x" + std::to_string(b.hw) + "x" + std::to_string(b.c);
-        rows.push_back({"bn fwd", s, b.count, median_ms([&] {
-                            tb::batch_norm_forward_train(g, x.data(), gamma.data(), beta.data(), y.data(), mean.data(),
-                                                         is.data(), rm.data(), rv.data(), ws);
-                        }), 0});
-        rows.push_back({"bn bwd", s, b.count, median_ms([&] {
-                            tb::batch_norm_backward(g, x.data(), dy.data(), gamma.data(), mean.data(), is.data(), dx.data(),
-                                                    dg.data(), db.data(), ws);
-                        }), 0});
+        if (b.plain) {
+            rows.push_back({"bn fwd", s, b.plain, median_ms([&] {
+                                tb::batch_norm_forward_train(g, x.data(), gamma.data(), beta.data(), y.data(), mean.data(),
+                                                             is.data(), rm.data(), rv.data(), ws);
+                            }), 0});
+            rows.push_back({"bn bwd", s, b.plain, median_ms([&] {
+                                tb::batch_norm_backward(g, x.data(), dy.data(), gamma.data(), mean.data(), is.data(),
+                                                        dx.data(), dg.data(), db.data(), ws);
+                            }), 0});
+        }
+        if (b.fused) {
+            rows.push_back({"bn+relu fwd", s, b.fused, median_ms([&] {
+                                tb::batch_norm_forward_train<true>(g, x.data(), gamma.data(), beta.data(), y.data(),
+                                                                   mean.data(), is.data(), rm.data(), rv.data(), ws);
+                            }), 0});
+            rows.push_back({"bn+relu bwd", s, b.fused, median_ms([&] {
+                                tb::batch_norm_backward<true>(g, x.data(), dy.data(), gamma.data(), mean.data(), is.data(),
+                                                              dx.data(), dg.data(), db.data(), ws, y.data());
+                            }), 0});
+        }
     }
-    // ReLU (stem + first ReLU of each block) and the residual add+ReLU, forward and backward.
+    // The residual add+ReLU at each block's end, forward and backward.
     struct ew_shape {
-        int hw, c, relus, adds;
+        int hw, c, adds;
     };
-    const ew_shape ews[] = {{28, W / 2, 2, 0}, {28, W, 4, 3}, {14, 2 * W, 3, 3}, {7, 4 * W, 3, 3}};
+    const ew_shape ews[] = {{28, W, 3}, {14, 2 * W, 3}, {7, 4 * W, 3}};
     for (const auto& e : ews) {
         const std::size_t n = static_cast<std::size_t>(batch) * e.hw * e.hw * e.c;
         const auto a = noise(n, 6), b = noise(n, 7), dy = noise(n, 8);
         std::vector<float> y(n), dx(n);
         const std::string s = std::to_string(e.hw) + "x" + std::to_string(e.hw) + "x" + std::to_string(e.c);
-        const double r_f = median_ms([&] { tb::relu_forward(n, a.data(), y.data()); });
-        const double r_b = median_ms([&] { tb::relu_backward(n, a.data(), dy.data(), dx.data()); });
-        rows.push_back({"relu fwd", s, e.relus, r_f, 0});
-        rows.push_back({"relu bwd", s, e.relus, r_b, 0});
-        if (e.adds) {
-            rows.push_back({"add+relu fwd", s, e.adds, median_ms([&] { tb::add_relu_forward(n, a.data(), b.data(), y.data()); }), 0});
-            // backward of a block end: relu mask + the sum of the two branch gradients
-            rows.push_back({"add+relu bwd", s, e.adds, median_ms([&] {
-                                tb::relu_backward(n, a.data(), dy.data(), dx.data());
-                                tb::add(n, dx.data(), b.data(), y.data());
-                            }), 0});
-        }
+        rows.push_back({"add+relu fwd", s, e.adds, median_ms([&] { tb::add_relu_forward(n, a.data(), b.data(), y.data()); }), 0});
+        // backward of a block end: relu mask + the sum of the two branch gradients
+        rows.push_back({"add+relu bwd", s, e.adds, median_ms([&] {
+                            tb::relu_backward(n, a.data(), dy.data(), dx.data());
+                            tb::add(n, dx.data(), b.data(), y.data());
+                        }), 0});
     }
     // Pools: two ResNet-D avg-pools, the global average pool.
     {

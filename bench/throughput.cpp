@@ -1,7 +1,7 @@
-// Forward+backward throughput of the main job's network (cifar_resnet<20> with deep stem and
+// Training (forward, backward, SGD update) and inference throughput of the main job's network (cifar_resnet<20> with deep stem and
 // avg-down, 1x28x28, 10 classes) at batch 128: images/s, achieved GFLOP/s, and per-phase times.
 // A benchmark, not a test: nothing here asserts a speed.
-//   bench_throughput [--batch N] [--iters N] [--threads N] [--width 16|32]
+//   bench_throughput [--batch N] [--iters N] [--threads N] [--width 16|32] [--fuse 1|0]
 #include <omp.h>
 
 #include <algorithm>
@@ -20,7 +20,7 @@ template <int W>
 using net = t::models::cifar_resnet<20, t::width<W>, t::in_channels<1>, t::classes<10>, t::tweak::deep_stem, t::tweak::avg_down>;
 
 template <int W>
-int run(int batch, int iters, bool eval_too) {
+int run(int batch, int iters, bool eval_too, bool fuse) {
     using model = net<W>;
     auto m = std::make_unique<model>();
     m->init(1);
@@ -29,8 +29,13 @@ int run(int batch, int iters, bool eval_too) {
     for (auto& v : x.span()) v = static_cast<float>(r.normal());
     t::tensor<float> dz({batch, 1, 1, 10});
     for (auto& v : dz.span()) v = static_cast<float>(r.normal() * 0.01);
-    const t::nn::context train{t::nn::mode::train, t::nn::storage::fp32};
-    const t::nn::context eval{t::nn::mode::eval, t::nn::storage::fp32};
+    // The update is part of the step, as in the peers (PyTorch's and dlib's optimizer step): Nesterov
+    // SGD with the paper's momentum, weight decay 5e-5 (the peers' value), no bias decay.
+    std::vector<t::nn::parameter*> params;
+    m->for_each_parameter([&](t::nn::parameter& p) { params.push_back(&p); });
+    t::sgd_optimizer opt(params, t::sgd_config{0.9, 5e-5, true, true});
+    const t::nn::context train{t::nn::mode::train, t::nn::storage::fp32, fuse};
+    const t::nn::context eval{t::nn::mode::eval, t::nn::storage::fp32, fuse};
     using clock = std::chrono::steady_clock;
     std::vector<double> fwd, bwd, inf;
     for (int i = 0; i < iters + 2; ++i) {  // 2 warm-up iterations: buffers are allocated once
@@ -38,6 +43,7 @@ int run(int batch, int iters, bool eval_too) {
         m->forward(x, train);
         const auto t1 = clock::now();
         m->backward(dz, train, false);
+        opt.step(1e-3);
         const auto t2 = clock::now();
         if (i >= 2) {
             fwd.push_back(std::chrono::duration<double>(t1 - t0).count());
@@ -58,7 +64,7 @@ int run(int batch, int iters, bool eval_too) {
     std::printf("model            %s (%lld params, %.2f MMACs/image)\n", model::name().c_str(),
                 static_cast<long long>(t::parameter_count_v<model>), t::macs<model>(28, 28) / 1e6);
     std::printf("batch, threads   %d, %d\n", batch, omp_get_max_threads());
-    std::printf("train step       %.1f ms (forward %.1f, backward %.1f), median of %d\n", (f + b) * 1e3, f * 1e3, b * 1e3, iters);
+    std::printf("train step       %.1f ms (forward %.1f, backward + SGD update %.1f), median of %d\n", (f + b) * 1e3, f * 1e3, b * 1e3, iters);
     std::printf("train images/s   %.0f\n", batch / (f + b));
     std::printf("train GFLOP/s    %.1f (conv+linear MACs x 2 FLOP x 3 passes)\n", flops / (f + b) / 1e9);
     if (eval_too) {
@@ -70,6 +76,7 @@ int run(int batch, int iters, bool eval_too) {
 
 int main(int argc, char** argv) {
     int batch = 128, iters = 10, width = 16;
+    bool fuse = true;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string_view a = argv[i];
         const int v = std::atoi(argv[i + 1]);
@@ -77,8 +84,9 @@ int main(int argc, char** argv) {
         else if (a == "--iters") iters = v;
         else if (a == "--threads") omp_set_num_threads(v);
         else if (a == "--width") width = v;
+        else if (a == "--fuse") fuse = v != 0;  // 0: batch norm and ReLU layer by layer (A/B of the fusion)
         else {
-            std::fprintf(stderr, "usage: bench_throughput [--batch N] [--iters N] [--threads N] [--width 16|32]\n");
+            std::fprintf(stderr, "usage: bench_throughput [--batch N] [--iters N] [--threads N] [--width 16|32] [--fuse 1|0]\n");
             return 2;
         }
     }
@@ -86,5 +94,5 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "bench_throughput: --batch and --iters must be >= 1\n");
         return 2;
     }
-    return width == 32 ? run<32>(batch, iters, true) : run<16>(batch, iters, true);
+    return width == 32 ? run<32>(batch, iters, true, fuse) : run<16>(batch, iters, true, fuse);
 }

@@ -497,6 +497,73 @@ TEST_CASE("models: forward and backward do not depend on the thread count") {
     CHECK(g1 == g2);
 }
 
+TEST_CASE("models: batch_norm + relu fused (context::fuse) gives the layer-by-layer bits, in fp32 and fp16 storage") {
+    using net_t = m::cifar_resnet<8, width<8>, in_channels<1>, classes<10>, tw::deep_stem, tw::avg_down>;
+    // The fusion must happen where it should: a conv-BN-ReLU stem layer runs its ReLU inside the BN.
+    using stem_t = nn::sequential<nn::conv<1, 8, 3, 1, 1>, nn::batch_norm<8>, nn::relu<8>>;
+    static_assert(nn::fuses_with_next<nn::batch_norm<8>, nn::relu<8>>);
+    static_assert(!nn::fuses_with_next<nn::relu<8>, nn::batch_norm<8>>);
+    static_assert(!nn::fuses_with_next<nn::conv<8, 8, 3, 1, 1>, nn::batch_norm<8>>);
+    {
+        stem_t stem;
+        rng r(5, 0);
+        stem.init(r, {});
+        const tensor<float> x = random_tensor({2, 6, 6, 1}, 7);
+        const nn::context fused{};
+        (void)stem.forward(x, fused);
+        CHECK(stem.get<1>().forward_relu(stem.get<0>().forward(x, fused), fused, stem.get<2>().output()).data() ==
+              stem.get<2>().output().data());  // the fused BN writes the ReLU's own buffer
+    }
+    for (const auto store : {nn::storage::fp32, nn::storage::fp16}) {
+        CAPTURE(static_cast<int>(store));
+        auto net = std::make_unique<net_t>();
+        net->init(21);
+        // gamma away from 1 and beta away from 0 so that the ReLUs cut at different places
+        int k = 0;
+        net->for_each_parameter([&](nn::parameter& p) {
+            if (p.kind == nn::role::bn_gamma || p.kind == nn::role::bn_beta)
+                for (auto& v : p.value.span()) v += 0.3f * static_cast<float>((k++ % 7) - 3) / 3.f;
+        });
+        const tensor<float> x = random_tensor({3, 28, 28, 1}, 22);
+        const tensor<float> dy = random_tensor({3, 1, 1, 10}, 23);
+        auto run = [&](bool fuse, nn::mode phase, tensor<float>& y, tensor<float>& dx, std::vector<float>& grads) {
+            const nn::context ctx{phase, store, fuse};
+            y = net->forward(x, ctx);
+            grads.clear();
+            if (phase == nn::mode::eval) return;
+            dx = net->backward(dy, ctx, true);
+            net->for_each_parameter(
+                [&](nn::parameter& p) { grads.insert(grads.end(), p.grad.span().begin(), p.grad.span().end()); });
+        };
+        tensor<float> y1, dx1, y2, dx2, e1, e2, unused;
+        std::vector<float> g1, g2, none;
+        // train mode updates the running statistics: run each variant on a fresh copy of the state
+        std::vector<float> buffers;
+        net->for_each_buffer([&](tensor<float>& b) { buffers.insert(buffers.end(), b.span().begin(), b.span().end()); });
+        const auto restore = [&] {
+            std::size_t i = 0;
+            net->for_each_buffer([&](tensor<float>& b) {
+                for (auto& v : b.span()) v = buffers[i++];
+            });
+        };
+        run(false, nn::mode::train, y1, dx1, g1);
+        restore();
+        run(true, nn::mode::train, y2, dx2, g2);
+        CHECK(same_bits(y1, y2));
+        CHECK(same_bits(dx1, dx2));
+        REQUIRE(g1.size() == g2.size());
+        CHECK(std::memcmp(g1.data(), g2.data(), g1.size() * sizeof(float)) == 0);
+        run(false, nn::mode::eval, e1, unused, none);
+        run(true, nn::mode::eval, e2, unused, none);
+        CHECK(same_bits(e1, e2));
+        // ... and the ReLUs did cut: some activations of the stem are exactly 0, some positive
+        const tensor<float>& stem_out = net->template get<0>().template get<0>().template get<2>().output();  // stem, conv 1, relu
+        const auto zeros = std::count(stem_out.span().begin(), stem_out.span().end(), 0.f);
+        CHECK(zeros > 0);
+        CHECK(static_cast<std::size_t>(zeros) < stem_out.size());
+    }
+}
+
 // =================================================================================================
 // (e) end-to-end finite-difference gradient check
 // =================================================================================================

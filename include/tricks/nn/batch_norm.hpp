@@ -39,33 +39,23 @@ struct batch_norm {
     void init(rng&, const init_options&) { reset(); }
     void zero_init() { gamma.value.zero(); }
 
-    const tensor<float>& forward(const tensor<float>& x, const context& ctx) {
-        check_channels("tricks::batch_norm", x, C);
-        x_ = &x;
-        y_.resize(x.shape());
-        const backend::batch_norm_geometry g{x.shape().pixels(), C, eps, momentum};
-        if (ctx.phase == mode::train) {
-            mean_.resize({1, 1, 1, C});
-            inv_std_.resize({1, 1, 1, C});
-            backend::batch_norm_forward_train(g, x.data(), gamma.value.data(), beta.value.data(), y_.data(),
-                                              mean_.data(), inv_std_.data(), running_mean.data(), running_var.data(), ws_);
-        } else {
-            backend::batch_norm_forward_eval(g, x.data(), gamma.value.data(), beta.value.data(), running_mean.data(),
-                                             running_var.data(), y_.data(), ws_);
-        }
-        ctx.round(y_);
-        return y_;
-    }
+    const tensor<float>& forward(const tensor<float>& x, const context& ctx) { return forward_into<false>(x, ctx, y_); }
 
     const tensor<float>& backward(const tensor<float>& dy, const context& ctx, bool need_dx) {
-        require<error>(!mean_.empty(), "tricks::batch_norm: backward without a training-mode forward");
-        const backend::batch_norm_geometry g{x_->shape().pixels(), C, eps, momentum};
-        dx_.resize(x_->shape());
-        backend::batch_norm_backward(g, x_->data(), dy.data(), gamma.value.data(), mean_.data(), inv_std_.data(),
-                                     dx_.data(), gamma.grad.data(), beta.grad.data(), ws_);
         (void)need_dx;  // dgamma/dbeta and dx share the same reductions; BN is never a network's first layer
-        ctx.round(dx_);
-        return dx_;
+        return backward_from<false>(dy, nullptr, ctx);
+    }
+
+    /// This BN and the ReLU after it in one pass (sequential<..., batch_norm, relu, ...> calls it):
+    /// writes max(BN(x), 0) into `out`, the ReLU's output buffer. The same values as the two
+    /// layers' forward one after the other.
+    const tensor<float>& forward_relu(const tensor<float>& x, const context& ctx, tensor<float>& out) {
+        return forward_into<true>(x, ctx, out);
+    }
+    /// Backward of this BN and the ReLU after it: dy is the ReLU's output gradient, relu_y its
+    /// output (the mask). The same values as the ReLU's backward and then this BN's.
+    const tensor<float>& backward_relu(const tensor<float>& dy, const tensor<float>& relu_y, const context& ctx) {
+        return backward_from<true>(dy, &relu_y, ctx);
     }
 
     template <class F>
@@ -80,6 +70,42 @@ struct batch_norm {
     }
 
 private:
+    template <bool Relu>
+    const tensor<float>& forward_into(const tensor<float>& x, const context& ctx, tensor<float>& y) {
+        check_channels("tricks::batch_norm", x, C);
+        x_ = &x;
+        y.resize(x.shape());
+        const backend::batch_norm_geometry g{x.shape().pixels(), C, eps, momentum};
+        if (ctx.phase == mode::train) {
+            mean_.resize({1, 1, 1, C});
+            inv_std_.resize({1, 1, 1, C});
+            backend::batch_norm_forward_train<Relu>(g, x.data(), gamma.value.data(), beta.value.data(), y.data(),
+                                                    mean_.data(), inv_std_.data(), running_mean.data(),
+                                                    running_var.data(), ws_);
+        } else {
+            backend::batch_norm_forward_eval<Relu>(g, x.data(), gamma.value.data(), beta.value.data(), running_mean.data(),
+                                                   running_var.data(), y.data(), ws_);
+        }
+        ctx.round(y);  // rounding commutes with max(., 0): the fused output has the unfused bits
+        return y;
+    }
+    template <bool Relu>
+    const tensor<float>& backward_from(const tensor<float>& dy, const tensor<float>* relu_y, const context& ctx) {
+        require<error>(!mean_.empty(), "tricks::batch_norm: backward without a training-mode forward");
+        require<shape_error>(dy.shape() == x_->shape(), "tricks::batch_norm: gradient ", dy.shape(), " differs from the input ",
+                             x_->shape());
+        if constexpr (Relu)
+            require<shape_error>(relu_y->shape() == x_->shape(), "tricks::batch_norm: fused ReLU output ", relu_y->shape(),
+                                 " differs from the input ", x_->shape());
+        const backend::batch_norm_geometry g{x_->shape().pixels(), C, eps, momentum};
+        dx_.resize(x_->shape());
+        backend::batch_norm_backward<Relu>(g, x_->data(), dy.data(), gamma.value.data(), mean_.data(), inv_std_.data(),
+                                           dx_.data(), gamma.grad.data(), beta.grad.data(), ws_,
+                                           Relu ? relu_y->data() : nullptr);
+        ctx.round(dx_);
+        return dx_;
+    }
+
     const tensor<float>* x_ = nullptr;
     tensor<float> y_, dx_, mean_, inv_std_;
     backend::workspace ws_;

@@ -44,6 +44,9 @@ enum class storage : std::uint8_t { fp32, fp16, bf16 };
 struct context {
     mode phase = mode::train;
     storage store = storage::fp32;
+    /// Run a batch_norm and the relu after it (in a sequential) as one kernel. The values are the
+    /// same either way; false runs them layer by layer (A/B checks and benchmarks).
+    bool fuse = true;
 
     /// Rounds a freshly written activation/gradient tensor to the storage precision: the values a
     /// later layer reads are exactly those an FP16 (or BF16) buffer would hold.

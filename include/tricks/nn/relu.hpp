@@ -26,6 +26,10 @@ struct relu {
         backend::relu_backward(y_.size(), y_.data(), dy.data(), dx_.data());
         return dx_;
     }
+    /// The output buffer, which a batch_norm before this ReLU writes when the two run fused
+    /// (sequential does that); backward then never runs on this layer.
+    tensor<float>& output() noexcept { return y_; }
+
     template <class F>
     void for_each_parameter(F&&) {}
     template <class F>

@@ -2,6 +2,7 @@
 // Composition: sequential<Layers...> (read left to right), repeat<Layer, N> (N copies of one
 // layer type, stored in an array so a deep stage costs one instantiation), identity<C>.
 #include <array>
+#include <concepts>
 #include <cstddef>
 #include <string>
 #include <tuple>
@@ -37,6 +38,14 @@ constexpr bool channels_chain() {
 }
 }  // namespace detail
 
+/// A layer A whose output the next layer B can compute in the same pass: batch_norm followed by
+/// relu (A writes max(BN(x), 0) into B's output buffer, and runs B's backward inside its own).
+template <class A, class B>
+concept fuses_with_next = requires(A& a, B& b, const tensor<float>& t, const context& ctx) {
+    { a.forward_relu(t, ctx, b.output()) } -> std::same_as<const tensor<float>&>;
+    { a.backward_relu(t, b.output(), ctx) } -> std::same_as<const tensor<float>&>;
+};
+
 template <class... Ls>
 struct sequential {
     static_assert(sizeof...(Ls) > 0, "tricks::sequential: needs at least one layer");
@@ -71,9 +80,8 @@ struct sequential {
         std::apply([&](auto&... l) { ((void)init_one(l, r.fork(i++), o), ...); }, layers);
     }
     const tensor<float>& forward(const tensor<float>& x, const context& ctx) {
-        const tensor<float>* cur = &x;
-        std::apply([&](auto&... l) { ((cur = &l.forward(*cur, ctx)), ...); }, layers);
-        return *cur;
+        fused_ = ctx.fuse;
+        return forward_from<0>(x, ctx);
     }
     const tensor<float>& backward(const tensor<float>& dy, const context& ctx, bool need_dx) {
         return backward_from<size - 1>(dy, ctx, need_dx);
@@ -100,11 +108,41 @@ private:
         return 0;
     }
     template <std::size_t I>
+    using layer_t = std::tuple_element_t<I, layer_types>;
+    /// Whether layers I and I + 1 can run as one (batch_norm, relu).
+    template <std::size_t I>
+    static constexpr bool fusable() {
+        if constexpr (I + 1 < size) return fuses_with_next<layer_t<I>, layer_t<I + 1>>;
+        else return false;
+    }
+    template <std::size_t I>
+    const tensor<float>& forward_from(const tensor<float>& x, const context& ctx) {
+        if constexpr (I == size) {
+            return x;
+        } else if constexpr (fusable<I>()) {
+            if (fused_) return forward_from<I + 2>(std::get<I>(layers).forward_relu(x, ctx, std::get<I + 1>(layers).output()), ctx);
+            return forward_from<I + 1>(std::get<I>(layers).forward(x, ctx), ctx);
+        } else {
+            return forward_from<I + 1>(std::get<I>(layers).forward(x, ctx), ctx);
+        }
+    }
+    template <std::size_t I>
     const tensor<float>& backward_from(const tensor<float>& dy, const context& ctx, bool need_dx) {
+        if constexpr (I >= 1) {
+            if constexpr (fusable<I - 1>()) {
+                if (fused_) {  // layers I - 1 and I ran as one: one backward for both
+                    const tensor<float>& d = std::get<I - 1>(layers).backward_relu(dy, std::get<I>(layers).output(), ctx);
+                    if constexpr (I == 1) return d;
+                    else return backward_from<I - 2>(d, ctx, need_dx);
+                }
+            }
+        }
         const tensor<float>& d = std::get<I>(layers).backward(dy, ctx, I == 0 ? need_dx : true);
         if constexpr (I == 0) return d;
         else return backward_from<I - 1>(d, ctx, need_dx);
     }
+
+    bool fused_ = true;  // how the last forward ran (its backward runs the same way)
 };
 
 template <class L, int N>

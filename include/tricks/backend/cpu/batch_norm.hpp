@@ -53,11 +53,31 @@ inline double* doubles(workspace& ws, int n) {
 }
 }  // namespace detail
 
+namespace detail {
+/// y = x * a + b per channel, then max(., 0) when Relu (the ReLU after a BN, fused: one pass).
+template <bool Relu>
+void bn_apply(std::size_t pixels, int C, const float* x, const float* a, const float* b, float* y) {
+    const std::ptrdiff_t P = static_cast<std::ptrdiff_t>(pixels);
+#pragma omp parallel for schedule(static) if (pixels * static_cast<std::size_t>(C) >= parallel_grain)
+    for (std::ptrdiff_t p = 0; p < P; ++p) {
+        const float* xp = x + p * C;
+        float* yp = y + p * C;
+        for (int c = 0; c < C; ++c) {
+            const float v = xp[c] * a[c] + b[c];
+            if constexpr (Relu) yp[c] = v > 0.f ? v : 0.f;
+            else yp[c] = v;
+        }
+    }
+}
+}  // namespace detail
+
 /// Training-mode forward. Writes y, the batch mean and 1/sqrt(var + eps) per channel (for the
-/// backward pass), and updates the running statistics.
-inline void batch_norm_forward_train(const batch_norm_geometry& g, const float* x, const float* gamma,
-                                     const float* beta, float* y, float* save_mean, float* save_inv_std,
-                                     float* running_mean, float* running_var, workspace& ws) {
+/// backward pass), and updates the running statistics. Relu: y = max(BN(x), 0), the ReLU that
+/// follows the BN in one pass (the same values as the two layers one after the other).
+template <bool Relu = false>
+void batch_norm_forward_train(const batch_norm_geometry& g, const float* x, const float* gamma,
+                              const float* beta, float* y, float* save_mean, float* save_inv_std,
+                              float* running_mean, float* running_var, workspace& ws) {
     require<shape_error>(g.pixels > 0 && g.channels > 0, "tricks::batch_norm: empty input (pixels=", g.pixels,
                          ", channels=", g.channels, ")");
     const int C = g.channels;
@@ -89,19 +109,14 @@ inline void batch_norm_forward_train(const batch_norm_geometry& g, const float* 
         a[c] = gamma[c] * save_inv_std[c];
         b[c] = beta[c] - save_mean[c] * a[c];
     }
-    const std::ptrdiff_t P = static_cast<std::ptrdiff_t>(g.pixels);
-#pragma omp parallel for schedule(static) if (g.pixels * static_cast<std::size_t>(C) >= parallel_grain)
-    for (std::ptrdiff_t p = 0; p < P; ++p) {
-        const float* xp = x + p * C;
-        float* yp = y + p * C;
-        for (int c = 0; c < C; ++c) yp[c] = xp[c] * a[c] + b[c];
-    }
+    detail::bn_apply<Relu>(g.pixels, C, x, a, b, y);
 }
 
-/// Evaluation-mode forward with the running statistics.
-inline void batch_norm_forward_eval(const batch_norm_geometry& g, const float* x, const float* gamma,
-                                    const float* beta, const float* running_mean, const float* running_var,
-                                    float* y, workspace& ws) {
+/// Evaluation-mode forward with the running statistics (Relu: fused with the following ReLU).
+template <bool Relu = false>
+void batch_norm_forward_eval(const batch_norm_geometry& g, const float* x, const float* gamma,
+                             const float* beta, const float* running_mean, const float* running_var,
+                             float* y, workspace& ws) {
     const int C = g.channels;
     float* a = ws.get(64, static_cast<std::size_t>(2 * C));
     float* b = a + C;
@@ -109,32 +124,36 @@ inline void batch_norm_forward_eval(const batch_norm_geometry& g, const float* x
         a[c] = gamma[c] / std::sqrt(running_var[c] + g.eps);
         b[c] = beta[c] - running_mean[c] * a[c];
     }
-    const std::ptrdiff_t P = static_cast<std::ptrdiff_t>(g.pixels);
-#pragma omp parallel for schedule(static) if (g.pixels * static_cast<std::size_t>(C) >= parallel_grain)
-    for (std::ptrdiff_t p = 0; p < P; ++p) {
-        const float* xp = x + p * C;
-        float* yp = y + p * C;
-        for (int c = 0; c < C; ++c) yp[c] = xp[c] * a[c] + b[c];
-    }
+    detail::bn_apply<Relu>(g.pixels, C, x, a, b, y);
 }
 
 /// Training-mode backward: dgamma = sum(dy * xhat), dbeta = sum(dy),
 /// dx = gamma * inv_std / m * (m * dy - dbeta - xhat * dgamma)   (m = n*h*w).
-inline void batch_norm_backward(const batch_norm_geometry& g, const float* x, const float* dy, const float* gamma,
-                                const float* save_mean, const float* save_inv_std, float* dx, float* dgamma,
-                                float* dbeta, workspace& ws) {
+/// relu_y: when the BN is followed by a ReLU (fused), that ReLU's output; dy is then the ReLU's
+/// output gradient and is masked on the fly (dy where relu_y > 0, else 0: the ReLU's backward).
+template <bool Relu = false>
+void batch_norm_backward(const batch_norm_geometry& g, const float* x, const float* dy, const float* gamma,
+                         const float* save_mean, const float* save_inv_std, float* dx, float* dgamma,
+                         float* dbeta, workspace& ws, const float* relu_y = nullptr) {
+    if constexpr (Relu) require<error>(relu_y != nullptr, "tricks::batch_norm_backward: fused ReLU without its output");
+    // The gradient reaching the BN output, channel c of pixel p.
+    const auto grad = [&](std::size_t p, int c) -> float {
+        const std::size_t i = p * static_cast<std::size_t>(g.channels) + static_cast<std::size_t>(c);
+        if constexpr (Relu) return relu_y[i] > 0.f ? dy[i] : 0.f;
+        else return dy[i];
+    };
     const int C = g.channels;
     double* sdy = detail::doubles(ws, 2 * C);
     double* sdyx = sdy + C;
     // sum(dy) and sum(dy * (x - mean)) in one pass over dy and x (each sum in the same order as two
     // separate passes would add it: the same bits, half the memory traffic).
     detail::channel_sums(g.pixels, 2 * C, ws, 0, sdy, [&](std::size_t p, float* acc) {
-        const float* dp = dy + p * C;
         const float* xp = x + p * C;
         float* a2 = acc + C;
         for (int c = 0; c < C; ++c) {
-            acc[c] += dp[c];
-            a2[c] += dp[c] * (xp[c] - save_mean[c]);
+            const float d = grad(p, c);
+            acc[c] += d;
+            a2[c] += d * (xp[c] - save_mean[c]);
         }
     });
     const double m = static_cast<double>(g.pixels);
@@ -156,9 +175,8 @@ inline void batch_norm_backward(const batch_norm_geometry& g, const float* x, co
 #pragma omp parallel for schedule(static) if (g.pixels * static_cast<std::size_t>(C) >= parallel_grain)
     for (std::ptrdiff_t p = 0; p < P; ++p) {
         const float* xp = x + p * C;
-        const float* dp = dy + p * C;
         float* o = dx + p * C;
-        for (int c = 0; c < C; ++c) o[c] = k1[c] * dp[c] + k2[c] * (xp[c] - save_mean[c]) + k3[c];
+        for (int c = 0; c < C; ++c) o[c] = k1[c] * grad(static_cast<std::size_t>(p), c) + k2[c] * (xp[c] - save_mean[c]) + k3[c];
     }
 }
 
