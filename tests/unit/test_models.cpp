@@ -497,7 +497,7 @@ TEST_CASE("models: forward and backward do not depend on the thread count") {
     CHECK(g1 == g2);
 }
 
-TEST_CASE("models: batch_norm + relu fused (context::fuse) gives the layer-by-layer bits, in fp32 and fp16 storage") {
+TEST_CASE("models: batch_norm + relu fused, and conv + batch_norm (+ relu) folded in evaluation (context::fuse), give the layer-by-layer bits") {
     using net_t = m::cifar_resnet<8, width<8>, in_channels<1>, classes<10>, tw::deep_stem, tw::avg_down>;
     // The fusion must happen where it should: a conv-BN-ReLU stem layer runs its ReLU inside the BN.
     using stem_t = nn::sequential<nn::conv<1, 8, 3, 1, 1>, nn::batch_norm<8>, nn::relu<8>>;
@@ -513,6 +513,19 @@ TEST_CASE("models: batch_norm + relu fused (context::fuse) gives the layer-by-la
         (void)stem.forward(x, fused);
         CHECK(stem.get<1>().forward_relu(stem.get<0>().forward(x, fused), fused, stem.get<2>().output()).data() ==
               stem.get<2>().output().data());  // the fused BN writes the ReLU's own buffer
+        // evaluation with FP32 storage folds the BN (and the ReLU) into the conv: a fresh stem's BN
+        // never runs, its buffer stays empty, and the result lands in the ReLU's buffer
+        stem_t fresh;
+        fresh.init(r, {});
+        const nn::context eval{nn::mode::eval};
+        const float* out = fresh.forward(x, eval).data();
+        CHECK(out == fresh.get<2>().output().data());
+        CHECK(fresh.get<1>().output().size() == 0);
+        stem_t plain;
+        plain.init(r, {});
+        const nn::context eval_plain{nn::mode::eval, nn::storage::fp32, false};
+        (void)plain.forward(x, eval_plain);
+        CHECK(plain.get<1>().output().size() == x.size() * 8);
     }
     for (const auto store : {nn::storage::fp32, nn::storage::fp16}) {
         CAPTURE(static_cast<int>(store));

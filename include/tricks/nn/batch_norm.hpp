@@ -3,6 +3,7 @@
 #include <string>
 
 #include "tricks/backend/cpu/batch_norm.hpp"
+#include "tricks/backend/cpu/epilogue.hpp"
 #include "tricks/nn/layer.hpp"
 
 namespace tricks::nn {
@@ -45,6 +46,17 @@ struct batch_norm {
         (void)need_dx;  // dgamma/dbeta and dx share the same reductions; BN is never a network's first layer
         return backward_from<false>(dy, nullptr, ctx);
     }
+
+    /// Evaluation mode as a per-channel affine y = x * a + b (from the running statistics), for a
+    /// convolution before this BN to apply to its outputs (sequential folds conv + BN that way).
+    backend::conv_epilogue eval_affine() {
+        affine_.resize({1, 1, 1, 2 * C});
+        backend::batch_norm_eval_affine(C, eps, gamma.value.data(), beta.value.data(), running_mean.data(),
+                                        running_var.data(), affine_.data(), affine_.data() + C);
+        return {affine_.data(), affine_.data() + C, false};
+    }
+    /// The output buffer (a folded convolution writes it; see eval_affine).
+    tensor<float>& output() noexcept { return y_; }
 
     /// This BN and the ReLU after it in one pass (sequential<..., batch_norm, relu, ...> calls it):
     /// writes max(BN(x), 0) into `out`, the ReLU's output buffer. The same values as the two
@@ -107,7 +119,7 @@ private:
     }
 
     const tensor<float>* x_ = nullptr;
-    tensor<float> y_, dx_, mean_, inv_std_;
+    tensor<float> y_, dx_, mean_, inv_std_, affine_;
     backend::workspace ws_;
 };
 

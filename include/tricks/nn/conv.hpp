@@ -47,6 +47,22 @@ struct conv {
         return y_;
     }
 
+    /// Evaluation-mode forward with the batch norm after it folded in (and the ReLU after that when
+    /// relu): writes epi(conv(x)) into `out`, the buffer of the last layer folded. sequential calls it
+    /// in evaluation mode with FP32 storage; the values equal the layers run one after another.
+    const tensor<float>& forward_affine(const tensor<float>& x, const context& ctx, backend::conv_epilogue epi, bool relu,
+                                        tensor<float>& out) {
+        check_channels("tricks::conv", x, Cin);
+        require<error>(ctx.store == storage::fp32 && ctx.phase == mode::eval,
+                       "tricks::conv: a folded batch norm needs evaluation mode with FP32 storage");
+        x_ = &x;
+        const auto g = geometry(x.shape());
+        out.resize(g.out());
+        epi.relu = relu;
+        backend::conv2d_forward(g, x.data(), weights(ctx), out.data(), ws_, epi);
+        return out;
+    }
+
     const tensor<float>& backward(const tensor<float>& dy, const context& ctx, bool need_dx) {
         const auto g = geometry(x_->shape());
         require<shape_error>(dy.shape() == g.out(), "tricks::conv: backward got dy ", dy.shape(), ", expected ", g.out());

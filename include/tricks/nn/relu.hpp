@@ -13,6 +13,9 @@ struct relu {
     static constexpr dims out_dims(dims in) noexcept { return in; }
     static constexpr std::int64_t macs(dims) noexcept { return 0; }
     static std::string describe() { return "relu"; }
+    /// sequential may compute this ReLU inside the layer before it (batch_norm, or a convolution
+    /// with its batch norm folded in evaluation mode), writing output().
+    static constexpr bool fusable_activation = true;
 
     void init(rng&, const init_options&) {}
     const tensor<float>& forward(const tensor<float>& x, const context&) {

@@ -38,12 +38,26 @@ constexpr bool channels_chain() {
 }
 }  // namespace detail
 
+/// An activation that the layer before it can compute (relu).
+template <class B>
+concept fusable_activation = requires(B& b) {
+    requires B::fusable_activation;
+    { b.output() } -> std::same_as<tensor<float>&>;
+};
+
 /// A layer A whose output the next layer B can compute in the same pass: batch_norm followed by
 /// relu (A writes max(BN(x), 0) into B's output buffer, and runs B's backward inside its own).
 template <class A, class B>
-concept fuses_with_next = requires(A& a, B& b, const tensor<float>& t, const context& ctx) {
+concept fuses_with_next = fusable_activation<B> && requires(A& a, B& b, const tensor<float>& t, const context& ctx) {
     { a.forward_relu(t, ctx, b.output()) } -> std::same_as<const tensor<float>&>;
     { a.backward_relu(t, b.output(), ctx) } -> std::same_as<const tensor<float>&>;
+};
+
+/// A layer A (conv) that can apply the next layer B (batch_norm) in evaluation mode to its outputs:
+/// B as a per-channel affine map (B.eval_affine()) in A's epilogue, written into B's buffer.
+template <class A, class B>
+concept folds_next_in_eval = requires(A& a, B& b, const tensor<float>& t, const context& ctx) {
+    { a.forward_affine(t, ctx, b.eval_affine(), false, b.output()) } -> std::same_as<const tensor<float>&>;
 };
 
 template <class... Ls>
@@ -115,10 +129,34 @@ private:
         if constexpr (I + 1 < size) return fuses_with_next<layer_t<I>, layer_t<I + 1>>;
         else return false;
     }
+    /// Whether layer I can fold layer I + 1 (conv + batch_norm) in evaluation mode, and whether a
+    /// fusable activation follows them.
+    template <std::size_t I>
+    static constexpr bool foldable() {
+        if constexpr (I + 1 < size) return folds_next_in_eval<layer_t<I>, layer_t<I + 1>>;
+        else return false;
+    }
+    template <std::size_t I>
+    static constexpr bool activation_after_fold() {
+        if constexpr (I + 2 < size) return fusable_activation<layer_t<I + 2>>;
+        else return false;
+    }
     template <std::size_t I>
     const tensor<float>& forward_from(const tensor<float>& x, const context& ctx) {
         if constexpr (I == size) {
             return x;
+        } else if constexpr (foldable<I>()) {
+            // Evaluation with FP32 storage: the batch norm (and a ReLU after it) run inside the
+            // convolution's epilogue; same values as layer by layer. Otherwise layer by layer.
+            if (fused_ && ctx.phase == mode::eval && ctx.store == storage::fp32) {
+                auto& conv = std::get<I>(layers);
+                auto& bn = std::get<I + 1>(layers);
+                if constexpr (activation_after_fold<I>())
+                    return forward_from<I + 3>(conv.forward_affine(x, ctx, bn.eval_affine(), true, std::get<I + 2>(layers).output()), ctx);
+                else
+                    return forward_from<I + 2>(conv.forward_affine(x, ctx, bn.eval_affine(), false, bn.output()), ctx);
+            }
+            return forward_from<I + 1>(std::get<I>(layers).forward(x, ctx), ctx);
         } else if constexpr (fusable<I>()) {
             if (fused_) return forward_from<I + 2>(std::get<I>(layers).forward_relu(x, ctx, std::get<I + 1>(layers).output()), ctx);
             return forward_from<I + 1>(std::get<I>(layers).forward(x, ctx), ctx);

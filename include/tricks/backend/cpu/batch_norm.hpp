@@ -112,6 +112,17 @@ void batch_norm_forward_train(const batch_norm_geometry& g, const float* x, cons
     detail::bn_apply<Relu>(g.pixels, C, x, a, b, y);
 }
 
+/// Evaluation mode as y = x * a + b per channel: a = gamma / sqrt(running_var + eps),
+/// b = beta - running_mean * a. A convolution before the BN can apply it to its outputs
+/// (conv_epilogue) instead of a separate pass; both use these a and b.
+inline void batch_norm_eval_affine(int channels, float eps, const float* gamma, const float* beta,
+                                   const float* running_mean, const float* running_var, float* a, float* b) {
+    for (int c = 0; c < channels; ++c) {
+        a[c] = gamma[c] / std::sqrt(running_var[c] + eps);
+        b[c] = beta[c] - running_mean[c] * a[c];
+    }
+}
+
 /// Evaluation-mode forward with the running statistics (Relu: fused with the following ReLU).
 template <bool Relu = false>
 void batch_norm_forward_eval(const batch_norm_geometry& g, const float* x, const float* gamma,
@@ -120,10 +131,7 @@ void batch_norm_forward_eval(const batch_norm_geometry& g, const float* x, const
     const int C = g.channels;
     float* a = ws.get(64, static_cast<std::size_t>(2 * C));
     float* b = a + C;
-    for (int c = 0; c < C; ++c) {
-        a[c] = gamma[c] / std::sqrt(running_var[c] + g.eps);
-        b[c] = beta[c] - running_mean[c] * a[c];
-    }
+    batch_norm_eval_affine(C, g.eps, gamma, beta, running_mean, running_var, a, b);
     detail::bn_apply<Relu>(g.pixels, C, x, a, b, y);
 }
 

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "tricks/backend/cpu/epilogue.hpp"
 #include "tricks/backend/cpu/workspace.hpp"
 #include "tricks/core/error.hpp"
 #include "tricks/core/shape.hpp"
@@ -162,7 +163,8 @@ inline void storev(float* p, vecf<N> v) noexcept {
 
 /// PX output pixels (ox0 ... ox0 + PX - 1 of row oy) x CB output channels (co0 ...) of one image.
 template <int PX, int CB>
-inline void direct_block(const conv_geometry& g, const float* xp, const float* w, float* y_img, int oy, int ox0, int co0) {
+inline void direct_block(const conv_geometry& g, const float* xp, const float* w, float* y_img, int oy, int ox0, int co0,
+                         const conv_epilogue& epi) {
     static_assert(CB == 8 || CB == 16 || CB == 32);
     constexpr int VW = CB >= 16 ? 16 : 8, V = CB / VW;
     using vec = vecf<VW>;
@@ -187,30 +189,44 @@ inline void direct_block(const conv_geometry& g, const float* xp, const float* w
             }
         }
     }
+    if (!epi.empty()) {  // on the registers: the same x * a + b and max(., 0) as the layers after it
+        for (int v = 0; v < V; ++v) {
+            const vec a = epi.scale ? loadv<VW>(epi.scale + co0 + VW * v) : vec{} + 1.f;
+            const vec b = epi.scale ? loadv<VW>(epi.shift + co0 + VW * v) : vec{};
+            for (int px = 0; px < PX; ++px) {
+                vec t = acc[px][v];
+                if (epi.scale) t = t * a + b;
+                if (epi.relu) t = t > vec{} ? t : vec{};
+                acc[px][v] = t;
+            }
+        }
+    }
     float* yo = y_img + (static_cast<std::size_t>(oy) * ow + ox0) * cout + co0;
     for (int px = 0; px < PX; ++px)
         for (int v = 0; v < V; ++v) storev<VW>(yo + static_cast<std::size_t>(px) * cout + VW * v, acc[px][v]);
 }
 
 template <int CB>
-inline void direct_row(const conv_geometry& g, const float* xp, const float* w, float* y_img, int oy, int co0) {
+inline void direct_row(const conv_geometry& g, const float* xp, const float* w, float* y_img, int oy, int co0,
+                       const conv_epilogue& epi) {
     const int ow = g.out_w();
     int ox = 0;
-    for (; ox + 8 <= ow; ox += 8) direct_block<8, CB>(g, xp, w, y_img, oy, ox, co0);
+    for (; ox + 8 <= ow; ox += 8) direct_block<8, CB>(g, xp, w, y_img, oy, ox, co0, epi);
     switch (ow - ox) {
-        case 7: direct_block<7, CB>(g, xp, w, y_img, oy, ox, co0); break;
-        case 6: direct_block<6, CB>(g, xp, w, y_img, oy, ox, co0); break;
-        case 5: direct_block<5, CB>(g, xp, w, y_img, oy, ox, co0); break;
-        case 4: direct_block<4, CB>(g, xp, w, y_img, oy, ox, co0); break;
-        case 3: direct_block<3, CB>(g, xp, w, y_img, oy, ox, co0); break;
-        case 2: direct_block<2, CB>(g, xp, w, y_img, oy, ox, co0); break;
-        case 1: direct_block<1, CB>(g, xp, w, y_img, oy, ox, co0); break;
+        case 7: direct_block<7, CB>(g, xp, w, y_img, oy, ox, co0, epi); break;
+        case 6: direct_block<6, CB>(g, xp, w, y_img, oy, ox, co0, epi); break;
+        case 5: direct_block<5, CB>(g, xp, w, y_img, oy, ox, co0, epi); break;
+        case 4: direct_block<4, CB>(g, xp, w, y_img, oy, ox, co0, epi); break;
+        case 3: direct_block<3, CB>(g, xp, w, y_img, oy, ox, co0, epi); break;
+        case 2: direct_block<2, CB>(g, xp, w, y_img, oy, ox, co0, epi); break;
+        case 1: direct_block<1, CB>(g, xp, w, y_img, oy, ox, co0, epi); break;
         default: break;
     }
 }
 
-/// y = conv(x, w) by the direct kernel; images are split over the threads (static schedule).
-inline void direct_conv_forward(const conv_geometry& g, const float* x, const float* w, float* y, workspace& ws) {
+/// y = epi(conv(x, w)) by the direct kernel; images are split over the threads (static schedule).
+inline void direct_conv_forward(const conv_geometry& g, const float* x, const float* w, float* y, workspace& ws,
+                                const conv_epilogue& epi = {}) {
     const std::size_t in_img = static_cast<std::size_t>(g.in.h) * g.in.w * g.in.c;
     const std::size_t out_img = static_cast<std::size_t>(g.out_h()) * g.out_w() * g.out_c;
     const std::size_t padded = static_cast<std::size_t>(g.in.h + 2 * g.pad) * (g.in.w + 2 * g.pad) * g.in.c;
@@ -223,9 +239,9 @@ inline void direct_conv_forward(const conv_geometry& g, const float* x, const fl
         float* yi = y + img * out_img;
         for (int oy = 0; oy < oh; ++oy) {
             int co = 0;
-            for (; co + 32 <= cout; co += 32) direct_row<32>(g, xp, w, yi, oy, co);
-            for (; co + 16 <= cout; co += 16) direct_row<16>(g, xp, w, yi, oy, co);
-            if (co < cout) direct_row<8>(g, xp, w, yi, oy, co);
+            for (; co + 32 <= cout; co += 32) direct_row<32>(g, xp, w, yi, oy, co, epi);
+            for (; co + 16 <= cout; co += 16) direct_row<16>(g, xp, w, yi, oy, co, epi);
+            if (co < cout) direct_row<8>(g, xp, w, yi, oy, co, epi);
         }
     }
 }
@@ -331,7 +347,9 @@ inline bool direct_backward_data_suits(const conv_geometry& g) noexcept {
 }  // namespace detail
 
 /// y = conv(x, w). x: in (NHWC), w: k x cout row-major (HWIO), y: out (NHWC), overwritten.
-inline void conv2d_forward(const conv_geometry& g, const float* x, const float* w, float* y, workspace& ws) {
+/// epi: applied to every output before it is stored (a folded evaluation-mode BN and its ReLU).
+inline void conv2d_forward(const conv_geometry& g, const float* x, const float* w, float* y, workspace& ws,
+                           const conv_epilogue& epi = {}) {
     using namespace detail;
     g.validate("tricks::conv2d");
     const int k = g.k(), cout = g.out_c;
@@ -345,11 +363,12 @@ inline void conv2d_forward(const conv_geometry& g, const float* x, const float* 
         for (std::ptrdiff_t t = 0; t < tiles; ++t) {
             const std::ptrdiff_t r0 = t * block, nr = std::min(block, rows - r0);
             map(y + r0 * cout, nr, cout).noalias() = cmap_u(x + r0 * k, nr, k) * W;
+            apply_epilogue(y + r0 * cout, static_cast<std::size_t>(nr), cout, epi);  // while the tile is in cache
         }
         return;
     }
     if (direct_conv_suits(g)) {
-        direct_conv_forward(g, x, w, y, ws);
+        direct_conv_forward(g, x, w, y, ws, epi);
         return;
     }
     const int tile = tile_pixels(k, opix);
@@ -365,6 +384,7 @@ inline void conv2d_forward(const conv_geometry& g, const float* x, const float* 
         im2col_tile(g, x + img * in_img, p0, cnt, col);
         float* yt = y + (static_cast<std::size_t>(img) * opix + p0) * cout;
         map(yt, cnt, cout).noalias() = cmap_u(col, cnt, k) * W;
+        apply_epilogue(yt, static_cast<std::size_t>(cnt), cout, epi);
     }
 }
 
