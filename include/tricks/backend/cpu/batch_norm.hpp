@@ -135,33 +135,36 @@ void batch_norm_forward_eval(const batch_norm_geometry& g, const float* x, const
     detail::bn_apply<Relu>(g.pixels, C, x, a, b, y);
 }
 
-/// Training-mode backward: dgamma = sum(dy * xhat), dbeta = sum(dy),
-/// dx = gamma * inv_std / m * (m * dy - dbeta - xhat * dgamma)   (m = n*h*w).
-/// relu_y: when the BN is followed by a ReLU (fused), that ReLU's output; dy is then the ReLU's
-/// output gradient and is masked on the fly (dy where relu_y > 0, else 0: the ReLU's backward).
-template <bool Relu = false>
-void batch_norm_backward(const batch_norm_geometry& g, const float* x, const float* dy, const float* gamma,
-                         const float* save_mean, const float* save_inv_std, float* dx, float* dgamma,
-                         float* dbeta, workspace& ws, const float* relu_y = nullptr) {
-    if constexpr (Relu) require<error>(relu_y != nullptr, "tricks::batch_norm_backward: fused ReLU without its output");
-    // The gradient reaching the BN output, channel c of pixel p.
-    const auto grad = [&](std::size_t p, int c) -> float {
-        const std::size_t i = p * static_cast<std::size_t>(g.channels) + static_cast<std::size_t>(c);
-        if constexpr (Relu) return relu_y[i] > 0.f ? dy[i] : 0.f;
-        else return dy[i];
-    };
-    const int C = g.channels;
-    double* sdy = detail::doubles(ws, 2 * C);
+namespace detail {
+/// The two passes of batch_norm_backward with the channel count CT known at compile time (0: the
+/// run-time g.channels); a fixed trip count lets the compiler vectorise the narrow layers' loops.
+template <bool Relu, int CT>
+void bn_backward_passes(const batch_norm_geometry& g, const float* x, const float* dy, const float* gamma,
+                        const float* save_mean, const float* save_inv_std, float* dx, float* dgamma, float* dbeta,
+                        workspace& ws, const float* relu_y) {
+    const int C = CT > 0 ? CT : g.channels;
+    double* sdy = doubles(ws, 2 * C);
     double* sdyx = sdy + C;
     // sum(dy) and sum(dy * (x - mean)) in one pass over dy and x (each sum in the same order as two
-    // separate passes would add it: the same bits, half the memory traffic).
-    detail::channel_sums(g.pixels, 2 * C, ws, 0, sdy, [&](std::size_t p, float* acc) {
+    // separate passes would add it: the same bits, half the memory traffic). Under Relu the
+    // gradient is dy where the ReLU's output is positive, else 0 (the ReLU's backward, on the fly).
+    channel_sums(g.pixels, 2 * C, ws, 0, sdy, [&](std::size_t p, float* acc) {
+        const float* dp = dy + p * C;
         const float* xp = x + p * C;
         float* a2 = acc + C;
-        for (int c = 0; c < C; ++c) {
-            const float d = grad(p, c);
-            acc[c] += d;
-            a2[c] += d * (xp[c] - save_mean[c]);
+        if constexpr (Relu) {
+            const float* mp = relu_y + p * C;
+            for (int c = 0; c < C; ++c) {
+                const float dv = dp[c];  // loaded unconditionally: a select, not a branch per value
+                const float d = mp[c] > 0.f ? dv : 0.f;
+                acc[c] += d;
+                a2[c] += d * (xp[c] - save_mean[c]);
+            }
+        } else {
+            for (int c = 0; c < C; ++c) {
+                acc[c] += dp[c];
+                a2[c] += dp[c] * (xp[c] - save_mean[c]);
+            }
         }
     });
     const double m = static_cast<double>(g.pixels);
@@ -183,8 +186,37 @@ void batch_norm_backward(const batch_norm_geometry& g, const float* x, const flo
 #pragma omp parallel for schedule(static) if (g.pixels * static_cast<std::size_t>(C) >= parallel_grain)
     for (std::ptrdiff_t p = 0; p < P; ++p) {
         const float* xp = x + p * C;
+        const float* dp = dy + p * C;
         float* o = dx + p * C;
-        for (int c = 0; c < C; ++c) o[c] = k1[c] * grad(static_cast<std::size_t>(p), c) + k2[c] * (xp[c] - save_mean[c]) + k3[c];
+        if constexpr (Relu) {
+            const float* mp = relu_y + p * C;
+            for (int c = 0; c < C; ++c) {
+                const float dv = dp[c];  // loaded unconditionally: a select, not a branch per value
+                const float d = mp[c] > 0.f ? dv : 0.f;
+                o[c] = k1[c] * d + k2[c] * (xp[c] - save_mean[c]) + k3[c];
+            }
+        } else {
+            for (int c = 0; c < C; ++c) o[c] = k1[c] * dp[c] + k2[c] * (xp[c] - save_mean[c]) + k3[c];
+        }
+    }
+}
+}  // namespace detail
+
+/// Training-mode backward: dgamma = sum(dy * xhat), dbeta = sum(dy),
+/// dx = gamma * inv_std / m * (m * dy - dbeta - xhat * dgamma)   (m = n*h*w).
+/// relu_y: when the BN is followed by a ReLU (fused), that ReLU's output; dy is then the ReLU's
+/// output gradient and is masked on the fly (dy where relu_y > 0, else 0: the ReLU's backward).
+template <bool Relu = false>
+void batch_norm_backward(const batch_norm_geometry& g, const float* x, const float* dy, const float* gamma,
+                         const float* save_mean, const float* save_inv_std, float* dx, float* dgamma,
+                         float* dbeta, workspace& ws, const float* relu_y = nullptr) {
+    if constexpr (Relu) require<error>(relu_y != nullptr, "tricks::batch_norm_backward: fused ReLU without its output");
+    switch (g.channels) {  // the same arithmetic in the same order for every case: the same bits
+        case 8: return detail::bn_backward_passes<Relu, 8>(g, x, dy, gamma, save_mean, save_inv_std, dx, dgamma, dbeta, ws, relu_y);
+        case 16: return detail::bn_backward_passes<Relu, 16>(g, x, dy, gamma, save_mean, save_inv_std, dx, dgamma, dbeta, ws, relu_y);
+        case 32: return detail::bn_backward_passes<Relu, 32>(g, x, dy, gamma, save_mean, save_inv_std, dx, dgamma, dbeta, ws, relu_y);
+        case 64: return detail::bn_backward_passes<Relu, 64>(g, x, dy, gamma, save_mean, save_inv_std, dx, dgamma, dbeta, ws, relu_y);
+        default: return detail::bn_backward_passes<Relu, 0>(g, x, dy, gamma, save_mean, save_inv_std, dx, dgamma, dbeta, ws, relu_y);
     }
 }
 
