@@ -148,23 +148,19 @@ void bn_backward_passes(const batch_norm_geometry& g, const float* x, const floa
     // sum(dy) and sum(dy * (x - mean)) in one pass over dy and x (each sum in the same order as two
     // separate passes would add it: the same bits, half the memory traffic). Under Relu the
     // gradient is dy where the ReLU's output is positive, else 0 (the ReLU's backward, on the fly).
+    // One expression for both cases (the compiler contracts a * b + c into an FMA the same way in
+    // both, so fused and layer-by-layer give the same bits); the gradient is loaded unconditionally
+    // so that the mask is a select, not a branch per value.
     channel_sums(g.pixels, 2 * C, ws, 0, sdy, [&](std::size_t p, float* acc) {
         const float* dp = dy + p * C;
         const float* xp = x + p * C;
+        const float* mp = Relu ? relu_y + p * C : nullptr;
         float* a2 = acc + C;
-        if constexpr (Relu) {
-            const float* mp = relu_y + p * C;
-            for (int c = 0; c < C; ++c) {
-                const float dv = dp[c];  // loaded unconditionally: a select, not a branch per value
-                const float d = mp[c] > 0.f ? dv : 0.f;
-                acc[c] += d;
-                a2[c] += d * (xp[c] - save_mean[c]);
-            }
-        } else {
-            for (int c = 0; c < C; ++c) {
-                acc[c] += dp[c];
-                a2[c] += dp[c] * (xp[c] - save_mean[c]);
-            }
+        for (int c = 0; c < C; ++c) {
+            float d = dp[c];
+            if constexpr (Relu) d = mp[c] > 0.f ? d : 0.f;
+            acc[c] += d;
+            a2[c] += d * (xp[c] - save_mean[c]);
         }
     });
     const double m = static_cast<double>(g.pixels);
@@ -187,16 +183,12 @@ void bn_backward_passes(const batch_norm_geometry& g, const float* x, const floa
     for (std::ptrdiff_t p = 0; p < P; ++p) {
         const float* xp = x + p * C;
         const float* dp = dy + p * C;
+        const float* mp = Relu ? relu_y + p * C : nullptr;
         float* o = dx + p * C;
-        if constexpr (Relu) {
-            const float* mp = relu_y + p * C;
-            for (int c = 0; c < C; ++c) {
-                const float dv = dp[c];  // loaded unconditionally: a select, not a branch per value
-                const float d = mp[c] > 0.f ? dv : 0.f;
-                o[c] = k1[c] * d + k2[c] * (xp[c] - save_mean[c]) + k3[c];
-            }
-        } else {
-            for (int c = 0; c < C; ++c) o[c] = k1[c] * dp[c] + k2[c] * (xp[c] - save_mean[c]) + k3[c];
+        for (int c = 0; c < C; ++c) {
+            float d = dp[c];
+            if constexpr (Relu) d = mp[c] > 0.f ? d : 0.f;
+            o[c] = k1[c] * d + k2[c] * (xp[c] - save_mean[c]) + k3[c];
         }
     }
 }
@@ -212,7 +204,6 @@ void batch_norm_backward(const batch_norm_geometry& g, const float* x, const flo
                          float* dbeta, workspace& ws, const float* relu_y = nullptr) {
     if constexpr (Relu) require<error>(relu_y != nullptr, "tricks::batch_norm_backward: fused ReLU without its output");
     switch (g.channels) {  // the same arithmetic in the same order for every case: the same bits
-        case 8: return detail::bn_backward_passes<Relu, 8>(g, x, dy, gamma, save_mean, save_inv_std, dx, dgamma, dbeta, ws, relu_y);
         case 16: return detail::bn_backward_passes<Relu, 16>(g, x, dy, gamma, save_mean, save_inv_std, dx, dgamma, dbeta, ws, relu_y);
         case 32: return detail::bn_backward_passes<Relu, 32>(g, x, dy, gamma, save_mean, save_inv_std, dx, dgamma, dbeta, ws, relu_y);
         case 64: return detail::bn_backward_passes<Relu, 64>(g, x, dy, gamma, save_mean, save_inv_std, dx, dgamma, dbeta, ws, relu_y);
