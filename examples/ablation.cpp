@@ -73,11 +73,6 @@ std::vector<int> scaled_milestones(int epochs) {
     for (int k = 1; k <= 3; ++k) m.push_back((2 * epochs * k + 4) / 8);
     return m;
 }
-std::string milestone_list(const std::vector<int>& m) {
-    std::string s;
-    for (int e : m) s += (s.empty() ? "" : ", ") + std::to_string(e);
-    return s;
-}
 using nbd = t::decay::no_bias_decay;
 using cosine = t::lr::cosine;
 using smooth = t::loss::label_smoothing;
@@ -319,7 +314,7 @@ std::string step_decay_note(int epochs, const std::vector<int>& scaled) {
     if (scaled.empty())
         return "The baseline's step decay is at epochs 3, 6, 9 (the paper's 30/60/90 of 120, scaled to 12 epochs); "
                "this run has " + run + ", too short for three distinct milestones, so they stay at 3, 6, 9.";
-    return "The baseline's step decay (lr x 0.1) is at epochs " + milestone_list(scaled) +
+    return "The baseline's step decay (lr x 0.1) is at epochs " + t::epoch_list(scaled) +
            ": the paper's 30/60/90 of 120, i.e. 1/4, 1/2 and 3/4 of this run's " + run + ".";
 }
 

@@ -57,7 +57,7 @@ inline void write_json(const std::filesystem::path& p, const run_facts& facts, c
       << ",\n  \"total_seconds\": " << facts.total_seconds << ",\n  \"final_test_top1\": " << h.final_top1()
       << ",\n  \"options\": {\"epochs\": " << o.epochs << ", \"batch\": " << o.batch << ", \"lr\": " << o.lr
       << ", \"momentum\": " << o.momentum << ", \"weight_decay\": " << o.weight_decay << ", \"warmup_epochs\": " << o.warmup_epochs
-      << ", \"step_milestones\": [" << [&] { std::string m; for (int e : o.step_milestones) m += (m.empty() ? "" : ", ") + std::to_string(e); return m; }() << "]"
+      << ", \"step_milestones\": [" << epoch_list(o.step_milestones) << "]"
       << ", \"label_smoothing\": " << o.label_smoothing << ", \"mixup_alpha\": " << o.mixup_alpha << ", \"seed\": " << o.seed
       << "},\n  \"epochs\": [\n";
     for (std::size_t i = 0; i < h.epochs.size(); ++i) {

@@ -4,11 +4,23 @@
 // compiled schedule serves every recipe.
 #include <cmath>
 #include <numbers>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "tricks/core/error.hpp"
 
 namespace tricks {
+
+/// Epochs (step milestones) as text: {2, 4, 6} -> "2, 4, 6" (with sep ", ").
+inline std::string epoch_list(const std::vector<int>& epochs, std::string_view sep = ", ") {
+    std::string s;
+    for (int e : epochs) {
+        if (!s.empty()) s += sep;
+        s += std::to_string(e);
+    }
+    return s;
+}
 
 struct lr_schedule {
     enum class decay_kind { constant, cosine, step };

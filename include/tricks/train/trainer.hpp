@@ -272,7 +272,7 @@ public:
         same("warmup_epochs", r.i64("run.warmup_epochs"), static_cast<std::int64_t>(opt_.warmup_epochs));
         // absent in checkpoints written before options.step_milestones existed: the recipe's
         const std::string saved_milestones = r.next_is("run.step_milestones") ? r.str("run.step_milestones")
-            : milestone_text({Recipe::milestones(), Recipe::milestones() + Recipe::milestone_count()});
+            : milestone_text(recipe_milestones());
         same("step_milestones", saved_milestones, milestone_text(effective_milestones()));
         same("momentum", r.f64("run.momentum"), opt_.momentum);
         same("weight_decay", r.f64("run.weight_decay"), opt_.weight_decay);
@@ -329,7 +329,7 @@ protected:
     /// options.step_milestones when given (checked here, before any step), else lr::step's epochs.
     [[nodiscard]] std::vector<int> effective_milestones() const {
         const auto& m = opt_.step_milestones;
-        if (m.empty()) return {Recipe::milestones(), Recipe::milestones() + Recipe::milestone_count()};
+        if (m.empty()) return recipe_milestones();
         require<training_error>(Recipe::step, "tricks::trainer: options.step_milestones = ", milestone_text(m),
                                 " given, but the recipe has no lr::step decay (", Recipe::describe(), ")");
         for (std::size_t i = 0; i < m.size(); ++i)
@@ -338,11 +338,9 @@ protected:
                                     " is ", m[i], ")");
         return m;
     }
-    static std::string milestone_text(const std::vector<int>& m) {
-        std::string s;
-        for (int e : m) s += (s.empty() ? "" : ",") + std::to_string(e);
-        return s.empty() ? "none" : s;
-    }
+    /// lr::step's epochs (none without lr::step).
+    static std::vector<int> recipe_milestones() { return {Recipe::milestones(), Recipe::milestones() + Recipe::milestone_count()}; }
+    static std::string milestone_text(const std::vector<int>& m) { return m.empty() ? "none" : epoch_list(m, ","); }
 
     options opt_;
     std::unique_ptr<Model> model_;

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <vector>
 
+#include "tricks/backend/cpu/epilogue.hpp"
 #include "tricks/backend/cpu/workspace.hpp"
 #include "tricks/core/error.hpp"
 
@@ -55,18 +56,17 @@ inline double* doubles(workspace& ws, int n) {
 
 namespace detail {
 /// y = x * a + b per channel, then max(., 0) when Relu (the ReLU after a BN, fused: one pass).
+/// The expression is apply_epilogue's, the one a convolution uses when it folds this BN in
+/// evaluation mode: one definition, so folded and layer-by-layer results cannot drift apart.
 template <bool Relu>
 void bn_apply(std::size_t pixels, int C, const float* x, const float* a, const float* b, float* y) {
-    const std::ptrdiff_t P = static_cast<std::ptrdiff_t>(pixels);
+    constexpr std::ptrdiff_t block = 256;  // pixels per call
+    const std::ptrdiff_t P = static_cast<std::ptrdiff_t>(pixels), blocks = (P + block - 1) / block;
+    const conv_epilogue e{a, b, Relu};
 #pragma omp parallel for schedule(static) if (pixels * static_cast<std::size_t>(C) >= parallel_grain)
-    for (std::ptrdiff_t p = 0; p < P; ++p) {
-        const float* xp = x + p * C;
-        float* yp = y + p * C;
-        for (int c = 0; c < C; ++c) {
-            const float v = xp[c] * a[c] + b[c];
-            if constexpr (Relu) yp[c] = v > 0.f ? v : 0.f;
-            else yp[c] = v;
-        }
+    for (std::ptrdiff_t i = 0; i < blocks; ++i) {
+        const std::ptrdiff_t p0 = i * block, n = std::min(block, P - p0);
+        apply_epilogue(x + p0 * C, y + p0 * C, static_cast<std::size_t>(n), C, e);
     }
 }
 }  // namespace detail

@@ -363,7 +363,7 @@ inline void conv2d_forward(const conv_geometry& g, const float* x, const float* 
         for (std::ptrdiff_t t = 0; t < tiles; ++t) {
             const std::ptrdiff_t r0 = t * block, nr = std::min(block, rows - r0);
             map(y + r0 * cout, nr, cout).noalias() = cmap_u(x + r0 * k, nr, k) * W;
-            apply_epilogue(y + r0 * cout, static_cast<std::size_t>(nr), cout, epi);  // while the tile is in cache
+            if (!epi.empty()) apply_epilogue(y + r0 * cout, y + r0 * cout, static_cast<std::size_t>(nr), cout, epi);  // in cache
         }
         return;
     }
@@ -384,7 +384,7 @@ inline void conv2d_forward(const conv_geometry& g, const float* x, const float* 
         im2col_tile(g, x + img * in_img, p0, cnt, col);
         float* yt = y + (static_cast<std::size_t>(img) * opix + p0) * cout;
         map(yt, cnt, cout).noalias() = cmap_u(col, cnt, k) * W;
-        apply_epilogue(yt, static_cast<std::size_t>(cnt), cout, epi);
+        if (!epi.empty()) apply_epilogue(yt, yt, static_cast<std::size_t>(cnt), cout, epi);
     }
 }
 

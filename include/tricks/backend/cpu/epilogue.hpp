@@ -14,22 +14,23 @@ struct conv_epilogue {
     [[nodiscard]] bool empty() const noexcept { return scale == nullptr && !relu; }
 };
 
-/// Applies `e` in place to `rows` pixels of `channels` values each.
-inline void apply_epilogue(float* y, std::size_t rows, int channels, const conv_epilogue& e) {
-    if (e.empty()) return;
+/// y = e(x) for `rows` pixels of `channels` values each; y may be x (in place).
+inline void apply_epilogue(const float* x, float* y, std::size_t rows, int channels, const conv_epilogue& e) {
     const int C = channels;
     for (std::size_t p = 0; p < rows; ++p) {
+        const float* xp = x + p * static_cast<std::size_t>(C);
         float* yp = y + p * static_cast<std::size_t>(C);
-        if (e.scale) {
-            if (e.relu)
-                for (int c = 0; c < C; ++c) {
-                    const float v = yp[c] * e.scale[c] + e.shift[c];
-                    yp[c] = v > 0.f ? v : 0.f;
-                }
-            else
-                for (int c = 0; c < C; ++c) yp[c] = yp[c] * e.scale[c] + e.shift[c];
-        } else {
-            for (int c = 0; c < C; ++c) yp[c] = yp[c] > 0.f ? yp[c] : 0.f;
+        if (e.scale && e.relu) {
+            for (int c = 0; c < C; ++c) {
+                const float v = xp[c] * e.scale[c] + e.shift[c];
+                yp[c] = v > 0.f ? v : 0.f;
+            }
+        } else if (e.scale) {
+            for (int c = 0; c < C; ++c) yp[c] = xp[c] * e.scale[c] + e.shift[c];
+        } else if (e.relu) {
+            for (int c = 0; c < C; ++c) yp[c] = xp[c] > 0.f ? xp[c] : 0.f;
+        } else if (xp != yp) {
+            for (int c = 0; c < C; ++c) yp[c] = xp[c];
         }
     }
 }
