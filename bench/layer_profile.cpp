@@ -3,7 +3,7 @@
 // real shapes and batch, grouped by kind (conv forward / backward-data / backward-filter per shape,
 // batch norm, ReLU, residual add, pooling, classifier, loss, optimizer). A benchmark, not a test.
 //
-//   bench_layer_profile [--batch 128] [--iters 7] [--threads 2] [--width 16|32]
+//   bench_layer_profile [--batch 128] [--iters 7] [--threads 2] [--width 16|32] [--conv winograd|direct]
 //
 // Each kernel runs --iters times after one warm-up call; the median is reported, multiplied by how
 // often the network calls that kernel with that shape. The sum is compared with a measured whole step.
@@ -26,6 +26,7 @@ namespace tb = tricks::backend;
 namespace {
 
 int iters = 7;
+tb::conv_algo algo = tb::conv_algo::winograd;
 
 template <class F>
 double median_ms(F&& f) {
@@ -80,12 +81,12 @@ int run(int batch) {
         const double fl = 2.0 * static_cast<double>(g.out().pixels()) * g.k() * c.cout;
         const std::string s = std::to_string(c.hw) + "x" + std::to_string(c.hw) + " " + std::to_string(c.cin) + "->" +
                               std::to_string(c.cout) + " k" + std::to_string(c.k) + "/" + std::to_string(c.stride);
-        rows.push_back({"conv fwd", s, c.count, median_ms([&] { tb::conv2d_forward(g, x.data(), w.data(), y.data(), ws); }), fl});
+        rows.push_back({"conv fwd", s, c.count, median_ms([&] { tb::conv2d_forward(g, x.data(), w.data(), y.data(), ws, {}, algo); }), fl});
         if (!c.first)
             rows.push_back({"conv bwd-data", s, c.count,
-                            median_ms([&] { tb::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws); }), fl});
+                            median_ms([&] { tb::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws, algo); }), fl});
         rows.push_back({"conv bwd-filter", s, c.count,
-                        median_ms([&] { tb::conv2d_backward_filter(g, x.data(), dy.data(), dw.data(), ws); }), fl});
+                        median_ms([&] { tb::conv2d_backward_filter(g, x.data(), dy.data(), dw.data(), ws, algo); }), fl});
     }
     // Batch norm after every conv: (pixels, channels, plain, fused). A BN followed by a ReLU (the
     // stem's three, the first of each block) runs fused with it (sequential<..., bn, relu>); the
@@ -167,7 +168,7 @@ int run(int batch) {
         std::copy(v.begin(), v.end(), xin.data());
         q.fill(0.1f);
     }
-    const t::nn::context train{t::nn::mode::train, t::nn::storage::fp32};
+    const t::nn::context train{t::nn::mode::train, t::nn::storage::fp32, true, algo};
     t::sgd_optimizer opt(m->parameters(), t::sgd_config{0.9, 5e-4, true, true});
     double fwd = 0, loss = 0, bwd = 0, step = 0;
     {
@@ -202,6 +203,9 @@ int run(int batch) {
 
     std::map<std::string, double> by_kind;
     double total = 0;
+    // GFLOP/s of a convolution: the direct algorithm's 2 x MACs per second, whatever algorithm ran (with
+    // Winograd's 2.25x fewer multiplies this "effective" rate can exceed the machine's FP32 peak).
+    std::printf("convolutions: %s\n", tb::to_string(algo));
     std::printf("%-16s %-22s %5s %10s %10s %9s\n", "kind", "shape", "calls", "ms/call", "ms/step", "GFLOP/s");
     for (const auto& r : rows) {
         const double per_step = r.ms * r.count;
@@ -233,6 +237,7 @@ int main(int argc, char** argv) {
         else if (a == "--iters") iters = v, ++i;
         else if (a == "--threads") threads = v, ++i;
         else if (a == "--width") width = v, ++i;
+        else if (a == "--conv" && i + 1 < argc && tb::parse(argv[i + 1], algo)) ++i;
         else {
             std::fprintf(stderr, "bench_layer_profile: unknown argument '%s'\n", argv[i]);
             return 2;

@@ -1,7 +1,7 @@
 // Training (forward, backward, SGD update) and inference throughput of the main job's network (cifar_resnet<20> with deep stem and
 // avg-down, 1x28x28, 10 classes) at batch 128: images/s, achieved GFLOP/s, and per-phase times.
 // A benchmark, not a test: nothing here asserts a speed.
-//   bench_throughput [--batch N] [--iters N] [--threads N] [--width 16|32] [--fuse 1|0]
+//   bench_throughput [--batch N] [--iters N] [--threads N] [--width 16|32] [--fuse 1|0] [--conv winograd|direct]
 #include <omp.h>
 
 #include <algorithm>
@@ -20,7 +20,7 @@ template <int W>
 using net = t::models::cifar_resnet<20, t::width<W>, t::in_channels<1>, t::classes<10>, t::tweak::deep_stem, t::tweak::avg_down>;
 
 template <int W>
-int run(int batch, int iters, bool eval_too, bool fuse) {
+int run(int batch, int iters, bool eval_too, bool fuse, t::backend::conv_algo algo) {
     using model = net<W>;
     auto m = std::make_unique<model>();
     m->init(1);
@@ -34,8 +34,8 @@ int run(int batch, int iters, bool eval_too, bool fuse) {
     std::vector<t::nn::parameter*> params;
     m->for_each_parameter([&](t::nn::parameter& p) { params.push_back(&p); });
     t::sgd_optimizer opt(params, t::sgd_config{0.9, 5e-5, true, true});
-    const t::nn::context train{t::nn::mode::train, t::nn::storage::fp32, fuse};
-    const t::nn::context eval{t::nn::mode::eval, t::nn::storage::fp32, fuse};
+    const t::nn::context train{t::nn::mode::train, t::nn::storage::fp32, fuse, algo};
+    const t::nn::context eval{t::nn::mode::eval, t::nn::storage::fp32, fuse, algo};
     using clock = std::chrono::steady_clock;
     std::vector<double> fwd, bwd, inf;
     for (int i = 0; i < iters + 2; ++i) {  // 2 warm-up iterations: buffers are allocated once
@@ -64,6 +64,7 @@ int run(int batch, int iters, bool eval_too, bool fuse) {
     std::printf("model            %s (%lld params, %.2f MMACs/image)\n", model::name().c_str(),
                 static_cast<long long>(t::parameter_count_v<model>), t::macs<model>(28, 28) / 1e6);
     std::printf("batch, threads   %d, %d\n", batch, omp_get_max_threads());
+    std::printf("convolutions     %s, BN+ReLU fusion %s\n", t::backend::to_string(algo), fuse ? "on" : "off");
     std::printf("train step       %.1f ms (forward %.1f, backward + SGD update %.1f), median of %d\n", (f + b) * 1e3, f * 1e3, b * 1e3, iters);
     std::printf("train images/s   %.0f\n", batch / (f + b));
     std::printf("train GFLOP/s    %.1f (conv+linear MACs x 2 FLOP x 3 passes)\n", flops / (f + b) / 1e9);
@@ -77,6 +78,7 @@ int run(int batch, int iters, bool eval_too, bool fuse) {
 int main(int argc, char** argv) {
     int batch = 128, iters = 10, width = 16;
     bool fuse = true;
+    auto algo = t::backend::conv_algo::winograd;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string_view a = argv[i];
         const int v = std::atoi(argv[i + 1]);
@@ -85,8 +87,11 @@ int main(int argc, char** argv) {
         else if (a == "--threads") omp_set_num_threads(v);
         else if (a == "--width") width = v;
         else if (a == "--fuse") fuse = v != 0;  // 0: batch norm and ReLU layer by layer (A/B of the fusion)
+        else if (a == "--conv" && t::backend::parse(argv[i + 1], algo)) continue;  // A/B of Winograd
         else {
-            std::fprintf(stderr, "usage: bench_throughput [--batch N] [--iters N] [--threads N] [--width 16|32] [--fuse 1|0]\n");
+            std::fprintf(stderr,
+                         "usage: bench_throughput [--batch N] [--iters N] [--threads N] [--width 16|32] [--fuse 1|0] "
+                         "[--conv winograd|direct]\n");
             return 2;
         }
     }
@@ -94,5 +99,5 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "bench_throughput: --batch and --iters must be >= 1\n");
         return 2;
     }
-    return width == 32 ? run<32>(batch, iters, true, fuse) : run<16>(batch, iters, true, fuse);
+    return width == 32 ? run<32>(batch, iters, true, fuse, algo) : run<16>(batch, iters, true, fuse, algo);
 }

@@ -163,6 +163,7 @@ const char* usage =
     "                     /usr/share/datasets/fashion-mnist, Debian package dataset-fashion-mnist)\n"
     "  --out DIR          output folder (default out/ablation)\n"
     "  --threads N        CPU threads (default: all cores)\n"
+    "  --conv ALGO        CPU convolutions: winograd (default) or direct (reproduces docs/results.md bit for bit)\n"
     "  --gnuplot PROGRAM  the gnuplot to render plots with (default gnuplot; 'none': write scripts only)\n"
     "  --list             print the configurations of this build and exit\n"
     "  --quiet            no per-epoch progress from the trainer\n"
@@ -210,6 +211,7 @@ cli parse(int argc, char** argv) {
         else if (a == "--test-images") c.test_images = number<long>(a, take());
         else if (a == "--steps") c.opt.max_steps_per_epoch = number<int>(a, take());
         else if (a == "--threads") c.opt.threads = number<int>(a, take());
+        else if (a == "--conv") c.opt.conv_algorithm = examples::cli_conv_algo("ablation", a, take());
         else if (a == "--data") { if (!v) fail("--data needs a folder"); c.data_dir = take(); }
         else if (a == "--out") { if (!v) fail("--out needs a folder"); c.out_dir = take(); }
         else if (a == "--teacher") { if (!v) fail("--teacher needs a file"); c.teacher_checkpoint = take(); }

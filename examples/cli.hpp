@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include <tricks/backend/conv_algo.hpp>
+
 namespace examples {
 
 [[noreturn]] inline void cli_fail(std::string_view program, const std::string& msg) {
@@ -25,6 +27,14 @@ T cli_number(std::string_view program, std::string_view flag, const char* v) {
     if (ec != std::errc{} || p != s.data() + s.size())
         cli_fail(program, std::string(flag) + ": '" + std::string(s) + "' is not a valid number");
     return x;
+}
+
+/// The CPU convolution algorithm named by `v` (--conv winograd|direct), or exits naming the value.
+inline tricks::backend::conv_algo cli_conv_algo(std::string_view program, std::string_view flag, const char* v) {
+    tricks::backend::conv_algo a{};
+    if (!v || !tricks::backend::parse(v, a))
+        cli_fail(program, std::string(flag) + ": '" + std::string(v ? v : "") + "' is not winograd or direct");
+    return a;
 }
 
 }  // namespace examples

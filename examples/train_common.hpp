@@ -59,6 +59,8 @@ inline constexpr const char* usage =
     "  --out DIR         output folder for metrics.csv, metrics.json, report.md, model.ckpt (default out/train)\n"
     "  --width 16|32     base width of the network (default 16)\n"
     "  --threads N       CPU threads (default: all cores)\n"
+    "  --conv ALGO       CPU convolutions: winograd (F(2x2,3x3) for 3x3 stride-1 layers; default) or\n"
+    "                    direct (the kernels before Winograd: reproduces earlier runs bit for bit)\n"
     "  --device cpu|cuda where the network trains (default cpu; cuda needs a build that found nvcc and cuDNN)\n"
     "  --precision 32|16 fp32, or fp16_mixed (FP16 storage, FP32 master weights, loss scaling);\n"
     "                    default 32 on the CPU (where 16 is an exact emulation), 16 on CUDA (tensor cores)\n"
@@ -99,6 +101,7 @@ inline cli parse(int argc, char** argv) {
         else if (a == "--mixup") c.opt.mixup_alpha = number<double>(a, take());
         else if (a == "--seed") c.opt.seed = number<std::uint64_t>(a, take());
         else if (a == "--threads") c.opt.threads = number<int>(a, take());
+        else if (a == "--conv") c.opt.conv_algorithm = examples::cli_conv_algo("train", a, take());
         else if (a == "--width") c.width = number<int>(a, take());
         else if (a == "--train-images") c.train_images = number<long>(a, take());
         else if (a == "--steps") c.opt.max_steps_per_epoch = number<int>(a, take());

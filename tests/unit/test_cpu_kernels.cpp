@@ -253,6 +253,11 @@ const std::vector<conv_case>& conv_cases() {
         {2, 13, 11, 8, 16, 3, 3, 1, 1},  {3, 9, 10, 16, 24, 3, 3, 2, 1}, {1, 7, 7, 32, 8, 5, 5, 1, 2},
         {2, 6, 9, 8, 8, 3, 3, 1, 0},     {1, 30, 3, 16, 16, 3, 3, 1, 1}, {2, 10, 10, 1, 8, 3, 3, 1, 1},
         {2, 5, 6, 128, 96, 3, 3, 1, 1},  // the widest direct shapes: 128 input, 3 x 32 output channels
+        // Winograd F(2x2, 3x3) (3x3 stride 1, channels in multiples of 8): padding 0 and 2, odd and even
+        // sizes (half-empty edge tiles), a 1x1 output, channel counts with compiled-in strides (8-64) and
+        // without (24, 40), tiles of several images in one 32-tile block and one 64-tile filter chunk.
+        {5, 9, 11, 24, 40, 3, 3, 1, 2},  {3, 7, 7, 64, 64, 3, 3, 1, 1},  {4, 14, 13, 32, 16, 3, 3, 1, 1},
+        {2, 3, 3, 16, 8, 3, 3, 1, 0},    {6, 4, 5, 8, 32, 3, 3, 1, 1},
     };
     return cases;
 }
@@ -436,19 +441,21 @@ dvec softmax_ref(int n, int k, const dvec& z, double temperature) {
 // =================================================================================================
 
 TEST_CASE("cpu conv2d_forward matches a naive float64 convolution on awkward shapes") {
-    tb::workspace ws;  // one workspace for all shapes, as a layer reuses it: slots grow and are reused
-    std::uint64_t stream = 100;
-    for (const auto& c : conv_cases()) {
-        INFO(describe(c));
-        const ref_conv ref(c);
-        const auto g = geometry(c);
-        CHECK(g.out() == shape4{c.n, ref.oh, ref.ow, c.cout});
-        const fvec x = uniform_vec(ref.x_size(), stream++), w = uniform_vec(ref.w_size(), stream++);
-        fvec y(ref.y_size(), nan_f);
-        tb::conv2d_forward(g, x.data(), w.data(), y.data(), ws);
-        const dvec want = ref.forward(to_d(x), to_d(w));
-        const dvec scale = ref.forward(abs_d(x), abs_d(w));  // sum |x||w| per output (see file comment)
-        check_close("y", y, want, scale, 1e-5);
+    for (const auto algo : {tb::conv_algo::winograd, tb::conv_algo::direct}) {
+        tb::workspace ws;  // one workspace for all shapes, as a layer reuses it: slots grow and are reused
+        std::uint64_t stream = 100;
+        for (const auto& c : conv_cases()) {
+            INFO(describe(c) << " algo " << tb::to_string(algo));
+            const ref_conv ref(c);
+            const auto g = geometry(c);
+            CHECK(g.out() == shape4{c.n, ref.oh, ref.ow, c.cout});
+            const fvec x = uniform_vec(ref.x_size(), stream++), w = uniform_vec(ref.w_size(), stream++);
+            fvec y(ref.y_size(), nan_f);
+            tb::conv2d_forward(g, x.data(), w.data(), y.data(), ws, {}, algo);
+            const dvec want = ref.forward(to_d(x), to_d(w));
+            const dvec scale = ref.forward(abs_d(x), abs_d(w));  // sum |x||w| per output (see file comment)
+            check_close("y", y, want, scale, 1e-5);
+        }
     }
 }
 
@@ -474,20 +481,54 @@ TEST_CASE("cpu conv2d_forward: hand-computed values (the reference itself is rig
 }
 
 TEST_CASE("cpu conv2d_backward_data and conv2d_backward_filter match naive float64 adjoints") {
+    for (const auto algo : {tb::conv_algo::winograd, tb::conv_algo::direct}) {
+        tb::workspace ws;
+        std::uint64_t stream = 200;
+        for (const auto& c : conv_cases()) {
+            INFO(describe(c) << " algo " << tb::to_string(algo));
+            const ref_conv ref(c);
+            const auto g = geometry(c);
+            const fvec x = uniform_vec(ref.x_size(), stream++), w = uniform_vec(ref.w_size(), stream++);
+            const fvec dy = uniform_vec(ref.y_size(), stream++);
+            fvec dx(ref.x_size(), nan_f), dw(ref.w_size(), nan_f);
+            tb::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws, algo);
+            tb::conv2d_backward_filter(g, x.data(), dy.data(), dw.data(), ws, algo);
+            check_close("dx", dx, ref.backward_data(to_d(dy), to_d(w)), ref.backward_data(abs_d(dy), abs_d(w)), 1e-5);
+            check_close("dw", dw, ref.backward_filter(to_d(x), to_d(dy)), ref.backward_filter(abs_d(x), abs_d(dy)), 1e-5);
+        }
+    }
+}
+
+TEST_CASE("cpu conv2d: conv_algo picks the algorithm (Winograd rounds differently where it applies, nowhere else)") {
+    // Guards the dispatch: if Winograd silently stopped running (or ran where it does not apply),
+    // the tests above would still pass, since both algorithms meet the same tolerance.
     tb::workspace ws;
-    std::uint64_t stream = 200;
-    for (const auto& c : conv_cases()) {
-        INFO(describe(c));
+    std::uint64_t stream = 240;
+    for (const auto& c : {conv_case{4, 14, 14, 16, 16, 3, 3, 1, 1}, conv_case{4, 14, 14, 16, 16, 3, 3, 2, 1},
+                          conv_case{4, 14, 14, 12, 16, 3, 3, 1, 1}, conv_case{4, 14, 14, 16, 16, 1, 1, 1, 0}}) {
+        const bool winograd = c.kh == 3 && c.stride == 1 && c.cin % 8 == 0;
+        INFO(describe(c) << (winograd ? " (Winograd applies)" : " (direct only)"));
         const ref_conv ref(c);
         const auto g = geometry(c);
         const fvec x = uniform_vec(ref.x_size(), stream++), w = uniform_vec(ref.w_size(), stream++);
         const fvec dy = uniform_vec(ref.y_size(), stream++);
-        fvec dx(ref.x_size(), nan_f), dw(ref.w_size(), nan_f);
-        tb::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws);
-        tb::conv2d_backward_filter(g, x.data(), dy.data(), dw.data(), ws);
-        check_close("dx", dx, ref.backward_data(to_d(dy), to_d(w)), ref.backward_data(abs_d(dy), abs_d(w)), 1e-5);
-        check_close("dw", dw, ref.backward_filter(to_d(x), to_d(dy)), ref.backward_filter(abs_d(x), abs_d(dy)), 1e-5);
+        fvec y[2], dx[2], dw[2];
+        for (int a = 0; a < 2; ++a) {
+            const auto algo = a == 0 ? tb::conv_algo::winograd : tb::conv_algo::direct;
+            y[a].assign(ref.y_size(), nan_f), dx[a].assign(ref.x_size(), nan_f), dw[a].assign(ref.w_size(), nan_f);
+            tb::conv2d_forward(g, x.data(), w.data(), y[a].data(), ws, {}, algo);
+            tb::conv2d_backward_data(g, dy.data(), w.data(), dx[a].data(), ws, algo);
+            tb::conv2d_backward_filter(g, x.data(), dy.data(), dw[a].data(), ws, algo);
+        }
+        CHECK(bit_equal(y[0], y[1]) == !winograd);
+        CHECK(bit_equal(dx[0], dx[1]) == !winograd);
+        CHECK(bit_equal(dw[0], dw[1]) == !winograd);
     }
+    tb::conv_algo a{};
+    CHECK((tb::parse("direct", a) && a == tb::conv_algo::direct));
+    CHECK((tb::parse("winograd", a) && a == tb::conv_algo::winograd));
+    CHECK_FALSE(tb::parse("Winograd", a));
+    CHECK(std::string(tb::to_string(tb::conv_algo::direct)) == "direct");
 }
 
 TEST_CASE("cpu conv2d backward: the reference adjoints satisfy <conv(x), dy> == <x, conv^T dy> == <w, dW>") {
@@ -1223,15 +1264,19 @@ TEST_CASE("cpu conv2d and batch_norm results are bit-identical on 1, 2 and 3 thr
         // Filter-gradient partial-sum counts: 16 groups over 20 images (direct kernel) and over 33
         // (stride 2), 8 row tiles (pointwise), 4 groups over 5 tiles (im2col, k*cout > 2^18); plus
         // multi-tile images.
+        // Winograd: 20 images x 16 tiles = 5 filter chunks in 5 groups, 9 x 49 tiles = 7 groups of
+        // chunks that straddle images, forward blocks of 32 tiles across images.
         const std::vector<conv_case> cases = {{20, 8, 8, 8, 16, 3, 3, 1, 1},
+                                              {9, 14, 14, 32, 32, 3, 3, 1, 1},
                                               {33, 7, 9, 16, 32, 3, 3, 2, 1},
                                               {4, 32, 32, 8, 8, 1, 1, 1, 0},
                                               {5, 3, 3, 128, 256, 3, 3, 1, 1},
                                               {2, 24, 24, 16, 3, 3, 3, 1, 1},
                                               {3, 9, 7, 5, 16, 7, 7, 2, 3}};
         std::uint64_t stream = 1400;
-        for (const auto& c : cases) {
-            INFO(describe(c));
+        for (const auto& c : cases)
+        for (const auto algo : {tb::conv_algo::winograd, tb::conv_algo::direct}) {
+            INFO(describe(c) << " algo " << tb::to_string(algo));
             const ref_conv ref(c);
             const auto g = geometry(c);
             const fvec x = uniform_vec(ref.x_size(), stream++), w = uniform_vec(ref.w_size(), stream++),
@@ -1243,10 +1288,10 @@ TEST_CASE("cpu conv2d and batch_norm results are bit-identical on 1, 2 and 3 thr
                 REQUIRE(omp_get_max_threads() == threads);
                 tb::workspace ws;
                 fvec y(ref.y_size(), nan_f), dx(ref.x_size(), nan_f), dw(ref.w_size(), nan_f), dw2(ref.w_size(), nan_f);
-                tb::conv2d_forward(g, x.data(), w.data(), y.data(), ws);
-                tb::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws);
-                tb::conv2d_backward_filter(g, x.data(), dy.data(), dw.data(), ws);
-                tb::conv2d_backward_filter(g, x.data(), dy.data(), dw2.data(), shared_ws);
+                tb::conv2d_forward(g, x.data(), w.data(), y.data(), ws, {}, algo);
+                tb::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws, algo);
+                tb::conv2d_backward_filter(g, x.data(), dy.data(), dw.data(), ws, algo);
+                tb::conv2d_backward_filter(g, x.data(), dy.data(), dw2.data(), shared_ws, algo);
                 CHECK(bit_equal(dw, dw2));
                 ys.push_back(std::move(y));
                 dxs.push_back(std::move(dx));

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "tricks/backend/conv_algo.hpp"
 #include "tricks/core/dtype.hpp"
 #include "tricks/core/tensor.hpp"
 
@@ -47,6 +48,8 @@ struct context {
     /// Run a batch_norm and the relu after it (in a sequential) as one kernel. The values are the
     /// same either way; false runs them layer by layer (A/B checks and benchmarks).
     bool fuse = true;
+    /// The CPU convolutions' algorithm (backend/conv_algo.hpp): Winograd for 3x3 stride-1 layers by default.
+    backend::conv_algo conv = backend::conv_algo::winograd;
 
     /// Rounds a freshly written activation/gradient tensor to the storage precision: the values a
     /// later layer reads are exactly those an FP16 (or BF16) buffer would hold.

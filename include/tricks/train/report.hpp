@@ -58,6 +58,7 @@ inline void write_json(const std::filesystem::path& p, const run_facts& facts, c
       << ",\n  \"options\": {\"epochs\": " << o.epochs << ", \"batch\": " << o.batch << ", \"lr\": " << o.lr
       << ", \"momentum\": " << o.momentum << ", \"weight_decay\": " << o.weight_decay << ", \"warmup_epochs\": " << o.warmup_epochs
       << ", \"step_milestones\": [" << epoch_list(o.step_milestones) << "]"
+      << ", \"conv_algorithm\": \"" << backend::to_string(o.conv_algorithm) << "\""
       << ", \"label_smoothing\": " << o.label_smoothing << ", \"mixup_alpha\": " << o.mixup_alpha << ", \"seed\": " << o.seed
       << "},\n  \"epochs\": [\n";
     for (std::size_t i = 0; i < h.epochs.size(); ++i) {
@@ -79,6 +80,7 @@ inline std::string markdown_report(const run_facts& facts, const options& o, con
       << "| parameters | " << facts.parameters << " |\n| MACs / image | " << facts.macs << " |\n"
       << "| epochs x batch | " << o.epochs << " x " << o.batch << " |\n| base lr, wd | " << o.lr << ", " << o.weight_decay << " |\n"
       << "| seed, threads | " << o.seed << ", " << facts.threads << " |\n"
+      << "| CPU convolutions | " << backend::to_string(o.conv_algorithm) << " |\n"
       << "| device | " << facts.device << " |\n"
       << "| wall time | " << std::setprecision(1) << facts.total_seconds << " s |\n"
       << "| **final test top-1** | **" << std::setprecision(2) << 100 * h.final_top1() << "%** |\n\n"

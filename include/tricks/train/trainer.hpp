@@ -372,14 +372,14 @@ public:
 
 private:
     double train_step(tensor<float>& x, const tensor<float>& q, double lr, long t, int e, long s) {
-        const nn::context ctx{nn::mode::train, base::storage()};
+        const nn::context ctx{.phase = nn::mode::train, .store = base::storage(), .conv = this->opt_.conv_algorithm};
         const int n = x.shape().n, K = Model::classes;
         ctx.round(x);  // the input as the storage precision holds it
         const tensor<float>& z = this->model_->forward(x, ctx);
         dz_.resize(z.shape());
         double loss = backend::softmax_cross_entropy(n, K, z.data(), q.data(), dz_.data());
         if constexpr (Recipe::distills) {
-            const nn::context teacher_ctx{nn::mode::eval, nn::storage::fp32};
+            const nn::context teacher_ctx{.phase = nn::mode::eval, .store = nn::storage::fp32, .conv = this->opt_.conv_algorithm};
             const tensor<float>& r = this->teacher_->forward(x, teacher_ctx);
             loss += distillation_term(n, K, z.data(), r.data(), this->opt_.distill_temperature, dz_.data(), pz_, pr_);
         }
@@ -398,7 +398,7 @@ private:
         return loss;
     }
     const float* eval_logits(tensor<float>& x) {
-        const nn::context ctx{nn::mode::eval, base::storage()};
+        const nn::context ctx{.phase = nn::mode::eval, .store = base::storage(), .conv = this->opt_.conv_algorithm};
         ctx.round(x);
         return this->model_->forward(x, ctx).data();
     }

@@ -12,34 +12,14 @@
 #include <algorithm>
 #include <cstring>
 
+#include "tricks/backend/cpu/conv_common.hpp"
 #include "tricks/backend/cpu/epilogue.hpp"
+#include "tricks/backend/cpu/winograd.hpp"
 #include "tricks/backend/cpu/workspace.hpp"
 #include "tricks/core/error.hpp"
 #include "tricks/core/shape.hpp"
 
 namespace tricks::backend {
-
-struct conv_geometry {
-    shape4 in;      // input activations (n, h, w, cin)
-    int out_c = 0;  // output channels
-    int kh = 1, kw = 1, stride = 1, pad = 0;
-
-    [[nodiscard]] constexpr int out_h() const noexcept { return window_out(in.h, kh, stride, pad); }
-    [[nodiscard]] constexpr int out_w() const noexcept { return window_out(in.w, kw, stride, pad); }
-    [[nodiscard]] constexpr shape4 out() const noexcept { return {in.n, out_h(), out_w(), out_c}; }
-    [[nodiscard]] constexpr int k() const noexcept { return kh * kw * in.c; }
-    [[nodiscard]] constexpr bool pointwise() const noexcept { return kh == 1 && kw == 1 && stride == 1 && pad == 0; }
-
-    void validate(const char* who) const {
-        require<shape_error>(in.n > 0, who, ": batch must be > 0, got n=", in.n);
-        require<shape_error>(in.c > 0 && out_c > 0, who, ": channels must be > 0, got cin=", in.c, " cout=", out_c);
-        require<shape_error>(kh > 0 && kw > 0 && stride > 0 && pad >= 0, who, ": bad kernel ", kh, "x", kw,
-                             " stride ", stride, " pad ", pad);
-        require<shape_error>(in.h + 2 * pad >= kh && in.w + 2 * pad >= kw, who, ": kernel ", kh, "x", kw,
-                             " is larger than the padded input ", in.h + 2 * pad, "x", in.w + 2 * pad, " (input ", in,
-                             ", pad ", pad, ")");
-    }
-};
 
 namespace detail {
 
@@ -118,49 +98,6 @@ inline bool direct_conv_suits(const conv_geometry& g) noexcept {
     return !g.pointwise() && g.out_c % 8 == 0 && g.out_c <= 128 && g.in.c <= 128;
 }
 
-/// Zero-padded copy of one NHWC image: (h + 2 pad) x (w + 2 pad) x c.
-/// Only the border is zeroed; every interior value is copied.
-inline void pad_image(const conv_geometry& g, const float* x_img, float* xp) {
-    const int H = g.in.h, W = g.in.w, C = g.in.c, P = g.pad, WP = W + 2 * P;
-    const std::size_t row = static_cast<std::size_t>(WP) * C, side = static_cast<std::size_t>(P) * C;
-    std::memset(xp, 0, sizeof(float) * row * P);                                        // top rows
-    std::memset(xp + (static_cast<std::size_t>(H) + P) * row, 0, sizeof(float) * row * P);  // bottom rows
-    for (int y = 0; y < H; ++y) {
-        float* r = xp + (static_cast<std::size_t>(y) + P) * row;
-        std::memset(r, 0, sizeof(float) * side);
-        std::memcpy(r + side, x_img + static_cast<std::size_t>(y) * W * C, sizeof(float) * static_cast<std::size_t>(W) * C);
-        std::memset(r + side + static_cast<std::size_t>(W) * C, 0, sizeof(float) * side);
-    }
-}
-
-/// N floats as one value (GCC/Clang vector extension): with N = 16 one AVX-512 register, or two AVX
-/// registers where the build has no AVX-512; with N = 8 one AVX register.
-template <int N>
-struct vec_of;
-template <>
-struct vec_of<8> {
-    using type = float __attribute__((vector_size(32)));
-};
-template <>
-struct vec_of<16> {
-    using type = float __attribute__((vector_size(64)));
-};
-// (Not `template <int N> using vecf = float __attribute__((vector_size(N * 4)))`: GCC drops a
-// dependent vector_size in an alias template and silently yields a plain float.)
-template <int N>
-using vecf = typename vec_of<N>::type;
-static_assert(sizeof(vecf<16>) == 64 && sizeof(vecf<8>) == 32);
-template <int N>
-inline vecf<N> loadv(const float* p) noexcept {
-    vecf<N> v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
-}
-template <int N>
-inline void storev(float* p, vecf<N> v) noexcept {
-    std::memcpy(p, &v, sizeof v);
-}
-
 /// PX output pixels (ox0 ... ox0 + PX - 1 of row oy) x CB output channels (co0 ...) of one image.
 template <int PX, int CB>
 inline void direct_block(const conv_geometry& g, const float* xp, const float* w, float* y_img, int oy, int ox0, int co0,
@@ -191,14 +128,8 @@ inline void direct_block(const conv_geometry& g, const float* xp, const float* w
     }
     if (!epi.empty()) {  // on the registers: the same x * a + b and max(., 0) as the layers after it
         for (int v = 0; v < V; ++v) {
-            const vec a = epi.scale ? loadv<VW>(epi.scale + co0 + VW * v) : vec{} + 1.f;
-            const vec b = epi.scale ? loadv<VW>(epi.shift + co0 + VW * v) : vec{};
-            for (int px = 0; px < PX; ++px) {
-                vec t = acc[px][v];
-                if (epi.scale) t = t * a + b;
-                if (epi.relu) t = t > vec{} ? t : vec{};
-                acc[px][v] = t;
-            }
+            const vector_epilogue<VW> e(epi, co0 + VW * v);
+            for (int px = 0; px < PX; ++px) acc[px][v] = e(acc[px][v]);
         }
     }
     float* yo = y_img + (static_cast<std::size_t>(oy) * ow + ox0) * cout + co0;
@@ -209,19 +140,7 @@ inline void direct_block(const conv_geometry& g, const float* xp, const float* w
 template <int CB>
 inline void direct_row(const conv_geometry& g, const float* xp, const float* w, float* y_img, int oy, int co0,
                        const conv_epilogue& epi) {
-    const int ow = g.out_w();
-    int ox = 0;
-    for (; ox + 8 <= ow; ox += 8) direct_block<8, CB>(g, xp, w, y_img, oy, ox, co0, epi);
-    switch (ow - ox) {
-        case 7: direct_block<7, CB>(g, xp, w, y_img, oy, ox, co0, epi); break;
-        case 6: direct_block<6, CB>(g, xp, w, y_img, oy, ox, co0, epi); break;
-        case 5: direct_block<5, CB>(g, xp, w, y_img, oy, ox, co0, epi); break;
-        case 4: direct_block<4, CB>(g, xp, w, y_img, oy, ox, co0, epi); break;
-        case 3: direct_block<3, CB>(g, xp, w, y_img, oy, ox, co0, epi); break;
-        case 2: direct_block<2, CB>(g, xp, w, y_img, oy, ox, co0, epi); break;
-        case 1: direct_block<1, CB>(g, xp, w, y_img, oy, ox, co0, epi); break;
-        default: break;
-    }
+    in_blocks<8>(g.out_w(), [&](auto px, int ox) { direct_block<decltype(px)::value, CB>(g, xp, w, y_img, oy, ox, co0, epi); });
 }
 
 /// y = epi(conv(x, w)) by the direct kernel; images are split over the threads (static schedule).
@@ -349,7 +268,7 @@ inline bool direct_backward_data_suits(const conv_geometry& g) noexcept {
 /// y = conv(x, w). x: in (NHWC), w: k x cout row-major (HWIO), y: out (NHWC), overwritten.
 /// epi: applied to every output before it is stored (a folded evaluation-mode BN and its ReLU).
 inline void conv2d_forward(const conv_geometry& g, const float* x, const float* w, float* y, workspace& ws,
-                           const conv_epilogue& epi = {}) {
+                           const conv_epilogue& epi = {}, conv_algo algo = conv_algo::winograd) {
     using namespace detail;
     g.validate("tricks::conv2d");
     const int k = g.k(), cout = g.out_c;
@@ -365,6 +284,10 @@ inline void conv2d_forward(const conv_geometry& g, const float* x, const float* 
             map(y + r0 * cout, nr, cout).noalias() = cmap_u(x + r0 * k, nr, k) * W;
             if (!epi.empty()) apply_epilogue(y + r0 * cout, y + r0 * cout, static_cast<std::size_t>(nr), cout, epi);  // in cache
         }
+        return;
+    }
+    if (algo == conv_algo::winograd && winograd_suits(g)) {
+        winograd_conv_forward(g, x, w, y, ws, epi, 0);
         return;
     }
     if (direct_conv_suits(g)) {
@@ -389,7 +312,8 @@ inline void conv2d_forward(const conv_geometry& g, const float* x, const float* 
 }
 
 /// dx = conv^T(dy, w), overwritten.
-inline void conv2d_backward_data(const conv_geometry& g, const float* dy, const float* w, float* dx, workspace& ws) {
+inline void conv2d_backward_data(const conv_geometry& g, const float* dy, const float* w, float* dx, workspace& ws,
+                                 conv_algo algo = conv_algo::winograd) {
     using namespace detail;
     g.validate("tricks::conv2d_backward_data");
     const int k = g.k(), cout = g.out_c;
@@ -413,7 +337,8 @@ inline void conv2d_backward_data(const conv_geometry& g, const float* dy, const 
         const std::size_t slot = static_cast<std::size_t>(max_threads());
         float* wt = ws.get(slot, static_cast<std::size_t>(k) * cout);
         flip_transpose_filter(g, w, wt);
-        direct_conv_forward(t, dy, wt, dx, ws);
+        if (algo == conv_algo::winograd && winograd_suits(t)) winograd_conv_forward(t, dy, wt, dx, ws, {}, slot + 1);
+        else direct_conv_forward(t, dy, wt, dx, ws);
         return;
     }
     // col2im scatters into overlapping windows, so one image is handled by one thread, its tiles in order.
@@ -435,9 +360,14 @@ inline void conv2d_backward_data(const conv_geometry& g, const float* dy, const 
 }
 
 /// dw = sum over the batch of im2col(x)^T * dy, overwritten (k x cout).
-inline void conv2d_backward_filter(const conv_geometry& g, const float* x, const float* dy, float* dw, workspace& ws) {
+inline void conv2d_backward_filter(const conv_geometry& g, const float* x, const float* dy, float* dw, workspace& ws,
+                                   conv_algo algo = conv_algo::winograd) {
     using namespace detail;
     g.validate("tricks::conv2d_backward_filter");
+    if (algo == conv_algo::winograd && winograd_suits(g)) {
+        winograd_conv_backward_filter(g, x, dy, dw, ws);
+        return;
+    }
     if (direct_filter_suits(g)) {
         direct_conv_backward_filter(g, x, dy, dw, ws);
         return;
