@@ -253,9 +253,10 @@ const std::vector<conv_case>& conv_cases() {
         {2, 13, 11, 8, 16, 3, 3, 1, 1},  {3, 9, 10, 16, 24, 3, 3, 2, 1}, {1, 7, 7, 32, 8, 5, 5, 1, 2},
         {2, 6, 9, 8, 8, 3, 3, 1, 0},     {1, 30, 3, 16, 16, 3, 3, 1, 1}, {2, 10, 10, 1, 8, 3, 3, 1, 1},
         {2, 5, 6, 128, 96, 3, 3, 1, 1},  // the widest direct shapes: 128 input, 3 x 32 output channels
-        // Winograd F(2x2, 3x3) (3x3 stride 1, channels in multiples of 8): padding 0 and 2, odd and even
-        // sizes (half-empty edge tiles), a 1x1 output, channel counts with compiled-in strides (8-64) and
-        // without (24, 40), tiles of several images in one 32-tile block and one 64-tile filter chunk.
+        // Winograd (3x3 stride 1, channels in multiples of 8; F(4x4, 3x3) on all but the 1x1 output here
+        // and the 5x6 one above, which take F(2x2, 3x3)): padding 0 and 2, sizes not a multiple of the
+        // tile (partly empty edge tiles), channel counts with compiled-in strides (8-64) and without
+        // (24, 40), several images in one forward block and one filter chunk.
         {5, 9, 11, 24, 40, 3, 3, 1, 2},  {3, 7, 7, 64, 64, 3, 3, 1, 1},  {4, 14, 13, 32, 16, 3, 3, 1, 1},
         {2, 3, 3, 16, 8, 3, 3, 1, 0},    {6, 4, 5, 8, 32, 3, 3, 1, 1},
     };
@@ -1264,10 +1265,11 @@ TEST_CASE("cpu conv2d and batch_norm results are bit-identical on 1, 2 and 3 thr
         // Filter-gradient partial-sum counts: 16 groups over 20 images (direct kernel) and over 33
         // (stride 2), 8 row tiles (pointwise), 4 groups over 5 tiles (im2col, k*cout > 2^18); plus
         // multi-tile images.
-        // Winograd: 20 images x 16 tiles = 5 filter chunks in 5 groups, 9 x 49 tiles = 7 groups of
-        // chunks that straddle images, forward blocks of 32 tiles across images.
+        // Winograd F(4x4): 20 images of 4 tiles (8 per forward block, 16 per filter chunk), 9 of 16;
+        // F(2x2): 7 images of 9 tiles (5x5 output).
         const std::vector<conv_case> cases = {{20, 8, 8, 8, 16, 3, 3, 1, 1},
                                               {9, 14, 14, 32, 32, 3, 3, 1, 1},
+                                              {7, 5, 5, 16, 16, 3, 3, 1, 1},
                                               {33, 7, 9, 16, 32, 3, 3, 2, 1},
                                               {4, 32, 32, 8, 8, 1, 1, 1, 0},
                                               {5, 3, 3, 128, 256, 3, 3, 1, 1},

@@ -287,7 +287,7 @@ inline void conv2d_forward(const conv_geometry& g, const float* x, const float* 
         return;
     }
     if (algo == conv_algo::winograd && winograd_suits(g)) {
-        winograd_conv_forward(g, x, w, y, ws, epi, 0);
+        winograd_forward(g, x, w, y, ws, epi, 0);
         return;
     }
     if (direct_conv_suits(g)) {
@@ -337,7 +337,7 @@ inline void conv2d_backward_data(const conv_geometry& g, const float* dy, const 
         const std::size_t slot = static_cast<std::size_t>(max_threads());
         float* wt = ws.get(slot, static_cast<std::size_t>(k) * cout);
         flip_transpose_filter(g, w, wt);
-        if (algo == conv_algo::winograd && winograd_suits(t)) winograd_conv_forward(t, dy, wt, dx, ws, {}, slot + 1);
+        if (algo == conv_algo::winograd && winograd_suits(t)) winograd_forward(t, dy, wt, dx, ws, {}, slot + 1);
         else direct_conv_forward(t, dy, wt, dx, ws);
         return;
     }
@@ -365,7 +365,7 @@ inline void conv2d_backward_filter(const conv_geometry& g, const float* x, const
     using namespace detail;
     g.validate("tricks::conv2d_backward_filter");
     if (algo == conv_algo::winograd && winograd_suits(g)) {
-        winograd_conv_backward_filter(g, x, dy, dw, ws);
+        winograd_backward_filter(g, x, dy, dw, ws);
         return;
     }
     if (direct_filter_suits(g)) {
