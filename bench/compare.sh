@@ -11,6 +11,8 @@
 # copy) and tricks' training GFLOP/s against the machine's FP32 peak (measured by bench_peak_flops,
 # and computed from the thread count, clock and vector width /proc/cpuinfo reports).
 # dlib trains at ~100 img/s here, so it runs 3 timed iterations per repeat (the others 8).
+# tricks runs twice per repeat: with its default convolutions (Winograd for the 3x3 stride-1 layers)
+# and with --conv direct (the direct / im2col kernels only), so the table shows what Winograd adds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 reps=${1:-5}; threads=${2:-2}; batch=${3:-128}; width=${4:-16}
@@ -30,7 +32,7 @@ fi
 if [[ -z "${OPENBLAS_CORETYPE:-}" ]] && grep -qw avx512f /proc/cpuinfo; then
   export OPENBLAS_CORETYPE=SkylakeX
 fi
-ours_train=(); ours_infer=(); ours_rss=(); ours_gflops=()
+ours_train=(); ours_infer=(); ours_rss=(); ours_gflops=(); direct_train=(); direct_infer=()
 torch_train=(); torch_eager=(); torch_frozen=(); torch_rss=()
 dlib_train=(); dlib_affine=(); dlib_fused=(); dlib_rss=()
 # Field $3 of the line whose first two fields are "<side> <name>".
@@ -44,6 +46,10 @@ for ((i = 0; i < reps; ++i)); do
   ours_infer+=("$(awk '/infer images\/s/ {print $3}' <<<"$o")")
   ours_gflops+=("$(awk '/train GFLOP\/s/ {print $3}' <<<"$o")")
   ours_rss+=("$(peak "$o")")
+  o=$(OMP_NUM_THREADS=$threads build/bench/bench_throughput --batch "$batch" --threads "$threads" --width "$width" \
+        --iters 8 --conv direct)
+  direct_train+=("$(awk '/train images\/s/ {print $3}' <<<"$o")")
+  direct_infer+=("$(awk '/infer images\/s/ {print $3}' <<<"$o")")
   p=$( { /usr/bin/time -f 'maxrss_kb %M' /usr/bin/python3 bench/peers/torch_bench.py --threads "$threads" --batch "$batch" \
          --width "$width" --iters 8; } 2>&1)
   torch_train+=("$(field "$p" train_images_per_s)")
@@ -71,6 +77,8 @@ ratio() { awk -v n="$1" -v a="$2" -v b="$3" -v c="$4" -v d="$5" -v e="$6" -v f="
             'BEGIN {printf "%-14s %12.2f %12.2f %12.2f\n", n, a / b, c / d, e / f}'; }
 printf '%-14s %12s %12s %12s   %s\n' "" "train img/s" "infer img/s" "peak RSS MB" "inference modes (img/s)"
 row tricks "$ot" "$oi" "$orss" "eval"
+printf '%-14s %12.0f %12.0f %12s   %s\n' "tricks direct" "$(median "${direct_train[@]}")" "$(median "${direct_infer[@]}")" "" \
+  "eval, --conv direct (no Winograd)"
 row torch "$tt" "$ti" "$trss" "$(printf 'eager %.0f, frozen %.0f' "$te" "$tf")"
 if ((dlib)); then
   dt=$(median "${dlib_train[@]}"); da=$(median "${dlib_affine[@]}"); df=$(median "${dlib_fused[@]}")
@@ -91,4 +99,6 @@ lanes=8; grep -qw avx512f /proc/cpuinfo && lanes=16
 awk -v g="$og" -v t="$threads" -v m="$mhz" -v l="$lanes" -v p="$measured" 'BEGIN {
   c = t * m / 1000 * l * 2 * 2
   printf "tricks training: %.1f GFLOP/s = %.0f%% of the measured FP32 peak %.0f GFLOP/s (%d threads, bench_peak_flops)\n", g, 100 * g / p, p, t
+  printf "                 (direct-equivalent: 2 x the convolutions MACs x 3 passes per second; Winograd does\n"
+  printf "                 2.25-4x fewer multiplies in the 3x3 stride-1 layers, so this can exceed the peak)\n"
   printf "                 (%.0f%% of %.0f GFLOP/s computed from /proc/cpuinfo: %d threads x %.2f GHz x %d lanes x 2 FMA units x 2)\n", 100 * g / c, c, t, m / 1000, l }'

@@ -48,6 +48,12 @@ std::vector<float> noise(std::size_t n, std::uint64_t stream) {
     return v;
 }
 
+t::tensor<float> aligned(const std::vector<float>& v) {
+    t::tensor<float> t({1, 1, 1, static_cast<int>(v.size())});
+    std::copy(v.begin(), v.end(), t.data());
+    return t;
+}
+
 struct row {
     std::string kind, shape;
     int count;
@@ -75,9 +81,10 @@ int run(int batch) {
     tb::workspace ws;
     for (const auto& c : conv_shapes<W>()) {
         const tb::conv_geometry g{{batch, c.hw, c.hw, c.cin}, c.cout, c.k, c.k, c.stride, c.k / 2};
-        const auto x = noise(g.in.size(), 1), w = noise(static_cast<std::size_t>(c.k) * c.k * c.cin * c.cout, 2),
-                   dy = noise(g.out().size(), 3);
-        std::vector<float> y(g.out().size()), dx(g.in.size()), dw(w.size());
+        // 64-byte aligned, as the network's tensors are (the vector kernels' loads then never split a line)
+        const auto x = aligned(noise(g.in.size(), 1)), dy = aligned(noise(g.out().size(), 3));
+        const auto w = aligned(noise(static_cast<std::size_t>(c.k) * c.k * c.cin * c.cout, 2));
+        t::tensor<float> y(g.out()), dx(g.in), dw(w.shape());
         const double fl = 2.0 * static_cast<double>(g.out().pixels()) * g.k() * c.cout;
         const std::string s = std::to_string(c.hw) + "x" + std::to_string(c.hw) + " " + std::to_string(c.cin) + "->" +
                               std::to_string(c.cout) + " k" + std::to_string(c.k) + "/" + std::to_string(c.stride);

@@ -67,7 +67,7 @@ int run(int batch, int iters, bool eval_too, bool fuse, t::backend::conv_algo al
     std::printf("convolutions     %s, BN+ReLU fusion %s\n", t::backend::to_string(algo), fuse ? "on" : "off");
     std::printf("train step       %.1f ms (forward %.1f, backward + SGD update %.1f), median of %d\n", (f + b) * 1e3, f * 1e3, b * 1e3, iters);
     std::printf("train images/s   %.0f\n", batch / (f + b));
-    std::printf("train GFLOP/s    %.1f (conv+linear MACs x 2 FLOP x 3 passes)\n", flops / (f + b) / 1e9);
+    std::printf("train GFLOP/s    %.1f (direct-equivalent: conv+linear MACs x 2 FLOP x 3 passes)\n", flops / (f + b) / 1e9);
     if (eval_too) {
         const double e = median(inf);
         std::printf("infer images/s   %.0f (%.1f ms per batch, eval mode)\n", batch / e, e * 1e3);

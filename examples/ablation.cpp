@@ -163,7 +163,7 @@ const char* usage =
     "                     /usr/share/datasets/fashion-mnist, Debian package dataset-fashion-mnist)\n"
     "  --out DIR          output folder (default out/ablation)\n"
     "  --threads N        CPU threads (default: all cores)\n"
-    "  --conv ALGO        CPU convolutions: winograd (default) or direct (reproduces docs/results.md bit for bit)\n"
+    "  --conv ALGO        CPU convolutions: winograd (default) or direct (no Winograd)\n"
     "  --gnuplot PROGRAM  the gnuplot to render plots with (default gnuplot; 'none': write scripts only)\n"
     "  --list             print the configurations of this build and exit\n"
     "  --quiet            no per-epoch progress from the trainer\n"

@@ -60,7 +60,7 @@ inline constexpr const char* usage =
     "  --width 16|32     base width of the network (default 16)\n"
     "  --threads N       CPU threads (default: all cores)\n"
     "  --conv ALGO       CPU convolutions: winograd (F(2x2,3x3) for 3x3 stride-1 layers; default) or\n"
-    "                    direct (the kernels before Winograd: reproduces earlier runs bit for bit)\n"
+    "                    direct (no Winograd: the direct and im2col kernels only)\n"
     "  --device cpu|cuda where the network trains (default cpu; cuda needs a build that found nvcc and cuDNN)\n"
     "  --precision 32|16 fp32, or fp16_mixed (FP16 storage, FP32 master weights, loss scaling);\n"
     "                    default 32 on the CPU (where 16 is an exact emulation), 16 on CUDA (tensor cores)\n"

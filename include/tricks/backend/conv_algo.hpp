@@ -8,8 +8,8 @@ namespace tricks::backend {
 enum class conv_algo {
     winograd,  // Winograd F(2x2, 3x3) for 3x3 stride-1 layers with channels in multiples of 8 (2.25x fewer
                // multiplies); the direct / im2col-GEMM kernels for every other layer. The default.
-    direct,    // the direct / im2col-GEMM kernels for every layer (the only algorithm before Winograd:
-               // reproduces runs of earlier versions bit for bit)
+    direct,    // the direct / im2col-GEMM kernels for every layer (the algorithms before Winograd; A/B
+               // comparisons, and the smallest rounding error)
 };
 
 [[nodiscard]] constexpr const char* to_string(conv_algo a) noexcept { return a == conv_algo::winograd ? "winograd" : "direct"; }

@@ -30,7 +30,7 @@ struct options {
     int crop_padding = 2;              // augmentation: random crop with zero padding
     bool horizontal_flip = true;
     backend::conv_algo conv_algorithm = backend::conv_algo::winograd;  // CPU convolutions (backend/conv_algo.hpp);
-                                       // direct reproduces runs of versions before Winograd bit for bit
+                                       // direct: no Winograd (A/B comparisons)
     bool progress = true;              // progress on stderr
     std::filesystem::path checkpoint;  // if set: written (atomically) at the end of every epoch
     int max_steps_per_epoch = 0;       // 0: the whole epoch (tests and smoke runs use fewer)
