@@ -26,6 +26,7 @@
 #include "tricks/train/policies.hpp"
 #include "tricks/train/precision.hpp"
 #include "tricks/train/recipe.hpp"
+#include "tricks/train/report.hpp"
 #include "tricks/train/schedule.hpp"
 #include "tricks/train/trainer.hpp"
 #include "helpers.hpp"
@@ -910,6 +911,32 @@ TEST_CASE("trainer: same seed, same bits (on any thread count); another seed, ot
     const history hc = c.fit(train, test);
     CHECK_FALSE(same_bits(parameter_values(a.model()), parameter_values(c.model())));
     CHECK(ha.epochs[0].train_loss != hc.epochs[0].train_loss);
+}
+
+TEST_CASE("trainer: options.conv_algorithm reaches the convolutions (Winograd and direct: other bits, the same training)") {
+    const auto train = synthetic_digits(512, 5, 99), test = synthetic_digits(64, 6, 99);
+    options o = quiet_options();
+    o.epochs = 1;
+    o.batch = 32;
+    o.lr = 0.2;
+    o.max_steps_per_epoch = 4;
+    o.seed = 11;
+    REQUIRE(o.conv_algorithm == backend::conv_algo::winograd);  // the default
+    trainer<small_net, full_recipe> w(o);
+    const history hw = w.fit(train, test);
+    o.conv_algorithm = backend::conv_algo::direct;
+    trainer<small_net, full_recipe> d(o);
+    const history hd = d.fit(train, test);
+    trainer<small_net, full_recipe> d2(o);
+    const history hd2 = d2.fit(train, test);
+    // small_net's 3x3 stride-1 convs (8 channels) run F(4x4, 3x3) by default: the option changes the bits
+    CHECK_FALSE(same_bits(parameter_values(w.model()), parameter_values(d.model())));
+    CHECK(same_bits(parameter_values(d.model()), parameter_values(d2.model())));  // each is deterministic
+    REQUIRE(hw.epochs.size() == 1);
+    CHECK(hw.epochs[0].train_loss == doctest::Approx(hd.epochs[0].train_loss).epsilon(1e-4));
+    // the report says which ran
+    const std::string md = markdown_report(run_facts{}, o, hd);
+    CHECK(md.find("| CPU convolutions | direct |") != std::string::npos);
 }
 
 TEST_CASE("trainer: a non-finite loss under fp32 stops training with an error naming the step") {
