@@ -1,6 +1,8 @@
 #pragma once
-// 2-D convolution on the CPU, NHWC activations, filters stored [kh][kw][cin][cout] (HWIO) so the
-// forward pass is one GEMM per tile of output pixels: Y(tile x cout) = im2col(tile x k) * W(k x cout)
+// 2-D convolution on the CPU, NHWC activations, filters stored [kh][kw][cin][cout] (HWIO). Three
+// algorithms, picked per shape (and by conv_algo): Winograd F(m x m, 3x3) for 3x3 stride-1 layers
+// (winograd.hpp), register-blocked direct kernels for narrow layers (<= 128 channels), and im2col +
+// GEMM otherwise: one GEMM per tile of output pixels, Y(tile x cout) = im2col(tile x k) * W(k x cout)
 // with k = kh*kw*cin. Eigen does the GEMM; this file does the data movement and the work split.
 //
 // Determinism: work is split into tiles whose boundaries depend only on the shapes, never on the
