@@ -42,7 +42,7 @@ struct conv {
         x_ = &x;
         const auto g = geometry(x.shape());
         y_.resize(g.out());
-        backend::conv2d_forward(g, x.data(), weights(ctx), y_.data(), ws_, {}, ctx.conv);
+        backend::conv2d_forward(g, x.data(), weights(ctx), y_.data(), backend::thread_scratch(), {}, ctx.conv);
         ctx.round(y_);
         return y_;
     }
@@ -59,19 +59,19 @@ struct conv {
         const auto g = geometry(x.shape());
         out.resize(g.out());
         epi.relu = relu;
-        backend::conv2d_forward(g, x.data(), weights(ctx), out.data(), ws_, epi, ctx.conv);
+        backend::conv2d_forward(g, x.data(), weights(ctx), out.data(), backend::thread_scratch(), epi, ctx.conv);
         return out;
     }
 
     const tensor<float>& backward(const tensor<float>& dy, const context& ctx, bool need_dx) {
         const auto g = geometry(x_->shape());
         require<shape_error>(dy.shape() == g.out(), "tricks::conv: backward got dy ", dy.shape(), ", expected ", g.out());
-        backend::conv2d_backward_filter(g, x_->data(), dy.data(), weight.grad.data(), ws_, ctx.conv);
+        backend::conv2d_backward_filter(g, x_->data(), dy.data(), weight.grad.data(), backend::thread_scratch(), ctx.conv);
         if (need_dx) {
             dx_.resize(g.in);
             // the weights forward() used (rounded once there under mixed precision)
             const float* w = ctx.store == storage::fp32 ? weight.value.data() : w_work_.data();
-            backend::conv2d_backward_data(g, dy.data(), w, dx_.data(), ws_, ctx.conv);
+            backend::conv2d_backward_data(g, dy.data(), w, dx_.data(), backend::thread_scratch(), ctx.conv);
             ctx.round(dx_);
         }
         return dx_;
@@ -95,8 +95,7 @@ private:
     }
 
     const tensor<float>* x_ = nullptr;
-    tensor<float> y_, dx_, w_work_;
-    backend::workspace ws_;
+    tensor<float> y_, dx_, w_work_;  // scratch: backend::thread_scratch(), shared by the thread's layers
 };
 
 }  // namespace tricks::nn

@@ -4,7 +4,8 @@
 //  - run-time state: parameters (value + grad, tagged by role), buffers, cached activations;
 //  - forward(x, ctx) -> const tensor& y, backward(dy, ctx, need_dx) -> const tensor& dx;
 //  - init(rng, options) and visitors over parameters and buffers (in a fixed order).
-// Layers own their outputs and workspaces, so a warmed-up step allocates nothing.
+// Layers own their outputs (convolutions share their thread's scratch, backend::thread_scratch()), so a
+// warmed-up step allocates nothing.
 #include <concepts>
 #include <cstdint>
 #include <string>

@@ -154,6 +154,25 @@ inline void with_channels(int n, F&& f) {
     }
 }
 
+/// A separable 2-D transform: f (N values -> Out values) applied to each column of the N x N values
+/// load(i, j), then to each row of the result; store(i, j, v) receives the Out x Out results.
+/// Every transform here (input, output, gradient, filter and its adjoint) is one of these.
+template <int N, int Out, class T, class Load, class F, class Store>
+inline void separable_2d(Load&& load, F&& f, Store&& store) {
+    T col[N][Out];  // col[j] = f(column j)
+    for (int j = 0; j < N; ++j) {
+        T c[N];
+        for (int i = 0; i < N; ++i) c[i] = load(i, j);
+        f(c, col[j]);
+    }
+    for (int i = 0; i < Out; ++i) {  // row i of the columns' results
+        T r[N], o[Out];
+        for (int j = 0; j < N; ++j) r[j] = col[j][i];
+        f(r, o);
+        for (int j = 0; j < Out; ++j) store(i, j, o[j]);
+    }
+}
+
 /// U[pos][ci][co] = (G g G^T)[pos] for the HWIO filter w[ky][kx][ci][co], 16 (ci, co) pairs at a
 /// time (cin * cout is a multiple of 64: both are multiples of 8).
 template <int M>
@@ -162,20 +181,10 @@ inline void winograd_filter_transform(const float* w, int cin, int cout, float* 
     using vec = vecf<16>;
     constexpr int A = tf::alpha;
     const std::size_t cc = static_cast<std::size_t>(cin) * cout;
-    for (std::size_t e = 0; e < cc; e += 16) {
-        vec col[3][A];  // col[x] = G g[., x]
-        for (int x = 0; x < 3; ++x) {
-            const vec g[3] = {loadv<16>(w + static_cast<std::size_t>(x) * cc + e), loadv<16>(w + static_cast<std::size_t>(3 + x) * cc + e),
-                              loadv<16>(w + static_cast<std::size_t>(6 + x) * cc + e)};
-            tf::filter(g, col[x]);
-        }
-        for (int i = 0; i < A; ++i) {  // row i of (G g) G^T
-            const vec r[3] = {col[0][i], col[1][i], col[2][i]};
-            vec o[A];
-            tf::filter(r, o);
-            for (int j = 0; j < A; ++j) storev<16>(u + static_cast<std::size_t>(i * A + j) * cc + e, o[j]);
-        }
-    }
+    for (std::size_t e = 0; e < cc; e += 16)
+        separable_2d<3, A, vec>([&](int y, int x) { return loadv<16>(w + static_cast<std::size_t>(y * 3 + x) * cc + e); },
+                                [](const auto& in, auto& out) { tf::filter(in, out); },
+                                [&](int i, int j, vec v) { storev<16>(u + static_cast<std::size_t>(i * A + j) * cc + e, v); });
 }
 
 /// dw[ky][kx][ci][co] = (G^T dU G)[ky][kx] for dU[pos][ci][co]: the adjoint of the filter transform.
@@ -185,20 +194,10 @@ inline void winograd_filter_transform_adjoint(const float* du, int cin, int cout
     using vec = vecf<16>;
     constexpr int A = tf::alpha;
     const std::size_t cc = static_cast<std::size_t>(cin) * cout;
-    for (std::size_t e = 0; e < cc; e += 16) {
-        vec col[A][3];  // col[j] = G^T dU[., j]
-        for (int j = 0; j < A; ++j) {
-            vec c[A];
-            for (int i = 0; i < A; ++i) c[i] = loadv<16>(du + static_cast<std::size_t>(i * A + j) * cc + e);
-            tf::filter_adjoint(c, col[j]);
-        }
-        for (int y = 0; y < 3; ++y) {  // row y of (G^T dU) G
-            vec r[A], o[3];
-            for (int j = 0; j < A; ++j) r[j] = col[j][y];
-            tf::filter_adjoint(r, o);
-            for (int x = 0; x < 3; ++x) storev<16>(dw + static_cast<std::size_t>(y * 3 + x) * cc + e, o[x]);
-        }
-    }
+    for (std::size_t e = 0; e < cc; e += 16)
+        separable_2d<A, 3, vec>([&](int i, int j) { return loadv<16>(du + static_cast<std::size_t>(i * A + j) * cc + e); },
+                                [](const auto& in, auto& out) { tf::filter_adjoint(in, out); },
+                                [&](int y, int x, vec v) { storev<16>(dw + static_cast<std::size_t>(y * 3 + x) * cc + e, v); });
 }
 
 /// V[t][pos][c] = (B^T d B)[pos] for the tiles [t0, t0 + count) of one zero-padded image (by
@@ -216,20 +215,11 @@ inline void winograd_input_transform(const float* xp, int pw, int tw, int c_rt, 
         const int t = t0 + k, ty = t / tw, tx = t % tw;
         const float* src = xp + static_cast<std::size_t>(M * ty) * row_stride + static_cast<std::size_t>(M * tx) * C;
         float* vt = v + k * winograd_tiles<M>::stride(C);
-        for (int c = 0; c < C; c += VW) {
-            vec col[A][A];  // col[j] = B^T d[., j]
-            for (int j = 0; j < A; ++j) {
-                vec d[A];
-                for (int i = 0; i < A; ++i) d[i] = loadv<VW>(src + i * row_stride + static_cast<std::size_t>(j) * C + c);
-                tf::input(d, col[j]);
-            }
-            for (int i = 0; i < A; ++i) {  // row i of (B^T d) B
-                vec r[A], o[A];
-                for (int j = 0; j < A; ++j) r[j] = col[j][i];
-                tf::input(r, o);
-                for (int j = 0; j < A; ++j) storev<VW>(vt + static_cast<std::size_t>(i * A + j) * C + c, o[j]);
-            }
-        }
+        for (int c = 0; c < C; c += VW)
+            separable_2d<A, A, vec>(
+                [&](int i, int j) { return loadv<VW>(src + i * row_stride + static_cast<std::size_t>(j) * C + c); },
+                [](const auto& in, auto& out) { tf::input(in, out); },
+                [&](int i, int j, vec v) { storev<VW>(vt + static_cast<std::size_t>(i * A + j) * C + c, v); });
     }
 }
 
@@ -258,19 +248,12 @@ inline void winograd_output_transform(const conv_geometry& g, const winograd_til
         const float* mt = m + k * winograd_tiles<M>::stride(CO);
         for (int c = 0; c < CO; c += VW) {
             const vector_epilogue<VW> e(epi, c);
-            vec col[A][M];  // col[j] = A^T m[., j]
-            for (int j = 0; j < A; ++j) {
-                vec d[A];
-                for (int i = 0; i < A; ++i) d[i] = loadv<VW>(mt + static_cast<std::size_t>(i * A + j) * CO + c);
-                tf::output(d, col[j]);
-            }
-            for (int i = 0; i < rows; ++i) {  // row i of (A^T m) A
-                vec r[A], o[M];
-                for (int j = 0; j < A; ++j) r[j] = col[j][i];
-                tf::output(r, o);
-                float* out = yi + (static_cast<std::size_t>(oy + i) * ow + ox) * CO + c;
-                for (int j = 0; j < cols; ++j) storev<VW>(out + static_cast<std::size_t>(j) * CO, e(o[j]));
-            }
+            separable_2d<A, M, vec>([&](int i, int j) { return loadv<VW>(mt + static_cast<std::size_t>(i * A + j) * CO + c); },
+                                    [](const auto& in, auto& out) { tf::output(in, out); },
+                                    [&](int i, int j, vec v) {
+                                        if (i < rows && j < cols)
+                                            storev<VW>(yi + (static_cast<std::size_t>(oy + i) * ow + ox + j) * CO + c, e(v));
+                                    });
         }
     }
 }
@@ -285,22 +268,14 @@ inline void winograd_grad_transform(const conv_geometry& g, const winograd_tiles
     for (int k = 0; k < tl.per_image(); ++k) {
         const int oy = M * (k / tl.tw), ox = M * (k % tl.tw);
         float* dst = dm + k * winograd_tiles<M>::stride(CO);
-        for (int c = 0; c < CO; c += VW) {
-            vec col[M][A];  // col[j] = A dY[., j]
-            for (int j = 0; j < M; ++j) {
-                vec d[M];
-                for (int i = 0; i < M; ++i)
-                    d[i] = oy + i < oh && ox + j < ow ? loadv<VW>(di + (static_cast<std::size_t>(oy + i) * ow + ox + j) * CO + c)
+        for (int c = 0; c < CO; c += VW)
+            separable_2d<M, A, vec>(
+                [&](int i, int j) {
+                    return oy + i < oh && ox + j < ow ? loadv<VW>(di + (static_cast<std::size_t>(oy + i) * ow + ox + j) * CO + c)
                                                       : vec{};
-                tf::grad(d, col[j]);
-            }
-            for (int i = 0; i < A; ++i) {  // row i of (A dY) A^T
-                vec r[M], o[A];
-                for (int j = 0; j < M; ++j) r[j] = col[j][i];
-                tf::grad(r, o);
-                for (int j = 0; j < A; ++j) storev<VW>(dst + static_cast<std::size_t>(i * A + j) * CO + c, o[j]);
-            }
-        }
+                },
+                [](const auto& in, auto& out) { tf::grad(in, out); },
+                [&](int i, int j, vec v) { storev<VW>(dst + static_cast<std::size_t>(i * A + j) * CO + c, v); });
     }
 }
 

@@ -35,6 +35,16 @@ private:
 
 inline int max_threads() noexcept { return omp_get_max_threads(); }
 
+/// The calling thread's scratch for kernels whose workspace holds nothing from one call to the next
+/// (the convolutions': padded images, im2col tiles, Winograd blocks, partial sums). The layers a
+/// thread runs share it, so it grows to the largest layer's need instead of every layer keeping its
+/// own (per-layer workspaces made the width-32 network's peak memory 1.35x PyTorch's). Threads that
+/// run networks side by side each have their own.
+inline workspace& thread_scratch() {
+    thread_local workspace ws;
+    return ws;
+}
+
 /// Below this many elements (or ~8x this many MACs) a kernel runs on the calling thread: waking
 /// a thread team costs more than the work, and much more when the cores are oversubscribed.
 /// Only who runs a tile changes, never the tiles, so results are the same either way.
