@@ -307,21 +307,20 @@ template <int M>
 inline void winograd_gemm(const float* v, int rows, int K, const float* u, int cout, float* m) {
     constexpr std::size_t P = winograd_tiles<M>::positions;
     const std::size_t lda = winograd_tiles<M>::stride(K), ldm = winograd_tiles<M>::stride(cout);
+    // Register blocks of 12 rows x CB channels: up to 24 accumulators (12 x 32 measured 1.1x faster
+    // than 7 x 32 at 14x14x32; 24 x 16 slower than 12 x 16 at 28x28x16).
     with_channels(K, [&](auto kc) {
         constexpr int KC = decltype(kc)::value;
+        auto columns = [&](auto cb, int co) {
+            in_blocks<12>(rows, [&](auto r, int r0) {
+                winograd_gemm_block<decltype(r)::value, decltype(cb)::value, KC, P>(v + r0 * lda, K, u + co, cout,
+                                                                                   m + r0 * ldm + co, ldm);
+            });
+        };
         int co = 0;
-        for (; co + 32 <= cout; co += 32)
-            in_blocks<7>(rows, [&](auto r, int r0) {
-                winograd_gemm_block<decltype(r)::value, 32, KC, P>(v + r0 * lda, K, u + co, cout, m + r0 * ldm + co, ldm);
-            });
-        for (; co + 16 <= cout; co += 16)
-            in_blocks<12>(rows, [&](auto r, int r0) {
-                winograd_gemm_block<decltype(r)::value, 16, KC, P>(v + r0 * lda, K, u + co, cout, m + r0 * ldm + co, ldm);
-            });
-        if (co < cout)
-            in_blocks<12>(rows, [&](auto r, int r0) {
-                winograd_gemm_block<decltype(r)::value, 8, KC, P>(v + r0 * lda, K, u + co, cout, m + r0 * ldm + co, ldm);
-            });
+        for (; co + 32 <= cout; co += 32) columns(std::integral_constant<int, 32>{}, co);
+        for (; co + 16 <= cout; co += 16) columns(std::integral_constant<int, 16>{}, co);
+        if (co < cout) columns(std::integral_constant<int, 8>{}, co);
     });
 }
 
