@@ -1276,34 +1276,35 @@ TEST_CASE("cpu conv2d and batch_norm results are bit-identical on 1, 2 and 3 thr
                                               {2, 24, 24, 16, 3, 3, 3, 1, 1},
                                               {3, 9, 7, 5, 16, 7, 7, 2, 3}};
         std::uint64_t stream = 1400;
-        for (const auto& c : cases)
-        for (const auto algo : {tb::conv_algo::winograd, tb::conv_algo::direct}) {
-            INFO(describe(c) << " algo " << tb::to_string(algo));
-            const ref_conv ref(c);
-            const auto g = geometry(c);
-            const fvec x = uniform_vec(ref.x_size(), stream++), w = uniform_vec(ref.w_size(), stream++),
-                       dy = uniform_vec(ref.y_size(), stream++);
-            std::vector<fvec> ys, dxs, dws;
-            tb::workspace shared_ws;               // reused across thread counts (grows when threads are added)
-            for (const int threads : {1, 3, 2}) {  // shared_ws grows at 3 threads, is reused at 2
-                omp_set_num_threads(threads);
-                REQUIRE(omp_get_max_threads() == threads);
-                tb::workspace ws;
-                fvec y(ref.y_size(), nan_f), dx(ref.x_size(), nan_f), dw(ref.w_size(), nan_f), dw2(ref.w_size(), nan_f);
-                tb::conv2d_forward(g, x.data(), w.data(), y.data(), ws, {}, algo);
-                tb::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws, algo);
-                tb::conv2d_backward_filter(g, x.data(), dy.data(), dw.data(), ws, algo);
-                tb::conv2d_backward_filter(g, x.data(), dy.data(), dw2.data(), shared_ws, algo);
-                CHECK(bit_equal(dw, dw2));
-                ys.push_back(std::move(y));
-                dxs.push_back(std::move(dx));
-                dws.push_back(std::move(dw));
-            }
-            for (std::size_t i = 1; i < ys.size(); ++i) {
-                INFO("run " << i << " vs run 0 (1 thread)");
-                CHECK(bit_equal(ys[i], ys[0]));
-                CHECK(bit_equal(dxs[i], dxs[0]));
-                CHECK(bit_equal(dws[i], dws[0]));
+        for (const auto& c : cases) {
+            for (const auto algo : {tb::conv_algo::winograd, tb::conv_algo::direct}) {
+                INFO(describe(c) << " algo " << tb::to_string(algo));
+                const ref_conv ref(c);
+                const auto g = geometry(c);
+                const fvec x = uniform_vec(ref.x_size(), stream++), w = uniform_vec(ref.w_size(), stream++),
+                           dy = uniform_vec(ref.y_size(), stream++);
+                std::vector<fvec> ys, dxs, dws;
+                tb::workspace shared_ws;               // reused across thread counts (grows when threads are added)
+                for (const int threads : {1, 3, 2}) {  // shared_ws grows at 3 threads, is reused at 2
+                    omp_set_num_threads(threads);
+                    REQUIRE(omp_get_max_threads() == threads);
+                    tb::workspace ws;
+                    fvec y(ref.y_size(), nan_f), dx(ref.x_size(), nan_f), dw(ref.w_size(), nan_f), dw2(ref.w_size(), nan_f);
+                    tb::conv2d_forward(g, x.data(), w.data(), y.data(), ws, {}, algo);
+                    tb::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws, algo);
+                    tb::conv2d_backward_filter(g, x.data(), dy.data(), dw.data(), ws, algo);
+                    tb::conv2d_backward_filter(g, x.data(), dy.data(), dw2.data(), shared_ws, algo);
+                    CHECK(bit_equal(dw, dw2));
+                    ys.push_back(std::move(y));
+                    dxs.push_back(std::move(dx));
+                    dws.push_back(std::move(dw));
+                }
+                for (std::size_t i = 1; i < ys.size(); ++i) {
+                    INFO("run " << i << " vs run 0 (1 thread)");
+                    CHECK(bit_equal(ys[i], ys[0]));
+                    CHECK(bit_equal(dxs[i], dxs[0]));
+                    CHECK(bit_equal(dws[i], dws[0]));
+                }
             }
         }
     }

@@ -154,6 +154,16 @@ inline void with_channels(int n, F&& f) {
     }
 }
 
+/// with_channels plus the vector width: f(std::integral_constant<int, VW>{}, std::integral_constant<int, CC>{})
+/// with VW = 16 where 16 divides n, else 8 (n is a multiple of 8).
+template <class F>
+inline void with_vectors(int n, F&& f) {
+    with_channels(n, [&](auto cc) {
+        if (n % 16 == 0) f(std::integral_constant<int, 16>{}, cc);
+        else f(std::integral_constant<int, 8>{}, cc);
+    });
+}
+
 /// A separable 2-D transform: f (N values -> Out values) applied to each column of the N x N values
 /// load(i, j), then to each row of the result; store(i, j, v) receives the Out x Out results.
 /// Every transform here (input, output, gradient, filter and its adjoint) is one of these.
@@ -173,31 +183,29 @@ inline void separable_2d(Load&& load, F&& f, Store&& store) {
     }
 }
 
-/// U[pos][ci][co] = (G g G^T)[pos] for the HWIO filter w[ky][kx][ci][co], 16 (ci, co) pairs at a
-/// time (cin * cout is a multiple of 64: both are multiples of 8).
+/// The filter transform and its adjoint, on 16 (ci, co) pairs at a time (cin * cout is a multiple of
+/// 64: both are multiples of 8): dst[i][j][pair] = (f f^T applied to src[.][.][pair])[i][j], src In x In
+/// and dst Out x Out positions, each position cc = cin * cout floats.
+template <int In, int Out, class F>
+inline void transform_filter_pairs(const float* src, std::size_t cc, F&& f, float* dst) {
+    using vec = vecf<16>;
+    for (std::size_t e = 0; e < cc; e += 16)
+        separable_2d<In, Out, vec>([&](int i, int j) { return loadv<16>(src + static_cast<std::size_t>(i * In + j) * cc + e); }, f,
+                                   [&](int i, int j, vec v) { storev<16>(dst + static_cast<std::size_t>(i * Out + j) * cc + e, v); });
+}
+
+/// U[pos][ci][co] = (G g G^T)[pos] for the HWIO filter w[ky][kx][ci][co].
 template <int M>
 inline void winograd_filter_transform(const float* w, int cin, int cout, float* u) {
-    using tf = winograd_1d<M>;
-    using vec = vecf<16>;
-    constexpr int A = tf::alpha;
-    const std::size_t cc = static_cast<std::size_t>(cin) * cout;
-    for (std::size_t e = 0; e < cc; e += 16)
-        separable_2d<3, A, vec>([&](int y, int x) { return loadv<16>(w + static_cast<std::size_t>(y * 3 + x) * cc + e); },
-                                [](const auto& in, auto& out) { tf::filter(in, out); },
-                                [&](int i, int j, vec v) { storev<16>(u + static_cast<std::size_t>(i * A + j) * cc + e, v); });
+    transform_filter_pairs<3, M + 2>(w, static_cast<std::size_t>(cin) * cout,
+                                     [](const auto& in, auto& out) { winograd_1d<M>::filter(in, out); }, u);
 }
 
 /// dw[ky][kx][ci][co] = (G^T dU G)[ky][kx] for dU[pos][ci][co]: the adjoint of the filter transform.
 template <int M>
 inline void winograd_filter_transform_adjoint(const float* du, int cin, int cout, float* dw) {
-    using tf = winograd_1d<M>;
-    using vec = vecf<16>;
-    constexpr int A = tf::alpha;
-    const std::size_t cc = static_cast<std::size_t>(cin) * cout;
-    for (std::size_t e = 0; e < cc; e += 16)
-        separable_2d<A, 3, vec>([&](int i, int j) { return loadv<16>(du + static_cast<std::size_t>(i * A + j) * cc + e); },
-                                [](const auto& in, auto& out) { tf::filter_adjoint(in, out); },
-                                [&](int y, int x, vec v) { storev<16>(dw + static_cast<std::size_t>(y * 3 + x) * cc + e, v); });
+    transform_filter_pairs<M + 2, 3>(du, static_cast<std::size_t>(cin) * cout,
+                                     [](const auto& in, auto& out) { winograd_1d<M>::filter_adjoint(in, out); }, dw);
 }
 
 /// V[t][pos][c] = (B^T d B)[pos] for the tiles [t0, t0 + count) of one zero-padded image (by
@@ -226,10 +234,8 @@ inline void winograd_input_transform(const float* xp, int pw, int tw, int c_rt, 
 /// winograd_input_transform for C channels (vectors of 16 channels where they divide C, else 8).
 template <int M>
 inline void input_transform(const float* xp, int pw, int tw, int C, int t0, int count, float* v) {
-    with_channels(C, [&](auto cc) {
-        constexpr int CC = decltype(cc)::value;
-        if (C % 16 == 0) winograd_input_transform<M, 16, CC>(xp, pw, tw, C, t0, count, v);
-        else winograd_input_transform<M, 8, CC>(xp, pw, tw, C, t0, count, v);
+    with_vectors(C, [&](auto vw, auto cc) {
+        winograd_input_transform<M, decltype(vw)::value, decltype(cc)::value>(xp, pw, tw, C, t0, count, v);
     });
 }
 
@@ -281,12 +287,12 @@ inline void winograd_grad_transform(const conv_geometry& g, const winograd_tiles
 
 /// M (R rows x CB channels) = V (R rows of K, lda apart) * U (K x cout): the forward GEMM's register
 /// block. KC > 0 fixes K at compile time (then the R row offsets are constants, not R registers).
-template <int R, int CB, int KC, std::size_t Positions>
+template <int M, int R, int CB, int KC>
 inline void winograd_gemm_block(const float* v, int k_rt, const float* u, int cout, float* m, std::size_t ldm) {
     constexpr int VW = CB >= 16 ? 16 : 8, NV = CB / VW;
     using vec = vecf<VW>;
     const int K = KC > 0 ? KC : k_rt;
-    const std::size_t lda = Positions * static_cast<std::size_t>(K) + 16;  // winograd_tiles<M>::stride(K)
+    const std::size_t lda = winograd_tiles<M>::stride(K);
     vec acc[R][NV];
     for (int r = 0; r < R; ++r)
         for (int n = 0; n < NV; ++n) acc[r][n] = vec{};
@@ -305,7 +311,6 @@ inline void winograd_gemm_block(const float* v, int k_rt, const float* u, int co
 /// M[t][pos] = V[t][pos] * U[pos] for one position and `rows` tiles (V's rows stride(K) apart, M's stride(cout)).
 template <int M>
 inline void winograd_gemm(const float* v, int rows, int K, const float* u, int cout, float* m) {
-    constexpr std::size_t P = winograd_tiles<M>::positions;
     const std::size_t lda = winograd_tiles<M>::stride(K), ldm = winograd_tiles<M>::stride(cout);
     // Register blocks of 12 rows x CB channels: up to 24 accumulators (12 x 32 measured 1.1x faster
     // than 7 x 32 at 14x14x32; 24 x 16 slower than 12 x 16 at 28x28x16).
@@ -313,7 +318,7 @@ inline void winograd_gemm(const float* v, int rows, int K, const float* u, int c
         constexpr int KC = decltype(kc)::value;
         auto columns = [&](auto cb, int co) {
             in_blocks<12>(rows, [&](auto r, int r0) {
-                winograd_gemm_block<decltype(r)::value, decltype(cb)::value, KC, P>(v + r0 * lda, K, u + co, cout,
+                winograd_gemm_block<M, decltype(r)::value, decltype(cb)::value, KC>(v + r0 * lda, K, u + co, cout,
                                                                                    m + r0 * ldm + co, ldm);
             });
         };
@@ -391,10 +396,8 @@ inline void winograd_conv_forward(const conv_geometry& g, const float* x, const 
     }
     winograd_filter_transform<M>(w, C, CO, u);
     auto output = [&](const float* m, int t0, int nt, float* yi) {
-        with_channels(CO, [&](auto cc) {
-            constexpr int CC = decltype(cc)::value;
-            if (CO % 16 == 0) winograd_output_transform<M, 16, CC>(g, tl, m, t0, nt, yi, epi);
-            else winograd_output_transform<M, 8, CC>(g, tl, m, t0, nt, yi, epi);
+        with_vectors(CO, [&](auto vw, auto cc) {
+            winograd_output_transform<M, decltype(vw)::value, decltype(cc)::value>(g, tl, m, t0, nt, yi, epi);
         });
     };
 #pragma omp parallel for schedule(static)
@@ -403,24 +406,20 @@ inline void winograd_conv_forward(const conv_geometry& g, const float* x, const 
         float* xp = ws.get(slot0 + 1 + th, 0);
         float* v = ws.get(slot0 + 1 + T + th, 0);
         float* m = ws.get(slot0 + 1 + 2 * T + th, 0);
-        if (imgs > 1) {  // images [i0, i0 + ni), all their tiles in one block
-            const int i0 = it * imgs, ni = std::min(imgs, g.in.n - i0);
+        // images [i0, i0 + ni); several: all their tiles in one block, each padded in turn; one: padded
+        // once, its tiles in blocks of B
+        const int i0 = it * imgs, ni = std::min(imgs, g.in.n - i0), step = imgs > 1 ? per : B;
+        if (imgs == 1) pad_image(g, x + i0 * in_img, xp, ph, pw);
+        for (int t0 = 0; t0 < per; t0 += step) {
+            const int nt = std::min(step, per - t0);
             for (int k = 0; k < ni; ++k) {
-                pad_image(g, x + (i0 + k) * in_img, xp, ph, pw);
-                input_transform<M>(xp, pw, tl.tw, C, 0, per, v + static_cast<std::size_t>(k) * per * tiles::stride(C));
+                if (imgs > 1) pad_image(g, x + (i0 + k) * in_img, xp, ph, pw);
+                input_transform<M>(xp, pw, tl.tw, C, t0, nt, v + static_cast<std::size_t>(k) * nt * tiles::stride(C));
             }
             for (std::size_t pos = 0; pos < tiles::positions; ++pos)
-                winograd_gemm<M>(v + pos * C, ni * per, C, u + pos * C * CO, CO, m + pos * CO);
-            for (int k = 0; k < ni; ++k) output(m + static_cast<std::size_t>(k) * per * tiles::stride(CO), 0, per, y + (i0 + k) * out_img);
-            continue;
-        }
-        pad_image(g, x + it * in_img, xp, ph, pw);  // image `it`, in blocks of B tiles
-        for (int t0 = 0; t0 < per; t0 += B) {
-            const int nt = std::min(B, per - t0);
-            input_transform<M>(xp, pw, tl.tw, C, t0, nt, v);
-            for (std::size_t pos = 0; pos < tiles::positions; ++pos)
-                winograd_gemm<M>(v + pos * C, nt, C, u + pos * C * CO, CO, m + pos * CO);
-            output(m, t0, nt, y + it * out_img);
+                winograd_gemm<M>(v + pos * C, ni * nt, C, u + pos * C * CO, CO, m + pos * CO);
+            for (int k = 0; k < ni; ++k)
+                output(m + static_cast<std::size_t>(k) * nt * tiles::stride(CO), t0, nt, y + (i0 + k) * out_img);
         }
     }
 }
@@ -470,11 +469,9 @@ inline void winograd_conv_backward_filter(const conv_geometry& g, const float* x
                 const std::size_t row0 = static_cast<std::size_t>(k) * per;
                 pad_image(g, x + (c0 + k) * in_img, xp, ph, pw);
                 input_transform<M>(xp, pw, tl.tw, C, 0, per, v + row0 * lda);
-                with_channels(CO, [&](auto cc) {
-                    constexpr int CC = decltype(cc)::value;
-                    const float* di = dy + (c0 + k) * out_img;
-                    if (CO % 16 == 0) winograd_grad_transform<M, 16, CC>(g, tl, di, dm + row0 * ldd);
-                    else winograd_grad_transform<M, 8, CC>(g, tl, di, dm + row0 * ldd);
+                with_vectors(CO, [&](auto vw, auto cc) {
+                    winograd_grad_transform<M, decltype(vw)::value, decltype(cc)::value>(g, tl, dy + (c0 + k) * out_img,
+                                                                                         dm + row0 * ldd);
                 });
             }
             for (std::size_t pos = 0; pos < tiles::positions; ++pos)
@@ -495,8 +492,9 @@ inline void winograd_conv_backward_filter(const conv_geometry& g, const float* x
 /// Measured (2 threads, batch 128): F(4x4) 1.75x / 1.5x / 1.45x faster than the direct kernel at
 /// 28x28x16 / 14x14x32 / 7x7x64, F(2x2) 1.45x / 1.45x / 1.35x.
 inline int winograd_tile(const conv_geometry& g) noexcept {
-    const auto tiles = [&](int m) { return long{(g.out_h() + m - 1) / m} * ((g.out_w() + m - 1) / m); };
-    return tiles(4) * 36 < tiles(2) * 16 ? 4 : 2;
+    const long f4 = long{winograd_tiles<4>(g).per_image()} * winograd_tiles<4>::positions;
+    const long f2 = long{winograd_tiles<2>(g).per_image()} * winograd_tiles<2>::positions;
+    return f4 < f2 ? 4 : 2;
 }
 
 inline void winograd_forward(const conv_geometry& g, const float* x, const float* w, float* y, workspace& ws,
