@@ -20,7 +20,7 @@ template <int W>
 using net = t::models::cifar_resnet<20, t::width<W>, t::in_channels<1>, t::classes<10>, t::tweak::deep_stem, t::tweak::avg_down>;
 
 template <int W>
-int run(int batch, int iters, bool eval_too, bool fuse, t::backend::conv_algo algo) {
+int run(int batch, int iters, bool eval_too, bool fuse, t::backend::conv_algo algo, int chunk) {
     using model = net<W>;
     auto m = std::make_unique<model>();
     m->init(1);
@@ -37,7 +37,8 @@ int run(int batch, int iters, bool eval_too, bool fuse, t::backend::conv_algo al
     const t::nn::context train{t::nn::mode::train, t::nn::storage::fp32, fuse, algo};
     const t::nn::context eval{t::nn::mode::eval, t::nn::storage::fp32, fuse, algo};
     using clock = std::chrono::steady_clock;
-    std::vector<double> fwd, bwd, inf;
+    std::vector<double> fwd, bwd, inf, inf_layers;
+    t::models::inference_pool<model> pool(std::max(chunk, 1));
     for (int i = 0; i < iters + 2; ++i) {  // 2 warm-up iterations: buffers are allocated once
         const auto t0 = clock::now();
         m->forward(x, train);
@@ -52,7 +53,13 @@ int run(int batch, int iters, bool eval_too, bool fuse, t::backend::conv_algo al
         if (eval_too) {
             const auto t3 = clock::now();
             m->forward(x, eval);
-            if (i >= 2) inf.push_back(std::chrono::duration<double>(clock::now() - t3).count());
+            const auto t4 = clock::now();
+            pool.load(*m);  // part of the timed inference: the weights changed in the step
+            pool.forward(x, eval);
+            if (i >= 2) {
+                inf_layers.push_back(std::chrono::duration<double>(t4 - t3).count());
+                inf.push_back(std::chrono::duration<double>(clock::now() - t4).count());
+            }
         }
     }
     auto median = [](std::vector<double> v) {
@@ -69,14 +76,17 @@ int run(int batch, int iters, bool eval_too, bool fuse, t::backend::conv_algo al
     std::printf("train images/s   %.0f\n", batch / (f + b));
     std::printf("train GFLOP/s    %.1f (direct-equivalent: conv+linear MACs x 2 FLOP x 3 passes)\n", flops / (f + b) / 1e9);
     if (eval_too) {
-        const double e = median(inf);
-        std::printf("infer images/s   %.0f (%.1f ms per batch, eval mode)\n", batch / e, e * 1e3);
+        const double e = median(inf), l = median(inf_layers);
+        std::printf("infer images/s   %.0f (%.1f ms per batch, eval mode, inference_pool: a model copy per thread, %d-image sub-batches)\n",
+                    batch / e, e * 1e3, pool.chunk());
+        std::printf("infer layers     %.0f images/s (%.1f ms per batch, model.forward: every layer split over the threads)\n",
+                    batch / l, l * 1e3);
     }
     return 0;
 }
 
 int main(int argc, char** argv) {
-    int batch = 128, iters = 10, width = 16;
+    int batch = 128, iters = 10, width = 16, chunk = 8;
     bool fuse = true;
     auto algo = t::backend::conv_algo::winograd;
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -86,18 +96,19 @@ int main(int argc, char** argv) {
         else if (a == "--iters") iters = v;
         else if (a == "--threads") omp_set_num_threads(v);
         else if (a == "--width") width = v;
+        else if (a == "--chunk") chunk = v;  // images per sub-batch of the inference pool
         else if (a == "--fuse") fuse = v != 0;  // 0: batch norm and ReLU layer by layer (A/B of the fusion)
         else if (a == "--conv" && t::backend::parse(argv[i + 1], algo)) continue;  // A/B of Winograd
         else {
             std::fprintf(stderr,
                          "usage: bench_throughput [--batch N] [--iters N] [--threads N] [--width 16|32] [--fuse 1|0] "
-                         "[--conv winograd|direct]\n");
+                         "[--conv winograd|direct] [--chunk N]\n");
             return 2;
         }
     }
-    if (batch < 1 || iters < 1) {
-        std::fprintf(stderr, "bench_throughput: --batch and --iters must be >= 1\n");
+    if (batch < 1 || iters < 1 || chunk < 1) {
+        std::fprintf(stderr, "bench_throughput: --batch, --iters and --chunk must be >= 1\n");
         return 2;
     }
-    return width == 32 ? run<32>(batch, iters, true, fuse, algo) : run<16>(batch, iters, true, fuse, algo);
+    return width == 32 ? run<32>(batch, iters, true, fuse, algo, chunk) : run<16>(batch, iters, true, fuse, algo, chunk);
 }

@@ -17,6 +17,7 @@
 #include "tricks/data/loader.hpp"
 #include "tricks/io/checkpoint.hpp"
 #include "tricks/models/cifar_resnet.hpp"
+#include "tricks/models/inference.hpp"
 #include "tricks/models/introspection.hpp"
 #include "tricks/models/resnet.hpp"
 #include "tricks/train/loss.hpp"

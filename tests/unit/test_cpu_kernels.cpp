@@ -259,6 +259,9 @@ const std::vector<conv_case>& conv_cases() {
         // (24, 40), several images in one forward block and one filter chunk.
         {5, 9, 11, 24, 40, 3, 3, 1, 2},  {3, 7, 7, 64, 64, 3, 3, 1, 1},  {4, 14, 13, 32, 16, 3, 3, 1, 1},
         {2, 3, 3, 16, 8, 3, 3, 1, 0},    {6, 4, 5, 8, 32, 3, 3, 1, 1},
+        // The pointwise GEMM's column blocks of 32, 8 and a 4-column remainder, 12-row blocks with a
+        // remainder, and a 512-row block split across images.
+        {2, 17, 19, 24, 44, 1, 1, 1, 0},
     };
     return cases;
 }
@@ -446,7 +449,7 @@ TEST_CASE("cpu conv2d_forward matches a naive float64 convolution on awkward sha
         tb::workspace ws;  // one workspace for all shapes, as a layer reuses it: slots grow and are reused
         std::uint64_t stream = 100;
         for (const auto& c : conv_cases()) {
-            INFO(describe(c) << " algo " << tb::to_string(algo));
+            INFO(describe(c) << " algo " << std::string(tb::to_string(algo)));
             const ref_conv ref(c);
             const auto g = geometry(c);
             CHECK(g.out() == shape4{c.n, ref.oh, ref.ow, c.cout});
@@ -486,7 +489,7 @@ TEST_CASE("cpu conv2d_backward_data and conv2d_backward_filter match naive float
         tb::workspace ws;
         std::uint64_t stream = 200;
         for (const auto& c : conv_cases()) {
-            INFO(describe(c) << " algo " << tb::to_string(algo));
+            INFO(describe(c) << " algo " << std::string(tb::to_string(algo)));
             const ref_conv ref(c);
             const auto g = geometry(c);
             const fvec x = uniform_vec(ref.x_size(), stream++), w = uniform_vec(ref.w_size(), stream++);
@@ -530,6 +533,56 @@ TEST_CASE("cpu conv2d: conv_algo picks the algorithm (Winograd rounds differentl
     CHECK((tb::parse("winograd", a) && a == tb::conv_algo::winograd));
     CHECK_FALSE(tb::parse("Winograd", a));
     CHECK(std::string(tb::to_string(tb::conv_algo::direct)) == "direct");
+}
+
+TEST_CASE("cpu forward kernels give an image the same bits in any batch (what models::inference_pool relies on)") {
+    // Every forward path (pointwise GEMM, direct, Winograd F(4x4) and F(2x2), im2col) with and without
+    // the folded epilogue, and the classifier: the whole batch at once, then the images one at a time
+    // and in batches of 2 and 3. A kernel whose blocking or summation order followed the batch (Eigen's
+    // GEMM did for 1x1 convs and the classifier) fails here.
+    std::uint64_t stream = 260;
+    for (const auto& c0 : conv_cases()) {
+        conv_case c = c0;
+        c.n = 7;
+        const ref_conv ref(c);
+        const auto g = geometry(c);
+        const fvec x = uniform_vec(ref.x_size(), stream++), w = uniform_vec(ref.w_size(), stream++);
+        const fvec scale = uniform_vec(static_cast<std::size_t>(c.cout), stream++), shift = uniform_vec(static_cast<std::size_t>(c.cout), stream++);
+        const std::size_t xi = ref.x_size() / 7, yi = ref.y_size() / 7;
+        for (const auto algo : {tb::conv_algo::winograd, tb::conv_algo::direct}) {
+            for (const bool folded : {false, true}) {
+                INFO(describe(c) << " algo " << std::string(tb::to_string(algo)) << std::string(folded ? " with the folded BN + ReLU" : ""));
+                tb::conv_epilogue epi{};
+                if (folded) epi.scale = scale.data(), epi.shift = shift.data(), epi.relu = true;
+                tb::workspace ws;
+                fvec all(ref.y_size(), nan_f);
+                tb::conv2d_forward(g, x.data(), w.data(), all.data(), ws, epi, algo);
+                for (const int chunk : {1, 2, 3}) {
+                    fvec parts(ref.y_size(), nan_f);
+                    for (int b = 0; b < 7; b += chunk) {
+                        auto gb = g;
+                        gb.in.n = std::min(chunk, 7 - b);
+                        tb::conv2d_forward(gb, x.data() + b * xi, w.data(), parts.data() + b * yi, ws, epi, algo);
+                    }
+                    CAPTURE(chunk);
+                    CHECK(bit_equal(parts, all));
+                }
+            }
+        }
+    }
+    // The classifier: 4-row blocks and their remainders, 64-column blocks and a partial one.
+    const int n = 11, in = 70, out = 130;
+    const fvec x = uniform_vec(static_cast<std::size_t>(n) * in, stream++), w = uniform_vec(static_cast<std::size_t>(in) * out, stream++);
+    const fvec b = uniform_vec(static_cast<std::size_t>(out), stream++);
+    fvec all(static_cast<std::size_t>(n) * out, nan_f);
+    tb::linear_forward(n, in, out, x.data(), w.data(), b.data(), all.data());
+    for (const int chunk : {1, 2, 3, 5}) {
+        fvec parts(all.size(), nan_f);
+        for (int r = 0; r < n; r += chunk)
+            tb::linear_forward(std::min(chunk, n - r), in, out, x.data() + r * in, w.data(), b.data(), parts.data() + r * out);
+        CAPTURE(chunk);
+        CHECK(bit_equal(parts, all));
+    }
 }
 
 TEST_CASE("cpu conv2d backward: the reference adjoints satisfy <conv(x), dy> == <x, conv^T dy> == <w, dW>") {
@@ -1018,7 +1071,7 @@ TEST_CASE("cpu linear_forward/backward match a naive reference and finite differ
         int n, in, out;
         bool bias;
     };
-    const std::vector<lin_case> cases = {{3, 17, 5, true}, {1, 1, 1, true}, {4, 9, 10, false}, {7, 64, 10, true}};
+    const std::vector<lin_case> cases = {{3, 17, 5, true}, {1, 1, 1, true}, {4, 9, 10, false}, {7, 64, 10, true}, {9, 70, 130, true}};
     std::uint64_t stream = 1100;
     for (const auto& c : cases) {
         INFO("linear n=" << c.n << " in=" << c.in << " out=" << c.out << " bias=" << c.bias);
@@ -1278,7 +1331,7 @@ TEST_CASE("cpu conv2d and batch_norm results are bit-identical on 1, 2 and 3 thr
         std::uint64_t stream = 1400;
         for (const auto& c : cases) {
             for (const auto algo : {tb::conv_algo::winograd, tb::conv_algo::direct}) {
-                INFO(describe(c) << " algo " << tb::to_string(algo));
+                INFO(describe(c) << " algo " << std::string(tb::to_string(algo)));
                 const ref_conv ref(c);
                 const auto g = geometry(c);
                 const fvec x = uniform_vec(ref.x_size(), stream++), w = uniform_vec(ref.w_size(), stream++),

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "tricks/models/cifar_resnet.hpp"
+#include "tricks/models/inference.hpp"
 #include "tricks/models/introspection.hpp"
 #include "tricks/models/resnet.hpp"
 
@@ -816,4 +817,70 @@ TEST_CASE("models: eval mode normalises with the running statistics, train mode 
         CHECK(bn.running_mean[c] == doctest::Approx(0.1 * mean).epsilon(1e-4));
         CHECK(bn.running_var[c] == doctest::Approx(0.9 + 0.1 * s2 / (m - 1)).epsilon(1e-4));
     }
+}
+
+TEST_CASE("models: inference_pool gives model.forward's evaluation bits for any sub-batch size and thread count") {
+    // The main job's net (deep stem, avg-down, Winograd for its 3x3 stride-1 convs) with moved
+    // running statistics, so the folded batch norms are not the identity.
+    using net_t = m::cifar_resnet<20, in_channels<1>, classes<10>, tw::deep_stem, tw::avg_down>;
+    auto net = std::make_unique<net_t>();
+    net->init(31);
+    const tensor<float> x = random_tensor({21, 28, 28, 1}, 32);  // 21: every chunk size leaves a remainder
+    for (int i = 0; i < 2; ++i) (void)net->forward(random_tensor({8, 28, 28, 1}, 33 + i), nn::context{});
+    const omp_threads keep(omp_get_max_threads());
+    for (const auto algo : {tricks::backend::conv_algo::winograd, tricks::backend::conv_algo::direct}) {
+        for (const auto store : {nn::storage::fp32, nn::storage::fp16}) {
+            const nn::context eval{.phase = nn::mode::eval, .store = store, .conv = algo};
+            const std::string algo_name = tricks::backend::to_string(algo);
+            CAPTURE(algo_name);
+            CAPTURE(static_cast<int>(store));
+            tensor<float> ref;
+            {
+                const omp_threads scope(2);
+                ref = net->forward(x, eval);
+            }
+            for (const int chunk : {1, 5, 8, 16, 64}) {
+                m::inference_pool<net_t> pool(chunk);
+                pool.load(*net);
+                for (const int threads : {1, 2, 3}) {
+                    CAPTURE(chunk);
+                    CAPTURE(threads);
+                    omp_set_num_threads(threads);
+                    const tensor<float>& y = pool.forward(x, eval);
+                    CHECK(y.shape() == ref.shape());
+                    CHECK(same_bits(y, ref));
+                    CHECK(omp_get_max_threads() == threads);  // the copies' one-thread setting stays inside
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("models: inference_pool runs the weights of its last load(), and refuses what it cannot run") {
+    using net_t = m::cifar_resnet<8, in_channels<1>, classes<10>, tw::avg_down>;
+    auto net = std::make_unique<net_t>();
+    net->init(41);
+    const tensor<float> x = random_tensor({6, 28, 28, 1}, 42);
+    const nn::context eval{.phase = nn::mode::eval};
+    m::inference_pool<net_t> pool(4);
+    CHECK_THROWS_WITH_AS(pool.forward(x, eval), doctest::Contains("before load()"), tricks::error);
+    pool.load(*net);
+    const tensor<float> y1 = pool.forward(x, eval);
+    CHECK(same_bits(y1, net->forward(x, eval)));
+    net->init(43);  // new weights: the pool keeps its snapshot until the next load()
+    const tensor<float> y2 = net->forward(x, eval);
+    CHECK_FALSE(same_bits(y1, y2));
+    CHECK(same_bits(pool.forward(x, eval), y1));
+    pool.load(*net);
+    CHECK(same_bits(pool.forward(x, eval), y2));
+    // Moved batch-norm statistics are part of the snapshot too.
+    (void)net->forward(x, nn::context{});
+    pool.load(*net);
+    CHECK(same_bits(pool.forward(x, eval), net->forward(x, eval)));
+
+    CHECK_THROWS_WITH_AS(pool.forward(x, nn::context{}), doctest::Contains("evaluation mode only"), tricks::error);
+    CHECK_THROWS_WITH_AS(pool.forward(random_tensor({2, 28, 28, 3}, 44), eval), doctest::Contains("1 channels"), tricks::shape_error);
+    CHECK_THROWS_AS(m::inference_pool<net_t>(0), tricks::error);
+    // An error inside a copy (here a 2x2 input: the shortcut's 2x2 average pool meets a 1x1 map) reaches the caller.
+    CHECK_THROWS_WITH_AS(pool.forward(random_tensor({3, 2, 2, 1}, 45), eval), doctest::Contains("avg_pool: window 2 is larger"), tricks::error);
 }

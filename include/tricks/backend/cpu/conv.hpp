@@ -319,7 +319,9 @@ inline void conv2d_forward(const conv_geometry& g, const float* x, const float* 
 #pragma omp parallel for schedule(static)
         for (std::ptrdiff_t t = 0; t < tiles; ++t) {
             const std::ptrdiff_t r0 = t * block, nr = std::min(block, rows - r0);
-            map(y + r0 * cout, nr, cout).noalias() = cmap_u(x + r0 * k, nr, k) * W;
+            // Our GEMM, not Eigen's: Eigen's kernels depend on the block's row count and a row's place in
+            // it, which gave an image other bits in another batch (models::inference_pool promises the same).
+            gemm_rows<dense_rows>(x + r0 * k, static_cast<int>(nr), k, w, cout, y + r0 * cout);
             if (!epi.empty()) apply_epilogue(y + r0 * cout, y + r0 * cout, static_cast<std::size_t>(nr), cout, epi);  // in cache
         }
         return;

@@ -141,19 +141,6 @@ struct winograd_tiles {
     static constexpr std::size_t stride(int c) noexcept { return positions * static_cast<std::size_t>(c) + 16; }
 };
 
-/// Calls f(std::integral_constant<int, n>{}) for the channel counts the kernels are compiled for
-/// (then every offset is a constant: the transforms otherwise spill their addresses), f(0) otherwise.
-template <class F>
-inline void with_channels(int n, F&& f) {
-    switch (n) {
-        case 8: f(std::integral_constant<int, 8>{}); break;
-        case 16: f(std::integral_constant<int, 16>{}); break;
-        case 32: f(std::integral_constant<int, 32>{}); break;
-        case 64: f(std::integral_constant<int, 64>{}); break;
-        default: f(std::integral_constant<int, 0>{}); break;
-    }
-}
-
 /// with_channels plus the vector width: f(std::integral_constant<int, VW>{}, std::integral_constant<int, CC>{})
 /// with VW = 16 where 16 divides n, else 8 (n is a multiple of 8).
 template <class F>
@@ -285,48 +272,10 @@ inline void winograd_grad_transform(const conv_geometry& g, const winograd_tiles
     }
 }
 
-/// M (R rows x CB channels) = V (R rows of K, lda apart) * U (K x cout): the forward GEMM's register
-/// block. KC > 0 fixes K at compile time (then the R row offsets are constants, not R registers).
-template <int M, int R, int CB, int KC>
-inline void winograd_gemm_block(const float* v, int k_rt, const float* u, int cout, float* m, std::size_t ldm) {
-    constexpr int VW = CB >= 16 ? 16 : 8, NV = CB / VW;
-    using vec = vecf<VW>;
-    const int K = KC > 0 ? KC : k_rt;
-    const std::size_t lda = winograd_tiles<M>::stride(K);
-    vec acc[R][NV];
-    for (int r = 0; r < R; ++r)
-        for (int n = 0; n < NV; ++n) acc[r][n] = vec{};
-    for (int k = 0; k < K; ++k) {
-        vec uv[NV];
-        for (int n = 0; n < NV; ++n) uv[n] = loadv<VW>(u + static_cast<std::size_t>(k) * cout + VW * n);
-        for (int r = 0; r < R; ++r) {
-            const float xv = v[r * lda + k];
-            for (int n = 0; n < NV; ++n) acc[r][n] += uv[n] * xv;
-        }
-    }
-    for (int r = 0; r < R; ++r)
-        for (int n = 0; n < NV; ++n) storev<VW>(m + r * ldm + VW * n, acc[r][n]);
-}
-
 /// M[t][pos] = V[t][pos] * U[pos] for one position and `rows` tiles (V's rows stride(K) apart, M's stride(cout)).
 template <int M>
 inline void winograd_gemm(const float* v, int rows, int K, const float* u, int cout, float* m) {
-    const std::size_t lda = winograd_tiles<M>::stride(K), ldm = winograd_tiles<M>::stride(cout);
-    // Register blocks of 12 rows x CB channels: up to 24 accumulators (12 x 32 measured 1.1x faster
-    // than 7 x 32 at 14x14x32; 24 x 16 slower than 12 x 16 at 28x28x16).
-    with_channels(K, [&](auto kc) {
-        constexpr int KC = decltype(kc)::value;
-        auto columns = [&](auto cb, int co) {
-            in_blocks<12>(rows, [&](auto r, int r0) {
-                winograd_gemm_block<M, decltype(r)::value, decltype(cb)::value, KC>(v + r0 * lda, K, u + co, cout,
-                                                                                   m + r0 * ldm + co, ldm);
-            });
-        };
-        int co = 0;
-        for (; co + 32 <= cout; co += 32) columns(std::integral_constant<int, 32>{}, co);
-        for (; co + 16 <= cout; co += 16) columns(std::integral_constant<int, 16>{}, co);
-        if (co < cout) columns(std::integral_constant<int, 8>{}, co);
-    });
+    gemm_rows<winograd_tiles<M>>(v, rows, K, u, cout, m);
 }
 
 /// dU (CIB x CB; rows cout apart) += V^T dM over `tiles` rows (V's rows lda apart, dM's ldd apart).
