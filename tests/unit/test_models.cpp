@@ -884,3 +884,35 @@ TEST_CASE("models: inference_pool runs the weights of its last load(), and refus
     // An error inside a copy (here a 2x2 input: the shortcut's 2x2 average pool meets a 1x1 map) reaches the caller.
     CHECK_THROWS_WITH_AS(pool.forward(random_tensor({3, 2, 2, 1}, 45), eval), doctest::Contains("avg_pool: window 2 is larger"), tricks::error);
 }
+
+TEST_CASE("models: a convolution keeps its transformed filter while context::weights_version stays the same") {
+    nn::conv<16, 16, 3> c;
+    rng r(51, 0);
+    c.init(r, {});
+    const tensor<float> x = random_tensor({2, 14, 14, 16}, 52);  // F(4x4, 3x3)
+    const tensor<float> x5 = random_tensor({2, 5, 5, 16}, 53);   // a 5x5 output: F(2x2, 3x3), another U
+    const nn::context none{.phase = nn::mode::eval}, v7{.phase = nn::mode::eval, .weights_version = 7},
+        v8{.phase = nn::mode::eval, .weights_version = 8};
+    const tensor<float> y = c.forward(x, none);
+    CHECK(same_bits(c.forward(x, v7), y));  // the first call with a version transforms, as without one
+    CHECK(same_bits(c.forward(x, v7), y));  // the second reuses it: same bits
+
+    for (auto& w : c.weight.value.span()) w *= 2.f;  // breaks version 7's promise on purpose:
+    CHECK(same_bits(c.forward(x, v7), y));           // the kept filter runs (this is what is cached)
+    const tensor<float> y2 = c.forward(x, none);
+    CHECK_FALSE(same_bits(y2, y));
+    CHECK(same_bits(c.forward(x, v8), y2));  // a new version transforms the new weights
+    // Same version, other tile size: transformed again, not read with the wrong layout.
+    CHECK(same_bits(c.forward(x5, v8), c.forward(x5, none)));
+    CHECK(same_bits(c.forward(x, v8), y2));
+    // The direct kernel reads the weights as they are: nothing kept, nothing stale.
+    const nn::context direct_v8{.phase = nn::mode::eval, .conv = tricks::backend::conv_algo::direct, .weights_version = 8};
+    const nn::context direct{.phase = nn::mode::eval, .conv = tricks::backend::conv_algo::direct};
+    CHECK(same_bits(c.forward(x, direct_v8), c.forward(x, direct)));
+
+    tricks::backend::prepared_filter p;
+    const tricks::backend::conv_geometry g{{1, 14, 14, 16}, 16, 3, 3, 1, 1};
+    CHECK_THROWS_WITH_AS(tricks::backend::prepare_filter(g, c.weight.value.data(), tricks::backend::conv_algo::winograd, 0, p),
+                         doctest::Contains("version 0"), tricks::error);
+    CHECK(tricks::backend::prepare_filter(g, c.weight.value.data(), tricks::backend::conv_algo::direct, 1, p) == nullptr);
+}

@@ -15,6 +15,8 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdint>
 #include <cstring>
 #include <exception>
 #include <memory>
@@ -42,7 +44,10 @@ public:
         snapshot_.clear();
         m.for_each_parameter([&](nn::parameter& p) { append(p.value); });
         m.for_each_buffer([&](tensor<float>& b) { append(b); });
-        ++generation_;
+        // Unique over every pool in the process: the copies' convolutions key their transformed
+        // filters by it (nn::context::weights_version).
+        static std::atomic<std::uint64_t> loads{0};
+        generation_ = ++loads;
     }
 
     /// Evaluation-mode outputs of the batch x (the shape model.forward(x, eval) returns).
@@ -57,6 +62,8 @@ public:
         const int threads = std::min(backend::max_threads(), chunks);
         while (static_cast<int>(copies_.size()) < threads) copies_.push_back(std::make_unique<replica>());
         for (int t = 0; t < threads; ++t) refresh(*copies_[static_cast<std::size_t>(t)]);
+        nn::context run = ctx;
+        run.weights_version = generation_;  // the copies' weights stay as loaded until the next load()
         const std::size_t image = static_cast<std::size_t>(in.h) * in.w * in.c;
         const dims od = Model::out_dims({in.h, in.w});
         y_.resize({in.n, od.h, od.w, Model::out_channels});
@@ -74,7 +81,7 @@ public:
                     const int b = c * chunk_, n = std::min(in.n, b + chunk_) - b;
                     r.x.resize({n, in.h, in.w, in.c});
                     std::memcpy(r.x.data(), x.data() + static_cast<std::size_t>(b) * image, static_cast<std::size_t>(n) * image * sizeof(float));
-                    const tensor<float>& y = r.model->forward(r.x, ctx);
+                    const tensor<float>& y = r.model->forward(r.x, run);
                     require<shape_error>(y.size() == static_cast<std::size_t>(n) * out_image, "tricks::inference_pool: output ", y.shape(),
                                          " is not ", n, " x ", od.h, " x ", od.w, " x ", Model::out_channels);
                     std::memcpy(y_.data() + static_cast<std::size_t>(b) * out_image, y.data(), y.size() * sizeof(float));
@@ -94,7 +101,7 @@ private:
     struct replica {
         std::unique_ptr<Model> model = std::make_unique<Model>();
         tensor<float> x;
-        unsigned generation = 0;
+        std::uint64_t generation = 0;
     };
     void append(const tensor<float>& t) { snapshot_.insert(snapshot_.end(), t.data(), t.data() + t.size()); }
     void refresh(replica& r) const {
@@ -112,7 +119,7 @@ private:
     }
 
     int chunk_;
-    unsigned generation_ = 0;
+    std::uint64_t generation_ = 0;
     std::vector<float> snapshot_;
     std::vector<std::unique_ptr<replica>> copies_;
     tensor<float> y_;

@@ -42,7 +42,8 @@ struct conv {
         x_ = &x;
         const auto g = geometry(x.shape());
         y_.resize(g.out());
-        backend::conv2d_forward(g, x.data(), weights(ctx), y_.data(), backend::thread_scratch(), {}, ctx.conv);
+        const float* w = weights(ctx);
+        backend::conv2d_forward(g, x.data(), w, y_.data(), backend::thread_scratch(), {}, ctx.conv, prepared(g, w, ctx));
         ctx.round(y_);
         return y_;
     }
@@ -59,7 +60,8 @@ struct conv {
         const auto g = geometry(x.shape());
         out.resize(g.out());
         epi.relu = relu;
-        backend::conv2d_forward(g, x.data(), weights(ctx), out.data(), backend::thread_scratch(), epi, ctx.conv);
+        const float* w = weights(ctx);
+        backend::conv2d_forward(g, x.data(), w, out.data(), backend::thread_scratch(), epi, ctx.conv, prepared(g, w, ctx));
         return out;
     }
 
@@ -94,7 +96,13 @@ private:
         return w_work_.data();
     }
 
+    /// The filter in the forward kernel's form, kept while ctx.weights_version stays the same.
+    const float* prepared(const backend::conv_geometry& g, const float* w, const context& ctx) {
+        return ctx.weights_version ? backend::prepare_filter(g, w, ctx.conv, ctx.weights_version, filter_) : nullptr;
+    }
+
     const tensor<float>* x_ = nullptr;
+    backend::prepared_filter filter_;
     tensor<float> y_, dx_, w_work_;  // scratch: backend::thread_scratch(), shared by the thread's layers
 };
 

@@ -69,6 +69,12 @@ inline void storev(float* p, vecf<N> v) noexcept {
     std::memcpy(p, &v, sizeof v);
 }
 
+/// N copies of a (one broadcast; `vecf<N>{} + a` would add the zeros, since 0 + a is not a for a = -0).
+template <int N>
+inline vecf<N> splat(float a) noexcept {
+    return [a]<std::size_t... I>(std::index_sequence<I...>) { return vecf<N>{((void)I, a)...}; }(std::make_index_sequence<N>{});
+}
+
 /// c + a * b rounded once where the machine has FMA. Spelled out because GCC's contraction of
 /// `c += a * b` into an FMA varies between instantiations of one kernel (a 1-row and a 12-row GEMM
 /// block gave different bits), and a row's result must not depend on the block it falls in.
@@ -159,7 +165,7 @@ inline void gemm_block(const float* a, int k_rt, const float* b, int ldb, float*
         for (int n = 0; n < NV; ++n) bv[n] = loadv<VW>(b + static_cast<std::size_t>(k) * ldb + VW * n);
         for (int r = 0; r < R; ++r) {
             const float av = a[r * lda + k];
-            for (int n = 0; n < NV; ++n) acc[r][n] = fmadd<VW>(bv[n], vec{} + av, acc[r][n]);
+            for (int n = 0; n < NV; ++n) acc[r][n] = fmadd<VW>(bv[n], splat<VW>(av), acc[r][n]);
         }
     }
     for (int r = 0; r < R; ++r)

@@ -323,10 +323,10 @@ inline constexpr int winograd_filter_tiles = 64;
 /// y = epi(conv(x, w)) for a winograd_suits geometry with F(M x M, 3x3). Work items: a block of tiles
 /// of one image, or (small images) a group of whole images; each image is zero-padded into a per-thread
 /// buffer first. Workspace slots from `slot0`: the transformed filter, then per thread a padded image,
-/// a V block and an M block.
+/// a V block and an M block. `u`: the filter already transformed (winograd_prepare_filter), or null.
 template <int M>
 inline void winograd_conv_forward(const conv_geometry& g, const float* x, const float* w, float* y, workspace& ws,
-                                  const conv_epilogue& epi, std::size_t slot0) {
+                                  const conv_epilogue& epi, std::size_t slot0, const float* u = nullptr) {
     using tiles = winograd_tiles<M>;
     const tiles tl(g);
     const int C = g.in.c, CO = g.out_c, per = tl.per_image();
@@ -337,13 +337,16 @@ inline void winograd_conv_forward(const conv_geometry& g, const float* x, const 
     const std::size_t in_img = static_cast<std::size_t>(g.in.h) * g.in.w * C;
     const std::size_t out_img = static_cast<std::size_t>(g.out_h()) * g.out_w() * CO;
     const std::size_t T = static_cast<std::size_t>(max_threads());
-    float* u = ws.get(slot0, tiles::positions * static_cast<std::size_t>(C) * CO);
+    if (!u) {
+        float* uw = ws.get(slot0, tiles::positions * static_cast<std::size_t>(C) * CO);
+        winograd_filter_transform<M>(w, C, CO, uw);
+        u = uw;
+    }
     for (std::size_t t = 0; t < T; ++t) {
         ws.get(slot0 + 1 + t, static_cast<std::size_t>(ph) * pw * C);
         ws.get(slot0 + 1 + T + t, B * tiles::stride(C));
         ws.get(slot0 + 1 + 2 * T + t, B * tiles::stride(CO));
     }
-    winograd_filter_transform<M>(w, C, CO, u);
     auto output = [&](const float* m, int t0, int nt, float* yi) {
         with_vectors(CO, [&](auto vw, auto cc) {
             winograd_output_transform<M, decltype(vw)::value, decltype(cc)::value>(g, tl, m, t0, nt, yi, epi);
@@ -447,9 +450,18 @@ inline int winograd_tile(const conv_geometry& g) noexcept {
 }
 
 inline void winograd_forward(const conv_geometry& g, const float* x, const float* w, float* y, workspace& ws,
-                             const conv_epilogue& epi, std::size_t slot0) {
-    if (winograd_tile(g) == 4) winograd_conv_forward<4>(g, x, w, y, ws, epi, slot0);
-    else winograd_conv_forward<2>(g, x, w, y, ws, epi, slot0);
+                             const conv_epilogue& epi, std::size_t slot0, const float* u = nullptr) {
+    if (winograd_tile(g) == 4) winograd_conv_forward<4>(g, x, w, y, ws, epi, slot0, u);
+    else winograd_conv_forward<2>(g, x, w, y, ws, epi, slot0, u);
+}
+/// The transformed filter winograd_forward(g, ...) reads for the weights w (positions x cin x cout floats).
+inline void winograd_prepare_filter(const conv_geometry& g, const float* w, float* u) {
+    if (winograd_tile(g) == 4) winograd_filter_transform<4>(w, g.in.c, g.out_c, u);
+    else winograd_filter_transform<2>(w, g.in.c, g.out_c, u);
+}
+inline std::size_t winograd_filter_size(const conv_geometry& g) {
+    const std::size_t positions = winograd_tile(g) == 4 ? winograd_tiles<4>::positions : winograd_tiles<2>::positions;
+    return positions * static_cast<std::size_t>(g.in.c) * g.out_c;
 }
 inline void winograd_backward_filter(const conv_geometry& g, const float* x, const float* dy, float* dw, workspace& ws) {
     if (winograd_tile(g) == 4) winograd_conv_backward_filter<4>(g, x, dy, dw, ws);
