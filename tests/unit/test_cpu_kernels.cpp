@@ -535,6 +535,41 @@ TEST_CASE("cpu conv2d: conv_algo picks the algorithm (Winograd rounds differentl
     CHECK(std::string(tb::to_string(tb::conv_algo::direct)) == "direct");
 }
 
+TEST_CASE("cpu conv2d_forward: a residual in the epilogue gives the bits of add_relu_forward after the convolution") {
+    // A residual block's end in evaluation: relu(bn(conv(x)) + s) in the convolution's epilogue, on
+    // every forward path, with and without the folded BN and the ReLU; images past the first read
+    // their own part of s.
+    std::uint64_t stream = 280;
+    for (const auto& c0 : conv_cases()) {
+        conv_case c = c0;
+        c.n = 3;
+        const ref_conv ref(c);
+        const auto g = geometry(c);
+        const fvec x = uniform_vec(ref.x_size(), stream++), w = uniform_vec(ref.w_size(), stream++);
+        const fvec s = uniform_vec(ref.y_size(), stream++);
+        const fvec scale = uniform_vec(static_cast<std::size_t>(c.cout), stream++), shift = uniform_vec(static_cast<std::size_t>(c.cout), stream++);
+        for (const auto algo : {tb::conv_algo::winograd, tb::conv_algo::direct}) {
+            for (const bool affine : {false, true}) {
+                for (const bool relu : {false, true}) {
+                    INFO(describe(c) << " algo " << std::string(tb::to_string(algo)) << " affine " << affine << " relu " << relu);
+                    tb::workspace ws;
+                    tb::conv_epilogue before{};  // the convolution (and its folded BN) alone
+                    if (affine) before.scale = scale.data(), before.shift = shift.data();
+                    fvec expect(ref.y_size(), nan_f), got(ref.y_size(), nan_f);
+                    tb::conv2d_forward(g, x.data(), w.data(), expect.data(), ws, before, algo);
+                    if (relu) tb::add_relu_forward(expect.size(), expect.data(), s.data(), expect.data());
+                    else tb::add(expect.size(), expect.data(), s.data(), expect.data());
+                    tb::conv_epilogue fused = before;
+                    fused.residual = s.data();
+                    fused.relu = relu;
+                    tb::conv2d_forward(g, x.data(), w.data(), got.data(), ws, fused, algo);
+                    CHECK(bit_equal(got, expect));
+                }
+            }
+        }
+    }
+}
+
 TEST_CASE("cpu forward kernels give an image the same bits in any batch (what models::inference_pool relies on)") {
     // Every forward path (pointwise GEMM, direct, Winograd F(4x4) and F(2x2), im2col) with and without
     // the folded epilogue, and the classifier: the whole batch at once, then the images one at a time

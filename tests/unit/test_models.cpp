@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <string>
 #include <tuple>
@@ -915,4 +916,22 @@ TEST_CASE("models: a convolution keeps its transformed filter while context::wei
     CHECK_THROWS_WITH_AS(tricks::backend::prepare_filter(g, c.weight.value.data(), tricks::backend::conv_algo::winograd, 0, p),
                          doctest::Contains("version 0"), tricks::error);
     CHECK(tricks::backend::prepare_filter(g, c.weight.value.data(), tricks::backend::conv_algo::direct, 1, p) == nullptr);
+}
+
+TEST_CASE("models: in evaluation a residual block's add and ReLU run in its last convolution's epilogue") {
+    using net_t = m::cifar_resnet<8, in_channels<1>, classes<10>, tw::avg_down>;
+    auto net = std::make_unique<net_t>();
+    net->init(61);
+    const tensor<float> x = random_tensor({2, 28, 28, 1}, 62);
+    (void)net->forward(x, nn::context{});  // training mode: moves the statistics, writes every buffer
+    auto& block = body_of(*net).get<1>().get<0>();  // stage 1's residual block
+    static_assert(std::remove_reference_t<decltype(block.branch)>::folds_residual());
+    tensor<float>& bn_out = block.branch.get<4>().output();  // where the branch's last BN writes layer by layer
+    REQUIRE(!bn_out.empty());
+    bn_out.fill(std::numeric_limits<float>::quiet_NaN());
+    const tensor<float> folded = net->forward(x, nn::context{.phase = nn::mode::eval});
+    CHECK(std::all_of(bn_out.span().begin(), bn_out.span().end(), [](float v) { return std::isnan(v); }));  // not run
+    const tensor<float> layered = net->forward(x, nn::context{.phase = nn::mode::eval, .fuse = false});
+    CHECK(std::none_of(bn_out.span().begin(), bn_out.span().end(), [](float v) { return std::isnan(v); }));
+    CHECK(same_bits(folded, layered));
 }

@@ -40,6 +40,12 @@ struct residual {
         if (o.zero_gamma) branch.template get<Branch::size - 1>().zero_init();
     }
     const tensor<float>& forward(const tensor<float>& x, const context& ctx) {
+        if constexpr (Branch::folds_residual()) {
+            // Evaluation with FP32 storage: the add and the ReLU run in the branch's last convolution
+            // (its epilogue reads the shortcut), the same values as below without the pass over y.
+            if (ctx.fuse && ctx.phase == mode::eval && ctx.store == storage::fp32)
+                return branch.forward_residual(x, ctx, shortcut.forward(x, ctx), y_);
+        }
         const tensor<float>& a = branch.forward(x, ctx);
         const tensor<float>& s = shortcut.forward(x, ctx);
         require<shape_error>(a.shape() == s.shape(), "tricks::residual: branch output ", a.shape(),

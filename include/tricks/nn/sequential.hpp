@@ -100,6 +100,31 @@ struct sequential {
     const tensor<float>& backward(const tensor<float>& dy, const context& ctx, bool need_dx) {
         return backward_from<size - 1>(dy, ctx, need_dx);
     }
+    /// Whether the sequence ends in a convolution that can fold the batch norm after it (and with
+    /// it a residual block's add and ReLU: forward_residual).
+    static constexpr bool folds_residual() {
+        if constexpr (size >= 2) return foldable<size - 2>();
+        else return false;
+    }
+
+    /// Evaluation with FP32 storage, for a residual block's branch: relu(this(x) + s) into `out`, the
+    /// last batch norm, the add of the shortcut s and the ReLU in the last convolution's epilogue
+    /// (the same values as the branch, add_relu_forward after it; the residual's caller checks the
+    /// conditions: mode, storage, context::fuse).
+    const tensor<float>& forward_residual(const tensor<float>& x, const context& ctx, const tensor<float>& s, tensor<float>& out) {
+        static_assert(folds_residual(), "tricks::sequential::forward_residual: the sequence must end in conv, batch_norm");
+        fused_ = ctx.fuse;
+        const tensor<float>& h = forward_from<0, size - 2>(x, ctx);
+        using last_conv = layer_t<size - 2>;
+        const dims d = last_conv::out_dims({h.shape().h, h.shape().w});
+        const shape4 expect{h.shape().n, d.h, d.w, last_conv::out_channels};
+        require<shape_error>(s.shape() == expect, "tricks::residual: branch output ", expect, " and shortcut output ", s.shape(),
+                             " differ");
+        auto epi = std::get<size - 1>(layers).eval_affine();  // a backend::conv_epilogue
+        epi.residual = s.data();
+        return std::get<size - 2>(layers).forward_affine(h, ctx, epi, true, out);
+    }
+
     template <class F>
     void for_each_parameter(F&& f) {
         std::apply([&](auto&... l) { (l.for_each_parameter(f), ...); }, layers);
@@ -123,45 +148,46 @@ private:
     }
     template <std::size_t I>
     using layer_t = std::tuple_element_t<I, layer_types>;
-    /// Whether layers I and I + 1 can run as one (batch_norm, relu).
-    template <std::size_t I>
+    /// Whether layers I and I + 1 (both before End) can run as one (batch_norm, relu).
+    template <std::size_t I, std::size_t End = size>
     static constexpr bool fusable() {
-        if constexpr (I + 1 < size) return fuses_with_next<layer_t<I>, layer_t<I + 1>>;
+        if constexpr (I + 1 < End) return fuses_with_next<layer_t<I>, layer_t<I + 1>>;
         else return false;
     }
     /// Whether layer I can fold layer I + 1 (conv + batch_norm) in evaluation mode, and whether a
-    /// fusable activation follows them.
-    template <std::size_t I>
+    /// fusable activation follows them (all before End).
+    template <std::size_t I, std::size_t End = size>
     static constexpr bool foldable() {
-        if constexpr (I + 1 < size) return folds_next_in_eval<layer_t<I>, layer_t<I + 1>>;
+        if constexpr (I + 1 < End) return folds_next_in_eval<layer_t<I>, layer_t<I + 1>>;
         else return false;
     }
-    template <std::size_t I>
+    template <std::size_t I, std::size_t End = size>
     static constexpr bool activation_after_fold() {
-        if constexpr (I + 2 < size) return fusable_activation<layer_t<I + 2>>;
+        if constexpr (I + 2 < End) return fusable_activation<layer_t<I + 2>>;
         else return false;
     }
-    template <std::size_t I>
+    /// Layers [I, End) on x.
+    template <std::size_t I, std::size_t End = size>
     const tensor<float>& forward_from(const tensor<float>& x, const context& ctx) {
-        if constexpr (I == size) {
+        if constexpr (I == End) {
             return x;
-        } else if constexpr (foldable<I>()) {
+        } else if constexpr (foldable<I, End>()) {
             // Evaluation with FP32 storage: the batch norm (and a ReLU after it) run inside the
             // convolution's epilogue; same values as layer by layer. Otherwise layer by layer.
             if (fused_ && ctx.phase == mode::eval && ctx.store == storage::fp32) {
                 auto& conv = std::get<I>(layers);
                 auto& bn = std::get<I + 1>(layers);
-                if constexpr (activation_after_fold<I>())
-                    return forward_from<I + 3>(conv.forward_affine(x, ctx, bn.eval_affine(), true, std::get<I + 2>(layers).output()), ctx);
+                if constexpr (activation_after_fold<I, End>())
+                    return forward_from<I + 3, End>(conv.forward_affine(x, ctx, bn.eval_affine(), true, std::get<I + 2>(layers).output()), ctx);
                 else
-                    return forward_from<I + 2>(conv.forward_affine(x, ctx, bn.eval_affine(), false, bn.output()), ctx);
+                    return forward_from<I + 2, End>(conv.forward_affine(x, ctx, bn.eval_affine(), false, bn.output()), ctx);
             }
-            return forward_from<I + 1>(std::get<I>(layers).forward(x, ctx), ctx);
-        } else if constexpr (fusable<I>()) {
-            if (fused_) return forward_from<I + 2>(std::get<I>(layers).forward_relu(x, ctx, std::get<I + 1>(layers).output()), ctx);
-            return forward_from<I + 1>(std::get<I>(layers).forward(x, ctx), ctx);
+            return forward_from<I + 1, End>(std::get<I>(layers).forward(x, ctx), ctx);
+        } else if constexpr (fusable<I, End>()) {
+            if (fused_) return forward_from<I + 2, End>(std::get<I>(layers).forward_relu(x, ctx, std::get<I + 1>(layers).output()), ctx);
+            return forward_from<I + 1, End>(std::get<I>(layers).forward(x, ctx), ctx);
         } else {
-            return forward_from<I + 1>(std::get<I>(layers).forward(x, ctx), ctx);
+            return forward_from<I + 1, End>(std::get<I>(layers).forward(x, ctx), ctx);
         }
     }
     template <std::size_t I>

@@ -129,13 +129,14 @@ inline void direct_block(const conv_geometry& g, const float* xp, const float* w
             }
         }
     }
-    if (!epi.empty()) {  // on the registers: the same x * a + b and max(., 0) as the layers after it
+    const std::size_t at = (static_cast<std::size_t>(oy) * ow + ox0) * cout + co0;  // in the image's output
+    if (!epi.empty()) {  // on the registers: the same x * a + b, + s and max(., 0) as the layers after it
         for (int v = 0; v < V; ++v) {
             const vector_epilogue<VW> e(epi, co0 + VW * v);
-            for (int px = 0; px < PX; ++px) acc[px][v] = e(acc[px][v]);
+            for (int px = 0; px < PX; ++px) acc[px][v] = e(acc[px][v], at + static_cast<std::size_t>(px) * cout + VW * v);
         }
     }
-    float* yo = y_img + (static_cast<std::size_t>(oy) * ow + ox0) * cout + co0;
+    float* yo = y_img + at;
     for (int px = 0; px < PX; ++px)
         for (int v = 0; v < V; ++v) storev<VW>(yo + static_cast<std::size_t>(px) * cout + VW * v, acc[px][v]);
 }
@@ -159,11 +160,12 @@ inline void direct_conv_forward(const conv_geometry& g, const float* x, const fl
         float* xp = ws.get(static_cast<std::size_t>(omp_get_thread_num()), 0);
         pad_image(g, x + img * in_img, xp);
         float* yi = y + img * out_img;
+        const conv_epilogue ei = epi.from(img * out_img);
         for (int oy = 0; oy < oh; ++oy) {
             int co = 0;
-            for (; co + 32 <= cout; co += 32) direct_row<32>(g, xp, w, yi, oy, co, epi);
-            for (; co + 16 <= cout; co += 16) direct_row<16>(g, xp, w, yi, oy, co, epi);
-            if (co < cout) direct_row<8>(g, xp, w, yi, oy, co, epi);
+            for (; co + 32 <= cout; co += 32) direct_row<32>(g, xp, w, yi, oy, co, ei);
+            for (; co + 16 <= cout; co += 16) direct_row<16>(g, xp, w, yi, oy, co, ei);
+            if (co < cout) direct_row<8>(g, xp, w, yi, oy, co, ei);
         }
     }
 }
@@ -353,7 +355,8 @@ inline void conv2d_forward(const conv_geometry& g, const float* x, const float* 
             // Our GEMM, not Eigen's: Eigen's kernels depend on the block's row count and a row's place in
             // it, which gave an image other bits in another batch (models::inference_pool promises the same).
             gemm_rows<dense_rows>(x + r0 * k, static_cast<int>(nr), k, w, cout, y + r0 * cout);
-            if (!epi.empty()) apply_epilogue(y + r0 * cout, y + r0 * cout, static_cast<std::size_t>(nr), cout, epi);  // in cache
+            if (!epi.empty())  // in cache
+                apply_epilogue(y + r0 * cout, y + r0 * cout, static_cast<std::size_t>(nr), cout, epi.from(static_cast<std::size_t>(r0) * cout));
         }
         return;
     }
@@ -378,7 +381,7 @@ inline void conv2d_forward(const conv_geometry& g, const float* x, const float* 
         im2col_tile(g, x + img * in_img, p0, cnt, col);
         float* yt = y + (static_cast<std::size_t>(img) * opix + p0) * cout;
         map(yt, cnt, cout).noalias() = cmap_u(col, cnt, k) * W;
-        if (!epi.empty()) apply_epilogue(yt, yt, static_cast<std::size_t>(cnt), cout, epi);
+        if (!epi.empty()) apply_epilogue(yt, yt, static_cast<std::size_t>(cnt), cout, epi.from(static_cast<std::size_t>(yt - y)));
     }
 }
 

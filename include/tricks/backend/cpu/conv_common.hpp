@@ -102,18 +102,21 @@ inline vecf<N> fmadd(vecf<N> a, vecf<N> b, vecf<N> c) noexcept {
 #endif
 }
 
-/// A conv_epilogue on VW-channel vectors from channel c0: t * a + b, then max(t, 0) (the same
-/// expression, and so the same values, as apply_epilogue and the layers it replaces).
+/// A conv_epilogue on VW-channel vectors from channel c0: t * a + b, + the residual, then max(t, 0)
+/// (the same expressions, and so the same values, as apply_epilogue and the layers it replaces).
 template <int VW>
 struct vector_epilogue {
     using vec = vecf<VW>;
     vec a{}, b{};
     bool affine = false, relu = false;
-    vector_epilogue(const conv_epilogue& e, int c0) : affine(e.scale != nullptr), relu(e.relu) {
+    const float* residual = nullptr;
+    vector_epilogue(const conv_epilogue& e, int c0) : affine(e.scale != nullptr), relu(e.relu), residual(e.residual) {
         if (affine) a = loadv<VW>(e.scale + c0), b = loadv<VW>(e.shift + c0);
     }
-    [[nodiscard]] vec operator()(vec t) const noexcept {
+    /// `at`: the vector's offset in the output the epilogue's residual is laid out like.
+    [[nodiscard]] vec operator()(vec t, std::size_t at) const noexcept {
         if (affine) t = t * a + b;
+        if (residual) t = t + loadv<VW>(residual + at);
         if (relu) t = t > vec{} ? t : vec{};
         return t;
     }

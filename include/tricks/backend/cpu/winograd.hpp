@@ -244,8 +244,10 @@ inline void winograd_output_transform(const conv_geometry& g, const winograd_til
             separable_2d<A, M, vec>([&](int i, int j) { return loadv<VW>(mt + static_cast<std::size_t>(i * A + j) * CO + c); },
                                     [](const auto& in, auto& out) { tf::output(in, out); },
                                     [&](int i, int j, vec v) {
-                                        if (i < rows && j < cols)
-                                            storev<VW>(yi + (static_cast<std::size_t>(oy + i) * ow + ox + j) * CO + c, e(v));
+                                        if (i < rows && j < cols) {
+                                            const std::size_t at = (static_cast<std::size_t>(oy + i) * ow + ox + j) * CO + c;
+                                            storev<VW>(yi + at, e(v, at));
+                                        }
                                     });
         }
     }
@@ -347,9 +349,10 @@ inline void winograd_conv_forward(const conv_geometry& g, const float* x, const 
         ws.get(slot0 + 1 + T + t, B * tiles::stride(C));
         ws.get(slot0 + 1 + 2 * T + t, B * tiles::stride(CO));
     }
-    auto output = [&](const float* m, int t0, int nt, float* yi) {
+    auto output = [&](const float* m, int t0, int nt, int img) {
         with_vectors(CO, [&](auto vw, auto cc) {
-            winograd_output_transform<M, decltype(vw)::value, decltype(cc)::value>(g, tl, m, t0, nt, yi, epi);
+            winograd_output_transform<M, decltype(vw)::value, decltype(cc)::value>(g, tl, m, t0, nt, y + img * out_img,
+                                                                                  epi.from(img * out_img));
         });
     };
 #pragma omp parallel for schedule(static)
@@ -371,7 +374,7 @@ inline void winograd_conv_forward(const conv_geometry& g, const float* x, const 
             for (std::size_t pos = 0; pos < tiles::positions; ++pos)
                 winograd_gemm<M>(v + pos * C, ni * nt, C, u + pos * C * CO, CO, m + pos * CO);
             for (int k = 0; k < ni; ++k)
-                output(m + static_cast<std::size_t>(k) * nt * tiles::stride(CO), t0, nt, y + (i0 + k) * out_img);
+                output(m + static_cast<std::size_t>(k) * nt * tiles::stride(CO), t0, nt, i0 + k);
         }
     }
 }
