@@ -154,6 +154,7 @@ private:
         return loss;
     }
 
+    void eval_begin() {}  // the device model is the one trained: nothing to load
     const float* eval_logits(tensor<float>& x) {
         upload_input(x);
         const auto& z = net_->forward(x_, nn::mode::eval);

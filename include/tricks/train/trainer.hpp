@@ -22,6 +22,7 @@
 #include "tricks/backend/cpu.hpp"
 #include "tricks/data/loader.hpp"
 #include "tricks/io/checkpoint.hpp"
+#include "tricks/models/inference.hpp"
 #include "tricks/train/loss.hpp"
 #include "tricks/train/optim.hpp"
 #include "tricks/train/options.hpp"
@@ -61,6 +62,7 @@ namespace detail {
 /// backend's trainer (Derived) supplies the numerics through a few hooks:
 ///   double train_step(tensor<float>& x, const tensor<float>& q, double lr, long t, int e, long s)
 ///       one step on a batch (x is mixed, q its soft targets); returns the loss that was optimised;
+///   void eval_begin()     before a run of eval_logits calls, with the weights they are to use;
 ///   const float* eval_logits(tensor<float>& x)   host logits (n x classes) of a batch in eval mode;
 ///   void sync_to_host()   before save(): model, momentum (velocity()) and scaler_ current on the host;
 ///   void sync_to_device() after resume(): the restored model, momentum and scaler_ to the backend;
@@ -71,6 +73,7 @@ template <class Derived, class Model, class Recipe>
 class trainer_base {
 protected:
     using teacher_type = typename Recipe::teacher;
+    using teacher_slot = std::conditional_t<Recipe::distills, teacher_type, Model>;  // Model when not distilling (unused)
 
 public:
     using model_type = Model;
@@ -195,6 +198,7 @@ public:
                        " input channels, dataset '", d.name, "' has ", d.c);
         data::loader l(d, 500, false, aug_, opt_.seed);
         l.start_epoch(0);
+        self().eval_begin();
         tensor<float> x, q;
         std::vector<int> labels;
         evaluation ev;
@@ -344,7 +348,7 @@ protected:
 
     options opt_;
     std::unique_ptr<Model> model_;
-    std::unique_ptr<std::conditional_t<Recipe::distills, teacher_type, Model>> teacher_;
+    std::unique_ptr<teacher_slot> teacher_;
     std::vector<nn::parameter*> params_;
     loss_scaler scaler_;
     lr_schedule sched_;
@@ -380,7 +384,7 @@ private:
         double loss = backend::softmax_cross_entropy(n, K, z.data(), q.data(), dz_.data());
         if constexpr (Recipe::distills) {
             const nn::context teacher_ctx{.phase = nn::mode::eval, .store = nn::storage::fp32, .conv = this->opt_.conv_algorithm};
-            const tensor<float>& r = this->teacher_->forward(x, teacher_ctx);
+            const tensor<float>& r = teacher_pool_.forward(x, teacher_ctx);
             loss += distillation_term(n, K, z.data(), r.data(), this->opt_.distill_temperature, dz_.data(), pz_, pr_);
         }
         if (!std::isfinite(loss) && !Recipe::fp16) base::non_finite_loss(loss, e, s, t, lr);
@@ -397,19 +401,27 @@ private:
         if (apply) opt_state_.step(lr);
         return loss;
     }
+    /// Evaluation runs through an inference_pool (a model copy per thread over small sub-batches, the
+    /// same bits as model_->forward), loaded with the weights of the moment.
+    void eval_begin() { eval_pool_.load(*this->model_); }
     const float* eval_logits(tensor<float>& x) {
         const nn::context ctx{.phase = nn::mode::eval, .store = base::storage(), .conv = this->opt_.conv_algorithm};
         ctx.round(x);
-        return this->model_->forward(x, ctx).data();
+        return eval_pool_.forward(x, ctx).data();
     }
     void sync_to_host() {}
     void sync_to_device() {}
-    void teacher_loaded() {}
+    /// The teacher's weights never change: its pool keeps their transformed filters for the whole run.
+    void teacher_loaded() {
+        if constexpr (Recipe::distills) teacher_pool_.load(*this->teacher_);
+    }
     void sync_scaler() {}
     std::vector<tensor<float>>& velocity() noexcept { return opt_state_.velocity(); }
 
     sgd_optimizer opt_state_;
     tensor<float> dz_, pz_, pr_;
+    models::inference_pool<Model> eval_pool_;
+    models::inference_pool<typename base::teacher_slot> teacher_pool_;
 };
 
 }  // namespace tricks

@@ -81,20 +81,27 @@ inline vecf<N> splat(float a) noexcept {
 template <int N>
 inline vecf<N> fmadd(vecf<N> a, vecf<N> b, vecf<N> c) noexcept {
 #if defined(__FMA__)
+    // Through memcpy, not casts: nvcc's front end (which sees this header in CUDA translation units)
+    // rejects casts between vector types; GCC compiles the copies away.
     if constexpr (N == 8) {
-        return reinterpret_cast<vecf<8>>(_mm256_fmadd_ps(reinterpret_cast<__m256>(a), reinterpret_cast<__m256>(b), reinterpret_cast<__m256>(c)));
+        __m256 x, y, z;
+        std::memcpy(&x, &a, 32), std::memcpy(&y, &b, 32), std::memcpy(&z, &c, 32);
+        z = _mm256_fmadd_ps(x, y, z);
+        std::memcpy(&c, &z, 32);
+        return c;
     } else {
 #if defined(__AVX512F__)
-        return reinterpret_cast<vecf<16>>(_mm512_fmadd_ps(reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b), reinterpret_cast<__m512>(c)));
+        __m512 x, y, z;
+        std::memcpy(&x, &a, 64), std::memcpy(&y, &b, 64), std::memcpy(&z, &c, 64);
+        z = _mm512_fmadd_ps(x, y, z);
+        std::memcpy(&c, &z, 64);
+        return c;
 #else
-        vecf<8> al, ah, bl, bh, cl, ch;
-        std::memcpy(&al, &a, 32), std::memcpy(&ah, reinterpret_cast<const char*>(&a) + 32, 32);
-        std::memcpy(&bl, &b, 32), std::memcpy(&bh, reinterpret_cast<const char*>(&b) + 32, 32);
-        std::memcpy(&cl, &c, 32), std::memcpy(&ch, reinterpret_cast<const char*>(&c) + 32, 32);
-        cl = fmadd<8>(al, bl, cl), ch = fmadd<8>(ah, bh, ch);
-        vecf<16> r;
-        std::memcpy(&r, &cl, 32), std::memcpy(reinterpret_cast<char*>(&r) + 32, &ch, 32);
-        return r;
+        __m256 x[2], y[2], z[2];
+        std::memcpy(x, &a, 64), std::memcpy(y, &b, 64), std::memcpy(z, &c, 64);
+        z[0] = _mm256_fmadd_ps(x[0], y[0], z[0]), z[1] = _mm256_fmadd_ps(x[1], y[1], z[1]);
+        std::memcpy(&c, z, 64);
+        return c;
 #endif
     }
 #else
