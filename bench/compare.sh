@@ -4,7 +4,8 @@
 # installed), each run once per repeat in turn; prints medians and the ratios tricks/peer.
 # A benchmark, not a test.
 #   bench/compare.sh [repeats=5] [threads=2] [batch=128] [width=16]
-# Inference is each side's faster mode: tricks in eval mode; PyTorch the faster of eager (eval,
+# Inference is each side's faster mode: tricks in eval mode through models::inference_pool (the
+# same bits as model.forward, which the table also shows); PyTorch the faster of eager (eval,
 # no_grad) and frozen (trace + freeze + optimize_for_inference); dlib the faster of its affine
 # eval net and the same net after fuse_layers. Also prints each side's peak resident memory (the
 # whole process, as the benchmark runs it: PyTorch's includes the frozen copy, dlib's its eval
@@ -32,7 +33,7 @@ fi
 if [[ -z "${OPENBLAS_CORETYPE:-}" ]] && grep -qw avx512f /proc/cpuinfo; then
   export OPENBLAS_CORETYPE=SkylakeX
 fi
-ours_train=(); ours_infer=(); ours_rss=(); ours_gflops=(); direct_train=(); direct_infer=()
+ours_train=(); ours_infer=(); ours_layers=(); ours_rss=(); ours_gflops=(); direct_train=(); direct_infer=()
 torch_train=(); torch_eager=(); torch_frozen=(); torch_rss=()
 dlib_train=(); dlib_affine=(); dlib_fused=(); dlib_rss=()
 # Field $3 of the line whose first two fields are "<side> <name>".
@@ -44,6 +45,7 @@ for ((i = 0; i < reps; ++i)); do
          --threads "$threads" --width "$width" --iters 8; } 2>&1)
   ours_train+=("$(awk '/train images\/s/ {print $3}' <<<"$o")")
   ours_infer+=("$(awk '/infer images\/s/ {print $3}' <<<"$o")")
+  ours_layers+=("$(awk '/infer layers/ {print $3}' <<<"$o")")
   ours_gflops+=("$(awk '/train GFLOP\/s/ {print $3}' <<<"$o")")
   ours_rss+=("$(peak "$o")")
   o=$(OMP_NUM_THREADS=$threads build/bench/bench_throughput --batch "$batch" --threads "$threads" --width "$width" \
@@ -76,7 +78,9 @@ row() { printf '%-14s %12.0f %12.0f %12.0f   %s\n' "$1" "$2" "$3" "$(($4 / 1024)
 ratio() { awk -v n="$1" -v a="$2" -v b="$3" -v c="$4" -v d="$5" -v e="$6" -v f="$7" \
             'BEGIN {printf "%-14s %12.2f %12.2f %12.2f\n", n, a / b, c / d, e / f}'; }
 printf '%-14s %12s %12s %12s   %s\n' "" "train img/s" "infer img/s" "peak RSS MB" "inference modes (img/s)"
-row tricks "$ot" "$oi" "$orss" "eval"
+row tricks "$ot" "$oi" "$orss" "eval, inference_pool (a model copy per thread, 8-image sub-batches)"
+printf '%-14s %12s %12.0f %12s   %s\n' "tricks layers" "" "$(median "${ours_layers[@]}")" "" \
+  "eval, model.forward (every layer split over the threads)"
 printf '%-14s %12.0f %12.0f %12s   %s\n' "tricks direct" "$(median "${direct_train[@]}")" "$(median "${direct_infer[@]}")" "" \
   "eval, --conv direct (no Winograd)"
 row torch "$tt" "$ti" "$trss" "$(printf 'eager %.0f, frozen %.0f' "$te" "$tf")"

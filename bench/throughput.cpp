@@ -38,7 +38,7 @@ int run(int batch, int iters, bool eval_too, bool fuse, t::backend::conv_algo al
     const t::nn::context eval{t::nn::mode::eval, t::nn::storage::fp32, fuse, algo};
     using clock = std::chrono::steady_clock;
     std::vector<double> fwd, bwd, inf, inf_layers;
-    t::models::inference_pool<model> pool(std::max(chunk, 1));
+    t::models::inference_pool<model> pool(chunk);
     for (int i = 0; i < iters + 2; ++i) {  // 2 warm-up iterations: buffers are allocated once
         const auto t0 = clock::now();
         m->forward(x, train);
@@ -77,8 +77,8 @@ int run(int batch, int iters, bool eval_too, bool fuse, t::backend::conv_algo al
     std::printf("train GFLOP/s    %.1f (direct-equivalent: conv+linear MACs x 2 FLOP x 3 passes)\n", flops / (f + b) / 1e9);
     if (eval_too) {
         const double e = median(inf), l = median(inf_layers);
-        std::printf("infer images/s   %.0f (%.1f ms per batch, eval mode, inference_pool: a model copy per thread, %d-image sub-batches)\n",
-                    batch / e, e * 1e3, pool.chunk());
+        std::printf("infer images/s   %.0f (%.1f ms per batch, eval mode, inference_pool: a model copy per thread, %d-image sub-batches%s)\n",
+                    batch / e, e * 1e3, pool.chunk(), chunk == 0 ? ", measured" : "");
         std::printf("infer layers     %.0f images/s (%.1f ms per batch, model.forward: every layer split over the threads)\n",
                     batch / l, l * 1e3);
     }
@@ -86,7 +86,7 @@ int run(int batch, int iters, bool eval_too, bool fuse, t::backend::conv_algo al
 }
 
 int main(int argc, char** argv) {
-    int batch = 128, iters = 10, width = 16, chunk = 8;
+    int batch = 128, iters = 10, width = 16, chunk = 0;
     bool fuse = true;
     auto algo = t::backend::conv_algo::winograd;
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
         else if (a == "--iters") iters = v;
         else if (a == "--threads") omp_set_num_threads(v);
         else if (a == "--width") width = v;
-        else if (a == "--chunk") chunk = v;  // images per sub-batch of the inference pool
+        else if (a == "--chunk") chunk = v;  // images per sub-batch of the inference pool (0: it measures)
         else if (a == "--fuse") fuse = v != 0;  // 0: batch norm and ReLU layer by layer (A/B of the fusion)
         else if (a == "--conv" && t::backend::parse(argv[i + 1], algo)) continue;  // A/B of Winograd
         else {
@@ -106,8 +106,8 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
-    if (batch < 1 || iters < 1 || chunk < 1) {
-        std::fprintf(stderr, "bench_throughput: --batch, --iters and --chunk must be >= 1\n");
+    if (batch < 1 || iters < 1 || chunk < 0) {
+        std::fprintf(stderr, "bench_throughput: --batch and --iters must be >= 1, --chunk >= 0\n");
         return 2;
     }
     return width == 32 ? run<32>(batch, iters, true, fuse, algo, chunk) : run<16>(batch, iters, true, fuse, algo, chunk);

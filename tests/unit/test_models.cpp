@@ -840,7 +840,7 @@ TEST_CASE("models: inference_pool gives model.forward's evaluation bits for any 
                 const omp_threads scope(2);
                 ref = net->forward(x, eval);
             }
-            for (const int chunk : {1, 5, 8, 16, 64}) {
+            for (const int chunk : {0, 1, 5, 8, 16, 64}) {  // 0: measured on the first batch
                 m::inference_pool<net_t> pool(chunk);
                 pool.load(*net);
                 for (const int threads : {1, 2, 3}) {
@@ -851,6 +851,8 @@ TEST_CASE("models: inference_pool gives model.forward's evaluation bits for any 
                     CHECK(y.shape() == ref.shape());
                     CHECK(same_bits(y, ref));
                     CHECK(omp_get_max_threads() == threads);  // the copies' one-thread setting stays inside
+                    if (chunk > 0) CHECK(pool.chunk() == chunk);
+                    else CHECK((pool.chunk() >= 2 && pool.chunk() <= (21 + threads - 1) / threads));
                 }
             }
         }
@@ -881,7 +883,7 @@ TEST_CASE("models: inference_pool runs the weights of its last load(), and refus
 
     CHECK_THROWS_WITH_AS(pool.forward(x, nn::context{}), doctest::Contains("evaluation mode only"), tricks::error);
     CHECK_THROWS_WITH_AS(pool.forward(random_tensor({2, 28, 28, 3}, 44), eval), doctest::Contains("1 channels"), tricks::shape_error);
-    CHECK_THROWS_AS(m::inference_pool<net_t>(0), tricks::error);
+    CHECK_THROWS_WITH_AS(m::inference_pool<net_t>(-1), doctest::Contains("chunk must be >= 1 (or 0: measure), got -1"), tricks::error);
     // An error inside a copy (here a 2x2 input: the shortcut's 2x2 average pool meets a 1x1 map) reaches the caller.
     CHECK_THROWS_WITH_AS(pool.forward(random_tensor({3, 2, 2, 1}, 45), eval), doctest::Contains("avg_pool: window 2 is larger"), tricks::error);
 }

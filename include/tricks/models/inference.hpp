@@ -3,19 +3,21 @@
 // model.forward(x, eval) splits every layer over the threads, so the threads meet once per layer
 // (~60 times per batch for cifar_resnet<20>) and each layer's whole-batch activations travel
 // through L3. Here every thread runs its own copy of the model (the same parameters and batch-norm
-// statistics) over sub-batches of `chunk` images, taken in turn: a sub-batch's activations stay in
-// the core's L2 and the threads only meet at the end.
+// statistics) over sub-batches of a few images, taken in turn: a sub-batch's activations stay in the
+// core's L2, the threads only meet at the end, and the copies keep their convolutions' transformed
+// filters from one sub-batch (and one call) to the next until the next load().
 //
 // Each image's outputs are the same bits as model.forward(x, eval) gives: in evaluation mode no
 // kernel mixes images, and none changes its summation order with the batch size (test_inference).
 //
-//   tricks::models::inference_pool<net> pool;   // chunk = 8 images
+//   tricks::models::inference_pool<net> pool;   // sub-batch size measured on the first batch
 //   pool.load(model);                           // after training, or whenever the weights change
 //   const tensor<float>& logits = pool.forward(x, {.phase = nn::mode::eval});
 #include <omp.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <exception>
@@ -32,10 +34,14 @@ namespace tricks::models {
 template <class Model>
 class inference_pool {
 public:
-    /// `chunk`: images per sub-batch. 8 measured fastest for the main job's net on 2 threads (4 and 16
-    /// were 3-10% slower): a 28x28x16 activation of 8 images is 400 KB, well inside a 1-2 MB L2.
-    explicit inference_pool(int chunk = 8) : chunk_(chunk) {
-        require<error>(chunk >= 1, "tricks::inference_pool: chunk must be >= 1, got ", chunk);
+    /// `chunk`: images per sub-batch, or 0 to measure the candidates (2, 4, ... 32 images) on the
+    /// first batch of each image size and thread count, and keep the fastest. The best size follows
+    /// the network: on 2 threads the main job's net ran fastest at 3-6 images (5,600-5,800 img/s,
+    /// 4,800 at 16) and its width<32> variant at 8-16 (1,530-1,570 img/s, 1,190 at 2): small
+    /// sub-batches keep the activations in L2, large ones read the transformed filters (2.4 MB per
+    /// 128-channel layer) fewer times. Every size gives the same bits, so the choice is speed only.
+    explicit inference_pool(int chunk = 0) : fixed_(chunk) {
+        require<error>(chunk >= 0, "tricks::inference_pool: chunk must be >= 1 (or 0: measure), got ", chunk);
     }
 
     /// Takes a snapshot of `m`'s parameter values and buffers (batch-norm running statistics); the
@@ -58,12 +64,47 @@ public:
         const shape4 in = x.shape();
         require<shape_error>(in.n > 0 && in.c == Model::in_channels, "tricks::inference_pool: expected a non-empty batch with ",
                              Model::in_channels, " channels, got ", in);
-        const int chunks = (in.n + chunk_ - 1) / chunk_;
+        if (fixed_ > 0) return run(x, ctx, fixed_);
+        const int threads = backend::max_threads();
+        const tuned key{in.h, in.w, threads, 0};
+        for (const auto& t : tuned_)
+            if (t.h == key.h && t.w == key.w && t.threads == key.threads) return run(x, ctx, t.chunk);
+        // Measure: each candidate twice, in turn (the machine's speed drifts), the best time of each.
+        std::vector<int> candidates;
+        const int most = (in.n + threads - 1) / threads;  // beyond this some threads sit idle
+        for (int c = 2; c <= 32 && c <= most; c *= 2) candidates.push_back(c);
+        if (candidates.empty()) candidates.push_back(most);
+        std::vector<double> best(candidates.size(), 1e300);
+        for (int round = 0; round < 2; ++round)
+            for (std::size_t i = 0; i < candidates.size(); ++i) {
+                const auto t0 = std::chrono::steady_clock::now();
+                (void)run(x, ctx, candidates[i]);
+                best[i] = std::min(best[i], std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+            }
+        tuned pick = key;
+        pick.chunk = candidates[static_cast<std::size_t>(std::min_element(best.begin(), best.end()) - best.begin())];
+        tuned_.push_back(pick);
+        last_chunk_ = pick.chunk;
+        return y_;  // every candidate wrote the same bits
+    }
+
+    /// The sub-batch size the last forward() used (the measured choice when constructed with 0).
+    [[nodiscard]] int chunk() const noexcept { return last_chunk_; }
+
+private:
+    struct tuned {
+        int h, w, threads, chunk;
+    };
+
+    const tensor<float>& run(const tensor<float>& x, const nn::context& ctx, int chunk) {
+        const shape4 in = x.shape();
+        last_chunk_ = chunk;
+        const int chunks = (in.n + chunk - 1) / chunk;
         const int threads = std::min(backend::max_threads(), chunks);
         while (static_cast<int>(copies_.size()) < threads) copies_.push_back(std::make_unique<replica>());
         for (int t = 0; t < threads; ++t) refresh(*copies_[static_cast<std::size_t>(t)]);
-        nn::context run = ctx;
-        run.weights_version = generation_;  // the copies' weights stay as loaded until the next load()
+        nn::context copy_ctx = ctx;
+        copy_ctx.weights_version = generation_;  // the copies' weights stay as loaded until the next load()
         const std::size_t image = static_cast<std::size_t>(in.h) * in.w * in.c;
         const dims od = Model::out_dims({in.h, in.w});
         y_.resize({in.n, od.h, od.w, Model::out_channels});
@@ -78,10 +119,10 @@ public:
             for (int c = 0; c < chunks; ++c) {
                 if (failed[t]) continue;
                 try {
-                    const int b = c * chunk_, n = std::min(in.n, b + chunk_) - b;
+                    const int b = c * chunk, n = std::min(in.n, b + chunk) - b;
                     r.x.resize({n, in.h, in.w, in.c});
                     std::memcpy(r.x.data(), x.data() + static_cast<std::size_t>(b) * image, static_cast<std::size_t>(n) * image * sizeof(float));
-                    const tensor<float>& y = r.model->forward(r.x, run);
+                    const tensor<float>& y = r.model->forward(r.x, copy_ctx);
                     require<shape_error>(y.size() == static_cast<std::size_t>(n) * out_image, "tricks::inference_pool: output ", y.shape(),
                                          " is not ", n, " x ", od.h, " x ", od.w, " x ", Model::out_channels);
                     std::memcpy(y_.data() + static_cast<std::size_t>(b) * out_image, y.data(), y.size() * sizeof(float));
@@ -95,9 +136,6 @@ public:
         return y_;
     }
 
-    [[nodiscard]] int chunk() const noexcept { return chunk_; }
-
-private:
     struct replica {
         std::unique_ptr<Model> model = std::make_unique<Model>();
         tensor<float> x;
@@ -118,7 +156,8 @@ private:
         r.generation = generation_;
     }
 
-    int chunk_;
+    int fixed_, last_chunk_ = 0;
+    std::vector<tuned> tuned_;
     std::uint64_t generation_ = 0;
     std::vector<float> snapshot_;
     std::vector<std::unique_ptr<replica>> copies_;
