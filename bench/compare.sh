@@ -78,7 +78,7 @@ row() { printf '%-14s %12.0f %12.0f %12.0f   %s\n' "$1" "$2" "$3" "$(($4 / 1024)
 ratio() { awk -v n="$1" -v a="$2" -v b="$3" -v c="$4" -v d="$5" -v e="$6" -v f="$7" \
             'BEGIN {printf "%-14s %12.2f %12.2f %12.2f\n", n, a / b, c / d, e / f}'; }
 printf '%-14s %12s %12s %12s   %s\n' "" "train img/s" "infer img/s" "peak RSS MB" "inference modes (img/s)"
-row tricks "$ot" "$oi" "$orss" "eval, inference_pool (a model copy per thread, 8-image sub-batches)"
+row tricks "$ot" "$oi" "$orss" "eval, inference_pool (a model copy per thread, measured sub-batch size)"
 printf '%-14s %12s %12.0f %12s   %s\n' "tricks layers" "" "$(median "${ours_layers[@]}")" "" \
   "eval, model.forward (every layer split over the threads)"
 printf '%-14s %12.0f %12.0f %12s   %s\n' "tricks direct" "$(median "${direct_train[@]}")" "$(median "${direct_infer[@]}")" "" \

@@ -34,7 +34,7 @@ namespace tricks::models {
 template <class Model>
 class inference_pool {
 public:
-    /// `chunk`: images per sub-batch, or 0 to measure the candidates (2, 4, ... 32 images) on the
+    /// `chunk`: images per sub-batch, or 0 to measure the candidates (2, 4, 8, 16 images) on the
     /// first batch of each image size and thread count, and keep the fastest. The best size follows
     /// the network: on 2 threads the main job's net ran fastest at 3-6 images (5,600-5,800 img/s,
     /// 4,800 at 16) and its width<32> variant at 8-16 (1,530-1,570 img/s, 1,190 at 2): small
@@ -72,7 +72,9 @@ public:
         // Measure: each candidate twice, in turn (the machine's speed drifts), the best time of each.
         std::vector<int> candidates;
         const int most = (in.n + threads - 1) / threads;  // beyond this some threads sit idle
-        for (int c = 2; c <= 32 && c <= most; c *= 2) candidates.push_back(c);
+        // Up to 16: 32 was no faster anywhere measured, and every copy keeps buffers for its largest
+        // sub-batch (~1.4 MB per image at width<32>, two copies on 2 threads).
+        for (int c = 2; c <= 16 && c <= most; c *= 2) candidates.push_back(c);
         if (candidates.empty()) candidates.push_back(most);
         std::vector<double> best(candidates.size(), 1e300);
         for (int round = 0; round < 2; ++round)
@@ -85,6 +87,9 @@ public:
         pick.chunk = candidates[static_cast<std::size_t>(std::min_element(best.begin(), best.end()) - best.begin())];
         tuned_.push_back(pick);
         last_chunk_ = pick.chunk;
+        // The copies' buffers grew to the largest candidate: new copies, sized by the pick, are made on
+        // the next call (memory held between calls: 2 copies of width<32> take ~100 MB at 16 images, ~60 at 4).
+        copies_.clear();
         return y_;  // every candidate wrote the same bits
     }
 
@@ -101,7 +106,10 @@ private:
         last_chunk_ = chunk;
         const int chunks = (in.n + chunk - 1) / chunk;
         const int threads = std::min(backend::max_threads(), chunks);
-        while (static_cast<int>(copies_.size()) < threads) copies_.push_back(std::make_unique<replica>());
+        while (static_cast<int>(copies_.size()) < threads) {
+            copies_.push_back(std::make_unique<replica>());
+            copies_.back()->model->for_each_parameter([](nn::parameter& p) { p.grad = tensor<float>(); });  // never trained
+        }
         for (int t = 0; t < threads; ++t) refresh(*copies_[static_cast<std::size_t>(t)]);
         nn::context copy_ctx = ctx;
         copy_ctx.weights_version = generation_;  // the copies' weights stay as loaded until the next load()
