@@ -851,8 +851,7 @@ TEST_CASE("models: inference_pool gives model.forward's evaluation bits for any 
                     CHECK(y.shape() == ref.shape());
                     CHECK(same_bits(y, ref));
                     CHECK(omp_get_max_threads() == threads);  // the copies' one-thread setting stays inside
-                    if (chunk > 0) CHECK(pool.chunk() == chunk);
-                    else CHECK((pool.chunk() >= 2 && pool.chunk() <= std::min(16, (21 + threads - 1) / threads)));
+                    if (chunk == 0) CHECK((pool.chunk() >= 2 && pool.chunk() <= std::min(16, (21 + threads - 1) / threads)));
                 }
             }
         }
@@ -876,9 +875,14 @@ TEST_CASE("models: inference_pool runs the weights of its last load(), and refus
     CHECK(same_bits(pool.forward(x, eval), y1));
     pool.load(*net);
     CHECK(same_bits(pool.forward(x, eval), y2));
-    // Moved batch-norm statistics are part of the snapshot too.
+    // Moved batch-norm statistics are part of the snapshot too, and so is a batch norm's eps.
     (void)net->forward(x, nn::context{});
+    body_of(*net).get<0>().get<1>().eps = 0.25f;  // the stem's BN
     pool.load(*net);
+    CHECK(same_bits(pool.forward(x, eval), net->forward(x, eval)));
+    // One pool, FP32 then FP16 storage (the copies' kept filters are per precision).
+    const nn::context eval16{.phase = nn::mode::eval, .store = nn::storage::fp16};
+    CHECK(same_bits(pool.forward(x, eval16), net->forward(x, eval16)));
     CHECK(same_bits(pool.forward(x, eval), net->forward(x, eval)));
 
     CHECK_THROWS_WITH_AS(pool.forward(x, nn::context{}), doctest::Contains("evaluation mode only"), tricks::error);
@@ -908,10 +912,21 @@ TEST_CASE("models: a convolution keeps its transformed filter while context::wei
     // Same version, other tile size: transformed again, not read with the wrong layout.
     CHECK(same_bits(c.forward(x5, v8), c.forward(x5, none)));
     CHECK(same_bits(c.forward(x, v8), y2));
-    // The direct kernel reads the weights as they are: nothing kept, nothing stale.
-    const nn::context direct_v8{.phase = nn::mode::eval, .conv = tricks::backend::conv_algo::direct, .weights_version = 8};
-    const nn::context direct{.phase = nn::mode::eval, .conv = tricks::backend::conv_algo::direct};
-    CHECK(same_bits(c.forward(x, direct_v8), c.forward(x, direct)));
+    // Same version, other storage precision: the kernels read the weights rounded to FP16, so the
+    // kept FP32 filter must not serve. Weights of 3e-8 round to FP16's smallest subnormal, 2^-24 (2x):
+    // a difference the FP16 rounding of the outputs cannot hide.
+    nn::conv<16, 16, 3> d;
+    for (auto& w : d.weight.value.span()) w = 3e-8f;
+    tensor<float> xb = random_tensor({1, 8, 8, 16}, 54);
+    for (auto& v : xb.span()) v *= 1e4f;
+    const nn::context v9{.phase = nn::mode::eval, .weights_version = 9},
+        v9_fp16{.phase = nn::mode::eval, .store = nn::storage::fp16, .weights_version = 9},
+        fp16{.phase = nn::mode::eval, .store = nn::storage::fp16};
+    const tensor<float> d32 = d.forward(xb, none), d16 = d.forward(xb, fp16);
+    CHECK_FALSE(same_bits(d32, d16));
+    CHECK(same_bits(d.forward(xb, v9), d32));
+    CHECK(same_bits(d.forward(xb, v9_fp16), d16));
+    CHECK(same_bits(d.forward(xb, v9), d32));
 
     tricks::backend::prepared_filter p;
     const tricks::backend::conv_geometry g{{1, 14, 14, 16}, 16, 3, 3, 1, 1};

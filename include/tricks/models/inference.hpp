@@ -8,7 +8,8 @@
 // filters from one sub-batch (and one call) to the next until the next load().
 //
 // Each image's outputs are the same bits as model.forward(x, eval) gives: in evaluation mode no
-// kernel mixes images, and none changes its summation order with the batch size (test_inference).
+// kernel mixes images, and none changes its summation order with the batch size (tests: test_models'
+// inference_pool cases, test_cpu_kernels' "same bits in any batch").
 //
 //   tricks::models::inference_pool<net> pool;   // sub-batch size measured on the first batch
 //   pool.load(model);                           // after training, or whenever the weights change
@@ -17,6 +18,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <tuple>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -31,29 +33,66 @@
 
 namespace tricks::models {
 
+namespace detail {
+/// A fresh nn::context::weights_version for each load() of any pool in the process.
+inline std::uint64_t next_weights_version() noexcept {
+    static std::atomic<std::uint64_t> loads{0};
+    return ++loads;
+}
+
+/// Calls f on every layer of l, l included, depth first in declaration order (sequential's layers,
+/// repeat's items, residual's branch then shortcut).
+template <class L, class F>
+void visit_layers(L& l, F& f) {
+    f(l);
+    if constexpr (requires { l.layers; }) std::apply([&](auto&... c) { (visit_layers(c, f), ...); }, l.layers);
+    else if constexpr (requires { l.items; }) for (auto& c : l.items) visit_layers(c, f);
+    else if constexpr (requires { l.branch; l.shortcut; }) visit_layers(l.branch, f), visit_layers(l.shortcut, f);
+}
+
+/// Every batch norm's run-time settings (eps, momentum): not parameters or buffers, so not in the
+/// snapshot, but eps enters the evaluation.
+template <class Model>
+void bn_settings(Model& m, std::vector<float>& out) {
+    auto f = [&](auto& l) {
+        if constexpr (requires { l.eps; l.momentum; l.running_var; }) out.push_back(l.eps), out.push_back(l.momentum);
+    };
+    visit_layers(m, f);
+}
+template <class Model>
+void set_bn_settings(Model& m, const std::vector<float>& in) {
+    std::size_t i = 0;
+    auto f = [&](auto& l) {
+        if constexpr (requires { l.eps; l.momentum; l.running_var; }) l.eps = in[i], l.momentum = in[i + 1], i += 2;
+    };
+    visit_layers(m, f);
+}
+}  // namespace detail
+
 template <class Model>
 class inference_pool {
 public:
     /// `chunk`: images per sub-batch, or 0 to measure the candidates (2, 4, 8, 16 images) on the
     /// first batch of each image size and thread count, and keep the fastest. The best size follows
-    /// the network: on 2 threads the main job's net ran fastest at 3-6 images (5,600-5,800 img/s,
-    /// 4,800 at 16) and its width<32> variant at 8-16 (1,530-1,570 img/s, 1,190 at 2): small
+    /// the network: on 2 threads the main job's net ran fastest at 3-6 images (5,600-5,800 img/s, of
+    /// the candidates 4; 4,800 at 16) and its width<32> variant at 8-16 (1,530-1,570 img/s, 1,190 at 2): small
     /// sub-batches keep the activations in L2, large ones read the transformed filters (2.4 MB per
     /// 128-channel layer) fewer times. Every size gives the same bits, so the choice is speed only.
     explicit inference_pool(int chunk = 0) : fixed_(chunk) {
         require<error>(chunk >= 0, "tricks::inference_pool: chunk must be >= 1 (or 0: measure), got ", chunk);
     }
 
-    /// Takes a snapshot of `m`'s parameter values and buffers (batch-norm running statistics); the
-    /// copies pick it up on their next forward. Call it again whenever `m`'s weights change.
+    /// Takes a snapshot of `m`'s parameter values, buffers (batch-norm running statistics) and
+    /// batch-norm settings; the copies pick it up on their next forward. Call it again whenever `m`'s
+    /// weights change.
     void load(Model& m) {
         snapshot_.clear();
         m.for_each_parameter([&](nn::parameter& p) { append(p.value); });
         m.for_each_buffer([&](tensor<float>& b) { append(b); });
-        // Unique over every pool in the process: the copies' convolutions key their transformed
-        // filters by it (nn::context::weights_version).
-        static std::atomic<std::uint64_t> loads{0};
-        generation_ = ++loads;
+        settings_.clear();
+        detail::bn_settings(m, settings_);
+        // The copies' convolutions key their transformed filters by it (nn::context::weights_version).
+        generation_ = detail::next_weights_version();
     }
 
     /// Evaluation-mode outputs of the batch x (the shape model.forward(x, eval) returns).
@@ -66,16 +105,19 @@ public:
                              Model::in_channels, " channels, got ", in);
         if (fixed_ > 0) return run(x, ctx, fixed_);
         const int threads = backend::max_threads();
-        const tuned key{in.h, in.w, threads, 0};
+        // Up to 16 images (32 was no faster anywhere measured, and every copy keeps buffers for its
+        // largest sub-batch), and no more than a thread's share of the batch: beyond it threads idle.
+        const int most = std::min(16, (in.n + threads - 1) / threads);
+        const tuned key{in.h, in.w, threads, most, 0};  // a small batch does not decide for larger ones
         for (const auto& t : tuned_)
-            if (t.h == key.h && t.w == key.w && t.threads == key.threads) return run(x, ctx, t.chunk);
-        // Measure: each candidate twice, in turn (the machine's speed drifts), the best time of each.
+            if (t.h == key.h && t.w == key.w && t.threads == key.threads && t.most == key.most) return run(x, ctx, t.chunk);
         std::vector<int> candidates;
-        const int most = (in.n + threads - 1) / threads;  // beyond this some threads sit idle
-        // Up to 16: 32 was no faster anywhere measured, and every copy keeps buffers for its largest
-        // sub-batch (~1.4 MB per image at width<32>, two copies on 2 threads).
-        for (int c = 2; c <= 16 && c <= most; c *= 2) candidates.push_back(c);
-        if (candidates.empty()) candidates.push_back(most);
+        for (int c = 2; c <= most; c *= 2) candidates.push_back(c);
+        if (candidates.size() < 2) {  // nothing to choose from
+            tuned_.push_back({in.h, in.w, threads, most, most});
+            return run(x, ctx, most);
+        }
+        // Measure: each candidate twice, in turn (the machine's speed drifts), the best time of each.
         std::vector<double> best(candidates.size(), 1e300);
         for (int round = 0; round < 2; ++round)
             for (std::size_t i = 0; i < candidates.size(); ++i) {
@@ -88,7 +130,8 @@ public:
         tuned_.push_back(pick);
         last_chunk_ = pick.chunk;
         // The copies' buffers grew to the largest candidate: new copies, sized by the pick, are made on
-        // the next call (memory held between calls: 2 copies of width<32> take ~100 MB at 16 images, ~60 at 4).
+        // the next call (2 copies of width<32> hold ~90 MB at 16 images and ~57 MB at 4: activations
+        // of ~1.4 MB per image each, plus weights and transformed filters).
         copies_.clear();
         return y_;  // every candidate wrote the same bits
     }
@@ -98,7 +141,7 @@ public:
 
 private:
     struct tuned {
-        int h, w, threads, chunk;
+        int h, w, threads, most, chunk;
     };
 
     const tensor<float>& run(const tensor<float>& x, const nn::context& ctx, int chunk) {
@@ -161,13 +204,14 @@ private:
         r.model->for_each_parameter([&](nn::parameter& p) { take(p.value); });
         r.model->for_each_buffer(take);
         require<error>(at == snapshot_.size(), "tricks::inference_pool: the loaded model does not match the pool's model type");
+        detail::set_bn_settings(*r.model, settings_);
         r.generation = generation_;
     }
 
     int fixed_, last_chunk_ = 0;
     std::vector<tuned> tuned_;
     std::uint64_t generation_ = 0;
-    std::vector<float> snapshot_;
+    std::vector<float> snapshot_, settings_;
     std::vector<std::unique_ptr<replica>> copies_;
     tensor<float> y_;
 };

@@ -96,9 +96,12 @@ private:
         return w_work_.data();
     }
 
-    /// The filter in the forward kernel's form, kept while ctx.weights_version stays the same.
+    /// The filter in the forward kernel's form, kept while ctx.weights_version stays the same. The
+    /// storage precision is part of the key: the kernels read the weights rounded to it.
     const float* prepared(const backend::conv_geometry& g, const float* w, const context& ctx) {
-        return ctx.weights_version ? backend::prepare_filter(g, w, ctx.conv, ctx.weights_version, filter_) : nullptr;
+        if (!ctx.weights_version) return nullptr;
+        const std::uint64_t key = ctx.weights_version * 4 + static_cast<std::uint64_t>(ctx.store);
+        return backend::prepare_filter(g, w, ctx.conv, key, filter_);
     }
 
     const tensor<float>* x_ = nullptr;

@@ -335,7 +335,8 @@ inline const float* prepare_filter(const conv_geometry& g, const float* w, conv_
 }
 
 /// y = conv(x, w). x: in (NHWC), w: k x cout row-major (HWIO), y: out (NHWC), overwritten.
-/// epi: applied to every output before it is stored (a folded evaluation-mode BN and its ReLU).
+/// epi: applied to every output before it is stored (a folded evaluation-mode BN, a residual
+/// block's shortcut, the ReLU).
 /// prepared: prepare_filter(g, w, algo, ...)'s result for these weights, or null.
 inline void conv2d_forward(const conv_geometry& g, const float* x, const float* w, float* y, workspace& ws,
                            const conv_epilogue& epi = {}, conv_algo algo = conv_algo::winograd,

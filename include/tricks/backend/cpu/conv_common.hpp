@@ -2,7 +2,9 @@
 // What the CPU convolution kernels share: the geometry of a convolution, N-float vectors (GCC/Clang
 // vector extension) with unaligned loads and stores, the folded epilogue on a vector, fixed-size
 // blocking with compile-time remainders, and the zero-padded copy of one NHWC image.
+#if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -80,7 +82,8 @@ inline vecf<N> splat(float a) noexcept {
 /// block gave different bits), and a row's result must not depend on the block it falls in.
 template <int N>
 inline vecf<N> fmadd(vecf<N> a, vecf<N> b, vecf<N> c) noexcept {
-#if defined(__FMA__)
+    static_assert(N == 8 || N == 16, "tricks: fmadd on 8 or 16 floats");
+#if defined(__FMA__) && (defined(__x86_64__) || defined(__i386__))
     // Through memcpy, not casts: nvcc's front end (which sees this header in CUDA translation units)
     // rejects casts between vector types; GCC compiles the copies away.
     if constexpr (N == 8) {
@@ -104,6 +107,9 @@ inline vecf<N> fmadd(vecf<N> a, vecf<N> b, vecf<N> c) noexcept {
         return c;
 #endif
     }
+#elif defined(__aarch64__)
+    for (int i = 0; i < N; ++i) c[i] = __builtin_fmaf(a[i], b[i], c[i]);  // FMA always there: never contracted by chance
+    return c;
 #else
     return c + a * b;  // no FMA instruction: nothing to contract
 #endif

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstddef>
 
+#include "tricks/backend/cpu/conv_common.hpp"
 #include "tricks/backend/cpu/workspace.hpp"
 
 #include "tricks/core/error.hpp"
@@ -18,47 +19,24 @@ using lin_cmap = Eigen::Map<const lin_mat>;
 using lin_map = Eigen::Map<lin_mat>;
 }  // namespace detail
 
-/// R rows of y = x W + b, in column blocks of up to 64: every element is summed over k in order, then
-/// b added, by the same code for any R, so a row's result does not depend on the rows around it.
-template <int R>
-inline void linear_rows(int in, int out, const float* x, const float* w, const float* b, float* y) noexcept {
-    constexpr int OB = 64;
-    for (int o0 = 0; o0 < out; o0 += OB) {
-        const int on = std::min(OB, out - o0);
-        float acc[R][OB] = {};
-        for (int k = 0; k < in; ++k) {
-            const float* wk = w + static_cast<std::size_t>(k) * out + o0;
-            for (int r = 0; r < R; ++r) {
-                const float xv = x[static_cast<std::size_t>(r) * in + k];
-                for (int o = 0; o < on; ++o) acc[r][o] += xv * wk[o];
-            }
-        }
-        for (int r = 0; r < R; ++r) {
-            float* yr = y + static_cast<std::size_t>(r) * out + o0;
-            for (int o = 0; o < on; ++o) yr[o] = b ? acc[r][o] + b[o0 + o] : acc[r][o];
-        }
-    }
-}
-
-/// y = x W + b. Our own loop rather than Eigen's GEMM: Eigen picks its kernels (GEMV, GEMM and
-/// their remainder paths) by the row count, so the same image gave other logits in a batch of 5
-/// than in a batch of 8 (models::inference_pool runs sub-batches and promises forward()'s bits).
-/// Rows are split over the threads; the classifier's share of the work is tiny (64 x 10 MACs per
-/// image here, 2M of ResNet-50's 4.1G).
+/// y = x W + b. Our GEMM (gemm_rows: every element summed over k in order, then b added), not Eigen's:
+/// Eigen picks its kernels (GEMV, GEMM and their remainder paths) by the row count, so the same image
+/// gave other logits in a batch of 5 than in a batch of 8 (models::inference_pool runs sub-batches
+/// and promises forward()'s bits). Row blocks are split over the threads; the classifier's share of
+/// the work is tiny (64 x 10 MACs per image here, 2M of ResNet-50's 4.1G).
 inline void linear_forward(int n, int in, int out, const float* x, const float* w, const float* b, float* y) {
     require<shape_error>(n > 0 && in > 0 && out > 0, "tricks::linear: bad shape n=", n, " in=", in, " out=", out);
-    constexpr int R = 4;
+    constexpr int R = 48;  // rows per task
     const int blocks = (n + R - 1) / R;
     const std::size_t work = static_cast<std::size_t>(n) * in * out;
 #pragma omp parallel for schedule(static) if (work >= 8 * parallel_grain)
     for (int blk = 0; blk < blocks; ++blk) {
         const int r0 = blk * R, rows = std::min(R, n - r0);
-        const float* xb = x + static_cast<std::size_t>(r0) * in;
         float* yb = y + static_cast<std::size_t>(r0) * out;
-        if (rows == R) linear_rows<R>(in, out, xb, w, b, yb);
-        else
+        detail::gemm_rows<detail::dense_rows>(x + static_cast<std::size_t>(r0) * in, rows, in, w, out, yb);
+        if (b)
             for (int r = 0; r < rows; ++r)
-                linear_rows<1>(in, out, xb + static_cast<std::size_t>(r) * in, w, b, yb + static_cast<std::size_t>(r) * out);
+                for (int o = 0; o < out; ++o) yb[static_cast<std::size_t>(r) * out + o] += b[o];
     }
 }
 
