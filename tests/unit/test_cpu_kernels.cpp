@@ -535,19 +535,32 @@ TEST_CASE("cpu conv2d: conv_algo picks the algorithm (Winograd rounds differentl
     CHECK(std::string(tb::to_string(tb::conv_algo::direct)) == "direct");
 }
 
+/// One of conv_cases() with n images, random inputs and weights, and a folded BN's per-channel
+/// scale and shift (the epilogue tests).
+struct epilogue_case {
+    conv_case c;
+    ref_conv ref;
+    tb::conv_geometry g;
+    fvec x, w, scale, shift;
+    epilogue_case(const conv_case& c0, int n, std::uint64_t& stream)
+        : c(with_batch(c0, n)), ref(c), g(geometry(c)), x(uniform_vec(ref.x_size(), stream++)),
+          w(uniform_vec(ref.w_size(), stream++)), scale(uniform_vec(static_cast<std::size_t>(c.cout), stream++)),
+          shift(uniform_vec(static_cast<std::size_t>(c.cout), stream++)) {}
+    static conv_case with_batch(conv_case c, int n) {
+        c.n = n;
+        return c;
+    }
+};
+
 TEST_CASE("cpu conv2d_forward: a residual in the epilogue gives the bits of add_relu_forward after the convolution") {
     // A residual block's end in evaluation: relu(bn(conv(x)) + s) in the convolution's epilogue, on
     // every forward path, with and without the folded BN and the ReLU; images past the first read
     // their own part of s.
     std::uint64_t stream = 280;
     for (const auto& c0 : conv_cases()) {
-        conv_case c = c0;
-        c.n = 3;
-        const ref_conv ref(c);
-        const auto g = geometry(c);
-        const fvec x = uniform_vec(ref.x_size(), stream++), w = uniform_vec(ref.w_size(), stream++);
+        const epilogue_case e(c0, 3, stream);
+        const auto& [c, ref, g, x, w, scale, shift] = e;
         const fvec s = uniform_vec(ref.y_size(), stream++);
-        const fvec scale = uniform_vec(static_cast<std::size_t>(c.cout), stream++), shift = uniform_vec(static_cast<std::size_t>(c.cout), stream++);
         for (const auto algo : {tb::conv_algo::winograd, tb::conv_algo::direct}) {
             for (const bool affine : {false, true}) {
                 for (const bool relu : {false, true}) {
@@ -577,12 +590,8 @@ TEST_CASE("cpu forward kernels give an image the same bits in any batch (what mo
     // GEMM did for 1x1 convs and the classifier) fails here.
     std::uint64_t stream = 260;
     for (const auto& c0 : conv_cases()) {
-        conv_case c = c0;
-        c.n = 7;
-        const ref_conv ref(c);
-        const auto g = geometry(c);
-        const fvec x = uniform_vec(ref.x_size(), stream++), w = uniform_vec(ref.w_size(), stream++);
-        const fvec scale = uniform_vec(static_cast<std::size_t>(c.cout), stream++), shift = uniform_vec(static_cast<std::size_t>(c.cout), stream++);
+        const epilogue_case e(c0, 7, stream);
+        const auto& [c, ref, g, x, w, scale, shift] = e;
         const std::size_t xi = ref.x_size() / 7, yi = ref.y_size() / 7;
         for (const auto algo : {tb::conv_algo::winograd, tb::conv_algo::direct}) {
             for (const bool folded : {false, true}) {
