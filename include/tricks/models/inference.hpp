@@ -18,12 +18,12 @@
 
 #include <algorithm>
 #include <atomic>
-#include <tuple>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <tuple>
 #include <vector>
 
 #include "tricks/backend/cpu/workspace.hpp"
@@ -74,10 +74,10 @@ class inference_pool {
 public:
     /// `chunk`: images per sub-batch, or 0 to measure the candidates (2, 4, 8, 16 images) on the
     /// first batch of each image size and thread count, and keep the fastest. The best size follows
-    /// the network: on 2 threads the main job's net ran fastest at 3-6 images (5,600-5,800 img/s, of
-    /// the candidates 4; 4,800 at 16) and its width<32> variant at 8-16 (1,530-1,570 img/s, 1,190 at 2): small
-    /// sub-batches keep the activations in L2, large ones read the transformed filters (2.4 MB per
-    /// 128-channel layer) fewer times. Every size gives the same bits, so the choice is speed only.
+    /// the network: on 2 threads the main job's net ran fastest at 3-6 images (5,600-5,800 img/s; of
+    /// the candidates, 4; 4,800 at 16) and its width<32> variant at 8-16 (1,530-1,570 img/s; 1,190 at
+    /// 2): small sub-batches keep the activations in L2, large ones read the transformed filters
+    /// (2.4 MB per 128-channel layer) fewer times. Every size gives the same bits, so the choice is speed only.
     explicit inference_pool(int chunk = 0) : fixed_(chunk) {
         require<error>(chunk >= 0, "tricks::inference_pool: chunk must be >= 1 (or 0: measure), got ", chunk);
     }
