@@ -94,15 +94,7 @@ using ck_recipe = recipe<lr::warmup<epochs<1>>, lr::cosine, loss::label_smoothin
 /// One thread: this small net gains nothing from two, and on a shared 2-core machine two OpenMP
 /// threads slow to a crawl whenever another process holds a core (libgomp spin-waits).
 options resume_options() {
-    options o;
-    o.progress = false;
-    o.threads = 1;
-    o.epochs = 2;
-    o.batch = 32;
-    o.lr = 0.2;
-    o.max_steps_per_epoch = 8;
-    o.seed = 21;
-    return o;
+    return {.epochs = 2, .batch = 32, .lr = 0.2, .seed = 21, .threads = 1, .progress = false, .max_steps_per_epoch = 8};
 }
 
 }  // namespace

@@ -89,13 +89,7 @@ options quiet_options() {
 
 /// One epoch of 4 steps at batch 32 from seed 11: runs compared bit for bit.
 options short_run_options() {
-    options o = quiet_options();
-    o.epochs = 1;
-    o.batch = 32;
-    o.lr = 0.2;
-    o.max_steps_per_epoch = 4;
-    o.seed = 11;
-    return o;
+    return {.epochs = 1, .batch = 32, .lr = 0.2, .seed = 11, .progress = false, .max_steps_per_epoch = 4};
 }
 
 
@@ -865,12 +859,7 @@ TEST_CASE("trainer end to end on real Fashion-MNIST: the whole recipe learns") {
     // machine two OpenMP threads crawl whenever another process holds a core (libgomp spin-waits).
     const omp_threads_guard keep_threads;
     const data::dataset train = fm.train.subset(0, 10000), test = fm.test.subset(0, 1000);
-    options o = quiet_options();
-    o.epochs = 2;
-    o.batch = 64;
-    o.lr = 0.4;
-    o.seed = 1;
-    o.threads = 1;
+    const options o{.epochs = 2, .batch = 64, .lr = 0.4, .seed = 1, .threads = 1, .progress = false};
     trainer<small_net, full_recipe> t(o);
     const auto t0 = std::chrono::steady_clock::now();
     const history h = t.fit(train, test);

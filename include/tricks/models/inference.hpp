@@ -160,7 +160,7 @@ private:
         const dims od = Model::out_dims({in.h, in.w});
         y_.resize({in.n, od.h, od.w, Model::out_channels});
         const std::size_t out_image = static_cast<std::size_t>(od.h) * od.w * Model::out_channels;
-        std::vector<std::exception_ptr> failed(static_cast<std::size_t>(threads));
+        failed_.assign(static_cast<std::size_t>(threads), nullptr);  // kept: no allocation per batch
 #pragma omp parallel num_threads(threads)
         {
             const std::size_t t = static_cast<std::size_t>(omp_get_thread_num());
@@ -168,7 +168,7 @@ private:
             replica& r = *copies_[t];
 #pragma omp for schedule(dynamic, 1)
             for (int c = 0; c < chunks; ++c) {
-                if (failed[t]) continue;
+                if (failed_[t]) continue;
                 try {
                     const int b = c * chunk, n = std::min(in.n, b + chunk) - b;
                     r.x.resize({n, in.h, in.w, in.c});
@@ -178,11 +178,11 @@ private:
                                          " is not ", n, " x ", od.h, " x ", od.w, " x ", Model::out_channels);
                     std::memcpy(y_.data() + static_cast<std::size_t>(b) * out_image, y.data(), y.size() * sizeof(float));
                 } catch (...) {
-                    failed[t] = std::current_exception();
+                    failed_[t] = std::current_exception();
                 }
             }
         }
-        for (auto& e : failed)
+        for (auto& e : failed_)
             if (e) std::rethrow_exception(e);
         return y_;
     }
@@ -213,6 +213,7 @@ private:
     std::uint64_t generation_ = 0;
     std::vector<float> snapshot_, settings_;
     std::vector<std::unique_ptr<replica>> copies_;
+    std::vector<std::exception_ptr> failed_;  // per thread, the error of its last sub-batch
     tensor<float> y_;
 };
 

@@ -54,8 +54,8 @@ struct conv {
     const tensor<float>& forward_affine(const tensor<float>& x, const context& ctx, backend::conv_epilogue epi, bool relu,
                                         tensor<float>& out) {
         check_channels("tricks::conv", x, Cin);
-        require<error>(ctx.store == storage::fp32 && ctx.phase == mode::eval,
-                       "tricks::conv: a folded batch norm needs evaluation mode with FP32 storage");
+        require<error>(ctx.folds_into_convolutions(),
+                       "tricks::conv: a folded batch norm needs evaluation mode, FP32 storage and context::fuse");
         x_ = &x;
         const auto g = geometry(x.shape());
         out.resize(g.out());
@@ -106,7 +106,7 @@ private:
 
     const tensor<float>* x_ = nullptr;
     backend::prepared_filter filter_;
-    tensor<float> y_, dx_, w_work_;  // scratch: backend::thread_scratch(), shared by the thread's layers
+    tensor<float> y_, dx_, w_work_;  // the kernels' scratch is backend::thread_scratch(), shared by the thread's layers
 };
 
 }  // namespace tricks::nn

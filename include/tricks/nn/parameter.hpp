@@ -56,6 +56,12 @@ struct context {
     /// where every step moves the weights): no promise, the filter is transformed on every call.
     std::uint64_t weights_version = 0;
 
+    /// Whether evaluation runs its batch norms, ReLUs and residual adds inside the convolutions'
+    /// epilogues (evaluation with FP32 storage and `fuse`); the values are the layer-by-layer ones.
+    [[nodiscard]] bool folds_into_convolutions() const noexcept {
+        return fuse && phase == mode::eval && store == storage::fp32;
+    }
+
     /// Rounds a freshly written activation/gradient tensor to the storage precision: the values a
     /// later layer reads are exactly those an FP16 (or BF16) buffer would hold.
     void round(tensor<float>& t) const noexcept {

@@ -174,7 +174,7 @@ private:
         } else if constexpr (foldable<I, End>()) {
             // Evaluation with FP32 storage: the batch norm (and a ReLU after it) run inside the
             // convolution's epilogue; same values as layer by layer. Otherwise layer by layer.
-            if (fused_ && ctx.phase == mode::eval && ctx.store == storage::fp32) {
+            if (ctx.folds_into_convolutions()) {
                 auto& conv = std::get<I>(layers);
                 auto& bn = std::get<I + 1>(layers);
                 if constexpr (activation_after_fold<I, End>())

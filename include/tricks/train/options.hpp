@@ -17,12 +17,12 @@ struct options {
     double momentum = 0.9;       // paper §2.1
     double weight_decay = 1e-4;  // paper §2.1
     int warmup_epochs = -1;      // -1: lr::warmup<epochs<m>>'s m
-    std::vector<int> step_milestones;  // empty: lr::step<epochs<e>...>'s e; else these epochs
+    std::vector<int> step_milestones{};  // empty: lr::step<epochs<e>...>'s e; else these epochs
                                        // (increasing, >= 1; only with lr::step in the recipe)
     double label_smoothing = 0.1;      // epsilon, paper §5.2
     double mixup_alpha = 0.2;          // paper §5.4
     double distill_temperature = 20;   // paper §5.3
-    std::filesystem::path teacher_checkpoint;  // loss::distill<Teacher>: the teacher's weights
+    std::filesystem::path teacher_checkpoint{};  // loss::distill<Teacher>: the teacher's weights
     double loss_scale = 65536;         // fp16_mixed: initial dynamic loss scale
     int loss_scale_window = 2000;      // fp16_mixed: clean steps before the scale doubles
     std::uint64_t seed = 1;
@@ -32,7 +32,7 @@ struct options {
     backend::conv_algo conv_algorithm = backend::conv_algo::winograd;  // CPU convolutions (backend/conv_algo.hpp);
                                        // direct: no Winograd (A/B comparisons)
     bool progress = true;              // progress on stderr
-    std::filesystem::path checkpoint;  // if set: written (atomically) at the end of every epoch
+    std::filesystem::path checkpoint{};  // if set: written (atomically) at the end of every epoch
     int max_steps_per_epoch = 0;       // 0: the whole epoch (tests and smoke runs use fewer)
     int stop_after_epochs = 0;         // 0: run all epochs; >0: fit() returns once this many epochs are
                                        // done, counting resumed ones (interruption tests, time-boxed runs)

@@ -3,7 +3,9 @@
 // algorithms, picked per shape (and by conv_algo): Winograd F(m x m, 3x3) for 3x3 stride-1 layers
 // (winograd.hpp), register-blocked direct kernels for narrow layers (<= 128 channels), and im2col +
 // GEMM otherwise: one GEMM per tile of output pixels, Y(tile x cout) = im2col(tile x k) * W(k x cout)
-// with k = kh*kw*cin. Eigen does the GEMM; this file does the data movement and the work split.
+// with k = kh*kw*cin. Eigen does the im2col GEMMs and the backward GEMMs; 1x1 forwards run on
+// gemm_rows (conv_common.hpp), whose results do not depend on the batch; this file does the data
+// movement and the work split.
 //
 // Determinism: work is split into tiles whose boundaries depend only on the shapes, never on the
 // thread count, and reductions over tiles (the filter gradient) add partial sums in a fixed order.
@@ -240,6 +242,11 @@ inline void direct_filter_single_channel(const conv_geometry& g, const float* xp
     }
 }
 
+/// Whether `algo` runs g (a forward geometry, or backward-data's as a forward) on Winograd.
+inline bool uses_winograd(const conv_geometry& g, conv_algo algo) noexcept {
+    return algo == conv_algo::winograd && winograd_suits(g);
+}
+
 /// Whether the direct backward-filter kernel applies (input channels 1 or a multiple of 8).
 inline bool direct_filter_suits(const conv_geometry& g) noexcept {
     return direct_conv_suits(g) && (g.in.c == 1 || g.in.c % 8 == 0);
@@ -323,7 +330,7 @@ inline const float* prepare_filter(const conv_geometry& g, const float* w, conv_
                                    prepared_filter& p) {
     using namespace detail;
     require<error>(version != 0, "tricks::prepare_filter: version 0 means 'no promise' and cannot key a filter");
-    if (g.pointwise() || algo != conv_algo::winograd || !winograd_suits(g)) return nullptr;
+    if (!uses_winograd(g, algo)) return nullptr;
     const int tile = winograd_tile(g);
     const std::size_t n = winograd_filter_size(g);
     if (p.version != version || p.tile != tile || p.u.size() != n) {
@@ -361,7 +368,7 @@ inline void conv2d_forward(const conv_geometry& g, const float* x, const float* 
         }
         return;
     }
-    if (algo == conv_algo::winograd && winograd_suits(g)) {
+    if (uses_winograd(g, algo)) {
         winograd_forward(g, x, w, y, ws, epi, 0, prepared);
         return;
     }
@@ -412,7 +419,7 @@ inline void conv2d_backward_data(const conv_geometry& g, const float* dy, const 
         const std::size_t slot = static_cast<std::size_t>(max_threads());
         float* wt = ws.get(slot, static_cast<std::size_t>(k) * cout);
         flip_transpose_filter(g, w, wt);
-        if (algo == conv_algo::winograd && winograd_suits(t)) winograd_forward(t, dy, wt, dx, ws, {}, slot + 1);
+        if (uses_winograd(t, algo)) winograd_forward(t, dy, wt, dx, ws, {}, slot + 1);
         else direct_conv_forward(t, dy, wt, dx, ws);
         return;
     }
@@ -439,7 +446,7 @@ inline void conv2d_backward_filter(const conv_geometry& g, const float* x, const
                                    conv_algo algo = conv_algo::winograd) {
     using namespace detail;
     g.validate("tricks::conv2d_backward_filter");
-    if (algo == conv_algo::winograd && winograd_suits(g)) {
+    if (uses_winograd(g, algo)) {
         winograd_backward_filter(g, x, dy, dw, ws);
         return;
     }
