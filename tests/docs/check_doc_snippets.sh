@@ -3,7 +3,7 @@
 # instantiated and static_asserts checked, nothing is linked or run), so the docs' examples cannot
 # drift from the library. Exit status: the number of blocks that failed (0: all compile).
 #
-#   bench/compile/check_doc_snippets.sh        # from anywhere; CXX overrides the compiler
+#   tests/docs/check_doc_snippets.sh        # from anywhere; CXX overrides the compiler
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
