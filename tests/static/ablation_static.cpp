@@ -20,7 +20,7 @@ using tricks::recipe;
 namespace lr = tricks::lr;
 namespace loss = tricks::loss;
 
-// ---- the DESIGN's grid: 4 models x 3 recipes ----------------------------------------------------
+// ---- docs/design.md's grid ("What a user writes"): 4 models x 3 recipes ----------------------
 using r0 = recipe<>;
 using r1 = recipe<lr::cosine>;
 using r2 = recipe<lr::cosine, loss::label_smoothing>;

@@ -66,7 +66,7 @@ static_assert(parameter_count_v<r50d_small> == 23'547'178);
 static_assert(macs<r50d_small>(28, 28) == 82'812'032);
 static_assert(macs<r50d_small>(32, 32) == 88'174'592);
 
-// ---- ResNet-B moves the stride, it adds no parameter: same count, more MACs (paper §4.1) --------
+// ---- ResNet-B moves the stride, it adds no parameter: same count, more MACs (paper §4.2) --------
 static_assert(parameter_count_v<m::resnet50> == parameter_count_v<m::resnet50b>);
 static_assert(macs<m::resnet50>(224, 224) != macs<m::resnet50b>(224, 224));
 static_assert(macs<m::resnet50>(224, 224) < macs<m::resnet50b>(224, 224));

@@ -1,5 +1,5 @@
 // CPU kernels (backend/cpu/*.hpp) against independent float64 references written from the
-// mathematical definitions, finite-difference gradient checks (DESIGN.md §4), shape errors, and
+// mathematical definitions, finite-difference gradient checks (docs/design.md, "Tests"), shape errors, and
 // bit-for-bit determinism across OpenMP thread counts.
 //
 // Tolerances. The kernels compute in float (u = 2^-24 ~ 6e-8); the references compute in double

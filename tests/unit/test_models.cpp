@@ -438,7 +438,7 @@ TEST_CASE("models: the order of options does not matter, and names say what the 
 }
 
 // =================================================================================================
-// (d) determinism (DESIGN.md §4: same seed, same build, same result, bit for bit on CPU)
+// (d) determinism (docs/design.md, "Determinism": same seed, same build, same result, bit for bit on CPU)
 // =================================================================================================
 
 TEST_CASE("models: init and forward are deterministic") {

@@ -1,5 +1,5 @@
-// Training tricks, each pinned to the paper's definition with exact numbers (DESIGN.md §4, He et al.
-// 2019): the lr schedule (linear scaling, linear warmup, cosine, step), recipe flags, label
+// Training tricks, each pinned to the paper's definition with exact numbers (docs/design.md, "Tests";
+// He et al. 2019): the lr schedule (linear scaling, linear warmup, cosine, step), recipe flags, label
 // smoothing, mixup, Beta/Gamma draws, the distillation term, SGD (plain, Nesterov, no-bias-decay),
 // dynamic loss scaling; then the trainer: an end-to-end run on real Fashion-MNIST that must beat a
 // clear bar, bit-for-bit determinism, the non-finite-loss error, and fp16_mixed overflow handling.

@@ -6,8 +6,10 @@
 namespace tricks::backend {
 
 enum class conv_algo {
-    winograd,  // Winograd F(2x2, 3x3) for 3x3 stride-1 layers with channels in multiples of 8 (2.25x fewer
-               // multiplies); the direct / im2col-GEMM kernels for every other layer. The default.
+    winograd,  // Winograd for 3x3 stride-1 layers (padding <= 2, input and output channels in multiples of
+               // 8), F(4x4, 3x3) or F(2x2, 3x3) by the shape (cpu/winograd.hpp, winograd_tile: F(4x4),
+               // 4x fewer multiplies, unless its partial tiles make it cost more than F(2x2)'s 2.25x fewer);
+               // the direct / im2col-GEMM kernels for every other layer. The default.
     direct,    // the direct / im2col-GEMM kernels for every layer (the algorithms before Winograd; A/B
                // comparisons, and the smallest rounding error)
 };

@@ -1,6 +1,6 @@
 #pragma once
-// Element types. FP16/BF16 come from Eigen (DESIGN.md: Eigen is the CPU math dependency), so a
-// tensor<half> on the CPU is the same bits cuDNN sees on the GPU.
+// Element types. FP16/BF16 come from Eigen (Eigen is the CPU math dependency: docs/design.md,
+// "Conventions"), so a tensor<half> on the CPU is the same bits cuDNN sees on the GPU.
 #include <Eigen/Core>
 #include <string_view>
 #include <type_traits>

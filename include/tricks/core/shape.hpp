@@ -1,5 +1,6 @@
 #pragma once
-// Shapes. Activations are NHWC (DESIGN.md §2): n images, h rows, w columns, c channels, c fastest.
+// Shapes. Activations are NHWC (docs/design.md, "Conventions"): n images, h rows, w columns, c
+// channels, c fastest.
 #include <cstddef>
 #include <cstdint>
 #include <ostream>

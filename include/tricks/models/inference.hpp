@@ -74,10 +74,10 @@ class inference_pool {
 public:
     /// `chunk`: images per sub-batch, or 0 to measure the candidates (2, 4, 8, 16 images) on the
     /// first batch of each image size and thread count, and keep the fastest. The best size follows
-    /// the network: on 2 threads the main job's net ran fastest at 3-6 images (5,600-5,800 img/s; of
-    /// the candidates, 4; 4,800 at 16) and its width<32> variant at 8-16 (1,530-1,570 img/s; 1,190 at
-    /// 2): small sub-batches keep the activations in L2, large ones read the transformed filters
-    /// (2.4 MB per 128-channel layer) fewer times. Every size gives the same bits, so the choice is speed only.
+    /// the network (the main job's net prefers a few images, its width<32> variant 8-16: docs/design.md,
+    /// "Measurements"): small sub-batches keep the activations in L2, large ones read the transformed
+    /// filters (36 x cin x cout floats per 3x3 layer) fewer times. Every size gives the same bits, so
+    /// the choice is speed only.
     explicit inference_pool(int chunk = 0) : fixed_(chunk) {
         require<error>(chunk >= 0, "tricks::inference_pool: chunk must be >= 1 (or 0: measure), got ", chunk);
     }
@@ -130,8 +130,8 @@ public:
         tuned_.push_back(pick);
         last_chunk_ = pick.chunk;
         // The copies' buffers grew to the largest candidate: new copies, sized by the pick, are made on
-        // the next call (2 copies of width<32> hold ~90 MB at 16 images and ~57 MB at 4: activations
-        // of ~1.4 MB per image each, plus weights and transformed filters).
+        // the next call (a copy holds its activations for every image of its largest sub-batch, plus
+        // the weights and transformed filters: docs/design.md, "Measurements").
         copies_.clear();
         return y_;  // every candidate wrote the same bits
     }

@@ -1,18 +1,18 @@
 #pragma once
-// Model options: the paper's tweaks (§4) as empty tag types, and the few numbers a model type
-// needs at compile time (classes, input channels, width). Parsing checks that every option is known
-// and given at most once, and says so in words.
+// Model options: the paper's tweaks (§4.2, "ResNet Tweaks") as empty tag types, and the few
+// numbers a model type needs at compile time (classes, input channels, width). Parsing checks that
+// every option is known and given at most once, and says so in words.
 #include <type_traits>
 
 namespace tricks {
 
 namespace tweak {
-/// ResNet-B (paper §4.1, Fig. 2a): in the bottleneck's path A, the stride moves from the first 1x1
+/// ResNet-B (paper §4.2, Fig. 2a): in the bottleneck's path A, the stride moves from the first 1x1
 /// conv to the 3x3 conv, so no activations are skipped by a strided 1x1.
 struct stride_on_3x3 {};
-/// ResNet-C (paper §4.1, Fig. 2b): the 7x7 stem conv becomes three 3x3 convs (32, 32, 64 wide).
+/// ResNet-C (paper §4.2, Fig. 2b): the 7x7 stem conv becomes three 3x3 convs (32, 32, 64 wide).
 struct deep_stem {};
-/// ResNet-D (paper §4.1, Fig. 2c): a downsampling shortcut is a 2x2 stride-2 average pool then a
+/// ResNet-D (paper §4.2, Fig. 2c): a downsampling shortcut is a 2x2 stride-2 average pool then a
 /// stride-1 1x1 conv, so the shortcut no longer ignores 3/4 of its input.
 struct avg_down {};
 }  // namespace tweak

@@ -1,7 +1,7 @@
 #pragma once
 // Parameters tagged by role, and the per-step context layers receive.
-// Policies act on roles (DESIGN.md §2): no_bias_decay skips `bias` and `bn_*`; zero_gamma zeroes
-// the `bn_gamma` of the last BN of each residual branch.
+// Policies act on roles (docs/design.md, "Training"): no_bias_decay skips `bias` and `bn_*`;
+// zero_gamma zeroes the `bn_gamma` of the last BN of each residual branch.
 #include <cstdint>
 #include <string_view>
 

@@ -1,8 +1,8 @@
 #pragma once
 // The cartesian product of type lists, computed with Boost.Hana. This file is the ablation
-// layer's only contact with Hana (DESIGN §5: the metaprogramming library stays in one small
-// internal layer): it takes and returns plain detail::type_list types, so no Hana type or header
-// leaks into the rest of the library, and a user's error never shows a Hana backtrace.
+// layer's only contact with Hana (docs/design.md, "Layers": the metaprogramming library stays in
+// one small internal layer): it takes and returns plain detail::type_list types, so no Hana type or
+// header leaks into the rest of the library, and a user's error never shows a Hana backtrace.
 #include <type_traits>
 
 #include <boost/hana/cartesian_product.hpp>

@@ -216,9 +216,10 @@ inline void direct_filter_image(const conv_geometry& g, const float* xp, const f
 
 /// Backward-filter of one image with a single input channel (the network's first conv), K x K taps
 /// at once: per output pixel one load of CB gradients and K*K independent FMA chains. (Tap by tap,
-/// as direct_filter_image<1> does, each sum is one accumulator long and runs at the FMA latency:
-/// 1.25 ms for the 28x28 1->8 stem conv at batch 128.) Each dw[tap][co] is summed over the pixels in
-/// the same order as there, with one FMA per term.
+/// as direct_filter_image<1> does, each sum is one accumulator long and runs at the FMA latency,
+/// which made the stem conv's filter gradient a visible share of a step: docs/design.md,
+/// "Measurements".) Each dw[tap][co] is summed over the pixels in the same order as there, with one
+/// FMA per term.
 template <int K, int CB>
 inline void direct_filter_single_channel(const conv_geometry& g, const float* xp, const float* dy_img, float* part, int co0) {
     constexpr int VW = CB >= 16 ? 16 : 8;
@@ -315,8 +316,9 @@ inline bool direct_backward_data_suits(const conv_geometry& g) noexcept {
 
 /// A convolution's filter in the form its forward kernel reads, kept between calls while the weights
 /// stay the same (the Winograd path transforms the 3x3 filter into 36 x cin x cout values on every
-/// call otherwise: ~5% of an evaluation in 8-image sub-batches). Keyed by the caller's version of the
-/// weights and by the transform, which depends on the geometry (the tile size follows the image size).
+/// call otherwise, a cost that small sub-batches repeat: docs/design.md, "Measurements"). Keyed by
+/// the caller's version of the weights and by the transform, which depends on the geometry (the tile
+/// size follows the image size).
 struct prepared_filter {
     std::uint64_t version = 0;  // 0: nothing prepared
     int tile = 0;               // the Winograd tile size U was made for

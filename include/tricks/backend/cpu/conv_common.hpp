@@ -195,8 +195,8 @@ inline void gemm_block(const float* a, int k_rt, const float* b, int ldb, float*
 template <class Rows>
 inline void gemm_rows(const float* a, int rows, int K, const float* b, int cols, float* c) {
     const std::size_t lda = Rows::stride(K), ldc = Rows::stride(cols);
-    // Register blocks of 12 rows x CB columns: up to 24 accumulators (12 x 32 measured 1.1x faster
-    // than 7 x 32 at 14x14x32; 24 x 16 slower than 12 x 16 at 28x28x16).
+    // Register blocks of 12 rows x CB columns: up to 24 accumulators (12 rows measured faster than
+    // fewer at 32 columns and than more at 16: docs/design.md, "Measurements").
     with_channels(K, [&](auto kc) {
         constexpr int KC = decltype(kc)::value;
         auto columns = [&](auto cb, int co) {

@@ -137,7 +137,7 @@ struct winograd_tiles {
     [[nodiscard]] int padded_w() const noexcept { return M * tw + 2; }
     /// Floats from one tile's positions x c transformed values to the next: one cache line more, so
     /// that the GEMMs' rows (one per tile) do not all fall into the same L1 set (16 x 64 floats are
-    /// 4 KiB: seven rows 4 KiB apart measured 1.2x slower).
+    /// 4 KiB; rows 4 KiB apart measured slower: docs/design.md, "Measurements").
     static constexpr std::size_t stride(int c) noexcept { return positions * static_cast<std::size_t>(c) + 16; }
 };
 
@@ -198,7 +198,8 @@ inline void winograd_filter_transform_adjoint(const float* du, int cin, int cout
 /// V[t][pos][c] = (B^T d B)[pos] for the tiles [t0, t0 + count) of one zero-padded image (by
 /// pad_image to padded_h x padded_w; tile (ty, tx) reads the patch at row M ty, column M tx).
 /// The image is copied first: a sequential read the prefetcher keeps up with (reading the patches
-/// straight from the batch measured 1.3x slower once the batch no longer fits in the caches).
+/// straight from the batch measured slower once the batch no longer fits in the caches:
+/// docs/design.md, "Measurements").
 template <int M, int VW, int CC>
 inline void winograd_input_transform(const float* xp, int pw, int tw, int c_rt, int t0, int count, float* v) {
     using vec = vecf<VW>;
@@ -383,8 +384,8 @@ inline void winograd_conv_forward(const conv_geometry& g, const float* x, const 
 /// function of the batch only) each sum into a dU in image order, in chunks of whole images (>=
 /// winograd_filter_tiles tiles per GEMM), and transform it back to a 3x3 partial; the partials are
 /// added in group order. The dU accumulator is per thread and the 16 stored partials are 9/(m+2)^2
-/// of its size: keeping the groups' dU instead cost 16 x 36 x cin x cout floats, 38 MB for a
-/// 128-channel F(4x4) layer (the width-32 net's peak memory was 1.5x PyTorch's).
+/// of its size: keeping the groups' dU instead cost 16 x 36 x cin x cout floats per F(4x4) layer,
+/// which dominated the wide networks' peak memory (docs/design.md, "Measurements").
 template <int M>
 inline void winograd_conv_backward_filter(const conv_geometry& g, const float* x, const float* dy, float* dw,
                                           workspace& ws) {
@@ -444,8 +445,8 @@ inline void winograd_conv_backward_filter(const conv_geometry& g, const float* x
 /// The output tile size for a geometry (a function of the shape only): F(4x4, 3x3) where its tiles
 /// need fewer multiplies than F(2x2, 3x3)'s, counting the outputs past the image that a partial tile
 /// computes (7x7: 4 tiles x 36 vs 16 x 16; 5x5 or 1x1: F(2x2, 3x3), the smaller rounding error).
-/// Measured (2 threads, batch 128): F(4x4) 1.75x / 1.5x / 1.45x faster than the direct kernel at
-/// 28x28x16 / 14x14x32 / 7x7x64, F(2x2) 1.45x / 1.45x / 1.35x.
+/// Both beat the direct kernel on the main job's 3x3 layers, F(4x4) by more (docs/design.md,
+/// "Measurements").
 inline int winograd_tile(const conv_geometry& g) noexcept {
     const long f4 = long{winograd_tiles<4>(g).per_image()} * winograd_tiles<4>::positions;
     const long f2 = long{winograd_tiles<2>(g).per_image()} * winograd_tiles<2>::positions;

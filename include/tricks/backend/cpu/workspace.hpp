@@ -1,6 +1,9 @@
 #pragma once
-// Scratch memory for CPU kernels. A layer owns one workspace; buffers grow on the first call with
-// a given shape and are reused afterwards, so a training step allocates nothing once warmed up.
+// Scratch memory for CPU kernels. A workspace is a list of slots (one per thread, or per partial sum,
+// as the kernel numbers them) that grow on the first call with a given shape and are reused
+// afterwards, so a training step allocates nothing once warmed up. The kernels take a workspace&;
+// the layers do not own one: they pass thread_scratch() below, the calling thread's workspace, which
+// every layer that thread runs shares (docs/design.md, "The CPU path").
 #include <omp.h>
 
 #include <cstddef>
@@ -38,8 +41,8 @@ inline int max_threads() noexcept { return omp_get_max_threads(); }
 /// The calling thread's scratch for kernels whose workspace holds nothing from one call to the next
 /// (the convolutions': padded images, im2col tiles, Winograd blocks, partial sums). The layers a
 /// thread runs share it, so it grows to the largest layer's need instead of every layer keeping its
-/// own (per-layer workspaces made the width-32 network's peak memory 1.35x PyTorch's). Threads that
-/// run networks side by side each have their own.
+/// own (per-layer workspaces cost much more peak memory: docs/design.md, "Measurements"). Threads
+/// that run networks side by side (models::inference_pool's copies) each have their own.
 inline workspace& thread_scratch() {
     thread_local workspace ws;
     return ws;

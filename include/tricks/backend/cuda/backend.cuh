@@ -3,8 +3,8 @@
 // kernels (element-wise, pooling variants cuDNN lacks, loss, fused optimizer, overflow check).
 // Header-only: compile the including translation unit with nvcc and link tricks::cuda.
 //
-// Contract (DESIGN.md §2): each function in tricks::backend::gpu has the name, geometry, argument
-// order and semantics of its backend/cpu counterpart, with
+// Contract (docs/design.md, "The CUDA path"): each function in tricks::backend::gpu has the name,
+// geometry, argument order and semantics of its backend/cpu counterpart, with
 //   - device pointers, element type T in {float, __half} for activations/weights/gradients
 //     (BN parameters and statistics, master weights, momentum, soft targets: float);
 //   - a gpu::context& as the last argument where the CPU kernel takes workspace& or nothing;

@@ -35,8 +35,8 @@ struct context_options {
     /// kernels; cuDNN documents a possible overflow for some input ranges).
     bool bn_persistent = false;
     /// Batch norm (training mode) through cuDNN's legacy calls instead of our kernels. Off by
-    /// default: on cuDNN 9 those calls cost ~0.3-0.5 ms of host time each on NHWC data (measured on
-    /// an H100, see docs/gpu.md), more than the kernels themselves for most ResNet layers.
+    /// default: on cuDNN 9 those calls cost more host time each on NHWC data than the kernels
+    /// themselves take for most ResNet layers (measured on an H100: docs/gpu.md).
     bool bn_cudnn = false;
     /// 1x1 stride-1 convolutions as cuBLAS GEMMs (NHWC makes them exactly a matrix product).
     bool pointwise_gemm = true;
@@ -51,8 +51,8 @@ struct context_options {
 
 /// GPU time per category of call ("conv fwd", "bn bwd", "optimizer", ...), measured with a pair of
 /// CUDA events around each call on the stream. Off by default (one branch per call when off); when
-/// on, the events serialise nothing but cost ~2 us of host time per call, so profile separately
-/// from throughput runs.
+/// on, the events serialise nothing but cost host time on every call (docs/design.md,
+/// "Measurements"), so profile separately from throughput runs.
 class profiler {
 public:
     bool enabled = false;

@@ -99,7 +99,7 @@ private:
 
 // ---- cuDNN descriptors --------------------------------------------------------------------------
 
-/// A 4-D tensor descriptor in NHWC layout (the canonical activation layout, DESIGN.md §2).
+/// A 4-D tensor descriptor in NHWC layout (the canonical activation layout: docs/design.md, "Conventions").
 class tensor_descriptor : public detail::unique_object<cudnnTensorDescriptor_t, &cudnnDestroyTensorDescriptor> {
 public:
     static tensor_descriptor create() {
