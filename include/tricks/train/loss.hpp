@@ -16,20 +16,27 @@
 namespace tricks {
 
 /// Soft target of one label: one-hot, or with label smoothing (paper §5.2, as written there)
-///   q_i = 1 - eps  if i == y,   eps / (K - 1)  otherwise.
-inline void smoothed_target(int label, int classes, double eps, float* q) {
-    const float off = classes > 1 ? static_cast<float>(eps / (classes - 1)) : 0.f;
-    for (int k = 0; k < classes; ++k) q[k] = off;
+///   q_i = 1 - eps  if i == y,   eps / (K - 1)  otherwise,
+/// over the K = `data_classes` classes the data has; a model with more outputs than that (a
+/// classifier head padded to a fixed size) gets target 0 on the outputs beyond them.
+inline void smoothed_target(int label, int classes, double eps, float* q, int data_classes) {
+    const float off = data_classes > 1 ? static_cast<float>(eps / (data_classes - 1)) : 0.f;
+    for (int k = 0; k < classes; ++k) q[k] = k < data_classes ? off : 0.f;
     q[label] = static_cast<float>(1.0 - eps);
 }
+inline void smoothed_target(int label, int classes, double eps, float* q) { smoothed_target(label, classes, eps, q, classes); }
 
-/// Targets of a batch: (n, 1, 1, K), row i = smoothed_target(labels[i]).
-inline void make_targets(std::span<const int> labels, int classes, double eps, tensor<float>& q) {
+/// Targets of a batch: (n, 1, 1, K), row i = smoothed_target(labels[i]); labels must lie in
+/// [0, data_classes) (default: all K outputs are classes of the data).
+inline void make_targets(std::span<const int> labels, int classes, double eps, tensor<float>& q, int data_classes = 0) {
+    if (data_classes <= 0) data_classes = classes;
+    require<error>(data_classes <= classes, "tricks::loss: the data has ", data_classes, " classes, the model ", classes,
+                   " outputs");
     q.resize({static_cast<int>(labels.size()), 1, 1, classes});
     for (std::size_t i = 0; i < labels.size(); ++i) {
-        require<error>(labels[i] >= 0 && labels[i] < classes, "tricks::loss: label ", labels[i], " at batch index ", i,
-                       " is outside [0, ", classes, ")");
-        smoothed_target(labels[i], classes, eps, q.data() + i * static_cast<std::size_t>(classes));
+        require<error>(labels[i] >= 0 && labels[i] < data_classes, "tricks::loss: label ", labels[i], " at batch index ", i,
+                       " is outside [0, ", data_classes, ")");
+        smoothed_target(labels[i], classes, eps, q.data() + i * static_cast<std::size_t>(classes), data_classes);
     }
 }
 

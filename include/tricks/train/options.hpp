@@ -31,6 +31,8 @@ struct options {
     bool horizontal_flip = true;
     backend::conv_algo conv_algorithm = backend::conv_algo::winograd;  // CPU convolutions (backend/conv_algo.hpp);
                                        // direct: no Winograd (A/B comparisons)
+    int data_workers = 0;              // loader threads; 0: one for in-memory data, all cores for
+                                       // sources that decode files (data::folder_source)
     bool progress = true;              // progress on stderr
     std::filesystem::path checkpoint{};  // if set: written (atomically) at the end of every epoch
     int max_steps_per_epoch = 0;       // 0: the whole epoch (tests and smoke runs use fewer)

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <thread>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -105,21 +106,38 @@ public:
     }
 
     /// Trains for options.epochs (from where a resumed checkpoint left off) and returns the
-    /// history, one record per epoch.
+    /// history, one record per epoch. In-memory datasets (the IDX path) are normalised with the
+    /// training set's per-channel statistics and augmented by pad-and-crop (augment.hpp).
     history fit(const data::dataset& train, const data::dataset& test) {
-        require<error>(train.c == Model::input_channels, "tricks::trainer: ", Model::name(), " takes ", Model::input_channels,
-                       " input channels, dataset '", train.name, "' has ", train.c);
-        require<error>(train.classes <= Model::classes, "tricks::trainer: dataset '", train.name, "' has ", train.classes,
-                       " classes, ", Model::name(), " predicts ", Model::classes);
-        require<error>(static_cast<std::size_t>(train.n) >= static_cast<std::size_t>(opt_.batch),
-                       "tricks::trainer: batch ", opt_.batch, " is larger than the training set (", train.n, " images)");
         if (aug_.mean.empty()) {  // fresh run: normalise with the training set's statistics
+            require<error>(train.n > 0, "tricks::trainer: dataset '", train.name, "' is empty");
             const auto st = data::compute_stats(train);
             aug_.mean = st.mean;
             aug_.stddev = st.stddev;
         }
         aug_.crop_padding = opt_.crop_padding;
         aug_.horizontal_flip = opt_.horizontal_flip;
+        return fit(data::memory_source{&train, aug_}, data::memory_source{&test, aug_});
+    }
+
+    /// Trains on any loader source (data::batch_source), e.g. data::folder_source for image
+    /// folders, which normalise and augment images themselves; options.data_workers threads
+    /// prepare the batches.
+    template <data::batch_source Train, data::batch_source Test>
+    history fit(const Train& train, const Test& test) {
+        check_source(train);
+        check_source(test);
+        require<error>(train.height() == test.height() && train.width() == test.width(), "tricks::trainer: training images (",
+                       train.name(), ") are ", train.height(), "x", train.width(), ", test images (", test.name(), ") ",
+                       test.height(), "x", test.width(), "; both need the same size");
+        require<error>(train.size() >= static_cast<std::size_t>(opt_.batch), "tricks::trainer: batch ", opt_.batch,
+                       " is larger than the training set (", train.size(), " images)");
+        if constexpr (requires { train.normalisation(); }) {
+            const auto [mean, stddev] = train.normalisation();
+            aug_.mean = mean;
+            aug_.stddev = stddev;
+        }
+        data_classes_ = train.classes();
         if constexpr (Recipe::distills) {
             require<error>(!opt_.teacher_checkpoint.empty(), "tricks::trainer: loss::distill<", teacher_type::name(),
                            "> needs options.teacher_checkpoint (a checkpoint of the teacher)");
@@ -127,7 +145,7 @@ public:
             self().teacher_loaded();
         }
 
-        data::loader train_loader(train, opt_.batch, true, aug_, opt_.seed);
+        data::batch_loader<Train> train_loader(train, opt_.batch, true, opt_.seed, true, data_workers(train));
         long steps = static_cast<long>(train_loader.batches_per_epoch());
         if (opt_.max_steps_per_epoch > 0) steps = std::min<long>(steps, opt_.max_steps_per_epoch);
         build_schedule(steps);
@@ -151,7 +169,7 @@ public:
                 const auto ts = std::chrono::steady_clock::now();
                 const long t = static_cast<long>(e) * steps + s;
                 const int n = x.shape().n;
-                make_targets(labels, K, Recipe::label_smoothing ? opt_.label_smoothing : 0.0, q);
+                make_targets(labels, K, Recipe::label_smoothing ? opt_.label_smoothing : 0.0, q, data_classes_);
                 if constexpr (Recipe::mixup) {
                     rng r = rng(opt_.seed, mixup_stream).fork(static_cast<std::uint64_t>(t));
                     draw_mixup(opt_.mixup_alpha, n, r, draw);
@@ -194,9 +212,18 @@ public:
     /// with the training set's normalisation.
     evaluation evaluate(const data::dataset& d) {
         require<error>(!aug_.mean.empty(), "tricks::trainer: evaluate() before fit() or resume(): the input normalisation is unknown");
-        require<error>(d.c == Model::input_channels, "tricks::trainer: ", Model::name(), " takes ", Model::input_channels,
-                       " input channels, dataset '", d.name, "' has ", d.c);
-        data::loader l(d, 500, false, aug_, opt_.seed);
+        return evaluate(data::memory_source{&d, aug_});
+    }
+
+    /// Top-1 accuracy and cross-entropy on any loader source, in evaluation mode.
+    template <data::batch_source Source>
+    evaluation evaluate(const Source& d) {
+        check_source(d);
+        // At most ~64 MB of input per batch (500 images at 28x28, 111 at 224x224).
+        const std::size_t image_bytes = static_cast<std::size_t>(d.height()) * static_cast<std::size_t>(d.width()) *
+                                        static_cast<std::size_t>(d.channels()) * sizeof(float);
+        const int batch = static_cast<int>(std::clamp<std::size_t>((std::size_t{64} << 20) / image_bytes, 1, 500));
+        data::batch_loader<Source> l(d, batch, false, opt_.seed, false, data_workers(d));
         l.start_epoch(0);
         self().eval_begin();
         tensor<float> x, q;
@@ -309,6 +336,24 @@ protected:
 
     Derived& self() noexcept { return static_cast<Derived&>(*this); }
 
+    /// Throws unless the model can take `d`'s images and labels.
+    template <class Source>
+    static void check_source(const Source& d) {
+        require<error>(d.channels() == Model::input_channels, "tricks::trainer: ", Model::name(), " takes ",
+                       Model::input_channels, " input channels, dataset '", d.name(), "' has ", d.channels());
+        require<error>(d.classes() <= Model::classes, "tricks::trainer: dataset '", d.name(), "' has ", d.classes(),
+                       " classes, ", Model::name(), " predicts ", Model::classes);
+        require<error>(d.size() > 0, "tricks::trainer: dataset '", d.name(), "' is empty");
+    }
+    /// Loader threads: options.data_workers, or (0) one for in-memory data and all cores for
+    /// sources that decode files.
+    template <class Source>
+    int data_workers(const Source&) const {
+        if (opt_.data_workers > 0) return opt_.data_workers;
+        if constexpr (std::is_same_v<Source, data::memory_source>) return 1;
+        else return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    }
+
     /// The error a non-finite loss raises under fp32 (fp16_mixed skips the step instead).
     [[noreturn]] static void non_finite_loss(double loss, int e, long s, long t, double lr) {
         throw training_error(cat("tricks::trainer: non-finite loss (", loss, ") at epoch ", e + 1, ", step ", s + 1,
@@ -353,6 +398,7 @@ protected:
     loss_scaler scaler_;
     lr_schedule sched_;
     data::augment_options aug_;
+    int data_classes_ = Model::classes;  // classes of the training data (<= the model's outputs)
     history hist_;
 };
 
