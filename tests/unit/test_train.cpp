@@ -402,6 +402,26 @@ TEST_CASE("make_targets rejects labels outside [0, K)") {
     CHECK_THROWS_AS(make_targets(bad_lo, 10, 0.0, t), error);
 }
 
+TEST_CASE("make_targets with a padded head: smoothing over the data's classes, 0 beyond them") {
+    tensor<float> q;
+    const std::vector<int> labels{0, 3};
+    make_targets(labels, 10, 0.3, q, 4);
+    REQUIRE(q.shape() == shape4{2, 1, 1, 10});
+    for (int i = 0; i < 2; ++i) {
+        double sum = 0;
+        for (int k = 0; k < 10; ++k) {
+            const float v = q.data()[i * 10 + k];
+            const float want = k == labels[static_cast<std::size_t>(i)] ? 0.7f : k < 4 ? static_cast<float>(0.3 / 3) : 0.0f;
+            CHECK(v == want);
+            sum += v;
+        }
+        CHECK(sum == doctest::Approx(1.0).epsilon(1e-6));
+    }
+    const std::vector<int> outside{4};
+    CHECK_THROWS_WITH(make_targets(outside, 10, 0.1, q, 4), doctest::Contains("label 4 at batch index 0 is outside [0, 4)"));
+    CHECK_THROWS_WITH(make_targets(labels, 3, 0.1, q, 4), doctest::Contains("the data has 4 classes, the model 3 outputs"));
+}
+
 TEST_CASE("softmax cross-entropy with label-smoothed targets equals its closed form") {
     const int n = 4, K = 10;
     const double eps = 0.1;

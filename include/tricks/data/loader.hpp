@@ -171,7 +171,12 @@ public:
         if (consumed_ >= batches_per_epoch()) return false;
         const std::size_t b = consumed_;
         if (workers_ == 0) {
-            make_batch(b, images, labels);
+            try {
+                make_batch(b, images, labels);
+            } catch (...) {
+                consumed_ = batches_per_epoch();  // as with workers: the epoch ends at a failed batch
+                throw;
+            }
             ++consumed_;
             return true;
         }
