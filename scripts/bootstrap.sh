@@ -3,7 +3,8 @@
 #   scripts/bootstrap.sh            build + test dependencies and the Fashion-MNIST data
 #   scripts/bootstrap.sh --peers    also the benchmark peers (PyTorch, dlib)
 set -euo pipefail
-need=(cmake g++ make libeigen3-dev libboost-dev doctest-dev zlib1g-dev dataset-fashion-mnist)
+need=(cmake g++ make libeigen3-dev libboost-dev doctest-dev zlib1g-dev libjpeg62-turbo-dev libpng-dev
+      dataset-fashion-mnist)
 if [[ "${1:-}" == "--peers" ]]; then
   need+=(python3-torch libdlib-dev libopenblas-dev)
 fi
