@@ -14,6 +14,8 @@
 #include "tricks/data/dataset.hpp"
 #include "tricks/data/fashion_mnist.hpp"
 #include "tricks/data/idx.hpp"
+#include "tricks/data/image_folder.hpp"
+#include "tricks/data/image_write.hpp"
 #include "tricks/data/loader.hpp"
 #include "tricks/io/checkpoint.hpp"
 #include "tricks/models/cifar_resnet.hpp"
