@@ -1,4 +1,4 @@
-// The README's main job: trains ResNet-20-D (deep stem, avg-down shortcut, zero-gamma) on
+// The README's main job, and any model of the table on IDX files or an image folder: trains ResNet-20-D (deep stem, avg-down shortcut, zero-gamma) on
 // Fashion-MNIST with the paper's efficient-training and refinement tricks, shows progress, and
 // ends with the test accuracy, metrics (CSV, JSON), a Markdown report and the final checkpoint.
 // `--device cuda` trains on a GPU when the build has the CUDA backend (train_cuda.cu).
@@ -7,9 +7,14 @@
 namespace train_example {
 
 int run_cpu(cli& c) {
-    if (c.precision == 16) return c.width == 16 ? run<16, t::precision::fp16_mixed, t::backend::cpu>(c)
-                                                : run<32, t::precision::fp16_mixed, t::backend::cpu>(c);
-    return c.width == 16 ? run<16, t::precision::fp32, t::backend::cpu>(c) : run<32, t::precision::fp32, t::backend::cpu>(c);
+    switch (model_part(c.model)) {
+        case 0: return run_part0(c);
+        case 1: return run_part1(c);
+        case 2: return run_part2(c);
+        case 3: return run_part3(c);
+        case 4: return run_part4(c);
+        default: fail("--model: '" + c.model + "' is not a model of the table");
+    }
 }
 
 #ifndef TRICKS_TRAIN_WITH_CUDA
