@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what tricks needs from Debian's packages, and nothing when it is all present.
 #   scripts/bootstrap.sh            build + test dependencies and the Fashion-MNIST data
-#   scripts/bootstrap.sh --peers    also the benchmark peers (PyTorch, dlib)
+#   scripts/bootstrap.sh --peers    also the benchmark peers (PyTorch, torchvision, PIL, dlib; scikit-image
+#                                   for its sample photographs)
 set -euo pipefail
 need=(cmake g++ make libeigen3-dev libboost-dev doctest-dev zlib1g-dev libjpeg62-turbo-dev libpng-dev
       dataset-fashion-mnist)
 if [[ "${1:-}" == "--peers" ]]; then
-  need+=(python3-torch libdlib-dev libopenblas-dev)
+  need+=(python3-torch python3-torchvision python3-pil python3-skimage libdlib-dev libopenblas-dev)
 fi
 missing=()
 for p in "${need[@]}"; do
