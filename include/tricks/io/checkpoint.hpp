@@ -113,7 +113,7 @@ public:
         auto [p, n] = field(name);
         require<data_error>(n == out.size_bytes(), "tricks::checkpoint: ", path_, ": field '", name, "' holds ", n / 4,
                             " floats, expected ", out.size());
-        std::memcpy(out.data(), p, n);
+        if (n > 0) std::memcpy(out.data(), p, n);  // an empty span's data() may be null: memcpy's UB
     }
     /// Whether the next field is called `name` (reads nothing): fields added in later releases
     /// are optional when reading, so older checkpoints stay readable.
