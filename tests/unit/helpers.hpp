@@ -1,16 +1,56 @@
 #pragma once
-// Helpers shared by the unit tests: a thread-count guard, bit-for-bit state comparison and a small
-// learnable synthetic data set (tests that must not depend on the Fashion-MNIST files).
+// Helpers shared by the unit tests: a thread-count guard, bit-for-bit state comparison, a small
+// learnable synthetic data set (tests that must not depend on the Fashion-MNIST files), a scratch
+// directory, and the message of an expected error.
 #include <omp.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <system_error>
 #include <vector>
 
+#include "tricks/core/error.hpp"
 #include "tricks/core/rng.hpp"
 #include "tricks/data/dataset.hpp"
 
 namespace tricks_test {
+
+/// A fresh directory under the system temp dir (named by `prefix`, the process and a random
+/// number), removed with everything in it at scope exit.
+struct temp_dir {
+    std::filesystem::path path;
+    explicit temp_dir(const std::string& prefix = "tricks_test_") {
+        std::random_device rd;
+        path = std::filesystem::temp_directory_path() /
+               (prefix + std::to_string(::getpid()) + "_" + std::to_string(rd()) + std::to_string(rd()));
+        std::filesystem::create_directories(path);
+    }
+    ~temp_dir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path, ec);
+    }
+    temp_dir(const temp_dir&) = delete;
+    temp_dir& operator=(const temp_dir&) = delete;
+    std::filesystem::path operator/(const std::string& name) const { return path / name; }
+};
+
+/// The message of the tricks::data_error that `f` throws; "" when it throws nothing (so a check
+/// that the message contains something fails).
+template <class F>
+std::string error_of(F&& f) {
+    try {
+        f();
+    } catch (const tricks::data_error& e) {
+        return e.what();
+    }
+    return {};
+}
+
+inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 /// Code under test may change OpenMP's process-wide thread count (options.threads); this puts the
 /// previous count back when the scope ends, so later tests run as configured.

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "helpers.hpp"
 #include "tricks/ablation/grid.hpp"
 #include "tricks/ablation/plot.hpp"
 #include "tricks/ablation/report.hpp"
@@ -45,19 +46,8 @@ using tiny_a = m::cifar_resnet<8, tricks::width<8>, tricks::in_channels<1>, tric
 using tiny_d = m::cifar_resnet<8, tricks::width<8>, tricks::in_channels<1>, tricks::classes<10>, tw::deep_stem, tw::avg_down>;
 using tiny_teacher = m::cifar_resnet<8, tricks::width<16>, tricks::in_channels<1>, tricks::classes<10>>;
 
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        std::random_device rd;
-        path = fs::temp_directory_path() / ("tricks_ablation_" + std::to_string(rd()) + std::to_string(rd()));
-        fs::create_directories(path);
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
+struct temp_dir : tricks_test::temp_dir {
+    temp_dir() : tricks_test::temp_dir("tricks_ablation_") {}
 };
 
 std::string slurp(const fs::path& p) {

@@ -26,31 +26,21 @@
 #include "tricks/data/fashion_mnist.hpp"
 #include "tricks/data/idx.hpp"
 #include "tricks/data/loader.hpp"
+#include "helpers.hpp"
 
 namespace fs = std::filesystem;
 using namespace tricks::data;
+using tricks_test::contains;
+using tricks_test::error_of;
 using bytes = std::vector<std::uint8_t>;
 
 namespace {
 
-/// A fresh directory under the system temp dir, removed with everything in it at scope exit.
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        std::random_device rd;
-        path = fs::temp_directory_path() /
-               ("tricks_test_data_" + std::to_string(::getpid()) + "_" + std::to_string(rd()) + std::to_string(rd()));
-        fs::create_directories(path);
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-    fs::path operator/(const std::string& name) const { return path / name; }
+struct temp_dir : tricks_test::temp_dir {
+    temp_dir() : tricks_test::temp_dir("tricks_test_data_") {}
 };
 
+/// A fresh directory under the system temp dir, removed with everything in it at scope exit.
 void write_raw(const fs::path& p, const bytes& b) {
     std::ofstream f(p, std::ios::binary);
     f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
@@ -87,20 +77,6 @@ bytes pattern(std::size_t n, std::uint32_t seed = 1) {
     for (auto& x : v) x = static_cast<std::uint8_t>(r.next_u32());
     return v;
 }
-
-/// The message of the data_error `f` throws; fails the test when it throws nothing.
-template <class F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const tricks::data_error& e) {
-        return e.what();
-    }
-    FAIL("expected tricks::data_error");
-    return {};
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 /// Images whose first two bytes encode their index (hi, lo), the rest a fixed pattern; label = index % classes.
 dataset indexed_dataset(int n, int h, int w, int c, int classes = 7) {
@@ -859,21 +835,12 @@ namespace {
 
 /// A source whose prepare() is slow for some images and can be told to fail on one: workers finish
 /// out of order, yet batches must come out in order and bit-identical.
-struct jittery_source {
-    const dataset* ds = nullptr;
-    augment_options opts;
+struct jittery_source : tricks::data::memory_source {
     std::size_t fail_at = static_cast<std::size_t>(-1);
-    [[nodiscard]] std::size_t size() const noexcept { return static_cast<std::size_t>(ds->n); }
-    [[nodiscard]] int height() const noexcept { return ds->h; }
-    [[nodiscard]] int width() const noexcept { return ds->w; }
-    [[nodiscard]] int channels() const noexcept { return ds->c; }
-    [[nodiscard]] int classes() const noexcept { return ds->classes; }
-    [[nodiscard]] int label(std::size_t i) const noexcept { return ds->labels[i]; }
-    [[nodiscard]] const std::string& name() const noexcept { return ds->name; }
     void prepare(std::size_t i, bool train, tricks::rng& r, float* out) const {
         if (i % 7 == 3) std::this_thread::sleep_for(std::chrono::microseconds(200));
         tricks::require<tricks::data_error>(i != fail_at, "jittery_source: image ", i, " is bad");
-        prepare_image(*ds, i, opts, train, r, out);
+        memory_source::prepare(i, train, r, out);
     }
 };
 static_assert(tricks::data::batch_source<jittery_source>);
@@ -892,7 +859,7 @@ std::vector<batch> drain_source(tricks::data::batch_loader<Source>& l, int epoch
 
 TEST_CASE("batch_loader: the same bits for 0, 1, 2, 3 and 5 workers, in training and evaluation") {
     const dataset d = indexed_dataset(150, 5, 4, 3);
-    const jittery_source src{&d, full_options(3)};
+    const jittery_source src{{&d, full_options(3)}};
     for (bool train : {true, false}) {
         tricks::data::batch_loader<jittery_source> ref(src, 16, train, 11, train, 0);
         const auto reference = drain_source(ref, 2);
@@ -916,7 +883,7 @@ TEST_CASE("batch_loader: the same bits for 0, 1, 2, 3 and 5 workers, in training
 TEST_CASE("batch_loader: a failing image surfaces at its batch, after the batches before it, for any worker count") {
     const dataset d = indexed_dataset(64, 3, 3, 1);
     for (int workers : {0, 1, 2, 4}) {
-        jittery_source src{&d, full_options(1)};
+        jittery_source src{{&d, full_options(1)}};
         std::vector<std::uint32_t> order(64);
         tricks::data::batch_loader<jittery_source>::epoch_order(5, 0, true, order);
         src.fail_at = order[37];  // position 37: batch 4 of 8-image batches

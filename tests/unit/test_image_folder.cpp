@@ -2,54 +2,26 @@
 // files, train/val class checks, verify_images, image writing, and folder_source through the
 // loader (the same bits for any worker count; evaluation exactly the decode + eval transform).
 #include <doctest/doctest.h>
-#include <unistd.h>
 
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "tricks/data/image_folder.hpp"
 #include "tricks/data/image_write.hpp"
 #include "tricks/data/loader.hpp"
+#include "helpers.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 using namespace tricks::data;
-
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        std::random_device rd;
-        path = fs::temp_directory_path() /
-               ("tricks_test_folder_" + std::to_string(::getpid()) + "_" + std::to_string(rd()) + std::to_string(rd()));
-        fs::create_directories(path);
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-    fs::path operator/(const std::string& name) const { return path / name; }
-};
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-template <class F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const tricks::data_error& e) {
-        return e.what();
-    }
-    FAIL("expected tricks::data_error");
-    return {};
-}
+using tricks_test::contains;
+using tricks_test::error_of;
+using tricks_test::temp_dir;
 
 /// An h x w RGB image whose pixels depend on (seed, y, x): smooth enough for JPEG, distinct per seed.
 image_u8 test_image(int h, int w, int seed) {

@@ -28,8 +28,10 @@
 #include <vector>
 
 #include "tricks/data/image_io.hpp"
+#include "helpers.hpp"
 
 using namespace tricks::data;
+using tricks_test::error_of;
 using bytes = std::vector<std::uint8_t>;
 
 namespace {
@@ -358,16 +360,6 @@ class stderr_capture {
     int saved_ = -1;
 };
 
-/// The message of the data_error that f throws ("" when it throws nothing).
-template <class F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const tricks::data_error& e) {
-        return e.what();
-    }
-    return {};
-}
 
 /// An image of 16x16 flat blocks, colour of block (bx, by) = colours[by * blocks_x + bx].
 bytes blocks(int blocks_x, int blocks_y, int c, const std::vector<std::array<std::uint8_t, 4>>& colours) {
