@@ -93,6 +93,11 @@ using net_d_reordered = m::cifar_resnet<20, tw::avg_down, tricks::classes<10>, t
 static_assert(ab::detail::same_network<net_d, net_d_reordered>);
 static_assert(ab::detail::same_recipe<recipe<lr::cosine, loss::label_smoothing>, recipe<loss::label_smoothing, lr::cosine>>());
 static_assert(ab::detail::same_recipe<recipe<>, recipe<tricks::precision::fp32>>());
+static_assert(ab::detail::same_recipe<recipe<tricks::optim::sgd<>, lr::cosine>, recipe<lr::cosine>>());
+static_assert(ab::detail::same_recipe<recipe<loss::distill<net_d>>, recipe<loss::distill<net_d_reordered>>>());
+static_assert(!ab::detail::same_recipe<recipe<tricks::optim::sgd<tricks::optim::nesterov>>, recipe<>>());
+static_assert(!ab::detail::same_recipe<recipe<lr::cosine, tricks::mix::mixup>, recipe<lr::cosine>>());
+static_assert(!ab::detail::same_recipe<recipe<tricks::precision::fp16_mixed>, recipe<tricks::precision::bf16_mixed>>());
 // ...and neither does stride_on_3x3 on basic blocks (why the cifar ablation has no ResNet-B row)...
 static_assert(ab::detail::same_network<net, m::cifar_resnet<20, tw::stride_on_3x3, tricks::in_channels<1>, tricks::classes<10>>>);
 // ...while on bottlenecks it does, and so do width, zero-gamma, the schedule and the teacher.

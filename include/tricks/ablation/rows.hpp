@@ -59,23 +59,46 @@ struct is_tricks_recipe : std::false_type {};
 template <class... Ps>
 struct is_tricks_recipe<recipe<Ps...>> : std::true_type {};
 
-/// Two recipes that choose the same mechanisms (policy order and an explicit precision::fp32 do
-/// not matter) train identically.
+/// A policy as it acts: sgd's options reduced to whether it is Nesterov, a distillation's teacher
+/// by the network it builds. The defaults a recipe takes when nothing is said (plain SGD, FP32) act
+/// as if absent.
+template <class P>
+struct canonical_policy {
+    using type = P;
+};
+template <class... O>
+struct canonical_policy<optim::sgd<O...>> {
+    using type = std::conditional_t<optim::sgd<O...>::is_nesterov, optim::sgd<optim::nesterov>, optim::sgd<>>;
+};
+template <class T>
+struct canonical_policy<loss::distill<T>> {
+    using type = loss::distill<typename network_of<T>::type>;
+};
+template <class P>
+using canonical_policy_t = typename canonical_policy<P>::type;
+template <class P>
+inline constexpr bool is_default_policy =
+    std::is_same_v<canonical_policy_t<P>, optim::sgd<>> || std::is_same_v<P, precision::fp32>;
+
+/// P (canonical) is among Qs (canonical), or is a default that needs not be.
+template <class P, class... Qs>
+inline constexpr bool policy_in =
+    is_default_policy<P> || (std::is_same_v<canonical_policy_t<P>, canonical_policy_t<Qs>> || ...);
+
+template <class... As, class... Bs>
+constexpr bool same_policy_set(const recipe<As...>*, const recipe<Bs...>*) {
+    return (policy_in<As, Bs...> && ...) && (policy_in<Bs, As...> && ...);
+}
+
+/// Two recipes train identically when they hold the same set of policies (compared as types, so a
+/// new trick needs no edit here), up to order, the defaults said out loud, and the spelling of a
+/// teacher's network.
 template <class R1, class R2>
 constexpr bool same_recipe() {
     if constexpr (std::is_same_v<R1, R2>) {
         return true;
     } else if constexpr (is_tricks_recipe<R1>::value && is_tricks_recipe<R2>::value) {
-        if (R1::nesterov != R2::nesterov || R1::scaling_reference_batch != R2::scaling_reference_batch ||
-            R1::warmup != R2::warmup || R1::default_warmup_epochs != R2::default_warmup_epochs ||
-            R1::cosine != R2::cosine || R1::step != R2::step || R1::no_bias_decay != R2::no_bias_decay ||
-            R1::label_smoothing != R2::label_smoothing || R1::distills != R2::distills || R1::mixup != R2::mixup ||
-            R1::fp16 != R2::fp16 || R1::bf16 != R2::bf16 || R1::milestone_count() != R2::milestone_count())
-            return false;
-        for (int i = 0; i < R1::milestone_count(); ++i)
-            if (R1::milestones()[i] != R2::milestones()[i]) return false;
-        if constexpr (R1::distills && R2::distills) return same_network<typename R1::teacher, typename R2::teacher>;
-        return true;
+        return same_policy_set(static_cast<const R1*>(nullptr), static_cast<const R2*>(nullptr));
     } else {
         return false;
     }
