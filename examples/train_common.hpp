@@ -87,6 +87,8 @@ inline constexpr const char* usage =
     "  --precision 32|16 fp32, or fp16_mixed (FP16 storage, FP32 master weights, loss scaling);\n"
     "                    default 32 on the CPU (where 16 is an exact emulation), 16 on CUDA (tensor cores)\n"
     "  --resume FILE     continue from a checkpoint written by an earlier run with the same settings\n"
+    "  --allow-change NAME[,NAME]  with --resume: let these settings differ from the checkpoint's (e.g.\n"
+    "                    epochs, to extend a finished run; report.md lists every setting and its rule)\n"
     "  --train-images N  train on the first N images only (quick runs; IDX)\n"
     "  --steps N         at most N steps per epoch (quick runs)\n"
     "  --stop-after N    stop after N epochs, leaving a checkpoint to --resume from (time-boxed runs)\n"
@@ -138,6 +140,16 @@ inline cli parse(int argc, char** argv) {
         else if (a == "--data") { if (!v) fail("--data needs a folder"); c.data_dir = take(); }
         else if (a == "--out") { if (!v) fail("--out needs a folder"); c.out_dir = take(); }
         else if (a == "--resume") { if (!v) fail("--resume needs a file"); c.resume = take(); }
+        else if (a == "--allow-change") {
+            if (!v || !*v) fail("--allow-change needs setting names, e.g. --allow-change epochs");
+            for (std::string_view names = take(); !names.empty();) {
+                const auto comma = names.find(',');
+                const std::string_view name = names.substr(0, comma);
+                if (name.empty()) fail("--allow-change: empty setting name in '" + std::string(v) + "'");
+                c.opt.resume_allow.emplace_back(name);
+                names = comma == std::string_view::npos ? std::string_view() : names.substr(comma + 1);
+            }
+        }
         else if (a == "--quiet") c.opt.progress = false;
         else if (a == "--device") {
             const std::string_view d = v ? v : "";
@@ -159,6 +171,7 @@ inline cli parse(int argc, char** argv) {
     if (c.resize < 0) fail("--resize must be positive");
     if (!(c.min_area > 0 && c.min_area <= 1)) fail("--min-area must be in (0, 1]");
     if (c.opt.data_workers < 0) fail("--workers must be >= 0");
+    if (!c.opt.resume_allow.empty() && c.resume.empty()) fail("--allow-change applies to --resume only");
     c.folder = t::data::is_image_folder_root(c.data_dir);
     return c;
 }
@@ -258,7 +271,8 @@ int run(cli& c) {
 
     t::run_facts facts{model::name(), recipe::describe(), data.description, t::parameter_count_v<model>,
                        t::macs<model>(side, side), threads,
-                       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), device};
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), device,
+                       trainer.settings()};
     t::write_csv(c.out_dir / "metrics.csv", h);
     t::write_json(c.out_dir / "metrics.json", facts, c.opt, h);
     const std::string report = t::markdown_report(facts, c.opt, h);

@@ -18,6 +18,7 @@
 
 #include "tricks/io/checkpoint.hpp"
 #include "tricks/models/cifar_resnet.hpp"
+#include "tricks/train/report.hpp"
 #include "tricks/train/trainer.hpp"
 #include "helpers.hpp"
 
@@ -425,4 +426,242 @@ TEST_CASE("trainer resume: other run settings or another model type are refused,
     write_all(p, bytes);
     trainer<ck_net, ck_recipe> t(o);
     CHECK_THROWS_WITH_AS(t.resume(p), doctest::Contains("checksum mismatch"), data_error);
+}
+
+// ================================================================================================
+// run settings (train/settings.hpp): one list for the checkpoint, resume() and the reports
+
+namespace {
+
+/// A recipe with every policy that reads a run-time number, so every option is in use.
+using every_number_recipe = recipe<lr::warmup<epochs<1>>, lr::step<epochs<1>>, loss::label_smoothing, loss::distill<ck_net>,
+                                   mix::mixup, precision::fp16_mixed>;
+
+/// Another value of the same type, valid for the trainer (ranges kept).
+int changed(int v) { return v + 1; }
+std::uint64_t changed(std::uint64_t v) { return v + 1; }
+double changed(double v) { return v / 2; }
+bool changed(bool v) { return !v; }
+backend::conv_algo changed(backend::conv_algo v) {
+    return v == backend::conv_algo::winograd ? backend::conv_algo::direct : backend::conv_algo::winograd;
+}
+fs::path changed(const fs::path& v) { return v.string() + ".other"; }
+std::vector<int> changed(const std::vector<int>&) { return {2}; }
+std::vector<std::string> changed(const std::vector<std::string>&) { return {"epochs"}; }
+
+/// The message of resuming `p` with options `o` ("" when it is accepted).
+template <class Recipe>
+std::string resume_error(const options& o, const fs::path& p) {
+    trainer<ck_net, Recipe> t(o);
+    try {
+        t.resume(p);
+    } catch (const error& e) {
+        return e.what();
+    }
+    return "";
+}
+
+}  // namespace
+
+TEST_CASE("trainer resume: every must-match setting changed is refused with its name and both values; allowed, it is accepted") {
+    const omp_threads_guard keep_threads;
+    ck_temp_dir dir;
+    const auto train = synthetic_digits(64, 3, 95), test = synthetic_digits(16, 4, 95);
+    const fs::path teacher = dir / "teacher.ckpt", p = dir / "run.ckpt";
+    {
+        ck_net t;
+        t.init(9);
+        io::checkpoint_writer w;
+        io::save_model(w, t);
+        w.commit(teacher);
+    }
+    options o = resume_options();
+    o.max_steps_per_epoch = 1;
+    o.teacher_checkpoint = teacher;
+    o.checkpoint = p;
+    o.stop_after_epochs = 1;
+    {
+        trainer<ck_net, every_number_recipe> t(o);
+        (void)t.fit(train, test);
+    }
+    REQUIRE(fs::exists(p));
+    const trainer<ck_net, every_number_recipe> saved(o);
+    CHECK(resume_error<every_number_recipe>(o, p).empty());
+    int must_match = 0, fixed = 0, may_change = 0;
+    std::apply([&](const auto&... f) {
+        const auto one = [&](const auto& field) {
+            options c = o;
+            c.*(field.member) = changed(o.*(field.member));
+            const std::string name = field.name;
+            CAPTURE(name);
+            const trainer<ck_net, every_number_recipe> probe(c);
+            const std::vector<setting> before = saved.settings(), after = probe.settings();
+            const setting* was = find_setting(before, name);
+            const setting* now = find_setting(after, name);
+            REQUIRE(was);
+            REQUIRE(now);
+            CHECK(was->value != now->value);  // the change is visible in the setting
+            const std::string msg = resume_error<every_number_recipe>(c, p);
+            CAPTURE(msg);
+            const std::string values = "was written with " + name + " = " + was->value + ", this run has " + now->value;
+            if (field.rule == on_resume::may_change) {
+                ++may_change;
+                CHECK(msg.empty());
+                return;
+            }
+            CHECK(contains(msg, values));
+            CHECK(contains(msg, p.string()));
+            c.resume_allow = {name};
+            const std::string allowed = resume_error<every_number_recipe>(c, p);
+            CAPTURE(allowed);
+            if (field.rule == on_resume::must_match) {
+                ++must_match;
+                CHECK(contains(msg, "options.resume_allow"));
+                CHECK(allowed.empty());
+            } else {
+                ++fixed;
+                CHECK(contains(allowed, "'" + name + "', which can never change on resume"));
+            }
+        };
+        (one(f), ...);
+    }, option_fields);
+    CHECK(must_match == 16);
+    CHECK(fixed == 2);  // batch, max_steps_per_epoch
+    CHECK(may_change == 6);
+
+    // names in resume_allow are checked: unknown, or a setting that may change anyway
+    options u = o;
+    u.resume_allow = {"epoch"};
+    CHECK(contains(resume_error<every_number_recipe>(u, p), "options.resume_allow names 'epoch', which is not a run setting"));
+    u.resume_allow = {"threads"};
+    CHECK(contains(resume_error<every_number_recipe>(u, p), "names 'threads', which may change anyway"));
+    // another recipe: fixed (the model section is the same type, so this is the settings' check)
+    CHECK(contains(resume_error<recipe<lr::warmup<epochs<1>>, lr::step<epochs<1>>, loss::label_smoothing, loss::distill<ck_net>,
+                                      mix::mixup>>(o, p),
+                   "was written with recipe = sgd + warmup + step + label_smoothing + distill + mixup + fp16_mixed, this run "
+                   "has sgd + warmup + step + label_smoothing + distill + mixup; this setting cannot change on resume"));
+}
+
+TEST_CASE("trainer resume: a refused resume leaves the trainer as it was; the data must be the same") {
+    const omp_threads_guard keep_threads;
+    ck_temp_dir dir;
+    const auto train = synthetic_digits(128, 3, 94), test = synthetic_digits(32, 4, 94);
+    const fs::path p = dir / "run.ckpt";
+    options o = resume_options();
+    o.max_steps_per_epoch = 2;
+    o.checkpoint = p;
+    o.stop_after_epochs = 1;
+    {
+        trainer<ck_net, ck_recipe> t(o);
+        (void)t.fit(train, test);
+    }
+    o.checkpoint.clear();
+    o.stop_after_epochs = 0;
+    options other = o;
+    other.lr = 0.3;
+    trainer<ck_net, ck_recipe> t(other);
+    const std::vector<float> before = state_of(t.model());
+    CHECK_THROWS_WITH_AS(t.resume(p), doctest::Contains("was written with lr = 0.2, this run has 0.3"), data_error);
+    CHECK(same_bits(state_of(t.model()), before));
+    CHECK(t.past().epochs.empty());
+
+    // the training data's identity is checked by fit(), which sees the data: size, classes, labels
+    const auto fewer = synthetic_digits(96, 3, 94), relabelled = synthetic_digits(128, 5, 94);
+    {
+        trainer<ck_net, ck_recipe> r(o);
+        r.resume(p);
+        CHECK_THROWS_WITH_AS((void)r.fit(fewer, test),
+                             doctest::Contains("was written with data.train_images = 128, this run has 96; this setting cannot "
+                                               "change on resume"),
+                             data_error);
+    }
+    {
+        trainer<ck_net, ck_recipe> r(o);
+        r.resume(p);
+        CHECK_THROWS_WITH_AS((void)r.fit(relabelled, test), doctest::Contains("was written with data.labels_fnv1a = "),
+                             data_error);
+    }
+    trainer<ck_net, ck_recipe> r(o);
+    r.resume(p);
+    CHECK(r.fit(train, test).epochs.size() == 2);
+}
+
+TEST_CASE("trainer resume: options.resume_allow = {\"epochs\"} extends a finished run") {
+    const omp_threads_guard keep_threads;
+    ck_temp_dir dir;
+    const auto train = synthetic_digits(128, 3, 93), test = synthetic_digits(32, 4, 93);
+    const fs::path p = dir / "run.ckpt";
+    options o = resume_options();
+    o.epochs = 1;
+    o.max_steps_per_epoch = 2;
+    o.checkpoint = p;
+    {
+        trainer<ck_net, ck_recipe> t(o);
+        REQUIRE(t.fit(train, test).epochs.size() == 1);
+    }
+    o.epochs = 3;
+    CHECK_THROWS_WITH_AS((trainer<ck_net, ck_recipe>(o).resume(p)),
+                         doctest::Contains("was written with epochs = 1, this run has 3"), data_error);
+    o.resume_allow = {"epochs"};
+    trainer<ck_net, ck_recipe> t(o);
+    t.resume(p);
+    const history h = t.fit(train, test);
+    REQUIRE(h.epochs.size() == 3);
+    CHECK(h.epochs[2].epoch == 3);
+    o.resume_allow.clear();
+    CHECK(resume_error<ck_recipe>(o, p).empty());  // the checkpoint now says epochs = 3
+}
+
+TEST_CASE("trainer resume: a checkpoint from before the settings were saved by name is refused, naming the way out") {
+    ck_temp_dir dir;
+    const fs::path p = dir / "old.ckpt";
+    ck_net m;
+    m.init(3);
+    io::checkpoint_writer w;
+    io::save_model(w, m);
+    w.u64("run.seed", 1);  // format 1 went on with the run's fields in a fixed order
+    w.commit(p);
+    trainer<ck_net, ck_recipe> t(resume_options());
+    CHECK_THROWS_WITH_AS(t.resume(p), doctest::Contains("trainer checkpoint format 1"), data_error);
+    CHECK_NOTHROW(io::load_model(p, m));  // its model still loads
+}
+
+TEST_CASE("reports: the JSON and Markdown reports list every setting by name; CSV and JSON every epoch column") {
+    const omp_threads_guard keep_threads;
+    ck_temp_dir dir;
+    const auto train = synthetic_digits(64, 3, 92), test = synthetic_digits(16, 4, 92);
+    options o = resume_options();
+    o.epochs = 1;
+    o.max_steps_per_epoch = 1;
+    trainer<ck_net, ck_recipe> t(o);
+    const history h = t.fit(train, test);
+    run_facts facts;
+    facts.settings = t.settings();
+    write_json(dir / "m.json", facts, o, h);
+    write_csv(dir / "m.csv", h);
+    const std::string json = read_all(dir / "m.json"), csv = read_all(dir / "m.csv");
+    const std::string md = markdown_report(facts, o, h);
+    std::vector<std::string> names;
+    std::apply([&](const auto&... f) { (names.push_back(f.name), ...); }, option_fields);
+    for (const char* extra : {"model", "recipe", "data.train", "data.train_images", "data.classes", "data.image", "data.labels_fnv1a"})
+        names.push_back(extra);
+    CHECK(facts.settings.size() == names.size());
+    for (const auto& n : names) {
+        CAPTURE(n);
+        CHECK(contains(json, "\"" + n + "\": "));
+        CHECK(contains(md, "| " + n + " | "));
+    }
+    CHECK(contains(json, "\"lr\": 0.2"));
+    CHECK(contains(json, "\"warmup_epochs\": 1"));  // as the run used it: the recipe's lr::warmup<epochs<1>>
+    CHECK(contains(json, "\"data.train_images\": 64"));
+    CHECK(contains(md, "| batch | 32 | fixed |"));
+    CHECK(contains(md, "| epochs | 1 | must match |"));
+    CHECK(contains(md, "| threads | 1 | may change |"));
+    std::vector<std::string> columns;
+    std::apply([&](const auto&... c) { (columns.push_back(c.name), ...); }, epoch_columns);
+    for (const auto& c : columns) {
+        CAPTURE(c);
+        CHECK(contains(csv.substr(0, csv.find('\n')), c));
+        CHECK(contains(json, "\"" + c + "\": "));
+    }
 }

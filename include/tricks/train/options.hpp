@@ -38,6 +38,11 @@ struct options {
     int max_steps_per_epoch = 0;       // 0: the whole epoch (tests and smoke runs use fewer)
     int stop_after_epochs = 0;         // 0: run all epochs; >0: fit() returns once this many epochs are
                                        // done, counting resumed ones (interruption tests, time-boxed runs)
+    /// Settings that resume() lets differ from the checkpoint's, by name (train/settings.hpp): e.g.
+    /// {"epochs"} to extend a finished run (the schedule then spans the new length from here on).
+    /// Only settings whose rule is on_resume::must_match can be named; the others either may change
+    /// anyway (threads, progress, ...) or never can (model, recipe, data, batch).
+    std::vector<std::string> resume_allow{};
 };
 
 }  // namespace tricks

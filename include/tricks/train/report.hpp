@@ -1,12 +1,16 @@
 #pragma once
-// Writes a run's metrics: CSV (one row per epoch), JSON (run facts + epochs) and a Markdown report.
+// Writes a run's metrics: CSV (one row per epoch), JSON (run facts, settings, epochs) and a Markdown
+// report. Columns come from epoch_columns and settings from train/settings.hpp, so each is named once.
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <sstream>
 #include <string>
+#include <tuple>
+#include <vector>
 
 #include "tricks/core/error.hpp"
+#include "tricks/train/settings.hpp"
 #include "tricks/train/trainer.hpp"
 
 namespace tricks {
@@ -17,60 +21,66 @@ struct run_facts {
     int threads = 0;
     double total_seconds = 0;
     std::string device = "cpu";  // "cpu", or "cuda: <GPU name>"
+    /// The run's settings (trainer::settings(): options, model, recipe, data); empty: the
+    /// options' fields alone (option_settings).
+    std::vector<setting> settings{};
 };
 
 namespace detail {
-inline std::string json_escape(const std::string& s) {
-    std::string o;
-    for (char c : s) {
-        if (c == '"' || c == '\\') o += '\\';
-        if (static_cast<unsigned char>(c) < 0x20) {
-            o += ' ';
-            continue;
-        }
-        o += c;
-    }
-    return o;
-}
 inline std::ofstream open_out(const std::filesystem::path& p) {
     std::ofstream f(p);
     require<error>(static_cast<bool>(f), "tricks::report: cannot write ", p.string());
     f << std::setprecision(10);
     return f;
 }
+inline std::vector<setting> report_settings(const run_facts& facts, const options& o) {
+    return facts.settings.empty() ? option_settings(o) : facts.settings;
+}
 }  // namespace detail
 
+/// One row per epoch, a column per field of epoch_record (epoch_columns).
 inline void write_csv(const std::filesystem::path& p, const history& h) {
     auto f = detail::open_out(p);
-    f << "epoch,train_loss,test_top1,test_loss,lr,images_per_s,seconds,skipped_steps,loss_scale\n";
-    for (const auto& r : h.epochs)
-        f << r.epoch << ',' << r.train_loss << ',' << r.test_top1 << ',' << r.test_loss << ',' << r.lr << ','
-          << r.images_per_s << ',' << r.seconds << ',' << r.skipped_steps << ',' << r.loss_scale << '\n';
+    std::apply([&](const auto&... c) {
+        const char* sep = "";
+        ((f << sep << c.name, sep = ","), ...);
+    }, epoch_columns);
+    f << '\n';
+    for (const auto& r : h.epochs) {
+        std::apply([&](const auto&... c) {
+            const char* sep = "";
+            ((f << sep << r.*(c.member), sep = ","), ...);
+        }, epoch_columns);
+        f << '\n';
+    }
 }
 
+/// The run's facts, every setting by name ("settings"), and the epochs (epoch_columns).
 inline void write_json(const std::filesystem::path& p, const run_facts& facts, const options& o, const history& h) {
     auto f = detail::open_out(p);
-    f << "{\n  \"model\": \"" << detail::json_escape(facts.model) << "\",\n  \"recipe\": \"" << detail::json_escape(facts.recipe)
-      << "\",\n  \"dataset\": \"" << detail::json_escape(facts.dataset) << "\",\n  \"parameters\": " << facts.parameters
+    f << "{\n  \"model\": " << detail::json_string(facts.model) << ",\n  \"recipe\": " << detail::json_string(facts.recipe)
+      << ",\n  \"dataset\": " << detail::json_string(facts.dataset) << ",\n  \"parameters\": " << facts.parameters
       << ",\n  \"macs_per_image\": " << facts.macs << ",\n  \"threads\": " << facts.threads
-      << ",\n  \"device\": \"" << detail::json_escape(facts.device) << "\""
+      << ",\n  \"device\": " << detail::json_string(facts.device)
       << ",\n  \"total_seconds\": " << facts.total_seconds << ",\n  \"final_test_top1\": " << h.final_top1()
-      << ",\n  \"options\": {\"epochs\": " << o.epochs << ", \"batch\": " << o.batch << ", \"lr\": " << o.lr
-      << ", \"momentum\": " << o.momentum << ", \"weight_decay\": " << o.weight_decay << ", \"warmup_epochs\": " << o.warmup_epochs
-      << ", \"step_milestones\": [" << epoch_list(o.step_milestones) << "]"
-      << ", \"conv_algorithm\": \"" << backend::to_string(o.conv_algorithm) << "\""
-      << ", \"label_smoothing\": " << o.label_smoothing << ", \"mixup_alpha\": " << o.mixup_alpha << ", \"seed\": " << o.seed
-      << "},\n  \"epochs\": [\n";
+      << ",\n  \"settings\": {";
+    const std::vector<setting> settings = detail::report_settings(facts, o);
+    for (std::size_t i = 0; i < settings.size(); ++i)
+        f << (i ? ", " : "") << detail::json_string(settings[i].name) << ": " << settings[i].json;
+    f << "},\n  \"epochs\": [\n";
     for (std::size_t i = 0; i < h.epochs.size(); ++i) {
         const auto& r = h.epochs[i];
-        f << "    {\"epoch\": " << r.epoch << ", \"train_loss\": " << r.train_loss << ", \"test_top1\": " << r.test_top1
-          << ", \"test_loss\": " << r.test_loss << ", \"lr\": " << r.lr << ", \"images_per_s\": " << r.images_per_s
-          << ", \"seconds\": " << r.seconds << ", \"skipped_steps\": " << r.skipped_steps << ", \"loss_scale\": " << r.loss_scale
-          << "}" << (i + 1 < h.epochs.size() ? "," : "") << "\n";
+        f << "    {";
+        std::apply([&](const auto&... c) {
+            const char* sep = "";
+            ((f << sep << '"' << c.name << "\": " << r.*(c.member), sep = ", "), ...);
+        }, epoch_columns);
+        f << "}" << (i + 1 < h.epochs.size() ? "," : "") << "\n";
     }
     f << "  ]\n}\n";
 }
 
+/// A readable report: the run's facts, the epochs, and every setting by name with its rule on resume.
 inline std::string markdown_report(const run_facts& facts, const options& o, const history& h) {
     std::ostringstream s;
     s << std::fixed;
@@ -89,6 +99,8 @@ inline std::string markdown_report(const run_facts& facts, const options& o, con
         s << "| " << r.epoch << " | " << std::setprecision(4) << r.train_loss << " | " << std::setprecision(2) << 100 * r.test_top1
           << "% | " << std::setprecision(4) << r.test_loss << " | " << std::setprecision(5) << r.lr << " | " << std::setprecision(0)
           << r.images_per_s << " | " << std::setprecision(1) << r.seconds << " |\n";
+    s << "\n## Settings\n\n| setting | value | on resume |\n|---|---|---|\n";
+    for (const auto& x : detail::report_settings(facts, o)) s << "| " << x.name << " | " << x.value << " | " << to_string(x.rule) << " |\n";
     return s.str();
 }
 

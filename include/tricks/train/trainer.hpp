@@ -17,6 +17,7 @@
 #include <optional>
 #include <thread>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -31,6 +32,7 @@
 #include "tricks/train/progress.hpp"
 #include "tricks/train/recipe.hpp"
 #include "tricks/train/schedule.hpp"
+#include "tricks/train/settings.hpp"
 
 namespace tricks {
 
@@ -45,6 +47,34 @@ struct epoch_record {
     std::int64_t skipped_steps = 0;  // fp16_mixed: steps skipped on gradient overflow (cumulative)
     double loss_scale = 1;
 };
+
+namespace detail {
+template <class T>
+struct record_column {
+    const char* name;
+    T epoch_record::*member;
+};
+template <class T>
+constexpr record_column<T> column(const char* name, T epoch_record::*member) noexcept {
+    return {name, member};
+}
+}  // namespace detail
+
+/// The columns of an epoch_record, in order: the checkpoint's history fields ("history.<name>")
+/// and the CSV and JSON reports are named from this list.
+inline constexpr auto epoch_columns = std::tuple{
+    detail::column("epoch", &epoch_record::epoch),
+    detail::column("train_loss", &epoch_record::train_loss),
+    detail::column("test_top1", &epoch_record::test_top1),
+    detail::column("test_loss", &epoch_record::test_loss),
+    detail::column("lr", &epoch_record::lr),
+    detail::column("images_per_s", &epoch_record::images_per_s),
+    detail::column("seconds", &epoch_record::seconds),
+    detail::column("skipped_steps", &epoch_record::skipped_steps),
+    detail::column("loss_scale", &epoch_record::loss_scale),
+};
+static_assert(std::tuple_size_v<decltype(epoch_columns)> == detail::member_count<epoch_record>(),
+              "tricks::epoch_columns: every field of tricks::epoch_record needs a column");
 
 struct history {
     std::vector<epoch_record> epochs;
@@ -138,6 +168,7 @@ public:
             aug_.stddev = stddev;
         }
         data_classes_ = train.classes();
+        note_training_data(train);
         if constexpr (Recipe::distills) {
             require<error>(!opt_.teacher_checkpoint.empty(), "tricks::trainer: loss::distill<", teacher_type::name(),
                            "> needs options.teacher_checkpoint (a checkpoint of the teacher)");
@@ -251,25 +282,26 @@ public:
         return ev;
     }
 
-    /// Writes model, optimizer state, loss scaler, normalisation and history (the schedule
-    /// position is the number of finished epochs) atomically to `path`. The file does not depend
-    /// on the backend: a run saved on one resumes on the other.
+    /// The run's settings (train/settings.hpp), by name: every field of options (warmup_epochs and
+    /// step_milestones as the run uses them: -1 and empty stand for the recipe type's values), the
+    /// model, the recipe, and the identity of the training data once fit() or resume() knows it.
+    /// Checkpoints store them, resume() compares them, the reports list them.
+    [[nodiscard]] std::vector<setting> settings() const { return settings_for(opt_, data_settings_); }
+
+    /// Writes model, settings, optimizer state, loss scaler, normalisation and history (the
+    /// schedule position is the number of finished epochs) atomically to `path`. The file does not
+    /// depend on the backend: a run saved on one resumes on the other.
     void save(const std::filesystem::path& path) {
         self().sync_to_host();
         io::checkpoint_writer w;
         io::save_model(w, *model_);
-        w.u64("run.seed", opt_.seed);
-        w.i64("run.batch", opt_.batch);
-        w.i64("run.epochs", opt_.epochs);
-        w.f64("run.lr", opt_.lr);
-        w.i64("run.max_steps_per_epoch", opt_.max_steps_per_epoch);
-        w.str("run.recipe", Recipe::describe());
-        w.i64("run.warmup_epochs", opt_.warmup_epochs);
-        w.str("run.step_milestones", milestone_text(effective_milestones()));
-        w.f64("run.momentum", opt_.momentum);
-        w.f64("run.weight_decay", opt_.weight_decay);
-        w.f64("run.label_smoothing", opt_.label_smoothing);
-        w.f64("run.mixup_alpha", opt_.mixup_alpha);
+        w.i64("run.format", checkpoint_format);
+        const std::vector<setting> s = settings();
+        w.i64("run.settings", static_cast<std::int64_t>(s.size()));
+        for (const auto& x : s) {
+            w.str("setting.name", x.name);
+            w.str("setting.value", x.value);
+        }
         w.i64("run.epochs_done", static_cast<std::int64_t>(hist_.epochs.size()));
         for (auto& v : self().velocity()) w.floats("optim.velocity", v.span());
         w.f64("scaler.scale", scaler_.scale);
@@ -277,62 +309,184 @@ public:
         w.i64("scaler.skipped", scaler_.skipped);
         w.floats("data.mean", aug_.mean);
         w.floats("data.stddev", aug_.stddev);
-        for (const auto& r : hist_.epochs) {
-            const double row[] = {double(r.epoch), r.train_loss, r.test_top1, r.test_loss, r.lr,
-                                  r.images_per_s, r.seconds, double(r.skipped_steps), r.loss_scale};
-            w.str("history.epoch", std::string_view(reinterpret_cast<const char*>(row), sizeof row));
-        }
+        for (const auto& r : hist_.epochs)
+            std::apply([&](const auto&... c) { (write_column(w, c.name, r.*(c.member)), ...); }, epoch_columns);
         w.commit(path);
     }
 
     /// Restores a checkpoint written by save() of the same model type and run settings; fit()
     /// then continues with the next epoch and ends with the same bits as the uninterrupted run.
+    /// A setting that differs is refused with its name and both values (train/settings.hpp: a
+    /// must-match one unless options.resume_allow names it, a fixed one always; the data's
+    /// identity is compared when fit() sees the data). A refused or failed resume leaves the
+    /// trainer as it was.
     void resume(const std::filesystem::path& path) {
+        check_resume_allow();
         io::checkpoint_reader r(path);
-        io::load_model(r, *model_);
-        auto same = [&](const char* field, auto saved, auto now) {
-            require<data_error>(saved == now, "tricks::trainer: ", path.string(), " was written with ", field, " = ", saved,
-                                ", this run has ", now, "; resuming needs the same value");
-        };
-        same("seed", r.u64("run.seed"), opt_.seed);
-        same("batch", r.i64("run.batch"), static_cast<std::int64_t>(opt_.batch));
-        same("epochs", r.i64("run.epochs"), static_cast<std::int64_t>(opt_.epochs));
-        same("lr", r.f64("run.lr"), opt_.lr);
-        same("max_steps_per_epoch", r.i64("run.max_steps_per_epoch"), static_cast<std::int64_t>(opt_.max_steps_per_epoch));
-        same("recipe", r.str("run.recipe"), Recipe::describe());
-        same("warmup_epochs", r.i64("run.warmup_epochs"), static_cast<std::int64_t>(opt_.warmup_epochs));
-        // absent in checkpoints written before options.step_milestones existed: the recipe's
-        const std::string saved_milestones = r.next_is("run.step_milestones") ? r.str("run.step_milestones")
-            : milestone_text(recipe_milestones());
-        same("step_milestones", saved_milestones, milestone_text(effective_milestones()));
-        same("momentum", r.f64("run.momentum"), opt_.momentum);
-        same("weight_decay", r.f64("run.weight_decay"), opt_.weight_decay);
-        same("label_smoothing", r.f64("run.label_smoothing"), opt_.label_smoothing);
-        same("mixup_alpha", r.f64("run.mixup_alpha"), opt_.mixup_alpha);
-        const auto done = r.i64("run.epochs_done");
-        for (auto& v : self().velocity()) r.floats("optim.velocity", v.span());
-        scaler_.scale = r.f64("scaler.scale");
-        scaler_.clean_steps = static_cast<int>(r.i64("scaler.clean"));
-        scaler_.skipped = r.i64("scaler.skipped");
-        aug_.mean.assign(static_cast<std::size_t>(Model::input_channels), 0.f);
-        aug_.stddev.assign(static_cast<std::size_t>(Model::input_channels), 0.f);
-        r.floats("data.mean", aug_.mean);
-        r.floats("data.stddev", aug_.stddev);
-        hist_.epochs.clear();
-        for (std::int64_t i = 0; i < done; ++i) {
-            const std::string s = r.str("history.epoch");
-            double row[9];
-            require<data_error>(s.size() == sizeof row, "tricks::checkpoint: ", path.string(), ": malformed history row ", i);
-            std::memcpy(row, s.data(), sizeof row);
-            hist_.epochs.push_back({static_cast<int>(row[0]), row[1], row[2], row[3], row[4], row[5], row[6],
-                                    static_cast<std::int64_t>(row[7]), row[8]});
+        std::vector<std::vector<float>> before;  // the model and momentum, put back if anything fails
+        for (auto* p : params_) before.emplace_back(p->value.span().begin(), p->value.span().end());
+        for (auto* b : model_->buffers()) before.emplace_back(b->span().begin(), b->span().end());
+        for (auto& v : self().velocity()) before.emplace_back(v.span().begin(), v.span().end());
+        try {
+            restore(r, path);
+        } catch (...) {
+            std::size_t i = 0;
+            for (auto* p : params_) std::copy(before[i].begin(), before[i].end(), p->value.span().begin()), ++i;
+            for (auto* b : model_->buffers()) std::copy(before[i].begin(), before[i].end(), b->span().begin()), ++i;
+            for (auto& v : self().velocity()) std::copy(before[i].begin(), before[i].end(), v.span().begin()), ++i;
+            throw;
         }
-        require<data_error>(r.at_end(), "tricks::checkpoint: ", path.string(), ": unexpected data after the last field");
         self().sync_to_device();
     }
 
 protected:
     static constexpr std::uint64_t mixup_stream = 0x6d69787570ull;  // "mixup"
+    /// The trainer's checkpoint format after the model section: 2 = settings and history by name.
+    /// Format 1 (run.* fields in a fixed order, history as packed doubles; before settings.hpp)
+    /// is not resumed; its model section still loads with io::load_model.
+    static constexpr std::int64_t checkpoint_format = 2;
+
+    static void write_column(io::checkpoint_writer& w, const char* name, double v) { w.f64(std::string("history.") + name, v); }
+    static void write_column(io::checkpoint_writer& w, const char* name, std::integral auto v) {
+        w.i64(std::string("history.") + name, static_cast<std::int64_t>(v));
+    }
+    template <class T>
+    static void read_column(io::checkpoint_reader& r, const char* name, T& v) {
+        const std::string field = std::string("history.") + name;
+        if (!r.next_is(field)) return;  // a column added after the file was written keeps its default
+        if constexpr (std::is_integral_v<T>) v = static_cast<T>(r.i64(field));
+        else v = r.f64(field);
+    }
+
+    /// resume()'s reading: everything is checked and read into locals before the trainer changes.
+    void restore(io::checkpoint_reader& r, const std::filesystem::path& path) {
+        io::load_model(r, *model_);
+        require<data_error>(r.next_is("run.format"), "tricks::trainer: ", path.string(),
+                            " was written by an earlier tricks (trainer checkpoint format 1, before the run settings "
+                            "were saved by name); this build resumes format ", checkpoint_format,
+                            " only. Its model still loads with io::load_model");
+        const std::int64_t format = r.i64("run.format");
+        require<data_error>(format == checkpoint_format, "tricks::trainer: ", path.string(), ": trainer checkpoint format ",
+                            format, ", this build resumes format ", checkpoint_format);
+        const std::int64_t count = r.i64("run.settings");
+        require<data_error>(count >= 0 && count <= 4096, "tricks::trainer: ", path.string(), ": ", count, " run settings");
+        std::vector<setting> saved;
+        for (std::int64_t i = 0; i < count; ++i) {
+            setting x;
+            x.name = r.str("setting.name");
+            x.value = r.str("setting.value");
+            saved.push_back(std::move(x));
+        }
+        // Settings of this build that the file lacks (added later) are compared with their value
+        // under a default options{}: what the run that wrote the file did without them.
+        const std::vector<setting> now = settings(), defaults = settings_for(options{}, {});
+        std::vector<setting> data;
+        for (const auto& x : saved)
+            if (x.name.starts_with("data.")) data.push_back(x);
+        for (const auto& x : now) {
+            if (x.name.starts_with("data.")) continue;  // checked by fit(), which knows the data
+            const setting* was = find_setting(saved, x.name);
+            if (!was) was = find_setting(defaults, x.name);
+            check_setting(path, x, was ? was->value : std::string("(absent)"));
+        }
+        const std::int64_t done = r.i64("run.epochs_done");
+        require<data_error>(done >= 0 && done <= 1'000'000, "tricks::trainer: ", path.string(), ": ", done, " epochs done");
+        for (auto& v : self().velocity()) r.floats("optim.velocity", v.span());
+        loss_scaler scaler = scaler_;
+        scaler.scale = r.f64("scaler.scale");
+        scaler.clean_steps = static_cast<int>(r.i64("scaler.clean"));
+        scaler.skipped = r.i64("scaler.skipped");
+        std::vector<float> mean(static_cast<std::size_t>(Model::input_channels)), stddev(mean.size());
+        r.floats("data.mean", mean);
+        r.floats("data.stddev", stddev);
+        history h;
+        for (std::int64_t i = 0; i < done; ++i) {
+            epoch_record rec;
+            std::apply([&](const auto&... c) { (read_column(r, c.name, rec.*(c.member)), ...); }, epoch_columns);
+            h.epochs.push_back(rec);
+        }
+        require<data_error>(r.at_end(), "tricks::checkpoint: ", path.string(), ": unexpected data after the last field");
+        scaler_ = scaler;
+        aug_.mean = std::move(mean);
+        aug_.stddev = std::move(stddev);
+        hist_ = std::move(h);
+        resumed_from_ = path;
+        resumed_data_ = std::move(data);
+        data_settings_ = resumed_data_;
+    }
+
+    /// The settings of a trainer of this type with options `opt` and training data `data`.
+    static std::vector<setting> settings_for(const options& opt, const std::vector<setting>& data) {
+        options o = opt;
+        o.warmup_epochs = warmup_epochs_for(opt);
+        o.step_milestones = milestones_for(opt);
+        std::vector<setting> s = option_settings(o);
+        s.push_back({"model", Model::name(), detail::json_string(Model::name()), on_resume::fixed});
+        s.push_back({"recipe", Recipe::describe(), detail::json_string(Recipe::describe()), on_resume::fixed});
+        s.insert(s.end(), data.begin(), data.end());
+        return s;
+    }
+
+    /// Refuses `now` when the checkpoint's value differs and its rule does not let it.
+    void check_setting(const std::filesystem::path& path, const setting& now, const std::string& saved) const {
+        if (saved == now.value || now.rule == on_resume::may_change) return;
+        if (now.rule == on_resume::must_match && allowed_to_change(now.name)) return;
+        throw data_error(detail::cat(
+            "tricks::trainer: ", path.string(), " was written with ", now.name, " = ", saved, ", this run has ", now.value,
+            now.rule == on_resume::fixed
+                ? std::string("; this setting cannot change on resume (it defines the model, the data or the steps "
+                              "of the run the checkpoint is a point of)")
+                : "; resuming needs the same value (to change it on purpose, name it in options.resume_allow: \"" +
+                      now.name + "\")"));
+    }
+    [[nodiscard]] bool allowed_to_change(std::string_view name) const {
+        for (const auto& a : opt_.resume_allow)
+            if (a == name) return true;
+        return false;
+    }
+    /// Every name in options.resume_allow must be a must-match setting of this trainer.
+    void check_resume_allow() const {
+        if (opt_.resume_allow.empty()) return;
+        const std::vector<setting> s = settings();
+        std::string valid;
+        for (const auto& x : s)
+            if (x.rule == on_resume::must_match) valid += (valid.empty() ? "" : ", ") + x.name;
+        for (const auto& a : opt_.resume_allow) {
+            const setting* x = find_setting(s, a);
+            require<error>(x != nullptr || a.starts_with("data."), "tricks::trainer: options.resume_allow names '", a,
+                           "', which is not a run setting; the settings that may be allowed to change are ", valid);
+            require<error>(x != nullptr && x->rule == on_resume::must_match, "tricks::trainer: options.resume_allow names '",
+                           a, "', which ", x && x->rule == on_resume::may_change ? "may change anyway" : "can never change on resume",
+                           "; the settings that may be allowed to change are ", valid);
+        }
+    }
+    /// The identity of the training data: what the normalisation, the order and the position of a
+    /// checkpoint refer to. A resumed run must train on the same data (fixed settings).
+    template <class Source>
+    void note_training_data(const Source& train) {
+        std::uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a over the labels, in the source's order
+        for (std::size_t i = 0; i < train.size(); ++i) {
+            const auto l = static_cast<std::uint32_t>(train.label(i));
+            for (int b = 0; b < 4; ++b) h = (h ^ ((l >> (8 * b)) & 0xff)) * 0x100000001b3ull;
+        }
+        char hex[17];
+        std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+        const auto text = [](auto v) { return std::to_string(v); };
+        const std::string image = text(train.height()) + "x" + text(train.width()) + "x" + text(train.channels());
+        std::vector<setting> d = {
+            {"data.train", train.name(), detail::json_string(train.name()), on_resume::may_change},
+            {"data.train_images", text(train.size()), text(train.size()), on_resume::fixed},
+            {"data.classes", text(train.classes()), text(train.classes()), on_resume::fixed},
+            {"data.image", image, detail::json_string(image), on_resume::fixed},
+            {"data.labels_fnv1a", hex, detail::json_string(hex), on_resume::fixed},
+        };
+        if (!resumed_from_.empty())
+            for (const auto& x : d) {
+                const setting* was = find_setting(resumed_data_, x.name);
+                check_setting(resumed_from_, x, was ? was->value : std::string("(absent)"));
+            }
+        data_settings_ = std::move(d);
+    }
 
     Derived& self() noexcept { return static_cast<Derived&>(*this); }
 
@@ -366,18 +520,21 @@ protected:
         sched_.scaling_reference = Recipe::scaling_reference_batch;
         sched_.steps_per_epoch = steps_per_epoch;
         sched_.total_steps = steps_per_epoch * opt_.epochs;
-        const int warm = opt_.warmup_epochs >= 0 ? opt_.warmup_epochs : Recipe::default_warmup_epochs;
-        sched_.warmup_steps = Recipe::warmup ? steps_per_epoch * warm : 0;
+        sched_.warmup_steps = Recipe::warmup ? steps_per_epoch * warmup_epochs_for(opt_) : 0;
         sched_.decay = Recipe::cosine ? lr_schedule::decay_kind::cosine
                        : Recipe::step ? lr_schedule::decay_kind::step
                                       : lr_schedule::decay_kind::constant;
-        sched_.milestones = effective_milestones();
+        sched_.milestones = milestones_for(opt_);
         sched_.validate();
     }
 
+    /// options.warmup_epochs when given (>= 0), else lr::warmup<epochs<m>>'s m (0 without warmup).
+    static int warmup_epochs_for(const options& o) noexcept {
+        return o.warmup_epochs >= 0 ? o.warmup_epochs : Recipe::default_warmup_epochs;
+    }
     /// options.step_milestones when given (checked here, before any step), else lr::step's epochs.
-    [[nodiscard]] std::vector<int> effective_milestones() const {
-        const auto& m = opt_.step_milestones;
+    static std::vector<int> milestones_for(const options& o) {
+        const auto& m = o.step_milestones;
         if (m.empty()) return recipe_milestones();
         require<training_error>(Recipe::step, "tricks::trainer: options.step_milestones = ", milestone_text(m),
                                 " given, but the recipe has no lr::step decay (", Recipe::describe(), ")");
@@ -392,6 +549,9 @@ protected:
     static std::string milestone_text(const std::vector<int>& m) { return m.empty() ? "none" : epoch_list(m, ","); }
 
     options opt_;
+    std::filesystem::path resumed_from_;        // the checkpoint resume() read, if any
+    std::vector<setting> resumed_data_;         // its data.* settings, compared by fit()
+    std::vector<setting> data_settings_;        // the training data's identity (note_training_data)
     std::unique_ptr<Model> model_;
     std::unique_ptr<teacher_slot> teacher_;
     std::vector<nn::parameter*> params_;
