@@ -293,6 +293,58 @@ TEST_CASE("trainer: options.step_milestones replaces lr::step's epochs at run ti
     CHECK(refused(std::type_identity<recipe<lr::cosine>>{}, {1, 2}, "step_milestones = 1,2 given, but the recipe has no lr::step decay"));
 }
 
+TEST_CASE("trainer: a run-time number given for a policy the recipe lacks is refused, naming the policy to add") {
+    const auto train = synthetic_digits(64, 1, 91), test = synthetic_digits(16, 2, 91);
+    const omp_threads_guard keep_threads;
+    options base = quiet_options();
+    base.epochs = 1;
+    base.batch = 32;
+    base.max_steps_per_epoch = 1;
+    base.threads = 1;
+    const auto refused = [&](auto tag, auto options::*field, auto value, const std::string& part) {
+        using R = typename decltype(tag)::type;
+        options o = base;
+        o.*field = value;
+        trainer<small_net, R> t(o);
+        try {
+            (void)t.fit(train, test);
+        } catch (const training_error& e) {
+            const std::string msg = e.what();
+            CAPTURE(msg);
+            CHECK(msg.find(part) != std::string::npos);
+            return true;
+        }
+        return false;
+    };
+    using plain = std::type_identity<recipe<>>;
+    CHECK(refused(plain{}, &options::mixup_alpha, 0.4,
+                  "options.mixup_alpha = 0.4 given, but the recipe has no mixup (mix::mixup); add it to the recipe or "
+                  "leave options.mixup_alpha at its default (0.2). Recipe: sgd"));
+    CHECK(refused(plain{}, &options::label_smoothing, 0.2, "label_smoothing = 0.2 given, but the recipe has no label smoothing (loss::label_smoothing)"));
+    CHECK(refused(plain{}, &options::distill_temperature, 4.0, "distill_temperature = 4 given, but the recipe has no knowledge distillation (loss::distill<Teacher>)"));
+    CHECK(refused(plain{}, &options::teacher_checkpoint, std::filesystem::path("t.ckpt"), "teacher_checkpoint = t.ckpt given, but the recipe has no knowledge distillation (loss::distill<Teacher>)"));
+    CHECK(refused(plain{}, &options::loss_scale, 1024.0, "loss_scale = 1024 given, but the recipe has no FP16 loss scaling (precision::fp16_mixed)"));
+    CHECK(refused(std::type_identity<recipe<precision::bf16_mixed>>{}, &options::loss_scale_window, 100, "loss_scale_window = 100 given, but the recipe has no FP16 loss scaling (precision::fp16_mixed)"));
+    CHECK(refused(std::type_identity<recipe<lr::cosine>>{}, &options::warmup_epochs, 0, "warmup_epochs = 0 given, but the recipe has no lr warmup (lr::warmup<epochs<m>>)"));
+    CHECK(refused(plain{}, &options::step_milestones, std::vector<int>{1}, "step_milestones = 1 given, but the recipe has no lr::step decay (lr::step<epochs<e>...>)"));
+    // the same numbers with their policies are taken; the defaults without them too
+    options all = base;
+    all.mixup_alpha = 0.4;
+    all.label_smoothing = 0.2;
+    all.loss_scale = 1024;
+    all.loss_scale_window = 100;
+    all.warmup_epochs = 0;
+    trainer<small_net, recipe<lr::warmup<>, mix::mixup, loss::label_smoothing, precision::fp16_mixed>> t(all);
+    CHECK(t.fit(train, test).epochs.size() == 1);
+    trainer<small_net, recipe<>> p(base);
+    CHECK(p.fit(train, test).epochs.size() == 1);
+    // and resume() checks them too (before it reads the file)
+    options mixed = base;
+    mixed.mixup_alpha = 0.4;
+    trainer<small_net, recipe<>> r(mixed);
+    CHECK_THROWS_WITH_AS(r.resume("no-such-file.ckpt"), doctest::Contains("options.mixup_alpha = 0.4 given"), training_error);
+}
+
 // ================================================================================================
 // recipe flags
 

@@ -1,6 +1,14 @@
 #pragma once
 // Run-time numbers of a training run. Defaults are the paper's where the paper gives one
 // (He et al. 2019, §3-5); a negative value means "take the recipe type's default".
+//
+// A number belongs to a policy type (mixup_alpha to mix::mixup, label_smoothing to
+// loss::label_smoothing, distill_temperature and teacher_checkpoint to loss::distill<Teacher>,
+// loss_scale and loss_scale_window to precision::fp16_mixed, warmup_epochs to lr::warmup,
+// step_milestones to lr::step). A number is "given" when it differs from its value in a default
+// options{}; fit() and resume() refuse a given number whose policy the recipe lacks (it would be
+// silently ignored), naming the policy to add. A default value is never an error, so one options
+// object serves recipes with and without the policy.
 #include <cstdint>
 #include <filesystem>
 #include <string>

@@ -155,6 +155,7 @@ public:
     /// prepare the batches.
     template <data::batch_source Train, data::batch_source Test>
     history fit(const Train& train, const Test& test) {
+        check_policy_numbers();
         check_source(train);
         check_source(test);
         require<error>(train.height() == test.height() && train.width() == test.width(), "tricks::trainer: training images (",
@@ -321,6 +322,7 @@ public:
     /// identity is compared when fit() sees the data). A refused or failed resume leaves the
     /// trainer as it was.
     void resume(const std::filesystem::path& path) {
+        check_policy_numbers();
         check_resume_allow();
         io::checkpoint_reader r(path);
         std::vector<std::vector<float>> before;  // the model and momentum, put back if anything fails
@@ -526,6 +528,36 @@ protected:
                                       : lr_schedule::decay_kind::constant;
         sched_.milestones = milestones_for(opt_);
         sched_.validate();
+    }
+
+    /// A run-time number given for a policy the recipe lacks would be silently ignored: refused,
+    /// naming the policy to add. "Given" means different from a default options{} (options.hpp).
+    void check_policy_numbers() const {
+        const options plain;
+        const auto check = [&](bool has_policy, const char* name, const auto& value, const auto& default_value,
+                               const char* what, const char* policy) {
+            if (has_policy || value == default_value) return;
+            throw training_error(detail::cat("tricks::trainer: options.", name, " = ", detail::setting_forms(value).first,
+                                             " given, but the recipe has no ", what, " (", policy,
+                                             "); add it to the recipe or leave options.", name, " at its default (",
+                                             detail::setting_forms(default_value).first, "). Recipe: ", Recipe::describe()));
+        };
+        check(Recipe::mixup, "mixup_alpha", opt_.mixup_alpha, plain.mixup_alpha, "mixup", "mix::mixup");
+        check(Recipe::label_smoothing, "label_smoothing", opt_.label_smoothing, plain.label_smoothing, "label smoothing",
+              "loss::label_smoothing");
+        constexpr const char* distill = "loss::distill<Teacher>";
+        check(Recipe::distills, "distill_temperature", opt_.distill_temperature, plain.distill_temperature,
+              "knowledge distillation", distill);
+        check(Recipe::distills, "teacher_checkpoint", opt_.teacher_checkpoint, plain.teacher_checkpoint,
+              "knowledge distillation", distill);
+        constexpr const char* fp16 = "precision::fp16_mixed";
+        check(Recipe::fp16, "loss_scale", opt_.loss_scale, plain.loss_scale, "FP16 loss scaling", fp16);
+        check(Recipe::fp16, "loss_scale_window", opt_.loss_scale_window, plain.loss_scale_window, "FP16 loss scaling", fp16);
+        check(Recipe::warmup, "warmup_epochs", opt_.warmup_epochs, plain.warmup_epochs, "lr warmup", "lr::warmup<epochs<m>>");
+        check(Recipe::step, "step_milestones", opt_.step_milestones, plain.step_milestones, "lr::step decay",
+              "lr::step<epochs<e>...>");
+        require<training_error>(opt_.warmup_epochs >= -1, "tricks::trainer: options.warmup_epochs = ", opt_.warmup_epochs,
+                                "; expected >= 0, or -1 for the recipe's lr::warmup<epochs<m>>");
     }
 
     /// options.warmup_epochs when given (>= 0), else lr::warmup<epochs<m>>'s m (0 without warmup).
