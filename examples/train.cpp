@@ -1,7 +1,9 @@
 // The README's main job, and any model of the table on IDX files or an image folder: trains ResNet-20-D (deep stem, avg-down shortcut, zero-gamma) on
 // Fashion-MNIST with the paper's efficient-training and refinement tricks, shows progress, and
 // ends with the test accuracy, metrics (CSV, JSON), a Markdown report and the final checkpoint.
-// `--device cuda` trains on a GPU when the build has the CUDA backend (train_cuda.cu).
+// `--device cuda` trains on a GPU when the build has the CUDA backend (train_cuda.cu). SIGINT or
+// SIGTERM (Ctrl-C) stops it after the current step with a checkpoint to --resume from; the exit
+// status is then 130 or 143 (128 + signal), a second signal quits at once.
 #include "train_common.hpp"
 
 namespace train_example {
@@ -31,8 +33,14 @@ int main(int argc, char** argv) {
     cli c = parse(argc, argv);
     try {
         return c.cuda ? run_cuda(c) : run_cpu(c);
+    } catch (const t::interrupted& e) {  // SIGINT/SIGTERM: the checkpoint is written; the shell's status
+        std::fprintf(stderr, "train: to continue, run the same command with --resume %s\n",
+                     (c.out_dir / "model.ckpt").string().c_str());
+        return 128 + e.signal;
     } catch (const t::error& e) {
         std::fprintf(stderr, "train: %s\n", e.what());
+        if (std::strstr(e.what(), "options.resume_allow"))
+            std::fprintf(stderr, "train: (on the command line: --allow-change NAME[,NAME])\n");
         return 1;
     } catch (const std::filesystem::filesystem_error& e) {  // e.g. --out names an existing file
         std::fprintf(stderr, "train: %s\n", e.what());

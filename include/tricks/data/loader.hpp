@@ -143,14 +143,19 @@ public:
     [[nodiscard]] int epoch() const noexcept { return epoch_; }
     [[nodiscard]] int workers() const noexcept { return workers_; }
 
-    /// Begins `epoch` (>= 0) from its first batch, abandoning whatever the previous epoch had left.
-    void start_epoch(int epoch) {
+    /// Begins `epoch` (>= 0) at batch `first_batch` (0: its first; a resumed run starts where the
+    /// interrupted one stopped: the order and augmentation are functions of (seed, epoch, position),
+    /// so the batches are those the whole epoch would have had there), abandoning whatever the
+    /// previous epoch had left.
+    void start_epoch(int epoch, std::size_t first_batch = 0) {
         require(epoch >= 0, "tricks::loader: epoch = ", epoch, "; expected >= 0");
+        require(first_batch <= batches_per_epoch(), "tricks::loader: first batch ", first_batch, " of an epoch of ",
+                batches_per_epoch(), " batches");
         stop_workers();
         epoch_ = epoch;
         epoch_order(seed_, epoch, train_, order_);
-        consumed_ = 0;
-        next_image_ = 0;
+        consumed_ = first_batch;
+        next_image_ = first_batch * static_cast<std::size_t>(batch_);
         stop_ = false;
         for (auto& s : slots_) {
             s.done = 0;
@@ -158,7 +163,7 @@ public:
             s.failed_at = -1;
         }
         started_ = true;
-        if (workers_ > 0 && batches_per_epoch() > 0)
+        if (workers_ > 0 && first_batch < batches_per_epoch())
             for (int w = 0; w < workers_; ++w) threads_.emplace_back([this] { run_worker(); });
     }
 

@@ -46,6 +46,9 @@ struct options {
     int max_steps_per_epoch = 0;       // 0: the whole epoch (tests and smoke runs use fewer)
     int stop_after_epochs = 0;         // 0: run all epochs; >0: fit() returns once this many epochs are
                                        // done, counting resumed ones (interruption tests, time-boxed runs)
+    long stop_after_steps = 0;         // 0: no limit; >0: fit() returns once this many training steps are
+                                       // done in all (counting resumed ones), after writing the checkpoint,
+                                       // mid-epoch if it falls inside one (tests, time-boxed runs)
     /// Settings that resume() lets differ from the checkpoint's, by name (train/settings.hpp): e.g.
     /// {"epochs"} to extend a finished run (the schedule then spans the new length from here on).
     /// Only settings whose rule is on_resume::must_match can be named; the others either may change

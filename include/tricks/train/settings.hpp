@@ -60,6 +60,7 @@ inline std::string exact_text(double v) {
 
 /// The (text, JSON) forms of an option's value.
 inline std::pair<std::string, std::string> setting_forms(int v) { return {std::to_string(v), std::to_string(v)}; }
+inline std::pair<std::string, std::string> setting_forms(long v) { return {std::to_string(v), std::to_string(v)}; }
 inline std::pair<std::string, std::string> setting_forms(std::uint64_t v) { return {std::to_string(v), std::to_string(v)}; }
 inline std::pair<std::string, std::string> setting_forms(double v) {
     const std::string t = exact_text(v);
@@ -143,6 +144,7 @@ inline constexpr auto option_fields = std::tuple{
     detail::field("checkpoint", &options::checkpoint, on_resume::may_change),
     detail::field("max_steps_per_epoch", &options::max_steps_per_epoch, on_resume::fixed),
     detail::field("stop_after_epochs", &options::stop_after_epochs, on_resume::may_change),
+    detail::field("stop_after_steps", &options::stop_after_steps, on_resume::may_change),
     detail::field("resume_allow", &options::resume_allow, on_resume::may_change),
 };
 static_assert(std::tuple_size_v<decltype(option_fields)> == detail::member_count<options>(),

@@ -7,11 +7,14 @@
 // Every random draw is a pure function of (seed, what, where): the data order and augmentation of
 // (epoch, position), the mixup draw of the global step, the weight init of the layer. So the same
 // seed and build give the same bits, and a run resumed from a checkpoint continues exactly as the
-// uninterrupted run would have.
+// uninterrupted run would have, from an epoch's end or from inside an epoch: SIGINT/SIGTERM during
+// fit() finish the step, save the position and throw tricks::interrupted (train/interrupt.hpp).
 #include <omp.h>
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -19,12 +22,14 @@
 #include <string>
 #include <tuple>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "tricks/backend/cpu.hpp"
 #include "tricks/data/loader.hpp"
 #include "tricks/io/checkpoint.hpp"
 #include "tricks/models/inference.hpp"
+#include "tricks/train/interrupt.hpp"
 #include "tricks/train/loss.hpp"
 #include "tricks/train/optim.hpp"
 #include "tricks/train/options.hpp"
@@ -152,7 +157,10 @@ public:
 
     /// Trains on any loader source (data::batch_source), e.g. data::folder_source for image
     /// folders, which normalise and augment images themselves; options.data_workers threads
-    /// prepare the batches.
+    /// prepare the batches. While it runs, SIGINT and SIGTERM are handled (the previous handlers
+    /// are put back at its end): the first finishes the current step, writes the checkpoint with
+    /// the position inside the epoch, prints where the run stopped and throws tricks::interrupted;
+    /// a second ends the process at once with status 128 + signal.
     template <data::batch_source Train, data::batch_source Test>
     history fit(const Train& train, const Test& test) {
         check_policy_numbers();
@@ -189,17 +197,32 @@ public:
         const int K = Model::classes;
         const auto run_start = std::chrono::steady_clock::now();
         const int first_epoch = static_cast<int>(hist_.epochs.size());
+        long steps_run = 0;  // by this call (for the ETA)
+        const detail::stop_signal_scope signals;  // SIGINT/SIGTERM: finish the step, save, throw interrupted
 
         const int last_epoch = opt_.stop_after_epochs > 0 ? std::min(opt_.epochs, opt_.stop_after_epochs) : opt_.epochs;
         for (int e = first_epoch; e < last_epoch; ++e) {
             const auto t0 = std::chrono::steady_clock::now();
-            train_loader.start_epoch(e);
-            double loss_sum = 0;
-            long s = 0;
-            double train_seconds = 0;
-            for (; s < steps && train_loader.next(x, labels); ++s) {
-                const auto ts = std::chrono::steady_clock::now();
+            // A checkpoint written inside this epoch resumes at its position with the epoch's sums so
+            // far: the batches from there on are the whole epoch's (loader.hpp), so are the bits.
+            const epoch_progress from = std::exchange(partial_, epoch_progress{});
+            require<data_error>(from.steps <= steps, "tricks::trainer: the checkpoint stopped after step ", from.steps,
+                                " of epoch ", e + 1, ", which has ", steps, " steps in this run");
+            train_loader.start_epoch(e, static_cast<std::size_t>(from.steps));
+            double loss_sum = from.loss_sum;
+            long s = from.steps;
+            double train_seconds = from.train_seconds;
+            const auto epoch_seconds = [&] {
+                return from.seconds + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            };
+            for (; s < steps; ++s) {
                 const long t = static_cast<long>(e) * steps + s;
+                if (opt_.stop_after_steps > 0 && t >= opt_.stop_after_steps) {
+                    stop_inside_epoch({s, loss_sum, train_seconds, epoch_seconds()});
+                    return hist_;
+                }
+                if (!train_loader.next(x, labels)) break;
+                const auto ts = std::chrono::steady_clock::now();
                 const int n = x.shape().n;
                 make_targets(labels, K, Recipe::label_smoothing ? opt_.label_smoothing : 0.0, q, data_classes_);
                 if constexpr (Recipe::mixup) {
@@ -212,12 +235,16 @@ public:
                 const double loss = self().train_step(x, q, lr, t, e, s);
                 loss_sum += std::isfinite(loss) ? loss : 0.0;
                 train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
-                const double done = static_cast<double>(t + 1 - static_cast<long>(first_epoch) * steps);
+                ++steps_run;
                 const double left = static_cast<double>(static_cast<long>(opt_.epochs) * steps - t - 1);
                 const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
                 progress.step(e, opt_.epochs, s, steps, loss_sum / static_cast<double>(s + 1), lr,
                               static_cast<double>(opt_.batch) * static_cast<double>(s + 1) / std::max(train_seconds, 1e-9),
-                              elapsed / done * left);
+                              elapsed / static_cast<double>(steps_run) * left);
+                if (const int sig = detail::stop_signal.load(); sig != 0) {
+                    stop_inside_epoch({s + 1, loss_sum, train_seconds, epoch_seconds()});
+                    stopped_by_signal(sig, e, s + 1, steps);
+                }
             }
             const evaluation ev = evaluate(test);
             epoch_record rec;
@@ -227,7 +254,7 @@ public:
             rec.test_loss = ev.loss;
             rec.lr = sched_.at(static_cast<long>(e) * steps + steps - 1);
             rec.images_per_s = static_cast<double>(s) * opt_.batch / std::max(train_seconds, 1e-9);
-            rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            rec.seconds = epoch_seconds();
             self().sync_scaler();
             rec.skipped_steps = scaler_.skipped;
             rec.loss_scale = scaler_.scale;
@@ -236,6 +263,7 @@ public:
             progress.epoch_done(e, opt_.epochs, rec.train_loss, rec.test_top1, rec.lr, rec.images_per_s, rec.seconds,
                                 elapsed / (e + 1 - first_epoch) * (opt_.epochs - e - 1));
             if (!opt_.checkpoint.empty()) save(opt_.checkpoint);
+            if (const int sig = detail::stop_signal.load(); sig != 0 && e + 1 < last_epoch) stopped_by_signal(sig, e, steps, steps);
         }
         return hist_;
     }
@@ -304,6 +332,10 @@ public:
             w.str("setting.value", x.value);
         }
         w.i64("run.epochs_done", static_cast<std::int64_t>(hist_.epochs.size()));
+        w.i64("run.epoch_steps", partial_.steps);  // inside the next epoch: 0 at an epoch's end
+        w.f64("run.epoch_loss_sum", partial_.loss_sum);
+        w.f64("run.epoch_train_seconds", partial_.train_seconds);
+        w.f64("run.epoch_seconds", partial_.seconds);
         for (auto& v : self().velocity()) w.floats("optim.velocity", v.span());
         w.f64("scaler.scale", scaler_.scale);
         w.i64("scaler.clean", scaler_.clean_steps);
@@ -360,6 +392,34 @@ protected:
         else v = r.f64(field);
     }
 
+    /// Where a run stopped inside an epoch: steps done and the epoch's sums so far.
+    struct epoch_progress {
+        long steps = 0;
+        double loss_sum = 0, train_seconds = 0, seconds = 0;
+    };
+
+    /// Ends fit() inside an epoch: the checkpoint (if options.checkpoint is set) holds the position.
+    void stop_inside_epoch(const epoch_progress& at) {
+        partial_ = at;
+        if (!opt_.checkpoint.empty()) save(opt_.checkpoint);
+    }
+    /// After the checkpoint of a stop on `sig`: says where the run stopped and how to go on (stderr
+    /// and the exception's message).
+    [[noreturn]] void stopped_by_signal(int sig, int e, long s, long steps) const {
+        const std::string where = s < steps ? detail::cat("after step ", s, " of ", steps, " of epoch ", e + 1, "/", opt_.epochs)
+                                            : detail::cat("after epoch ", e + 1, "/", opt_.epochs);
+        const std::string msg =
+            opt_.checkpoint.empty()
+                ? detail::cat("tricks::trainer: ", detail::signal_name(sig), ": stopped ", where,
+                              "; no checkpoint was written (options.checkpoint is empty), so the run cannot be resumed")
+                : detail::cat("tricks::trainer: ", detail::signal_name(sig), ": stopped ", where, "; the run is saved in ",
+                              opt_.checkpoint.string(), ": resume() from it with the same settings to continue exactly "
+                              "where it stopped");
+        std::fprintf(stderr, "%s\n", msg.c_str());
+        std::fflush(stderr);
+        throw interrupted(msg, sig);
+    }
+
     /// resume()'s reading: everything is checked and read into locals before the trainer changes.
     void restore(io::checkpoint_reader& r, const std::filesystem::path& path) {
         io::load_model(r, *model_);
@@ -393,14 +453,31 @@ protected:
         }
         const std::int64_t done = r.i64("run.epochs_done");
         require<data_error>(done >= 0 && done <= 1'000'000, "tricks::trainer: ", path.string(), ": ", done, " epochs done");
+        epoch_progress inside;  // absent in the first format-2 files (no mid-epoch checkpoints then)
+        if (r.next_is("run.epoch_steps")) {
+            inside.steps = static_cast<long>(r.i64("run.epoch_steps"));
+            inside.loss_sum = r.f64("run.epoch_loss_sum");
+            inside.train_seconds = r.f64("run.epoch_train_seconds");
+            inside.seconds = r.f64("run.epoch_seconds");
+        }
+        require<data_error>(inside.steps >= 0, "tricks::trainer: ", path.string(), ": ", inside.steps, " steps into an epoch");
         for (auto& v : self().velocity()) r.floats("optim.velocity", v.span());
         loss_scaler scaler = scaler_;
         scaler.scale = r.f64("scaler.scale");
         scaler.clean_steps = static_cast<int>(r.i64("scaler.clean"));
         scaler.skipped = r.i64("scaler.skipped");
-        std::vector<float> mean(static_cast<std::size_t>(Model::input_channels)), stddev(mean.size());
-        r.floats("data.mean", mean);
-        r.floats("data.stddev", stddev);
+        // The normalisation of in-memory data; none (0 floats) for sources that normalise themselves.
+        const auto normalisation = [&](const char* name) {
+            const std::string bytes = r.str(name);
+            const std::size_t channels = static_cast<std::size_t>(Model::input_channels);
+            require<data_error>(bytes.empty() || bytes.size() == channels * sizeof(float), "tricks::checkpoint: ",
+                                path.string(), ": field '", name, "' holds ", bytes.size() / sizeof(float),
+                                " floats, expected 0 or ", channels);
+            std::vector<float> v(bytes.size() / sizeof(float));
+            if (!v.empty()) std::memcpy(v.data(), bytes.data(), bytes.size());
+            return v;
+        };
+        std::vector<float> mean = normalisation("data.mean"), stddev = normalisation("data.stddev");
         history h;
         for (std::int64_t i = 0; i < done; ++i) {
             epoch_record rec;
@@ -412,6 +489,7 @@ protected:
         aug_.mean = std::move(mean);
         aug_.stddev = std::move(stddev);
         hist_ = std::move(h);
+        partial_ = inside;
         resumed_from_ = path;
         resumed_data_ = std::move(data);
         data_settings_ = resumed_data_;
@@ -592,6 +670,7 @@ protected:
     data::augment_options aug_;
     int data_classes_ = Model::classes;  // classes of the training data (<= the model's outputs)
     history hist_;
+    epoch_progress partial_;  // a stop inside an epoch (fit(), resume()); consumed when fit() starts it
 };
 
 }  // namespace detail
