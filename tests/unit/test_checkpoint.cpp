@@ -7,7 +7,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstdint>
@@ -828,4 +830,52 @@ TEST_CASE("trainer: a second signal while stopping ends the process at once with
         REQUIRE(WIFEXITED(status));
         CHECK(WEXITSTATUS(status) == 128 + sig);
     }
+}
+
+TEST_CASE("checkpoint: a writer killed (SIGKILL) at random moments leaves the old or the new file, never a partial one") {
+    ck_temp_dir dir;
+    const fs::path p = dir / "killed.ckpt";
+    // 4 MB per file: each commit (checksum, write, fsync, rename) takes milliseconds, so kills land inside
+    const std::size_t floats = std::size_t{1} << 20;
+    const auto write_one = [&](std::uint64_t i, std::vector<float>& buf) {
+        std::fill(buf.begin(), buf.end(), static_cast<float>(i));
+        io::checkpoint_writer w;
+        w.u64("i", i);
+        w.floats("data", buf);
+        w.commit(p);
+    };
+    std::vector<float> buf(floats);
+    const auto start = std::chrono::steady_clock::now();
+    write_one(0, buf);  // the checkpoint a run already had
+    // kill moments spread over about three commits, so some land before, inside and after a rename
+    const auto commit_us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count();
+    std::mt19937 pick(std::random_device{}());
+    std::uniform_int_distribution<long> delay_us(0, std::clamp<long>(3 * commit_us, 1000, 250'000));
+    int kills = 0, mid_write = 0;
+    std::uint64_t last = 0;
+    for (; kills < 25 && std::chrono::steady_clock::now() - start < std::chrono::seconds(8); ++kills) {
+        const pid_t child = ::fork();
+        REQUIRE(child >= 0);
+        if (child == 0) {  // writes newer checkpoints until killed; touches nothing the parent's threads hold
+            for (std::uint64_t i = last + 1;; ++i) write_one(i, buf);
+        }
+        ::usleep(static_cast<useconds_t>(delay_us(pick)));
+        REQUIRE(::kill(child, SIGKILL) == 0);
+        int status = 0;
+        REQUIRE(::waitpid(child, &status, 0) == child);
+        REQUIRE(WIFSIGNALED(status));
+        mid_write += fs::exists(p.string() + ".tmp");
+        io::checkpoint_reader r(p);  // throws on a partial or corrupted file
+        const std::uint64_t i = r.u64("i");
+        std::vector<float> got(floats);
+        r.floats("data", got);
+        CHECK(r.at_end());
+        CHECK(i >= last);
+        CHECK(std::all_of(got.begin(), got.end(), [&](float v) { return v == static_cast<float>(i); }));
+        last = i;
+    }
+    MESSAGE(kills << " kills, " << mid_write << " with a temporary file left (killed while writing), a commit takes "
+                  << commit_us << " us, last checkpoint " << last);
+    CHECK(kills >= 20);
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(10));
 }
