@@ -658,6 +658,10 @@ TEST_CASE("reports: the JSON and Markdown reports list every setting by name; CS
         CHECK(contains(json, "\"" + n + "\": "));
         CHECK(contains(md, "| " + n + " | "));
     }
+    REQUIRE(h.epochs.size() == 1);
+    CHECK(h.epochs[0].peak_rss_mib > 1);  // this process holds more than a MiB
+    CHECK(contains(csv, "loss_scale,peak_rss_mib\n"));
+    CHECK(contains(md, "| seconds | peak RSS (MiB) |"));
     CHECK(contains(json, "\"lr\": 0.2"));
     CHECK(contains(json, "\"warmup_epochs\": 1"));  // as the run used it: the recipe's lr::warmup<epochs<1>>
     CHECK(contains(json, "\"data.train_images\": 64"));
@@ -733,16 +737,21 @@ TEST_CASE("trainer resume: stopped inside epochs (options.stop_after_steps) and 
         CHECK_FALSE(same_bits(state_of(b.model()), state_of(a.model())));
     }
     o.stop_after_steps = 11;
+    double peak_rss = 0;
     {
         trainer<ck_net, ck_recipe> b(o);
         b.resume(p);
         const history hb = b.fit(train, test);
         REQUIRE(hb.epochs.size() == 1);  // epoch 1 ended inside this run
         CHECK(hb.epochs[0].train_loss == ha.epochs[0].train_loss);  // the epoch's loss sum went through the file
+        peak_rss = hb.epochs[0].peak_rss_mib;
+        CHECK(peak_rss > 0);
     }
     o.stop_after_steps = 0;
     trainer<ck_net, ck_recipe> c(o);
     c.resume(p);
+    REQUIRE(c.past().epochs.size() == 1);
+    CHECK(c.past().epochs[0].peak_rss_mib == peak_rss);  // every column round-trips
     const history hc = c.fit(train, test);
     CHECK(same_bits(state_of(c.model()), state_of(a.model())));
     check_same_records(hc, ha);

@@ -94,11 +94,13 @@ inline std::string markdown_report(const run_facts& facts, const options& o, con
       << "| device | " << facts.device << " |\n"
       << "| wall time | " << std::setprecision(1) << facts.total_seconds << " s |\n"
       << "| **final test top-1** | **" << std::setprecision(2) << 100 * h.final_top1() << "%** |\n\n"
-      << "| epoch | train loss | test top-1 | test loss | lr | images/s | seconds |\n|---:|---:|---:|---:|---:|---:|---:|\n";
+      << "| epoch | train loss | test top-1 | test loss | lr | images/s | seconds | peak RSS (MiB) |\n"
+      << "|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for (const auto& r : h.epochs)
         s << "| " << r.epoch << " | " << std::setprecision(4) << r.train_loss << " | " << std::setprecision(2) << 100 * r.test_top1
           << "% | " << std::setprecision(4) << r.test_loss << " | " << std::setprecision(5) << r.lr << " | " << std::setprecision(0)
-          << r.images_per_s << " | " << std::setprecision(1) << r.seconds << " |\n";
+          << r.images_per_s << " | " << std::setprecision(1) << r.seconds << " | " << std::setprecision(0) << r.peak_rss_mib
+          << " |\n";
     s << "\n## Settings\n\n| setting | value | on resume |\n|---|---|---|\n";
     for (const auto& x : detail::report_settings(facts, o)) s << "| " << x.name << " | " << x.value << " | " << to_string(x.rule) << " |\n";
     return s.str();

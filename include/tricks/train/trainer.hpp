@@ -10,6 +10,7 @@
 // uninterrupted run would have, from an epoch's end or from inside an epoch: SIGINT/SIGTERM during
 // fit() finish the step, save the position and throw tricks::interrupted (train/interrupt.hpp).
 #include <omp.h>
+#include <sys/resource.h>
 
 #include <chrono>
 #include <cmath>
@@ -51,9 +52,23 @@ struct epoch_record {
     double seconds = 0;         // wall time of the epoch including evaluation
     std::int64_t skipped_steps = 0;  // fp16_mixed: steps skipped on gradient overflow (cumulative)
     double loss_scale = 1;
+    double peak_rss_mib = 0;    // the process's peak resident memory at the epoch's end (MiB; the
+                                // high-water mark since the process started: growth means a leak)
 };
 
 namespace detail {
+/// The process's peak resident set size so far, in MiB (getrusage: ru_maxrss is in KiB on Linux,
+/// in bytes on macOS); 0 when unknown.
+inline double peak_rss_mib() noexcept {
+    rusage u{};
+    if (::getrusage(RUSAGE_SELF, &u) != 0) return 0;
+#if defined(__APPLE__)
+    return static_cast<double>(u.ru_maxrss) / (1024.0 * 1024.0);
+#else
+    return static_cast<double>(u.ru_maxrss) / 1024.0;
+#endif
+}
+
 template <class T>
 struct record_column {
     const char* name;
@@ -77,6 +92,7 @@ inline constexpr auto epoch_columns = std::tuple{
     detail::column("seconds", &epoch_record::seconds),
     detail::column("skipped_steps", &epoch_record::skipped_steps),
     detail::column("loss_scale", &epoch_record::loss_scale),
+    detail::column("peak_rss_mib", &epoch_record::peak_rss_mib),
 };
 static_assert(std::tuple_size_v<decltype(epoch_columns)> == detail::member_count<epoch_record>(),
               "tricks::epoch_columns: every field of tricks::epoch_record needs a column");
@@ -258,6 +274,7 @@ public:
             self().sync_scaler();
             rec.skipped_steps = scaler_.skipped;
             rec.loss_scale = scaler_.scale;
+            rec.peak_rss_mib = detail::peak_rss_mib();
             hist_.epochs.push_back(rec);
             const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
             progress.epoch_done(e, opt_.epochs, rec.train_loss, rec.test_top1, rec.lr, rec.images_per_s, rec.seconds,
