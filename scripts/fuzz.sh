@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Builds and runs the libFuzzer targets of tests/fuzz/ (clang++-14, ASan + UBSan).
+#   scripts/fuzz.sh TARGET SECONDS   fuzz one target (fuzz_idx, fuzz_checkpoint, fuzz_image, fuzz_image_list)
+#   scripts/fuzz.sh all SECONDS      every target in turn, SECONDS each (0: build only)
+#   scripts/fuzz.sh --make-corpus    rewrite the committed seeds (tests/fuzz/corpus) with make_corpus
+# Each run starts from a fresh copy of tests/fuzz/corpus/TARGET in $TRICKS_FUZZ_DIR/run/TARGET
+# (default build-fuzz/run/TARGET; the committed corpus never grows). A finding (crash, sanitizer
+# report, exception other than tricks::error, timeout over 10 s, over 2 GB of memory) stops the run,
+# prints the path of the input that caused it, and makes this script exit non-zero; rerun it with
+#   build-fuzz/TARGET CRASH_INPUT
+set -euo pipefail
+cd "$(dirname "$0")/.."
+targets=(fuzz_idx fuzz_checkpoint fuzz_image fuzz_image_list)
+out=${TRICKS_FUZZ_DIR:-build-fuzz}
+cxx=${TRICKS_FUZZ_CXX:-clang++-14}
+common=(-std=c++20 -g -O1 -march=native -Wall -Wextra -Wno-unknown-pragmas -fopenmp
+        -Iinclude -Itests/fuzz -isystem /usr/include/eigen3)
+libs=(-ljpeg -lpng -lz)
+mkdir -p "$out"
+
+# Rebuilds $out/$1 when it is missing or older than a header or a fuzz source.
+build() {
+  local bin="$out/$1"
+  if [[ -x "$bin" && -z "$(find include tests/fuzz -newer "$bin" -name '*.[ch]pp' -print -quit)" ]]; then
+    return 0
+  fi
+  echo "fuzz: building $bin" >&2
+  nice -n 10 "$cxx" "${common[@]}" -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+    -fno-omit-frame-pointer "tests/fuzz/$1.cpp" -o "$bin.tmp" "${libs[@]}"
+  mv "$bin.tmp" "$bin"
+}
+
+# Fuzzes $1 for $2 seconds; returns libFuzzer's status (0: no finding).
+run() {
+  local target=$1 seconds=$2 dir="$out/run/$1"
+  rm -rf "$dir"
+  mkdir -p "$dir/corpus" "$dir/findings" "$dir/tmp"
+  cp tests/fuzz/corpus/"$target"/* "$dir/corpus/"
+  echo "fuzz: $target for ${seconds}s (corpus copy and findings in $dir)" >&2
+  local status=0
+  TMPDIR="$PWD/$dir/tmp" UBSAN_OPTIONS="print_stacktrace=1:${UBSAN_OPTIONS:-}" \
+    "$out/$target" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+    -artifact_prefix="$dir/findings/" "$dir/corpus" >"$dir/log" 2>&1 || status=$?
+  grep -E '^stat::number_of_executed_units|^stat::peak_rss_mb|^#[0-9]+ *DONE' "$dir/log" >&2 || true
+  if ((status != 0)); then
+    tail -n 60 "$dir/log" >&2
+    echo "fuzz: FINDING in $target (exit $status); input: $(ls -d "$dir"/findings/* 2>/dev/null | tr '\n' ' ')" >&2
+    echo "fuzz: reproduce with $out/$target <input>; full log: $dir/log" >&2
+  fi
+  return "$status"
+}
+
+case "${1:-}" in
+  --make-corpus)
+    "$cxx" "${common[@]}" -O1 tests/fuzz/make_corpus.cpp -o "$out/make_corpus" "${libs[@]}"
+    "$out/make_corpus" tests/fuzz/corpus
+    exit 0
+    ;;
+  all) selected=("${targets[@]}") ;;
+  fuzz_idx | fuzz_checkpoint | fuzz_image | fuzz_image_list) selected=("$1") ;;
+  *) echo "usage: scripts/fuzz.sh {all|fuzz_idx|fuzz_checkpoint|fuzz_image|fuzz_image_list} SECONDS | --make-corpus" >&2
+     exit 2 ;;
+esac
+seconds=${2:?"scripts/fuzz.sh: SECONDS missing"}
+failed=()
+for t in "${selected[@]}"; do build "$t"; done
+if ((seconds > 0)); then
+  for t in "${selected[@]}"; do run "$t" "$seconds" || failed+=("$t"); done
+fi
+if ((${#failed[@]} > 0)); then
+  echo "fuzz: findings in ${failed[*]}" >&2
+  exit 1
+fi
