@@ -8,8 +8,10 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <tuple>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "tricks/backend/conv_algo.hpp"
