@@ -862,7 +862,9 @@ TEST_CASE("checkpoint: a writer killed (SIGKILL) at random moments leaves the ol
     std::uniform_int_distribution<long> delay_us(0, std::clamp<long>(3 * commit_us, 1000, 250'000));
     int kills = 0, mid_write = 0;
     std::uint64_t last = 0;
-    for (; kills < 25 && std::chrono::steady_clock::now() - start < std::chrono::seconds(8); ++kills) {
+    // A fixed number of kills (no time bound: the test asserts what survives, never how fast;
+    // each round waits at most 250 ms, so the loop stays within seconds even under sanitizers).
+    for (; kills < 25; ++kills) {
         const pid_t child = ::fork();
         REQUIRE(child >= 0);
         if (child == 0) {  // writes newer checkpoints until killed; touches nothing the parent's threads hold
@@ -885,6 +887,4 @@ TEST_CASE("checkpoint: a writer killed (SIGKILL) at random moments leaves the ol
     }
     MESSAGE(kills << " kills, " << mid_write << " with a temporary file left (killed while writing), a commit takes "
                   << commit_us << " us, last checkpoint " << last);
-    CHECK(kills >= 20);
-    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(10));
 }
