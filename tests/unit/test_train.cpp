@@ -78,6 +78,22 @@ const fmnist_cache& fmnist() {
 // The network every trainer test uses (one instantiation keeps the compile time down): ResNet-8
 // for 28x28 grey input, widths 8/16/32, ResNet-D shortcuts, zero-gamma init.
 using small_net = models::cifar_resnet<8, width<8>, in_channels<1>, classes<10>, tweak::avg_down, init::zero_gamma>;
+
+/// True when fitting small_net with recipe R and options `o` throws a training_error whose message
+/// contains `part` (checked, with the message captured for the report).
+template <class R>
+bool fit_refused(const options& o, const data::dataset& train, const data::dataset& test, const std::string& part) {
+    trainer<small_net, R> t(o);
+    try {
+        (void)t.fit(train, test);
+    } catch (const training_error& e) {
+        const std::string msg = e.what();
+        CAPTURE(msg);
+        CHECK(msg.find(part) != std::string::npos);
+        return true;
+    }
+    return false;
+}
 // The paper's training refinements together (§3.1, §5.1, §5.2, §5.4).
 using full_recipe = recipe<lr::warmup<epochs<1>>, lr::cosine, loss::label_smoothing, mix::mixup, decay::no_bias_decay>;
 
@@ -274,19 +290,9 @@ TEST_CASE("trainer: options.step_milestones replaces lr::step's epochs at run ti
         CHECK(h[3].lr == doctest::Approx(0.0001).epsilon(1e-15));
     }
     const auto refused = [&](auto tag, std::vector<int> m, const std::string& part) {
-        using R = typename decltype(tag)::type;
         options b = o;
         b.step_milestones = std::move(m);
-        trainer<small_net, R> t(b);
-        try {
-            (void)t.fit(train, test);
-        } catch (const training_error& e) {
-            const std::string msg = e.what();
-            CAPTURE(msg);
-            CHECK(msg.find(part) != std::string::npos);
-            return true;
-        }
-        return false;
+        return fit_refused<typename decltype(tag)::type>(b, train, test, part);
     };
     CHECK(refused(std::type_identity<stepped>{}, {2, 2}, "step_milestones = 2,2: milestones must be epochs >= 1 in increasing order (entry 1 is 2)"));
     CHECK(refused(std::type_identity<stepped>{}, {0, 2}, "(entry 0 is 0)"));
@@ -302,19 +308,9 @@ TEST_CASE("trainer: a run-time number given for a policy the recipe lacks is ref
     base.max_steps_per_epoch = 1;
     base.threads = 1;
     const auto refused = [&](auto tag, auto options::*field, auto value, const std::string& part) {
-        using R = typename decltype(tag)::type;
         options o = base;
         o.*field = value;
-        trainer<small_net, R> t(o);
-        try {
-            (void)t.fit(train, test);
-        } catch (const training_error& e) {
-            const std::string msg = e.what();
-            CAPTURE(msg);
-            CHECK(msg.find(part) != std::string::npos);
-            return true;
-        }
-        return false;
+        return fit_refused<typename decltype(tag)::type>(o, train, test, part);
     };
     using plain = std::type_identity<recipe<>>;
     CHECK(refused(plain{}, &options::mixup_alpha, 0.4,
