@@ -5,7 +5,7 @@
 #                                   for its sample photographs)
 set -euo pipefail
 need=(cmake g++ make libeigen3-dev libboost-dev doctest-dev zlib1g-dev libjpeg62-turbo-dev libpng-dev
-      dataset-fashion-mnist
+      nlohmann-json3-dev dataset-fashion-mnist
       clang-14 libclang-rt-14-dev libomp-14-dev)  # scripts/fuzz.sh: libFuzzer (libclang_rt.fuzzer), OpenMP for clang
 if [[ "${1:-}" == "--peers" ]]; then
   need+=(python3-torch python3-torchvision python3-pil python3-skimage libdlib-dev libopenblas-dev)

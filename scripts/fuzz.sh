@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs the libFuzzer targets of tests/fuzz/ (clang++-14, ASan + UBSan).
-#   scripts/fuzz.sh TARGET SECONDS   fuzz one target (fuzz_idx, fuzz_checkpoint, fuzz_image, fuzz_image_list)
+#   scripts/fuzz.sh TARGET SECONDS   fuzz one target (fuzz_idx, fuzz_checkpoint, fuzz_image, fuzz_image_list,
+#                                    fuzz_safetensors)
 #   scripts/fuzz.sh all SECONDS      every target in turn, SECONDS each (0: build only)
 #   scripts/fuzz.sh --make-corpus    rewrite the committed seeds (tests/fuzz/corpus) with make_corpus
 # Each run starts from a fresh copy of tests/fuzz/corpus/TARGET in $TRICKS_FUZZ_DIR/run/TARGET
@@ -10,7 +11,7 @@
 #   build-fuzz/TARGET CRASH_INPUT
 set -euo pipefail
 cd "$(dirname "$0")/.."
-targets=(fuzz_idx fuzz_checkpoint fuzz_image fuzz_image_list)
+targets=(fuzz_idx fuzz_checkpoint fuzz_image fuzz_image_list fuzz_safetensors)
 out=${TRICKS_FUZZ_DIR:-build-fuzz}
 cxx=${TRICKS_FUZZ_CXX:-clang++-14}
 common=(-std=c++20 -g -O1 -march=native -Wall -Wextra -Wno-unknown-pragmas -fopenmp
@@ -57,8 +58,8 @@ case "${1:-}" in
     exit 0
     ;;
   all) selected=("${targets[@]}") ;;
-  fuzz_idx | fuzz_checkpoint | fuzz_image | fuzz_image_list) selected=("$1") ;;
-  *) echo "usage: scripts/fuzz.sh {all|fuzz_idx|fuzz_checkpoint|fuzz_image|fuzz_image_list} SECONDS | --make-corpus" >&2
+  fuzz_idx | fuzz_checkpoint | fuzz_image | fuzz_image_list | fuzz_safetensors) selected=("$1") ;;
+  *) echo "usage: scripts/fuzz.sh {all|fuzz_idx|fuzz_checkpoint|fuzz_image|fuzz_image_list|fuzz_safetensors} SECONDS | --make-corpus" >&2
      exit 2 ;;
 esac
 seconds=${2:?"scripts/fuzz.sh: SECONDS missing"}

@@ -1,7 +1,7 @@
 // Writes the fuzz targets' seed corpora (tests/fuzz/corpus/<target>/), with the library's own
-// writers where it has them (IDX, checkpoints, the trainer's save) and libjpeg/libpng for images
-// of the kinds the decoder handles specially. Run once; the output is committed:
-//   scripts/fuzz.sh --make-corpus
+// writers where it has them (IDX, checkpoints, the trainer's save, safetensors) and libjpeg/libpng
+// for images of the kinds the decoder handles specially. Run once; the output is committed:
+//   scripts/fuzz.sh --make-corpus     (every target; make_corpus DIR TARGET... writes only those)
 // The files are tiny on purpose (all of them together are a few tens of kB): libFuzzer mutates
 // small inputs faster, and its length limit follows the largest seed.
 #include <png.h>
@@ -9,18 +9,22 @@
 #include <stdio.h>  // jpeglib.h needs FILE and size_t declared before it
 #include <jpeglib.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "fuzz_trainer.hpp"
 #include "tricks/data/idx.hpp"
 #include "tricks/io/checkpoint.hpp"
+#include "tricks/io/safetensors.hpp"
 
 namespace {
 
@@ -255,24 +259,73 @@ void image_list_seeds(const fs::path& dir) {
     write_all(dir / "one.txt", text("a.png 0\n# the other is not listed\n"));
 }
 
+// ---- safetensors: a mode byte (fuzz_safetensors.cpp: bit 0 clear, the whole file; set, the JSON
+// header, a NUL, the data), then the bytes ---------------------------------------------------------
+
+void safetensors_seed(const fs::path& dir, const std::string& name, const std::string& file) {
+    std::uint64_t n = 0;
+    for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<std::uint8_t>(file[static_cast<std::size_t>(i)]);
+    const std::string header = file.substr(8, n), data = file.substr(8 + n);
+    write_all(dir / (name + ".file"), cat({0}, text(file)));
+    write_all(dir / (name + ".split"), cat(cat({1}, text(header)), cat({0}, text(data))));
+}
+
+void safetensors_seeds(const fs::path& dir) {
+    {
+        // the writer's: every dtype it writes, a scalar, an empty tensor, metadata
+        tricks::io::safetensors_writer w;
+        const std::vector<float> v = {1.5f, -0.f, 1e-45f, 65520.f, 1.f / 3, -7.25f};
+        w.add("conv.weight", {2, 1, 3}, v);
+        w.add("half", {3, 2}, v, tricks::io::st_dtype::f16);
+        w.add("brain", {6}, v, tricks::io::st_dtype::bf16);
+        w.add_i64("bn.num_batches_tracked", {}, std::vector<std::int64_t>{7});
+        w.add("empty", {0, 4}, std::span<const float>{});
+        w.metadata("format", "pt");
+        safetensors_seed(dir, "writer", w.bytes());
+    }
+    {
+        // by hand: the other dtypes, header order unlike offset order, no padding
+        const std::string header =
+            R"({"__metadata__":{"k":"v"},"d":{"dtype":"F64","shape":[1],"data_offsets":[8,16]},)"
+            R"("b":{"dtype":"BOOL","shape":[2],"data_offsets":[0,2]},"u":{"dtype":"U16","shape":[],"data_offsets":[2,4]},)"
+            R"("i":{"dtype":"I32","shape":[1],"data_offsets":[4,8]},"e":{"dtype":"F8_E5M2","shape":[0],"data_offsets":[16,16]}})";
+        std::string file(8, '\0');
+        const std::uint64_t n = header.size();
+        std::memcpy(file.data(), &n, 8);
+        const double d = 0.1;
+        file += header + std::string("\x01\x00\x34\x12\xff\xff\xff\xff", 8) + std::string(reinterpret_cast<const char*>(&d), 8);
+        safetensors_seed(dir, "dtypes", file);
+    }
+    safetensors_seed(dir, "empty", std::string("\x08\0\0\0\0\0\0\0{}      ", 16));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (argc != 2) {
-        std::cerr << "usage: make_corpus CORPUS_DIR (tests/fuzz/corpus)\n";
+    if (argc < 2) {
+        std::cerr << "usage: make_corpus CORPUS_DIR [TARGET ...] (tests/fuzz/corpus; default: every target)\n";
         return 2;
     }
     const fs::path root = argv[1];
     const fs::path scratch = fs::temp_directory_path() / ("tricks_make_corpus_" + std::to_string(::getpid()));
-    for (const char* t : {"fuzz_idx", "fuzz_checkpoint", "fuzz_image", "fuzz_image_list"}) {
+    const std::vector<std::string> all = {"fuzz_idx", "fuzz_checkpoint", "fuzz_image", "fuzz_image_list", "fuzz_safetensors"};
+    std::vector<std::string> wanted(argv + 2, argv + argc);
+    if (wanted.empty()) wanted = all;
+    for (const auto& t : wanted) {
+        if (std::find(all.begin(), all.end(), t) == all.end()) {
+            std::cerr << "make_corpus: unknown target " << t << "\n";
+            return 2;
+        }
         fs::remove_all(root / t);
         fs::create_directories(root / t);
     }
+    const auto want = [&](const char* t) { return std::find(wanted.begin(), wanted.end(), t) != wanted.end(); };
     fs::create_directories(scratch);
-    idx_seeds(root / "fuzz_idx");
-    checkpoint_seeds(root / "fuzz_checkpoint", scratch);
-    image_seeds(root / "fuzz_image");
-    image_list_seeds(root / "fuzz_image_list");
+    if (want("fuzz_idx")) idx_seeds(root / "fuzz_idx");
+    if (want("fuzz_checkpoint")) checkpoint_seeds(root / "fuzz_checkpoint", scratch);
+    if (want("fuzz_image")) image_seeds(root / "fuzz_image");
+    if (want("fuzz_image_list")) image_list_seeds(root / "fuzz_image_list");
+    if (want("fuzz_safetensors")) safetensors_seeds(root / "fuzz_safetensors");
     fs::remove_all(scratch);
     return 0;
 }

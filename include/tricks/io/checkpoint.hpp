@@ -1,17 +1,13 @@
 #pragma once
 // Checkpoint files: a small binary container, written atomically and durably (temporary file,
-// fsync, rename, fsync of the directory) and closed by a checksum, so a crash never leaves a
-// half-written checkpoint under the real name and a truncated or corrupted file is reported, never
-// half-loaded.
+// fsync, rename, fsync of the directory: io/durable_file.hpp) and closed by a checksum, so a crash
+// never leaves a half-written checkpoint under the real name and a truncated or corrupted file is
+// reported, never half-loaded.
 //
 // Layout: "TRICKSCK" | u32 version | u64 payload bytes | payload | u64 FNV-1a(payload)
 // The payload is a sequence of named fields; readers check each name, so a file from another
 // version or another model type fails with a message that says which field differs.
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <bit>
-#include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -19,11 +15,11 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <system_error>
 #include <utility>
 #include <vector>
 
 #include "tricks/core/error.hpp"
+#include "tricks/io/durable_file.hpp"
 #include "tricks/models/network.hpp"
 
 namespace tricks::io {
@@ -41,81 +37,23 @@ public:
     void str(std::string_view name, std::string_view s) { field(name, s.data(), s.size()); }
     void floats(std::string_view name, std::span<const float> v) { field(name, v.data(), v.size_bytes()); }
 
-    /// Writes the file atomically and durably: `path.tmp` is written and fsync'ed, renamed over
-    /// `path`, and the directory fsync'ed. The rename alone makes a killed process harmless (the
-    /// kernel finishes the writes it was given; `path` is the old file or the new one, never a mix),
-    /// but not a power loss or a kernel crash: without the fsync before it, the rename can reach
-    /// the disk before the data (a zero-length or partial file under the real name after a reboot,
-    /// on ext4 without auto_da_alloc, XFS, btrfs ...); without the directory's fsync, the rename
-    /// itself can be lost.
+    /// Writes the file atomically and durably (io/durable_file.hpp): `path.tmp` is written and
+    /// fsync'ed, renamed over `path`, and the directory fsync'ed, so `path` is the old file or the
+    /// new one, never a mix, even after a power loss.
     void commit(const std::filesystem::path& path) const {
-        if (std::error_code dir_ec; path.has_parent_path() && !std::filesystem::create_directories(path.parent_path(), dir_ec) && dir_ec)
-            throw data_error(detail::cat("tricks::checkpoint: cannot create directory ", path.parent_path().string(), " for ",
-                                         path.string(), ": ", dir_ec.message()));
-        const auto tmp = std::filesystem::path(path.string() + ".tmp");
-        {
-            const posix_file f(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), tmp, "cannot write");
-            const std::uint32_t ver = checkpoint_version;
-            const std::uint64_t size = payload_.size();
-            const std::uint64_t sum = models::fnv1a(payload_);
-            f.write(checkpoint_magic, 8);
-            f.write(&ver, sizeof ver);
-            f.write(&size, sizeof size);
-            f.write(payload_.data(), payload_.size());
-            f.write(&sum, sizeof sum);
-            f.sync();
-            f.close();
-        }
-        std::error_code ec;
-        std::filesystem::rename(tmp, path, ec);
-        require<data_error>(!ec, "tricks::checkpoint: cannot rename ", tmp.string(), " to ", path.string(), ": ", ec.message());
-        const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-        const posix_file d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC), dir, "cannot open the directory");
-        d.sync(true);
-        d.close();
+        const std::uint32_t ver = checkpoint_version;
+        const std::uint64_t size = payload_.size();
+        const std::uint64_t sum = models::fnv1a(payload_);
+        const std::string_view parts[] = {std::string_view(checkpoint_magic, 8), bytes_of(ver), bytes_of(size), payload_,
+                                          bytes_of(sum)};
+        write_file_durably(path, parts, "tricks::checkpoint");
     }
 
 private:
-    /// A file descriptor that says which file and what failed, closed at scope exit.
-    class posix_file {
-    public:
-        posix_file(int fd, const std::filesystem::path& p, const char* what) : fd_(fd), path_(p.string()) {
-            require<data_error>(fd_ >= 0, "tricks::checkpoint: ", what, " ", path_, ": ", std::strerror(errno));
-        }
-        ~posix_file() {
-            if (fd_ >= 0) ::close(fd_);
-        }
-        posix_file(const posix_file&) = delete;
-        posix_file& operator=(const posix_file&) = delete;
-        void write(const void* data, std::size_t n) const {
-            const char* p = static_cast<const char*>(data);
-            while (n > 0) {  // write() may write less than asked, or be interrupted by a signal
-                const ssize_t w = ::write(fd_, p, n);
-                if (w < 0 && errno == EINTR) continue;
-                require<data_error>(w > 0, "tricks::checkpoint: writing ", path_, " failed (disk full?): ",
-                                    w < 0 ? std::strerror(errno) : "nothing written");
-                p += w;
-                n -= static_cast<std::size_t>(w);
-            }
-        }
-        /// fsync; for a directory, a file system that cannot sync directories (EINVAL) is not an error.
-        void sync(bool directory = false) const {
-            int rc;
-            do rc = ::fsync(fd_);
-            while (rc != 0 && errno == EINTR);
-            require<data_error>(rc == 0 || (directory && errno == EINVAL), "tricks::checkpoint: fsync of ", path_,
-                                " failed: ", std::strerror(errno));
-        }
-        void close() const {
-            const int fd = std::exchange(fd_, -1);
-            require<data_error>(::close(fd) == 0 || errno == EINTR, "tricks::checkpoint: closing ", path_, " failed: ",
-                                std::strerror(errno));
-        }
-
-    private:
-        mutable int fd_;
-        std::string path_;
-    };
+    template <class T>
+    static std::string_view bytes_of(const T& v) {
+        return {reinterpret_cast<const char*>(&v), sizeof v};
+    }
 
     void field(std::string_view name, const void* data, std::size_t bytes) {
         const std::uint32_t nl = static_cast<std::uint32_t>(name.size());
