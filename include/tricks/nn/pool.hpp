@@ -12,7 +12,7 @@ namespace tricks::nn {
 
 template <int C, int K, int Stride, int Pad = 0>
 struct max_pool {
-    static constexpr int in_channels = C, out_channels = C;
+    static constexpr int in_channels = C, out_channels = C, kernel = K, stride = Stride, pad = Pad;
     static constexpr std::int64_t parameter_count = 0;
     static constexpr dims out_dims(dims in) noexcept {
         return {window_out(in.h, K, Stride, Pad), window_out(in.w, K, Stride, Pad)};
@@ -50,7 +50,8 @@ private:
 /// their last row/column (7 -> 4, matching the strided main path), padding never counted.
 template <int C, int K, int Stride, int Pad = 0, bool CeilMode = false, bool CountIncludePad = true>
 struct avg_pool {
-    static constexpr int in_channels = C, out_channels = C;
+    static constexpr int in_channels = C, out_channels = C, kernel = K, stride = Stride, pad = Pad;
+    static constexpr bool ceil_mode = CeilMode, count_include_pad = CountIncludePad;
     static constexpr std::int64_t parameter_count = 0;
     static constexpr dims out_dims(dims in) noexcept {
         return {window_out(in.h, K, Stride, Pad, CeilMode), window_out(in.w, K, Stride, Pad, CeilMode)};
