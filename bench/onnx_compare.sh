@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Inference throughput, tricks against ONNX Runtime on the same network: the main job's net
 # (cifar_resnet20d, 1x28x28, 10 classes; batch 16 and its usual 128) and ResNet-50-D (3x224x224,
-# 1000 classes; batch 16), exported by examples/export (--init 1, batch norms folded) and run by
+# 1000 classes; batch 16), exported by examples/export (--random 1, batch norms folded) and run by
 # onnxruntime-node (bench/peers/ort_infer.js: intra-op threads = THREADS, sequential, graph
 # optimisation "all"); tricks runs models::inference_pool with the weights loaded once (bench_infer).
 # Each pair runs once per repeat, ORT then tricks, interleaved; the table shows medians and the
@@ -21,8 +21,8 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DTRICKS_BUILD_BENCH=ON -DTRIC
 cmake --build "$build" -j "${TRICKS_JOBS:-$(nproc)}" --target export bench_infer >/dev/null
 work=$build/onnx_compare
 mkdir -p "$work"
-"$build/examples/export" --model cifar_resnet20d --init 1 --out "$work/main.onnx" >/dev/null
-"$build/examples/export" --model resnet50d --init 1 --out "$work/resnet50d.onnx" >/dev/null
+"$build/examples/export" --model cifar_resnet20d --random 1 --out "$work/main.onnx" >/dev/null
+"$build/examples/export" --model resnet50d --random 1 --out "$work/resnet50d.onnx" >/dev/null
 # name, bench_infer model, onnx file, channels, size, batch, timed iterations
 cases=("main_b16 main main.onnx 1 28 16 50" "main_b128 main main.onnx 1 28 128 20" "resnet50d_b16 resnet50d resnet50d.onnx 3 224 16 5")
 declare -A ort ours

@@ -1,5 +1,6 @@
 // export: a model of examples/train's table as an ONNX file (io/onnx.hpp), from a checkpoint that
-// train wrote (its model section), or freshly initialised from a seed (benchmarks, tests).
+// train wrote (its model section), from a .safetensors file with PyTorch's names
+// (io/torch_weights.hpp), or freshly initialised from a seed (benchmarks, tests).
 //   export --model cifar_resnet20d --checkpoint out/train/model.ckpt --out out/model.onnx
 // The head (input channels, classes and, for the CIFAR-style nets, the width) is the one train uses
 // for the data: Fashion-MNIST's IDX files 1 channel and 10 classes; image folders 3 channels and 10
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include <tricks/io/checkpoint.hpp>
+#include <tricks/io/torch_weights.hpp>
 #include <tricks/io/onnx.hpp>
 #include <tricks/models/introspection.hpp>
 
@@ -32,8 +34,8 @@ namespace {
 /// Where the weights come from. A new source (e.g. PyTorch weights) is one more kind, one more flag
 /// in parse() and one more case in load().
 struct weights_source {
-    enum class kind { none, checkpoint, init } type = kind::none;
-    fs::path file;           // checkpoint
+    enum class kind { none, checkpoint, weights, init } type = kind::none;
+    fs::path file;           // checkpoint, weights
     std::uint64_t seed = 0;  // init
 };
 
@@ -46,7 +48,7 @@ struct cli {
 };
 
 constexpr const char* usage =
-    "usage: export --model NAME (--checkpoint FILE | --init SEED) --out FILE.onnx [options]\n"
+    "usage: export --model NAME (--checkpoint FILE | --weights FILE | --random SEED) --out FILE.onnx [options]\n"
     "Writes a model of examples/train's table as an ONNX graph (opset 13 by default) for ONNX Runtime and\n"
     "other ONNX tools: input \"input\" float32 [N, C, H, W] (NCHW; N, H and W symbolic unless given),\n"
     "output \"logits\" [N, classes]. The input is the normalised image, as in training: (pixel / 255 - mean)\n"
@@ -55,7 +57,10 @@ constexpr const char* usage =
     "\n"
     "  --model NAME        the network, a name of train's table (train --help lists them)\n"
     "  --checkpoint FILE   the weights: a checkpoint written by train (its model section)\n"
-    "  --init SEED         the weights: freshly initialised from SEED (no checkpoint; benchmarks)\n"
+    "  --weights FILE      the weights: a .safetensors file with PyTorch's names (train's OUT/model.safetensors,\n"
+    "                      torchvision's or timm's via scripts/torch_to_safetensors.py; io::load_torch_weights);\n"
+    "                      the head (classes, input channels) is read from its fc and first conv\n"
+    "  --random SEED       the weights: freshly initialised from SEED (benchmarks)\n"
     "  --out FILE          the .onnx file to write (atomically: FILE.tmp, then renamed)\n"
     "  --classes K         the head: 10 or 100 (cifar_resnet*), 1000 (resnet*); default: the checkpoint's,\n"
     "                      else 10 / 1000\n"
@@ -82,7 +87,7 @@ cli parse(int argc, char** argv) {
         const char* v = i + 1 < argc ? argv[i + 1] : nullptr;
         auto take = [&] { ++i; return v; };
         auto set_source = [&](weights_source s) {
-            if (c.source.type != weights_source::kind::none) fail("give one of --checkpoint and --init");
+            if (c.source.type != weights_source::kind::none) fail("give one of --checkpoint, --weights and --random");
             c.source = std::move(s);
         };
         if (a == "--help" || a == "-h") {
@@ -93,7 +98,10 @@ cli parse(int argc, char** argv) {
         else if (a == "--checkpoint") {
             if (!v) fail("--checkpoint needs a file");
             set_source({weights_source::kind::checkpoint, take(), 0});
-        } else if (a == "--init") set_source({weights_source::kind::init, {}, number<std::uint64_t>(a, take())});
+        } else if (a == "--weights") {
+            if (!v) fail("--weights needs a .safetensors file");
+            set_source({weights_source::kind::weights, take(), 0});
+        } else if (a == "--random") set_source({weights_source::kind::init, {}, number<std::uint64_t>(a, take())});
         else if (a == "--out") { if (!v) fail("--out needs a file"); c.out = take(); }
         else if (a == "--classes") c.classes = number<int>(a, take());
         else if (a == "--in-channels") c.in_channels = number<int>(a, take());
@@ -106,7 +114,7 @@ cli parse(int argc, char** argv) {
     }
     if (c.model.empty()) fail("--model is required" + train_example::model_help());
     if (!train_example::known_model(c.model)) fail("--model: '" + c.model + "' is not a model of the table" + train_example::model_help());
-    if (c.source.type == weights_source::kind::none) fail("the weights: give --checkpoint FILE or --init SEED");
+    if (c.source.type == weights_source::kind::none) fail("the weights: give --checkpoint FILE, --weights FILE or --random SEED");
     if (c.out.empty()) fail("--out is required");
     if (c.width != 0 && c.width != 16 && c.width != 32) fail("--width must be 16 or 32");
     if (c.in_channels != 0 && c.in_channels != 1 && c.in_channels != 3) fail("--in-channels must be 1 or 3");
@@ -153,6 +161,7 @@ template <class Model>
 void load(Model& m, const weights_source& s) {
     switch (s.type) {
         case weights_source::kind::checkpoint: t::io::load_model(s.file, m); break;
+        case weights_source::kind::weights: t::io::load_torch_weights(m, s.file); break;
         case weights_source::kind::init: m.init(s.seed); break;
         case weights_source::kind::none: break;
     }
@@ -198,9 +207,19 @@ int run_entry(const cli& c) {
                  " that the flags allow; its heads (as train builds them):" + heads);
         return rc;
     }
+    cli d = c;
+    if (c.source.type == weights_source::kind::weights) {
+        // the head as the file has it: classes from fc.bias, input channels from the first conv
+        const t::io::safetensors_file f(c.source.file);
+        const auto dim = [&](const char* key, std::size_t i) -> int {
+            return f.contains(key) && f.info(key).shape.size() > i ? static_cast<int>(f.info(key).shape[i]) : 0;
+        };
+        if (!d.classes) d.classes = dim("fc.bias", 0);
+        if (!d.in_channels) d.in_channels = dim("conv1.weight", 1) ? dim("conv1.weight", 1) : dim("conv1.0.weight", 1);
+    }
     int rc = -1;
     for_each_head<F>([&]<class Model>(const head& h) {
-        if (rc < 0 && allowed(c, h, true)) rc = export_model<Model>(c, h);
+        if (rc < 0 && allowed(d, h, true)) rc = export_model<Model>(d, h);
     });
     if (rc < 0) fail("--model " + c.model + " has no such head; its heads (as train builds them):" + heads);
     return rc;

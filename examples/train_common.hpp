@@ -79,7 +79,8 @@ inline constexpr const char* usage =
     "  --skip-bad        image folders: decode every image before training and leave out (and report)\n"
     "                    the ones that fail, instead of stopping at the first bad file\n"
     "  --workers N       loader threads (default: 1 for IDX, all cores for image folders)\n"
-    "  --out DIR         output folder for metrics.csv, metrics.json, report.md, model.ckpt (default out/train)\n"
+    "  --out DIR         output folder for metrics.csv, metrics.json, report.md, model.ckpt (to --resume) and\n"
+    "                    model.safetensors (the weights under PyTorch's names) (default out/train)\n"
     "  --threads N       CPU threads (default: all cores)\n"
     "  --conv ALGO       CPU convolutions: winograd (F(4x4,3x3), or F(2x2,3x3) on small outputs, for 3x3\n"
     "                    stride-1 layers; default) or direct (no Winograd: the direct and im2col kernels only)\n"
@@ -89,6 +90,14 @@ inline constexpr const char* usage =
     "  --resume FILE     continue from a checkpoint written by an earlier run with the same settings;\n"
     "                    Ctrl-C (SIGINT) or SIGTERM stops a run after its current step and leaves\n"
     "                    OUT/model.ckpt to resume from, even inside an epoch (exit status 130 or 143)\n"
+    "  --init FILE       start from pretrained weights: a .safetensors file with PyTorch's names and layouts\n"
+    "                    (torchvision's resnet18..152, timm's resnet*d; io::load_torch_weights), e.g.\n"
+    "                    --model resnet50b with torchvision's resnet50, resnet50d with timm's resnet50d\n"
+    "  --init-skip-classifier  with --init: keep the fresh classifier (a file with another number of classes)\n"
+    "  --freeze N        fine-tuning: fix the first N parts of the network (1: the stem; 2: stem + layer1;\n"
+    "                    ...; all but the classifier: feature extraction)\n"
+    "  --freeze-bn       fine-tuning: every batch norm keeps its (pretrained) running statistics\n"
+    "  --backbone-lr X   fine-tuning: lr of everything but the classifier = X times the lr (default 1)\n"
     "  --allow-change NAME[,NAME]  with --resume: let these settings differ from the checkpoint's (e.g.\n"
     "                    epochs, to extend a finished run; report.md lists every setting and its rule)\n"
     "  --train-images N  train on the first N images only (quick runs; IDX)\n"
@@ -152,6 +161,11 @@ inline cli parse(int argc, char** argv) {
                 names = comma == std::string_view::npos ? std::string_view() : names.substr(comma + 1);
             }
         }
+        else if (a == "--init") { if (!v) fail("--init needs a .safetensors file"); c.opt.init_weights = take(); }
+        else if (a == "--init-skip-classifier") c.opt.init_skip_classifier = true;
+        else if (a == "--freeze") c.opt.freeze_stages = number<int>(a, take());
+        else if (a == "--freeze-bn") c.opt.freeze_bn_stats = true;
+        else if (a == "--backbone-lr") c.opt.backbone_lr_scale = number<double>(a, take());
         else if (a == "--quiet") c.opt.progress = false;
         else if (a == "--device") {
             const std::string_view d = v ? v : "";
@@ -174,6 +188,9 @@ inline cli parse(int argc, char** argv) {
     if (!(c.min_area > 0 && c.min_area <= 1)) fail("--min-area must be in (0, 1]");
     if (c.opt.data_workers < 0) fail("--workers must be >= 0");
     if (!c.opt.resume_allow.empty() && c.resume.empty()) fail("--allow-change applies to --resume only");
+    if (c.opt.init_skip_classifier && c.opt.init_weights.empty()) fail("--init-skip-classifier applies to --init only");
+    if (c.opt.freeze_stages < 0) fail("--freeze must be >= 0");
+    if (!(c.opt.backbone_lr_scale >= 0)) fail("--backbone-lr must be >= 0");
     c.folder = t::data::is_image_folder_root(c.data_dir);
     return c;
 }
@@ -277,10 +294,13 @@ int run(cli& c) {
                        trainer.settings()};
     t::write_csv(c.out_dir / "metrics.csv", h);
     t::write_json(c.out_dir / "metrics.json", facts, c.opt, h);
+    // the trained weights under PyTorch's names (--init of a later run, export, torchvision/timm)
+    t::io::save_torch_weights(trainer.model(), c.out_dir / "model.safetensors");
     const std::string report = t::markdown_report(facts, c.opt, h);
     std::ofstream(c.out_dir / "report.md") << report;
     std::cout << report << "\nwrote " << (c.out_dir / "metrics.csv").string() << ", " << (c.out_dir / "metrics.json").string()
-              << ", " << (c.out_dir / "report.md").string() << ", " << (c.out_dir / "model.ckpt").string() << "\n"
+              << ", " << (c.out_dir / "report.md").string() << ", " << (c.out_dir / "model.ckpt").string() << ", "
+              << (c.out_dir / "model.safetensors").string() << "\n"
               << "test top-1: " << std::fixed << std::setprecision(2) << 100 * h.final_top1() << "%\n";
     return 0;
 }

@@ -532,7 +532,7 @@ TEST_CASE("trainer resume: every must-match setting changed is refused with its 
         };
         (one(f), ...);
     }, option_fields);
-    CHECK(must_match == 16);
+    CHECK(must_match == 21);
     CHECK(fixed == 2);  // batch, max_steps_per_epoch
     CHECK(may_change == 7);
 

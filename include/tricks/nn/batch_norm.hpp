@@ -1,5 +1,6 @@
 #pragma once
 // batch_norm<C>: per-channel normalisation with learned scale (gamma) and shift (beta).
+#include <cmath>
 #include <string>
 
 #include "tricks/backend/cpu/batch_norm.hpp"
@@ -20,6 +21,10 @@ struct batch_norm {
     parameter gamma, beta;
     tensor<float> running_mean, running_var;
     float eps = 1e-5f, momentum = 0.1f;
+    /// Training with frozen statistics (fine-tuning; options::freeze_bn_stats): the forward
+    /// normalises with the running statistics and leaves them as they are, as in evaluation; gamma
+    /// and beta still learn, and the backward treats mean and variance as constants.
+    bool frozen_stats = false;
 
     batch_norm() {
         gamma.allocate(role::bn_gamma, C);
@@ -88,7 +93,13 @@ private:
         x_ = &x;
         y.resize(x.shape());
         const backend::batch_norm_geometry g{x.shape().pixels(), C, eps, momentum};
-        if (ctx.phase == mode::train) {
+        if (ctx.phase == mode::train && frozen_stats) {
+            mean_ = running_mean;  // the backward's constants: the statistics the forward used
+            inv_std_.resize({1, 1, 1, C});
+            for (int c = 0; c < C; ++c) inv_std_.data()[c] = 1.f / std::sqrt(running_var.data()[c] + eps);
+            backend::batch_norm_forward_eval<Relu>(g, x.data(), gamma.value.data(), beta.value.data(), running_mean.data(),
+                                                   running_var.data(), y.data(), ws_);
+        } else if (ctx.phase == mode::train) {
             mean_.resize({1, 1, 1, C});
             inv_std_.resize({1, 1, 1, C});
             backend::batch_norm_forward_train<Relu>(g, x.data(), gamma.value.data(), beta.value.data(), y.data(),
@@ -113,7 +124,7 @@ private:
         dx_.resize(x_->shape());
         backend::batch_norm_backward<Relu>(g, x_->data(), dy.data(), gamma.value.data(), mean_.data(), inv_std_.data(),
                                            dx_.data(), gamma.grad.data(), beta.grad.data(), ws_,
-                                           Relu ? relu_y->data() : nullptr);
+                                           Relu ? relu_y->data() : nullptr, frozen_stats);
         ctx.round(dx_);
         return dx_;
     }

@@ -98,7 +98,13 @@ struct sequential {
         return forward_from<0>(x, ctx);
     }
     const tensor<float>& backward(const tensor<float>& dy, const context& ctx, bool need_dx) {
-        return backward_from<size - 1>(dy, ctx, need_dx);
+        return backward_from<size - 1>(dy, ctx, need_dx, 0);
+    }
+    /// The backward pass of layers [first, size) only: layers before `first` compute no gradients
+    /// (fine-tuning's frozen parts). Returns the gradient at layer first's input (first > 0: not
+    /// meaningful to a caller, which only wanted the parameter gradients).
+    const tensor<float>& backward_from_layer(const tensor<float>& dy, const context& ctx, std::size_t first) {
+        return backward_from<size - 1>(dy, ctx, false, first);
     }
     /// Whether the sequence ends in a convolution that can fold the batch norm after it (and with
     /// it a residual block's add and ReLU: forward_residual).
@@ -191,19 +197,20 @@ private:
         }
     }
     template <std::size_t I>
-    const tensor<float>& backward_from(const tensor<float>& dy, const context& ctx, bool need_dx) {
+    const tensor<float>& backward_from(const tensor<float>& dy, const context& ctx, bool need_dx, std::size_t first) {
+        if (I < first) return dy;
         if constexpr (I >= 1) {
             if constexpr (fusable<I - 1>()) {
                 if (fused_) {  // layers I - 1 and I ran as one: one backward for both
                     const tensor<float>& d = std::get<I - 1>(layers).backward_relu(dy, std::get<I>(layers).output(), ctx);
                     if constexpr (I == 1) return d;
-                    else return backward_from<I - 2>(d, ctx, need_dx);
+                    else return backward_from<I - 2>(d, ctx, need_dx, first);
                 }
             }
         }
-        const tensor<float>& d = std::get<I>(layers).backward(dy, ctx, I == 0 ? need_dx : true);
+        const tensor<float>& d = std::get<I>(layers).backward(dy, ctx, I == 0 ? need_dx : I > first);
         if constexpr (I == 0) return d;
-        else return backward_from<I - 1>(d, ctx, need_dx);
+        else return backward_from<I - 1>(d, ctx, need_dx, first);
     }
 
     bool fused_ = true;  // how the last forward ran (its backward runs the same way)

@@ -56,6 +56,12 @@ public:
     explicit trainer(options o = {}, backend::gpu::context_options gpu_options = {})
         : base(std::move(o)), ctx_(std::make_unique<backend::gpu::context>(gpu_options)) {
         require<error>(backend::cuda::available(), "tricks::trainer<..., backend::cuda>: no CUDA device is available");
+        const options plain;
+        for (const auto& [given, name] : {std::pair{this->opt_.freeze_stages != plain.freeze_stages, "freeze_stages"},
+                                          std::pair{this->opt_.freeze_bn_stats != plain.freeze_bn_stats, "freeze_bn_stats"},
+                                          std::pair{this->opt_.backbone_lr_scale != plain.backbone_lr_scale, "backbone_lr_scale"}})
+            require<error>(!given, "tricks::trainer<..., backend::cuda>: options.", name,
+                           " is not supported by the CUDA backend yet (the CPU trainer has it); init_weights is");
         net_ = std::make_unique<backend::gpu::device_model<Model, element>>(*this->model_, *ctx_, &decays);
         velocity_.resize(this->params_.size());
         for (std::size_t i = 0; i < this->params_.size(); ++i) {

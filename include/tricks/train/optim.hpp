@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <vector>
 
+#include "tricks/core/error.hpp"
 #include "tricks/nn/parameter.hpp"
 
 namespace tricks {
@@ -33,12 +34,22 @@ public:
         }
     }
 
+    /// Per-parameter lr multipliers (fine-tuning, train/finetune.hpp): parameter i moves with
+    /// lr * scale[i]; 0 leaves it, its momentum and its decay alone (frozen). Empty: all 1.
+    void set_lr_scales(std::vector<float> scale) {
+        require<error>(scale.empty() || scale.size() == params_.size(), "tricks::sgd_optimizer: ", scale.size(),
+                       " lr scales for ", params_.size(), " parameters");
+        scale_ = std::move(scale);
+    }
+
     void step(double lr) {
         const float mu = static_cast<float>(cfg_.momentum);
-        const float flr = static_cast<float>(lr);
         const std::ptrdiff_t P = static_cast<std::ptrdiff_t>(params_.size());
 #pragma omp parallel for schedule(dynamic, 1)
         for (std::ptrdiff_t i = 0; i < P; ++i) {
+            const float scale = scale_.empty() ? 1.f : scale_[static_cast<std::size_t>(i)];
+            if (scale == 0.f) continue;
+            const float flr = static_cast<float>(lr) * scale;  // x 1 is exact: unscaled runs keep their bits
             nn::parameter& p = *params_[static_cast<std::size_t>(i)];
             const float wd = decays(p.kind, cfg_.no_bias_decay) ? static_cast<float>(cfg_.weight_decay) : 0.f;
             float* w = p.value.data();
@@ -67,6 +78,7 @@ public:
 private:
     std::vector<nn::parameter*> params_;
     std::vector<tensor<float>> velocity_;
+    std::vector<float> scale_;
     sgd_config cfg_;
 };
 

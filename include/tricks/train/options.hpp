@@ -34,6 +34,16 @@ struct options {
     double loss_scale = 65536;         // fp16_mixed: initial dynamic loss scale
     int loss_scale_window = 2000;      // fp16_mixed: clean steps before the scale doubles
     std::uint64_t seed = 1;
+    // Fine-tuning (docs/design.md, "Transfer"):
+    std::filesystem::path init_weights{};  // safetensors with PyTorch's names (io/torch_weights.hpp: torchvision's
+                                       // or timm's ResNets), loaded over the seeded initialisation
+    bool init_skip_classifier = false; // init_weights without fc.weight/fc.bias: a head for another number of
+                                       // classes keeps its fresh initialisation
+    int freeze_stages = 0;             // the first n parts of the body (1: the stem; 2: stem + layer1; ...) are
+                                       // fixed: parameters not updated, batch-norm statistics not updated, no
+                                       // backward through them. All parts but the classifier: feature extraction
+    bool freeze_bn_stats = false;      // every batch norm trains with its running statistics, unchanged
+    double backbone_lr_scale = 1;      // lr of every parameter but the classifier's = this x the scheduled lr
     int threads = 0;                   // 0: OpenMP's default; > 0 sets the process-wide OpenMP thread count
     int crop_padding = 2;              // augmentation: random crop with zero padding
     bool horizontal_flip = true;

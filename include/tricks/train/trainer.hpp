@@ -30,6 +30,7 @@
 #include "tricks/data/loader.hpp"
 #include "tricks/io/checkpoint.hpp"
 #include "tricks/models/inference.hpp"
+#include "tricks/train/finetune.hpp"
 #include "tricks/train/interrupt.hpp"
 #include "tricks/train/loss.hpp"
 #include "tricks/train/optim.hpp"
@@ -140,6 +141,8 @@ public:
         if (opt_.threads > 0) omp_set_num_threads(opt_.threads);
         model_->init(opt_.seed);
         params_ = model_->parameters();
+        prepare_finetune(*model_, opt_);  // frozen parts and batch-norm statistics (init_weights: fit())
+        lr_scales_ = finetune_lr_scales(*model_, opt_);
         scaler_.scale = Recipe::fp16 ? opt_.loss_scale : 1.0;
         scaler_.window = opt_.loss_scale_window;
         if constexpr (Recipe::distills) teacher_ = std::make_unique<teacher_type>();
@@ -194,6 +197,12 @@ public:
         }
         data_classes_ = train.classes();
         note_training_data(train);
+        if (resumed_from_.empty() && !init_loaded_) {
+            // a fresh run starts from the pretrained weights (a resumed one from its checkpoint)
+            load_init_weights(*model_, opt_);
+            init_loaded_ = true;
+            if (!opt_.init_weights.empty()) self().sync_to_device();
+        }
         if constexpr (Recipe::distills) {
             require<error>(!opt_.teacher_checkpoint.empty(), "tricks::trainer: loss::distill<", teacher_type::name(),
                            "> needs options.teacher_checkpoint (a checkpoint of the teacher)");
@@ -682,6 +691,8 @@ protected:
     std::unique_ptr<Model> model_;
     std::unique_ptr<teacher_slot> teacher_;
     std::vector<nn::parameter*> params_;
+    bool init_loaded_ = false;      // options.init_weights is loaded by the first fit() of a fresh run
+    std::vector<float> lr_scales_;  // per parameter (finetune.hpp): 0 frozen, backbone_lr_scale, 1 the classifier
     loss_scaler scaler_;
     lr_schedule sched_;
     data::augment_options aug_;
@@ -706,6 +717,7 @@ public:
     explicit trainer(options o = {}) : base(std::move(o)) {
         opt_state_ = sgd_optimizer(this->params_, sgd_config{this->opt_.momentum, this->opt_.weight_decay, Recipe::nesterov,
                                                               Recipe::no_bias_decay});
+        opt_state_.set_lr_scales(this->lr_scales_);
     }
 
 private:
@@ -726,7 +738,10 @@ private:
             const float S = static_cast<float>(this->scaler_.scale);
             for (auto& v : dz_.span()) v *= S;
         }
-        this->model_->backward(dz_, ctx, false);
+        if (this->opt_.freeze_stages > 0)  // no gradients for the frozen parts (finetune.hpp)
+            this->model_->backward_from_layer(dz_, ctx, static_cast<std::size_t>(this->opt_.freeze_stages));
+        else
+            this->model_->backward(dz_, ctx, false);
         bool apply = true;
         if constexpr (Recipe::fp16 || Recipe::bf16) {
             for (auto* p : this->params_) ctx.round(p->grad);  // gradients as FP16/BF16 buffers hold them

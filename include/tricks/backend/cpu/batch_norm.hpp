@@ -141,7 +141,7 @@ namespace detail {
 template <bool Relu, int CT>
 void bn_backward_passes(const batch_norm_geometry& g, const float* x, const float* dy, const float* gamma,
                         const float* save_mean, const float* save_inv_std, float* dx, float* dgamma, float* dbeta,
-                        workspace& ws, const float* relu_y) {
+                        workspace& ws, const float* relu_y, bool frozen_stats) {
     const int C = CT > 0 ? CT : g.channels;
     double* sdy = doubles(ws, 2 * C);
     double* sdyx = sdy + C;
@@ -175,8 +175,9 @@ void bn_backward_passes(const batch_norm_geometry& g, const float* x, const floa
         dgamma[c] = static_cast<float>(dg);
         dbeta[c] = static_cast<float>(db);
         k1[c] = static_cast<float>(gamma[c] * is);
-        k2[c] = static_cast<float>(-gamma[c] * is * is * dg / m);
-        k3[c] = static_cast<float>(-gamma[c] * is * db / m);
+        // With frozen statistics mean and inv_std are constants, not functions of x: dx = gamma * inv_std * dy.
+        k2[c] = frozen_stats ? 0.f : static_cast<float>(-gamma[c] * is * is * dg / m);
+        k3[c] = frozen_stats ? 0.f : static_cast<float>(-gamma[c] * is * db / m);
     }
     const std::ptrdiff_t P = static_cast<std::ptrdiff_t>(g.pixels);
 #pragma omp parallel for schedule(static) if (g.pixels * static_cast<std::size_t>(C) >= parallel_grain)
@@ -198,16 +199,18 @@ void bn_backward_passes(const batch_norm_geometry& g, const float* x, const floa
 /// dx = gamma * inv_std / m * (m * dy - dbeta - xhat * dgamma)   (m = n*h*w).
 /// relu_y: when the BN is followed by a ReLU (fused), that ReLU's output; dy is then the ReLU's
 /// output gradient and is masked on the fly (dy where relu_y > 0, else 0: the ReLU's backward).
+/// frozen_stats: the forward normalised with fixed statistics (save_mean / save_inv_std are the
+/// running ones, batch_norm::frozen_stats): dgamma and dbeta as above, dx = gamma * inv_std * dy.
 template <bool Relu = false>
 void batch_norm_backward(const batch_norm_geometry& g, const float* x, const float* dy, const float* gamma,
                          const float* save_mean, const float* save_inv_std, float* dx, float* dgamma,
-                         float* dbeta, workspace& ws, const float* relu_y = nullptr) {
+                         float* dbeta, workspace& ws, const float* relu_y = nullptr, bool frozen_stats = false) {
     if constexpr (Relu) require<error>(relu_y != nullptr, "tricks::batch_norm_backward: fused ReLU without its output");
     switch (g.channels) {  // the same arithmetic in the same order for every case: the same bits
-        case 16: return detail::bn_backward_passes<Relu, 16>(g, x, dy, gamma, save_mean, save_inv_std, dx, dgamma, dbeta, ws, relu_y);
-        case 32: return detail::bn_backward_passes<Relu, 32>(g, x, dy, gamma, save_mean, save_inv_std, dx, dgamma, dbeta, ws, relu_y);
-        case 64: return detail::bn_backward_passes<Relu, 64>(g, x, dy, gamma, save_mean, save_inv_std, dx, dgamma, dbeta, ws, relu_y);
-        default: return detail::bn_backward_passes<Relu, 0>(g, x, dy, gamma, save_mean, save_inv_std, dx, dgamma, dbeta, ws, relu_y);
+        case 16: return detail::bn_backward_passes<Relu, 16>(g, x, dy, gamma, save_mean, save_inv_std, dx, dgamma, dbeta, ws, relu_y, frozen_stats);
+        case 32: return detail::bn_backward_passes<Relu, 32>(g, x, dy, gamma, save_mean, save_inv_std, dx, dgamma, dbeta, ws, relu_y, frozen_stats);
+        case 64: return detail::bn_backward_passes<Relu, 64>(g, x, dy, gamma, save_mean, save_inv_std, dx, dgamma, dbeta, ws, relu_y, frozen_stats);
+        default: return detail::bn_backward_passes<Relu, 0>(g, x, dy, gamma, save_mean, save_inv_std, dx, dgamma, dbeta, ws, relu_y, frozen_stats);
     }
 }
 
