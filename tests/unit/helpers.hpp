@@ -71,8 +71,10 @@ std::vector<float> state_of(Model& m) {
     return all;
 }
 
+/// Bit-for-bit equality (-0 and NaN payloads included); empty vectors are equal without touching
+/// their (possibly null) data pointers.
 inline bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+    return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
 /// Synthetic 28x28 grey images: class k has brightness 20k plus uniform noise in [0, 60), a feature

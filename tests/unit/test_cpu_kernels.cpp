@@ -104,10 +104,6 @@ void check_close(const std::string& what, const fvec& got, const dvec& want, con
     check_close(what, got.data(), want, scale, rtol, atol);
 }
 
-bool bit_equal(const fvec& a, const fvec& b) {
-    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
-
 /// The message of the tricks::shape_error that f throws ("" and a failed check if it throws nothing).
 template <class F>
 std::string shape_error_message(F&& f) {
@@ -524,9 +520,9 @@ TEST_CASE("cpu conv2d: conv_algo picks the algorithm (Winograd rounds differentl
             tb::conv2d_backward_data(g, dy.data(), w.data(), dx[a].data(), ws, algo);
             tb::conv2d_backward_filter(g, x.data(), dy.data(), dw[a].data(), ws, algo);
         }
-        CHECK(bit_equal(y[0], y[1]) == !winograd);
-        CHECK(bit_equal(dx[0], dx[1]) == !winograd);
-        CHECK(bit_equal(dw[0], dw[1]) == !winograd);
+        CHECK(tricks_test::same_bits(y[0], y[1]) == !winograd);
+        CHECK(tricks_test::same_bits(dx[0], dx[1]) == !winograd);
+        CHECK(tricks_test::same_bits(dw[0], dw[1]) == !winograd);
     }
     tb::conv_algo a{};
     CHECK((tb::parse("direct", a) && a == tb::conv_algo::direct));
@@ -576,7 +572,7 @@ TEST_CASE("cpu conv2d_forward: a residual in the epilogue gives the bits of add_
                     fused.residual = s.data();
                     fused.relu = relu;
                     tb::conv2d_forward(g, x.data(), w.data(), got.data(), ws, fused, algo);
-                    CHECK(bit_equal(got, expect));
+                    CHECK(tricks_test::same_bits(got, expect));
                 }
             }
         }
@@ -609,7 +605,7 @@ TEST_CASE("cpu forward kernels give an image the same bits in any batch (what mo
                         tb::conv2d_forward(gb, x.data() + b * xi, w.data(), parts.data() + b * yi, ws, epi, algo);
                     }
                     CAPTURE(chunk);
-                    CHECK(bit_equal(parts, all));
+                    CHECK(tricks_test::same_bits(parts, all));
                 }
             }
         }
@@ -625,7 +621,7 @@ TEST_CASE("cpu forward kernels give an image the same bits in any batch (what mo
         for (int r = 0; r < n; r += chunk)
             tb::linear_forward(std::min(chunk, n - r), in, out, x.data() + r * in, w.data(), b.data(), parts.data() + r * out);
         CAPTURE(chunk);
-        CHECK(bit_equal(parts, all));
+        CHECK(tricks_test::same_bits(parts, all));
     }
 }
 
@@ -1105,7 +1101,7 @@ TEST_CASE("cpu relu and add_relu forward/backward") {
     // In place: dx aliases dy.
     fvec inplace = dy;
     tb::relu_backward(n, y.data(), inplace.data(), inplace.data());
-    CHECK(bit_equal(inplace, dx));
+    CHECK(tricks_test::same_bits(inplace, dx));
 }
 
 TEST_CASE("cpu linear_forward/backward match a naive reference and finite differences") {
@@ -1182,7 +1178,7 @@ TEST_CASE("cpu linear_forward/backward match a naive reference and finite differ
         // Optional outputs: dx and db may be null; dw is still computed.
         fvec dw2(nw, nan_f);
         tb::linear_backward(c.n, c.in, c.out, x.data(), w.data(), r.data(), nullptr, dw2.data(), nullptr);
-        CHECK(bit_equal(dw2, dw));
+        CHECK(tricks_test::same_bits(dw2, dw));
     }
 }
 
@@ -1391,16 +1387,16 @@ TEST_CASE("cpu conv2d and batch_norm results are bit-identical on 1, 2 and 3 thr
                     tb::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws, algo);
                     tb::conv2d_backward_filter(g, x.data(), dy.data(), dw.data(), ws, algo);
                     tb::conv2d_backward_filter(g, x.data(), dy.data(), dw2.data(), shared_ws, algo);
-                    CHECK(bit_equal(dw, dw2));
+                    CHECK(tricks_test::same_bits(dw, dw2));
                     ys.push_back(std::move(y));
                     dxs.push_back(std::move(dx));
                     dws.push_back(std::move(dw));
                 }
                 for (std::size_t i = 1; i < ys.size(); ++i) {
                     INFO("run " << i << " vs run 0 (1 thread)");
-                    CHECK(bit_equal(ys[i], ys[0]));
-                    CHECK(bit_equal(dxs[i], dxs[0]));
-                    CHECK(bit_equal(dws[i], dws[0]));
+                    CHECK(tricks_test::same_bits(ys[i], ys[0]));
+                    CHECK(tricks_test::same_bits(dxs[i], dxs[0]));
+                    CHECK(tricks_test::same_bits(dws[i], dws[0]));
                 }
             }
         }
@@ -1430,7 +1426,7 @@ TEST_CASE("cpu conv2d and batch_norm results are bit-identical on 1, 2 and 3 thr
             for (std::size_t r = 1; r < runs.size(); ++r)
                 for (std::size_t i = 0; i < runs[0].size(); ++i) {
                     INFO(names[i] << ": " << r + 1 << " threads vs 1");
-                    CHECK(bit_equal(runs[r][i], runs[0][i]));
+                    CHECK(tricks_test::same_bits(runs[r][i], runs[0][i]));
                 }
         }
     }

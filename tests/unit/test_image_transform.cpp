@@ -14,6 +14,7 @@
 #include <tuple>
 #include <vector>
 
+#include "helpers.hpp"
 #include "tricks/data/image_transform.hpp"
 
 using namespace tricks::data;
@@ -142,10 +143,6 @@ std::vector<float> output_of(const image_transform_options& o) {
     return std::vector<float>(static_cast<std::size_t>(o.size) * static_cast<std::size_t>(o.size) * 3);
 }
 
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
-
 color_vector yiq_of(const color_vector& p) { return mat_vec(rgb_to_yiq, p); }
 
 /// Chi-square statistic of counts against equal expected counts.
@@ -189,7 +186,7 @@ TEST_CASE("image_transform: resample_bilinear matches PIL's definition computed 
     const decoded_region region{img, 2.5, 1.0, 27.0, 18.5, 2};
     std::vector<float> a(12 * 10 * 3);
     resample_bilinear(region, 12, 10, a.data());
-    CHECK(same_bits(a, resample(img, 2.5, 1.0, 27.0, 18.5, 12, 10)));
+    CHECK(tricks_test::same_bits(a, resample(img, 2.5, 1.0, 27.0, 18.5, 12, 10)));
 }
 
 TEST_CASE("image_transform: resample_bilinear closed forms (constant, linear ramp, identity)") {
@@ -413,7 +410,7 @@ TEST_CASE("image_transform: the evaluation box reproduces Resize(256) + CenterCr
         auto train_out = output_of(o);
         apply_train<aug::train_transform<>>(margin, d, o, train_out.data());
         apply_eval(margin, k.W, k.H, o, out.data());
-        CHECK(same_bits(train_out, out));
+        CHECK(tricks_test::same_bits(train_out, out));
     }
 }
 
@@ -438,7 +435,7 @@ TEST_CASE("image_transform: the horizontal flip mirrors the resized output exact
             for (std::size_t ch = 0; ch < 3; ++ch)
                 mirrored = mirrored && flipped[(y * S + x) * 3 + ch] == plain[(y * S + (S - 1 - x)) * 3 + ch];
     CHECK(mirrored);
-    CHECK(same_bits(ignored, plain));  // a transform without the flip step ignores the drawn flip
+    CHECK(tricks_test::same_bits(ignored, plain));  // a transform without the flip step ignores the drawn flip
 
     // The coin is fair.
     int flips = 0;
@@ -635,7 +632,7 @@ TEST_CASE("image_transform: regions decoded with a margin or at a reduced scale"
         static_cast<double>(d.box.y + d.box.h - oy),
         1};
     apply_train<aug::paper_train>(margin, d, o, from_margin.data());
-    CHECK(same_bits(from_whole, from_margin));
+    CHECK(tricks_test::same_bits(from_whole, from_margin));
 
     // At half scale the region's box is the full-resolution box halved; for the evaluation box
     // (fractional, inside a whole-pixel box) the located box is mapped the same way.
@@ -684,7 +681,7 @@ TEST_CASE("image_transform: draws are deterministic and each step has its own st
     auto o1 = output_of(small), o2 = output_of(small);
     apply_train<aug::paper_train>(whole(img, ds.box), ds, small, o1.data());
     apply_train<aug::paper_train>(whole(img, ds.box), ds, small, o2.data());
-    CHECK(same_bits(o1, o2));
+    CHECK(tricks_test::same_bits(o1, o2));
 
     // Another image's stream draws differently.
     const auto c = draw_train<aug::paper_train>(500, 375, o, r.fork(1));
