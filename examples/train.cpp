@@ -6,6 +6,10 @@
 // status is then 130 or 143 (128 + signal), a second signal quits at once.
 #include "train_common.hpp"
 
+#ifdef TRICKS_TRAIN_WITH_MPI
+#include <tricks/distributed/mpi.hpp>
+#endif
+
 namespace train_example {
 
 int run_cpu(cli& c) {
@@ -31,6 +35,21 @@ int run_cuda(cli&) {
 int main(int argc, char** argv) {
     using namespace train_example;
     cli c = parse(argc, argv);
+#ifdef TRICKS_TRAIN_WITH_MPI
+    // Under mpirun every process is a rank of one data-parallel run (README, "Data-parallel training").
+    std::shared_ptr<t::distributed::mpi_world> world;
+    if (t::distributed::mpi_world::launched()) {
+        world = std::make_shared<t::distributed::mpi_world>(&argc, &argv);
+        if (world->size() > 1) c.opt.communicator = world;
+    }
+    // A rank that fails ends every rank with its reason: the others would wait for it forever.
+    const auto failed = [&](const std::string& why) {
+        if (world && world->size() > 1) world->abort("train: " + why, 1);
+        std::fprintf(stderr, "train: %s\n", why.c_str());
+    };
+#else
+    const auto failed = [](const std::string& why) { std::fprintf(stderr, "train: %s\n", why.c_str()); };
+#endif
     try {
         return c.cuda ? run_cuda(c) : run_cpu(c);
     } catch (const t::interrupted& e) {  // SIGINT/SIGTERM: the checkpoint is written; the shell's status
@@ -38,12 +57,13 @@ int main(int argc, char** argv) {
                      (c.out_dir / "model.ckpt").string().c_str());
         return 128 + e.signal;
     } catch (const t::error& e) {
-        std::fprintf(stderr, "train: %s\n", e.what());
+        std::string why = e.what();
         if (std::strstr(e.what(), "options.resume_allow"))
-            std::fprintf(stderr, "train: (on the command line: --allow-change NAME[,NAME])\n");
+            why += "\ntrain: (on the command line: --allow-change NAME[,NAME])";
+        failed(why);
         return 1;
-    } catch (const std::filesystem::filesystem_error& e) {  // e.g. --out names an existing file
-        std::fprintf(stderr, "train: %s\n", e.what());
+    } catch (const std::exception& e) {  // e.g. --out names an existing file (filesystem_error)
+        failed(e.what());
         return 1;
     }
 }

@@ -261,21 +261,29 @@ int run(cli& c) {
     t::trainer<model, recipe, Backend> trainer(c.opt);
     if (!c.resume.empty()) trainer.resume(c.resume);
     const int threads = omp_get_max_threads();
+    // data-parallel (mpirun): rank 0 speaks and writes the outputs; every rank trains
+    const int ranks = c.opt.communicator ? c.opt.communicator->size() : 1;
+    const bool leader = !c.opt.communicator || c.opt.communicator->rank() == 0;
     std::string device = "cpu";
     if constexpr (!std::is_same_v<Backend, t::backend::cpu>) device = cuda_device_name();
     const int side = Model::input_channels == 3 ? c.image_size : 28;
     const std::size_t n_train = c.folder ? data.folders.train.size() : static_cast<std::size_t>(data.train.n);
     const std::size_t n_test = c.folder ? data.folders.val.size() : static_cast<std::size_t>(data.test.n);
-    std::fprintf(stderr, "tricks: %s (%lld parameters, %.1f MMACs/image at %dx%d) on %s (%zu train, %zu test), %s, %d threads\n",
-                 model::name().c_str(), static_cast<long long>(t::parameter_count_v<model>),
-                 static_cast<double>(t::macs<model>(side, side)) / 1e6, side, side, data.description.c_str(), n_train,
-                 n_test, device.c_str(), threads);
-    std::fprintf(stderr, "tricks: recipe %s; %d epochs, batch %d, lr %.3g (scaled %.3g), wd %.2g\n", recipe::describe().c_str(),
-                 c.opt.epochs, c.opt.batch, c.opt.lr, c.opt.lr * c.opt.batch / 256, c.opt.weight_decay);
+    if (leader) {
+        std::fprintf(stderr, "tricks: %s (%lld parameters, %.1f MMACs/image at %dx%d) on %s (%zu train, %zu test), %s, %d threads\n",
+                     model::name().c_str(), static_cast<long long>(t::parameter_count_v<model>),
+                     static_cast<double>(t::macs<model>(side, side)) / 1e6, side, side, data.description.c_str(), n_train,
+                     n_test, device.c_str(), threads);
+        std::fprintf(stderr, "tricks: recipe %s; %d epochs, batch %d, lr %.3g (scaled %.3g), wd %.2g\n", recipe::describe().c_str(),
+                     c.opt.epochs, c.opt.batch, c.opt.lr, c.opt.lr * c.opt.batch / 256, c.opt.weight_decay);
+        if (ranks > 1)
+            std::fprintf(stderr, "tricks: data-parallel over %d ranks (%d threads each): global batch %d = %d x %d images; "
+                         "the lr scales with the global batch\n", ranks, threads, c.opt.batch, ranks, c.opt.batch / ranks);
+    }
 
     t::history h;
     if constexpr (Model::input_channels == 3) {
-        if (model::classes > data.folders.train.classes())
+        if (leader && model::classes > data.folders.train.classes())
             std::fprintf(stderr, "tricks: the head has %d outputs for %d classes; outputs %d..%d are trained towards 0\n",
                          model::classes, data.folders.train.classes(), data.folders.train.classes(), model::classes - 1);
         h = trainer.fit(t::data::folder_source<>{&data.folders.train, data.transform},
@@ -288,6 +296,19 @@ int run(cli& c) {
             std::fprintf(stderr, "tricks: GPU profile (TRICKS_GPU_PROFILE=1)\n%s", trainer.profile_report().c_str());
     }
 
+    if (!leader) return 0;  // rank 0 holds the same model and writes the outputs
+    if constexpr (requires { trainer.communication_seconds(); }) {
+        if (ranks > 1) {  // the training steps' time, from each epoch's throughput
+            long steps = static_cast<long>(n_train) / c.opt.batch;
+            if (c.opt.max_steps_per_epoch > 0) steps = std::min<long>(steps, c.opt.max_steps_per_epoch);
+            double train_s = 0;
+            for (const auto& r : h.epochs)
+                train_s += r.images_per_s > 0 ? static_cast<double>(steps) * c.opt.batch / r.images_per_s : 0;
+            std::fprintf(stderr, "tricks: rank 0 spent %.2f s in the gradient sums (waiting for the other ranks included), "
+                         "%.1f%% of %.1f s of training steps\n", trainer.communication_seconds(),
+                         100 * trainer.communication_seconds() / std::max(train_s, 1e-9), train_s);
+        }
+    }
     t::run_facts facts{model::name(), recipe::describe(), data.description, t::parameter_count_v<model>,
                        t::macs<model>(side, side), threads,
                        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), device,

@@ -7,7 +7,8 @@ set -euo pipefail
 need=(cmake g++ make libeigen3-dev libboost-dev doctest-dev zlib1g-dev libjpeg62-turbo-dev libpng-dev
       nlohmann-json3-dev dataset-fashion-mnist
       clang-14 libclang-rt-14-dev libomp-14-dev  # scripts/fuzz.sh: libFuzzer (libclang_rt.fuzzer), OpenMP for clang
-      libprotobuf-dev protobuf-compiler python3-onnx)  # the ONNX exporter (tricks::onnx) and onnx.checker
+      libprotobuf-dev protobuf-compiler python3-onnx  # the ONNX exporter (tricks::onnx) and onnx.checker
+      libopenmpi-dev openmpi-bin)  # data-parallel training over MPI (tricks::distributed, mpirun)
 if [[ "${1:-}" == "--peers" ]]; then
   need+=(python3-torch python3-torchvision python3-pil python3-skimage libdlib-dev libopenblas-dev)
   command -v node >/dev/null || need+=(nodejs npm)

@@ -12,6 +12,8 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <span>
+#include <stdexcept>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -455,6 +457,18 @@ backend::conv_algo changed(backend::conv_algo v) {
 fs::path changed(const fs::path& v) { return v.string() + ".other"; }
 std::vector<int> changed(const std::vector<int>&) { return {2}; }
 std::vector<std::string> changed(const std::vector<std::string>&) { return {"epochs"}; }
+/// Two ranks for the settings checks, which never communicate (tests/tools/mpi_check.cpp runs real ones).
+struct two_ranks final : distributed::communicator {
+    [[nodiscard]] int rank() const noexcept override { return 0; }
+    [[nodiscard]] int size() const noexcept override { return 2; }
+    void sum(std::span<float>) override { throw std::logic_error("two_ranks: no communication in settings checks"); }
+    void sum(std::span<double>) override { throw std::logic_error("two_ranks: no communication in settings checks"); }
+    void broadcast(std::string&, int) override { throw std::logic_error("two_ranks: no communication in settings checks"); }
+    [[noreturn]] void abort(const std::string&, int) override { throw std::logic_error("two_ranks: no abort either"); }
+};
+std::shared_ptr<distributed::communicator> changed(const std::shared_ptr<distributed::communicator>&) {
+    return std::make_shared<two_ranks>();
+}
 
 /// The message of resuming `p` with options `o` ("" when it is accepted).
 template <class Recipe>
@@ -533,7 +547,7 @@ TEST_CASE("trainer resume: every must-match setting changed is refused with its 
         (one(f), ...);
     }, option_fields);
     CHECK(must_match == 21);
-    CHECK(fixed == 2);  // batch, max_steps_per_epoch
+    CHECK(fixed == 3);  // batch, max_steps_per_epoch, world_size
     CHECK(may_change == 7);
 
     // names in resume_allow are checked: unknown, or a setting that may change anyway

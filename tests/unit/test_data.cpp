@@ -913,3 +913,44 @@ TEST_CASE("batch_loader: argument errors") {
     CHECK_THROWS_WITH_AS(tricks::data::batch_loader<tricks::data::memory_source>({&empty, plain_options()}, 4, true, 1, true),
                          doctest::Contains("no images"), tricks::data_error);
 }
+
+TEST_CASE("batch_loader: the ranks' shards of a batch are its rows, for any worker count, also mid-epoch") {
+    const dataset d = indexed_dataset(150, 5, 4, 3);
+    const jittery_source src{{&d, full_options(3)}};
+    tricks::data::batch_loader<jittery_source> whole(src, 24, true, 11, true, 0);
+    const auto reference = drain_source(whole, 3);
+    REQUIRE(reference.size() == 6u);
+    const std::size_t image = 5 * 4 * 3;
+    for (int ranks : {1, 2, 3, 4}) {
+        const int per = 24 / ranks;
+        for (int workers : {0, 2}) {
+            for (int rank = 0; rank < ranks; ++rank) {
+                tricks::data::batch_loader<jittery_source> l(src, 24, true, 11, true, workers);
+                l.shard(rank, ranks);
+                CHECK(l.batches_per_epoch() == 6u);
+                CHECK(l.batch_size(0) == per);
+                const auto mine = drain_source(l, 3);
+                REQUIRE(mine.size() == reference.size());
+                for (std::size_t b = 0; b < mine.size(); ++b) {
+                    CAPTURE(ranks);
+                    CAPTURE(rank);
+                    CAPTURE(b);
+                    REQUIRE(mine[b].images.shape().n == per);
+                    CHECK(std::memcmp(mine[b].images.data(), reference[b].images.data() + static_cast<std::size_t>(rank * per) * image,
+                                      static_cast<std::size_t>(per) * image * sizeof(float)) == 0);
+                    CHECK(std::equal(mine[b].labels.begin(), mine[b].labels.end(), reference[b].labels.begin() + rank * per));
+                }
+                l.start_epoch(3, 4);  // a resumed run: batch 4 onwards, the same shard
+                batch b;
+                REQUIRE(l.next(b.images, b.labels));
+                CHECK(std::memcmp(b.images.data(), reference[4].images.data() + static_cast<std::size_t>(rank * per) * image,
+                                  static_cast<std::size_t>(per) * image * sizeof(float)) == 0);
+            }
+        }
+    }
+    tricks::data::batch_loader<jittery_source> l(src, 24, true, 11, true, 1);
+    CHECK_THROWS_WITH_AS(l.shard(0, 5), doctest::Contains("batch 24 is not divisible by 5 ranks"), tricks::error);
+    CHECK_THROWS_WITH_AS(l.shard(2, 2), doctest::Contains("shard 2 of 2 ranks"), tricks::error);
+    tricks::data::batch_loader<jittery_source> eval(src, 24, false, 11, false, 1);
+    CHECK_THROWS_WITH_AS(eval.shard(0, 2), doctest::Contains("sharding needs drop_last"), tricks::error);
+}

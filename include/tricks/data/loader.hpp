@@ -135,10 +135,33 @@ public:
         const auto n = src_.size(), b = static_cast<std::size_t>(batch_);
         return drop_last_ ? n / b : (n + b - 1) / b;
     }
-    /// Images in batch `b` of an epoch (the last one is short unless drop_last).
+    /// Images in batch `b` of an epoch as this loader delivers it (the last one is short unless
+    /// drop_last; a shard's batches have batch / ranks images).
     [[nodiscard]] int batch_size(std::size_t b) const noexcept {
+        if (per_batch_ != batch_) return per_batch_;
         const std::size_t first = b * static_cast<std::size_t>(batch_);
         return static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(batch_), src_.size() - first));
+    }
+
+    /// Data parallelism (docs/design.md, "Data-parallel training"): from now on every batch is
+    /// rank `rank`'s share of the global batch, its images at positions [rank, rank + 1) x batch /
+    /// ranks of it. The order, the augmentation and the batch boundaries stay those of the global
+    /// batch (functions of seed, epoch and position), so the ranks' shards together are exactly
+    /// the batch one process would train on. Needs drop_last and a batch divisible by `ranks`;
+    /// call it before start_epoch().
+    void shard(int rank, int ranks) {
+        require(ranks >= 1 && rank >= 0 && rank < ranks, "tricks::loader: shard ", rank, " of ", ranks, " ranks");
+        require(drop_last_, "tricks::loader: ", src_.name(), ": sharding needs drop_last (every rank trains full batches)");
+        require(batch_ % ranks == 0, "tricks::loader: ", src_.name(), ": batch ", batch_, " is not divisible by ", ranks,
+                " ranks; data-parallel training needs a global batch that is");
+        stop_workers();
+        started_ = false;
+        per_batch_ = batch_ / ranks;
+        offset_ = rank * per_batch_;
+        for (auto& s : slots_) {
+            s.images.resize({per_batch_, src_.height(), src_.width(), src_.channels()});
+            s.labels.resize(static_cast<std::size_t>(per_batch_));
+        }
     }
     [[nodiscard]] int epoch() const noexcept { return epoch_; }
     [[nodiscard]] int workers() const noexcept { return workers_; }
@@ -155,7 +178,7 @@ public:
         epoch_ = epoch;
         epoch_order(seed_, epoch, train_, order_);
         consumed_ = first_batch;
-        next_image_ = first_batch * static_cast<std::size_t>(batch_);
+        next_image_ = first_batch * static_cast<std::size_t>(per_batch_);
         stop_ = false;
         for (auto& s : slots_) {
             s.done = 0;
@@ -237,9 +260,10 @@ private:
                static_cast<std::size_t>(src_.channels());
     }
 
-    /// Image k of batch b into images + k * image_floats(), its label into labels[k].
+    /// Image k of batch b (of this loader's share of it) into images + k * image_floats(), its
+    /// label into labels[k].
     void build_image(std::size_t b, int k, float* images, int* labels) const {
-        const std::size_t pos = b * static_cast<std::size_t>(batch_) + static_cast<std::size_t>(k);
+        const std::size_t pos = b * static_cast<std::size_t>(batch_) + static_cast<std::size_t>(offset_ + k);
         const std::uint32_t sample = order_[pos];
         rng r = train_ ? augment_rng(seed_, epoch_, pos) : rng();  // unused when evaluating
         src_.prepare(sample, train_, r, images + static_cast<std::size_t>(k) * image_floats());
@@ -248,20 +272,21 @@ private:
 
     void run_worker() {
         const std::size_t total_batches = batches_per_epoch();
-        const std::size_t total = drop_last_ ? total_batches * static_cast<std::size_t>(batch_) : src_.size();
+        const auto per = static_cast<std::size_t>(per_batch_);
+        const std::size_t total = drop_last_ ? total_batches * per : src_.size();
         const auto depth = slots_.size();
         for (;;) {
             std::size_t pos = 0;
             {
                 std::unique_lock lock(mutex_);
                 freed_.wait(lock, [&] {
-                    return stop_ || next_image_ >= total || next_image_ / static_cast<std::size_t>(batch_) < consumed_ + depth;
+                    return stop_ || next_image_ >= total || next_image_ / per < consumed_ + depth;
                 });
                 if (stop_ || next_image_ >= total) return;
                 pos = next_image_++;
             }
-            const std::size_t b = pos / static_cast<std::size_t>(batch_);
-            const int k = static_cast<int>(pos % static_cast<std::size_t>(batch_));
+            const std::size_t b = pos / per;
+            const int k = static_cast<int>(pos % per);
             slot& s = slots_[b % depth];
             std::exception_ptr failure;
             try {
@@ -298,6 +323,7 @@ private:
     bool train_, drop_last_;
     std::uint64_t seed_;
     int workers_, depth_;
+    int per_batch_ = batch_, offset_ = 0;  // shard(): this rank's images of a batch, and the first
     std::vector<std::uint32_t> order_;
     int epoch_ = 0;
     bool started_ = false;

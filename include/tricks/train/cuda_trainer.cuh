@@ -62,6 +62,10 @@ public:
                                           std::pair{this->opt_.backbone_lr_scale != plain.backbone_lr_scale, "backbone_lr_scale"}})
             require<error>(!given, "tricks::trainer<..., backend::cuda>: options.", name,
                            " is not supported by the CUDA backend yet (the CPU trainer has it); init_weights is");
+        require<error>(!this->opt_.communicator || this->opt_.communicator->size() == 1,
+                       "tricks::trainer<..., backend::cuda>: data-parallel training (options.communicator with ",
+                       this->opt_.communicator ? this->opt_.communicator->size() : 1,
+                       " ranks) is not supported by the CUDA backend yet; the CPU trainer has it");
         net_ = std::make_unique<backend::gpu::device_model<Model, element>>(*this->model_, *ctx_, &decays);
         velocity_.resize(this->params_.size());
         for (std::size_t i = 0; i < this->params_.size(); ++i) {

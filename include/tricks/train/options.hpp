@@ -11,10 +11,12 @@
 // object serves recipes with and without the policy.
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "tricks/backend/conv_algo.hpp"
+#include "tricks/distributed/communicator.hpp"
 
 namespace tricks {
 
@@ -59,6 +61,12 @@ struct options {
     long stop_after_steps = 0;         // 0: no limit; >0: fit() returns once this many training steps are
                                        // done in all (counting resumed ones), after writing the checkpoint,
                                        // mid-epoch if it falls inside one (tests, time-boxed runs)
+    /// Data parallelism (docs/design.md, "Data-parallel training"): the processes that train this
+    /// model together, e.g. a distributed::mpi_world under mpirun. Null (or one rank): this process
+    /// alone. With n ranks every rank takes batch / n images of each global batch of `batch`
+    /// images, gradients are summed in a fixed order, every rank applies the same update, and only
+    /// rank 0 writes checkpoints and shows progress.
+    std::shared_ptr<distributed::communicator> communicator{};
     /// Settings that resume() lets differ from the checkpoint's, by name (train/settings.hpp): e.g.
     /// {"epochs"} to extend a finished run (the schedule then spans the new length from here on).
     /// Only settings whose rule is on_resume::must_match can be named; the others either may change

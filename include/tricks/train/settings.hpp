@@ -6,6 +6,7 @@
 #include <charconv>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -91,6 +92,10 @@ inline std::pair<std::string, std::string> setting_forms(const std::vector<std::
     }
     return {v.empty() ? "none" : t, j + "]"};
 }
+/// A communicator is recorded by its number of ranks (1 without one).
+inline std::pair<std::string, std::string> setting_forms(const std::shared_ptr<distributed::communicator>& c) {
+    return setting_forms(c ? c->size() : 1);
+}
 
 template <class T>
 struct option_field {
@@ -152,6 +157,7 @@ inline constexpr auto option_fields = std::tuple{
     detail::field("max_steps_per_epoch", &options::max_steps_per_epoch, on_resume::fixed),
     detail::field("stop_after_epochs", &options::stop_after_epochs, on_resume::may_change),
     detail::field("stop_after_steps", &options::stop_after_steps, on_resume::may_change),
+    detail::field("world_size", &options::communicator, on_resume::fixed),  // the ranks' shards and batch norms
     detail::field("resume_allow", &options::resume_allow, on_resume::may_change),
 };
 static_assert(std::tuple_size_v<decltype(option_fields)> == detail::member_count<options>(),

@@ -14,11 +14,13 @@
 
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <span>
 #include <thread>
 #include <string>
 #include <tuple>
@@ -197,6 +199,7 @@ public:
         }
         data_classes_ = train.classes();
         note_training_data(train);
+        check_same_settings_on_every_rank();
         if (resumed_from_.empty() && !init_loaded_) {
             // a fresh run starts from the pretrained weights (a resumed one from its checkpoint)
             load_init_weights(*model_, opt_);
@@ -211,11 +214,12 @@ public:
         }
 
         data::batch_loader<Train> train_loader(train, opt_.batch, true, opt_.seed, true, data_workers(train));
+        if (world_size() > 1) train_loader.shard(world_rank(), world_size());  // this rank's images of each batch
         long steps = static_cast<long>(train_loader.batches_per_epoch());
         if (opt_.max_steps_per_epoch > 0) steps = std::min<long>(steps, opt_.max_steps_per_epoch);
         build_schedule(steps);
 
-        progress_printer progress(opt_.progress);
+        progress_printer progress(opt_.progress && leader());
         tensor<float> x, q, mix_scratch;
         std::vector<int> labels;
         mixup_draw draw;
@@ -266,7 +270,7 @@ public:
                 progress.step(e, opt_.epochs, s, steps, loss_sum / static_cast<double>(s + 1), lr,
                               static_cast<double>(opt_.batch) * static_cast<double>(s + 1) / std::max(train_seconds, 1e-9),
                               elapsed / static_cast<double>(steps_run) * left);
-                if (const int sig = detail::stop_signal.load(); sig != 0) {
+                if (const int sig = agreed_stop_signal(); sig != 0) {
                     stop_inside_epoch({s + 1, loss_sum, train_seconds, epoch_seconds()});
                     stopped_by_signal(sig, e, s + 1, steps);
                 }
@@ -288,8 +292,8 @@ public:
             const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
             progress.epoch_done(e, opt_.epochs, rec.train_loss, rec.test_top1, rec.lr, rec.images_per_s, rec.seconds,
                                 elapsed / (e + 1 - first_epoch) * (opt_.epochs - e - 1));
-            if (!opt_.checkpoint.empty()) save(opt_.checkpoint);
-            if (const int sig = detail::stop_signal.load(); sig != 0 && e + 1 < last_epoch) stopped_by_signal(sig, e, steps, steps);
+            if (!opt_.checkpoint.empty() && leader()) save(opt_.checkpoint);
+            if (const int sig = agreed_stop_signal(); sig != 0 && e + 1 < last_epoch) stopped_by_signal(sig, e, steps, steps);
         }
         return hist_;
     }
@@ -427,7 +431,70 @@ protected:
     /// Ends fit() inside an epoch: the checkpoint (if options.checkpoint is set) holds the position.
     void stop_inside_epoch(const epoch_progress& at) {
         partial_ = at;
-        if (!opt_.checkpoint.empty()) save(opt_.checkpoint);
+        if (!opt_.checkpoint.empty() && leader()) save(opt_.checkpoint);
+    }
+
+    // Data parallelism (options.communicator; docs/design.md, "Data-parallel training").
+    [[nodiscard]] int world_size() const noexcept { return opt_.communicator ? opt_.communicator->size() : 1; }
+    [[nodiscard]] int world_rank() const noexcept { return opt_.communicator ? opt_.communicator->rank() : 0; }
+    /// Rank 0, the one that writes checkpoints and shows progress (every rank holds the same model).
+    [[nodiscard]] bool leader() const noexcept { return world_rank() == 0; }
+
+    /// The stop signal of this step as every rank sees it: a signal on any rank stops them all at
+    /// the same step (a rank that stopped alone would leave the others waiting in the next sum).
+    int agreed_stop_signal() {
+        const int own = detail::stop_signal.load();
+        if (world_size() == 1) return own;
+        double any = own != 0 ? 1.0 : 0.0;
+        opt_.communicator->sum(std::span<double>(&any, 1));
+        return any == 0 ? 0 : own != 0 ? own : SIGINT;
+    }
+
+    /// The mean of a per-rank value over the ranks (fixed order; the value itself with one rank).
+    double mean_over_ranks(double v) {
+        if (world_size() == 1) return v;
+        opt_.communicator->sum(std::span<double>(&v, 1));
+        return v / world_size();
+    }
+
+    /// A data-parallel run needs the same settings on every rank (those that may change on resume
+    /// aside: threads, workers, progress, ...). Refused on every rank, each naming its difference.
+    void check_same_settings_on_every_rank() {
+        if (world_size() == 1) return;
+        require<error>(opt_.batch % world_size() == 0, "tricks::trainer: batch ", opt_.batch, " is not divisible by the ",
+                       world_size(), " ranks of this data-parallel run; the global batch is split evenly between them");
+        std::vector<std::pair<std::string, std::string>> mine;
+        std::string text;
+        for (const auto& x : settings())
+            if (x.rule != on_resume::may_change) {
+                mine.emplace_back(x.name, x.value);
+                text += x.name + '\x1f' + x.value + '\x1e';
+            }
+        std::string first = text;
+        opt_.communicator->broadcast(first, 0);
+        std::string why;
+        if (first != text) {
+            std::vector<std::pair<std::string, std::string>> theirs;
+            for (std::size_t at = 0; at < first.size();) {
+                const std::size_t us = first.find('\x1f', at), rs = first.find('\x1e', us);
+                theirs.emplace_back(first.substr(at, us - at), first.substr(us + 1, rs - us - 1));
+                at = rs + 1;
+            }
+            for (std::size_t i = 0; i < std::max(mine.size(), theirs.size()) && why.empty(); ++i)
+                if (i >= mine.size() || i >= theirs.size() || mine[i] != theirs[i])
+                    why = i < mine.size() && i < theirs.size() && mine[i].first == theirs[i].first
+                              ? detail::cat(mine[i].first, " = ", mine[i].second, " where rank 0 has ", theirs[i].second)
+                              : detail::cat("other settings than rank 0 (", i < mine.size() ? mine[i].first : "-", " vs ",
+                                            i < theirs.size() ? theirs[i].first : "-", ")");
+        }
+        double refused = why.empty() ? 0.0 : 1.0;
+        opt_.communicator->sum(std::span<double>(&refused, 1));
+        if (refused == 0) return;
+        throw error(why.empty()
+                        ? detail::cat("tricks::trainer: ", refused, " other rank(s) of this data-parallel run have settings ",
+                                      "other than rank 0's (each names its own); every rank needs the same settings")
+                        : detail::cat("tricks::trainer: rank ", world_rank(), " of ", world_size(), " has ", why,
+                                      "; every rank of a data-parallel run needs the same settings"));
     }
     /// After the checkpoint of a stop on `sig`: says where the run stopped and how to go on (stderr
     /// and the exception's message).
@@ -720,6 +787,10 @@ public:
         opt_state_.set_lr_scales(this->lr_scales_);
     }
 
+    /// Data parallelism: wall seconds this rank spent in the gradient sums (waiting for the other
+    /// ranks included) since the trainer was made; 0 with one rank.
+    [[nodiscard]] double communication_seconds() const noexcept { return comm_seconds_; }
+
 private:
     double train_step(tensor<float>& x, const tensor<float>& q, double lr, long t, int e, long s) {
         const nn::context ctx{.phase = nn::mode::train, .store = base::storage(), .conv = this->opt_.conv_algorithm};
@@ -733,6 +804,7 @@ private:
             const tensor<float>& r = teacher_pool_.forward(x, teacher_ctx);
             loss += distillation_term(n, K, z.data(), r.data(), this->opt_.distill_temperature, dz_.data(), pz_, pr_);
         }
+        loss = this->mean_over_ranks(loss);  // every rank judges the same loss
         if (!std::isfinite(loss) && !Recipe::fp16) base::non_finite_loss(loss, e, s, t, lr);
         if constexpr (Recipe::fp16) {
             const float S = static_cast<float>(this->scaler_.scale);
@@ -746,6 +818,11 @@ private:
         if constexpr (Recipe::fp16 || Recipe::bf16) {
             for (auto* p : this->params_) ctx.round(p->grad);  // gradients as FP16/BF16 buffers hold them
         }
+        if (this->world_size() > 1) {
+            average_over_ranks();
+            if constexpr (Recipe::fp16 || Recipe::bf16)
+                for (auto* p : this->params_) ctx.round(p->grad);
+        }
         if constexpr (Recipe::fp16) apply = this->scaler_.unscale_or_skip(this->params_) && std::isfinite(loss);
         if (apply) opt_state_.step(lr);
         return loss;
@@ -758,6 +835,29 @@ private:
         ctx.round(x);
         return eval_pool_.forward(x, ctx).data();
     }
+    /// Data parallelism: every rank's gradients (each the mean over its batch / ranks images)
+    /// become their mean over the ranks, the gradient of the global batch's mean loss; the batch
+    /// norms' running statistics become their mean too, so every rank holds the same model after
+    /// every step (and a checkpoint of rank 0 is every rank's). One fixed-order sum of one buffer.
+    void average_over_ranks() {
+        std::size_t n = 0;
+        for (auto* p : this->params_) n += p->grad.size();
+        const auto buffers = this->model_->buffers();
+        for (auto* b : buffers) n += b->size();
+        flat_.resize(n);
+        float* at = flat_.data();
+        for (auto* p : this->params_) at = std::copy_n(p->grad.data(), p->grad.size(), at);
+        for (auto* b : buffers) at = std::copy_n(b->data(), b->size(), at);
+        const auto t0 = std::chrono::steady_clock::now();
+        this->opt_.communicator->sum(std::span<float>(flat_));
+        comm_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const auto ranks = static_cast<float>(this->world_size());
+        const float* from = flat_.data();
+        for (auto* p : this->params_)
+            for (auto& v : p->grad.span()) v = *from++ / ranks;
+        for (auto* b : buffers)
+            for (auto& v : b->span()) v = *from++ / ranks;
+    }
     void sync_to_host() {}
     void sync_to_device() {}
     /// The teacher's weights never change: its pool keeps their transformed filters for the whole run.
@@ -769,6 +869,8 @@ private:
 
     sgd_optimizer opt_state_;
     tensor<float> dz_, pz_, pr_;
+    std::vector<float> flat_;  // average_over_ranks()
+    double comm_seconds_ = 0;
     models::inference_pool<Model> eval_pool_;
     models::inference_pool<typename base::teacher_slot> teacher_pool_;
 };

@@ -1,0 +1,286 @@
+// Data-parallel training over real MPI ranks (ctest runs it under `mpirun -np N --oversubscribe`;
+// tests/examples/mpi_checks.sh). Every rank runs the same mode and exits non-zero on a failed
+// check; rank 0 prints one line per check.
+//
+//   sum         distributed::mpi_world::sum against the rank-order sum each rank computes
+//               alone from every rank's inputs: the same bits, floats and doubles, sizes around the
+//               chunk and bucket boundaries
+//   gradient    one data-parallel step: every rank's gradient is the mean of the shards' gradients
+//               that one process computes shard by shard (the same bits), every rank holds the
+//               same weights and BN statistics after it
+//   train DIR   a short data-parallel fit, run with 1 and then 2 OpenMP threads per rank: the same
+//               weights on every rank and for both thread counts; rank 0 writes DIR/weights.hash
+//               (the script compares reruns)
+//   settings    rank 1 starts with another lr: every rank refuses, rank 1 naming lr and both values
+//   resume DIR  a checkpoint of a 2-rank run refuses to resume alone (world_size is fixed)
+//   fail        rank 1's fit() throws while rank 0 waits in a collective; rank 1 calls abort() as
+//               examples/train does: the script checks the job ends with rank 1's reason instead of
+//               hanging
+#include <omp.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../unit/helpers.hpp"
+#include "tricks/distributed/mpi.hpp"
+#include "tricks/tricks.hpp"
+
+namespace {
+
+using namespace tricks;
+using net = models::cifar_resnet<8, width<8>, in_channels<1>, classes<10>, tweak::avg_down, init::zero_gamma>;
+
+int failures = 0;
+std::shared_ptr<distributed::mpi_world> world;
+
+void check(bool ok, const std::string& what) {
+    // every rank's verdict, so rank 0 reports a failure on any rank
+    double bad = ok ? 0.0 : 1.0;
+    world->sum(std::span<double>(&bad, 1));
+    if (!ok) std::fprintf(stderr, "mpi_check: rank %d: FAILED: %s\n", world->rank(), what.c_str());
+    if (bad > 0) ++failures;
+    if (world->rank() == 0) std::printf("%s %s\n", bad > 0 ? "FAIL" : "ok  ", what.c_str());
+}
+
+/// Rank r's input value i: distinct per rank, with magnitudes that make the order of additions matter.
+template <class T>
+T input(int r, std::size_t i) {
+    rng g(1000 + static_cast<std::uint64_t>(r), i / 4096);
+    const double u = (static_cast<double>(g.fork(i % 4096).below(1u << 30)) / (1u << 30) - 0.5);
+    return static_cast<T>(u * (r % 2 ? 1e-3 : 1e4) * (1.0 + static_cast<double>(i % 7)));
+}
+
+template <class T>
+void check_sum(std::size_t n) {
+    std::vector<T> mine(n), want(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        mine[i] = input<T>(world->rank(), i);
+        T acc = input<T>(0, i);
+        for (int r = 1; r < world->size(); ++r) acc += input<T>(r, i);
+        want[i] = acc;
+    }
+    world->sum(std::span<T>(mine));
+    check(std::memcmp(mine.data(), want.data(), n * sizeof(T)) == 0,
+          detail::cat("sum of ", n, sizeof(T) == 4 ? " floats" : " doubles", " over ", world->size(), " ranks = rank-order sum, bit for bit"));
+}
+
+options small_options() {
+    options o;
+    o.epochs = 2;
+    o.batch = 32;
+    o.lr = 0.1;
+    o.max_steps_per_epoch = 4;
+    o.progress = false;
+    o.threads = 1;
+    o.communicator = world;
+    return o;
+}
+
+std::vector<float> grads_of(net& m) {
+    std::vector<float> g;
+    for (auto* p : m.parameters()) g.insert(g.end(), p->grad.span().begin(), p->grad.span().end());
+    return g;
+}
+
+std::uint64_t hash_of(const std::vector<float>& v) {
+    std::uint64_t h = 1469598103934665603ull;
+    const auto* b = reinterpret_cast<const unsigned char*>(v.data());
+    for (std::size_t i = 0; i < v.size() * sizeof(float); ++i) h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+/// Whether every rank has the same bits in `v` (compared through rank 0's hash).
+bool same_on_every_rank(const std::vector<float>& v) {
+    std::string h = std::to_string(hash_of(v));
+    const std::string mine = h;
+    world->broadcast(h, 0);
+    return h == mine;
+}
+
+void gradient_check() {
+    const auto train = tricks_test::synthetic_digits(256, 1, 91), test = tricks_test::synthetic_digits(32, 2, 91);
+    options o = small_options();
+    o.epochs = 1;
+    o.max_steps_per_epoch = 1;
+    o.momentum = 0;
+    o.weight_decay = 0;
+    trainer<net, recipe<>> t(o);
+    (void)t.fit(train, test);
+    const std::vector<float> got = grads_of(t.model());
+
+    // One process, shard by shard: the batch the loader makes for one process, split into the ranks' rows.
+    const auto st = data::compute_stats(train);
+    data::augment_options aug;
+    aug.crop_padding = o.crop_padding;
+    aug.horizontal_flip = o.horizontal_flip;
+    aug.mean = st.mean;
+    aug.stddev = st.stddev;
+    data::batch_loader<data::memory_source> whole(data::memory_source{&train, aug}, o.batch, true, o.seed, true, 0);
+    whole.start_epoch(0);
+    tensor<float> x;
+    std::vector<int> labels;
+    whole.make_batch(0, x, labels);
+    auto m = std::make_unique<net>();
+    m->init(o.seed);
+    const int W = world->size(), per = o.batch / W, hw = x.shape().h * x.shape().w * x.shape().c;
+    const nn::context ctx{.phase = nn::mode::train, .store = nn::storage::fp32, .conv = o.conv_algorithm};
+    std::vector<float> mean;
+    tensor<float> xs, q, dz;
+    for (int r = 0; r < W; ++r) {
+        xs.resize({per, x.shape().h, x.shape().w, x.shape().c});
+        std::copy_n(x.data() + static_cast<std::size_t>(r) * per * hw, xs.size(), xs.data());
+        make_targets(std::span<const int>(labels).subspan(static_cast<std::size_t>(r * per), static_cast<std::size_t>(per)),
+                     10, 0.0, q, 10);
+        const tensor<float>& z = m->forward(xs, ctx);
+        dz.resize(z.shape());
+        (void)backend::softmax_cross_entropy(per, 10, z.data(), q.data(), dz.data());
+        m->backward(dz, ctx, false);
+        const std::vector<float> g = grads_of(*m);
+        if (r == 0) mean = g;
+        else for (std::size_t i = 0; i < g.size(); ++i) mean[i] += g[i];  // rank order, as sum() adds
+    }
+    for (auto& v : mean) v /= static_cast<float>(W);
+    check(tricks_test::same_bits(got, mean),
+          detail::cat("one step's gradient on rank ", world->rank(), " = mean of the ", W, " shards' gradients, bit for bit"));
+    check(same_on_every_rank(tricks_test::state_of(t.model())), "after a step every rank holds the same weights and BN statistics");
+}
+
+void train_check(const std::filesystem::path& dir) {
+    const auto train = tricks_test::synthetic_digits(512, 3, 92), test = tricks_test::synthetic_digits(64, 4, 92);
+    std::vector<float> by_threads[2];
+    double top1 = 0;
+    for (int threads : {1, 2}) {
+        options o = small_options();
+        o.threads = threads;
+        trainer<net, recipe<optim::sgd<optim::nesterov>, lr::cosine, loss::label_smoothing, mix::mixup>> t(o);
+        const history h = t.fit(train, test);
+        by_threads[threads - 1] = tricks_test::state_of(t.model());
+        top1 = h.final_top1();
+        check(same_on_every_rank(by_threads[threads - 1]), detail::cat("a 2-epoch fit with ", threads, " thread(s) per rank: every rank holds the same model"));
+    }
+    check(tricks_test::same_bits(by_threads[0], by_threads[1]), "1 and 2 threads per rank: the same weights, bit for bit");
+    if (world->rank() == 0) {
+        char hex[17];
+        std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(hash_of(by_threads[0])));
+        std::ofstream(dir / "weights.hash") << hex << "\n";
+        std::printf("     (final top-1 %.4f, weights hash %s)\n", top1, hex);
+    }
+}
+
+void settings_check() {
+    const auto train = tricks_test::synthetic_digits(64, 5, 93), test = tricks_test::synthetic_digits(16, 6, 93);
+    options o = small_options();
+    if (world->rank() == 1) o.lr = 0.2;
+    std::string msg;
+    try {
+        trainer<net, recipe<>> t(o);
+        (void)t.fit(train, test);
+    } catch (const error& e) {
+        msg = e.what();
+    }
+    check(!msg.empty(), "different settings on the ranks: every rank refuses to train");
+    if (world->rank() == 1)
+        check(tricks_test::contains(msg, "rank 1 of") && tricks_test::contains(msg, "lr = 0.2 where rank 0 has 0.1"),
+              "rank 1 names the setting and both values: " + msg);
+    else
+        check(tricks_test::contains(msg, "other rank(s)"), "rank 0 says another rank differs: " + msg);
+    o = small_options();
+    o.batch = 33;
+    msg.clear();
+    try {
+        trainer<net, recipe<>> t(o);
+        (void)t.fit(train, test);
+    } catch (const error& e) {
+        msg = e.what();
+    }
+    check(tricks_test::contains(msg, "batch 33 is not divisible by the 2 ranks"), "an odd global batch is refused: " + msg);
+}
+
+void resume_check(const std::filesystem::path& dir) {
+    const auto train = tricks_test::synthetic_digits(128, 7, 94), test = tricks_test::synthetic_digits(16, 8, 94);
+    options o = small_options();
+    o.epochs = 1;
+    o.checkpoint = dir / "two_ranks.ckpt";
+    {
+        trainer<net, recipe<>> t(o);
+        (void)t.fit(train, test);
+    }
+    double written = 0;  // rank 0 wrote it; the others wait for the file to be complete
+    world->sum(std::span<double>(&written, 1));
+    o.communicator = nullptr;
+    std::string msg;
+    try {
+        trainer<net, recipe<>> alone(o);
+        alone.resume(o.checkpoint);
+    } catch (const error& e) {
+        msg = e.what();
+    }
+    check(tricks_test::contains(msg, "world_size = 2, this run has 1"), "a 2-rank checkpoint does not resume alone: " + msg);
+    o.communicator = world;
+    o.epochs = 2;
+    o.resume_allow = {"epochs"};
+    msg.clear();
+    try {
+        trainer<net, recipe<>> again(o);
+        again.resume(o.checkpoint);
+        (void)again.fit(train, test);
+    } catch (const error& e) {
+        msg = e.what();
+    }
+    check(msg.empty(), "it resumes on 2 ranks (and trains on): " + msg);
+}
+
+void fail_check() {
+    const auto train = tricks_test::synthetic_digits(64, 9, 95), test = tricks_test::synthetic_digits(16, 10, 95);
+    options o = small_options();
+    o.epochs = 50;
+    o.max_steps_per_epoch = 0;
+    // rank 1's training images have another size: its fit() refuses them while rank 0 goes on into
+    // the settings check, where it would wait for rank 1 forever
+    data::dataset mine = train;
+    if (world->rank() == 1) {
+        mine.h = mine.w = 14;
+        mine.pixels.resize(static_cast<std::size_t>(mine.n) * 14 * 14);
+    }
+    trainer<net, recipe<>> t(o);
+    (void)t.fit(mine, test);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    world = std::make_shared<distributed::mpi_world>(&argc, &argv);
+    const std::string mode = argc > 1 ? argv[1] : "";
+    const std::filesystem::path dir = argc > 2 ? argv[2] : ".";
+    if (mode == "sum") {
+        for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{1000003},
+                              distributed::mpi_world::bucket + 5}) {
+            check_sum<float>(n);
+            check_sum<double>(n);
+        }
+    } else if (mode == "gradient") {
+        gradient_check();
+    } else if (mode == "train") {
+        train_check(dir);
+    } else if (mode == "settings") {
+        settings_check();
+    } else if (mode == "resume") {
+        resume_check(dir);
+    } else if (mode == "fail") {
+        try {
+            fail_check();
+        } catch (const std::exception& e) {  // as examples/train does: end every rank, with the reason
+            world->abort(e.what(), 3);
+        }
+    } else {
+        std::fprintf(stderr, "usage: mpirun -np N mpi_check sum|gradient|train DIR|settings|resume DIR|fail\n");
+        return 2;
+    }
+    return failures == 0 ? 0 : 1;
+}
