@@ -35,7 +35,8 @@ run() {  # name ranks threads
   rates[$name]+="$rate "
   shares[$name]+="$share "
 }
-median() { tr ' ' '\n' | grep -v '^$' | grep -v '^-$' | sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else print a[int((NR + 1) / 2)] }'; }
+# The median of the numbers in a space-separated list ("-" when there are none; "-" entries skipped).
+median() { tr ' ' '\n' | awk '$1 != "" && $1 != "-"' | sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else print a[int((NR + 1) / 2)] }'; }
 names=("1rank_x_2thr")
 for r in $(seq "$reps"); do
   echo "== repeat $r"

@@ -98,6 +98,8 @@ inline constexpr const char* usage =
     "                    ...; all but the classifier: feature extraction)\n"
     "  --freeze-bn       fine-tuning: every batch norm keeps its (pretrained) running statistics\n"
     "  --backbone-lr X   fine-tuning: lr of everything but the classifier = X times the lr (default 1)\n"
+    "  --sync-bn         under mpirun: batch norms use the statistics of the whole global batch\n"
+    "                    (summed over the ranks) instead of each rank's share\n"
     "  --allow-change NAME[,NAME]  with --resume: let these settings differ from the checkpoint's (e.g.\n"
     "                    epochs, to extend a finished run; report.md lists every setting and its rule)\n"
     "  --train-images N  train on the first N images only (quick runs; IDX)\n"
@@ -165,6 +167,7 @@ inline cli parse(int argc, char** argv) {
         else if (a == "--init-skip-classifier") c.opt.init_skip_classifier = true;
         else if (a == "--freeze") c.opt.freeze_stages = number<int>(a, take());
         else if (a == "--freeze-bn") c.opt.freeze_bn_stats = true;
+        else if (a == "--sync-bn") c.opt.sync_batch_norm = true;
         else if (a == "--backbone-lr") c.opt.backbone_lr_scale = number<double>(a, take());
         else if (a == "--quiet") c.opt.progress = false;
         else if (a == "--device") {
@@ -270,15 +273,15 @@ int run(cli& c) {
     const std::size_t n_train = c.folder ? data.folders.train.size() : static_cast<std::size_t>(data.train.n);
     const std::size_t n_test = c.folder ? data.folders.val.size() : static_cast<std::size_t>(data.test.n);
     if (leader) {
-        std::fprintf(stderr, "tricks: %s (%lld parameters, %.1f MMACs/image at %dx%d) on %s (%zu train, %zu test), %s, %d threads\n",
+        std::fprintf(stderr, "tricks: %s (%lld parameters, %.1f MMACs/image at %dx%d) on %s (%zu train, %zu test), %s, %d thread%s\n",
                      model::name().c_str(), static_cast<long long>(t::parameter_count_v<model>),
                      static_cast<double>(t::macs<model>(side, side)) / 1e6, side, side, data.description.c_str(), n_train,
-                     n_test, device.c_str(), threads);
+                     n_test, device.c_str(), threads, threads == 1 ? "" : "s");
         std::fprintf(stderr, "tricks: recipe %s; %d epochs, batch %d, lr %.3g (scaled %.3g), wd %.2g\n", recipe::describe().c_str(),
                      c.opt.epochs, c.opt.batch, c.opt.lr, c.opt.lr * c.opt.batch / 256, c.opt.weight_decay);
         if (ranks > 1)
-            std::fprintf(stderr, "tricks: data-parallel over %d ranks (%d threads each): global batch %d = %d x %d images; "
-                         "the lr scales with the global batch\n", ranks, threads, c.opt.batch, ranks, c.opt.batch / ranks);
+            std::fprintf(stderr, "tricks: data-parallel over %d ranks (%d thread%s each): global batch %d = %d x %d images; "
+                         "the lr scales with the global batch\n", ranks, threads, threads == 1 ? "" : "s", c.opt.batch, ranks, c.opt.batch / ranks);
     }
 
     t::history h;

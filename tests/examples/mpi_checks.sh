@@ -2,7 +2,8 @@
 # ctest mpi.*: data-parallel training over real MPI ranks (Open MPI's mpirun; more ranks than cores
 # with --oversubscribe). usage: mpi_checks.sh PART MPIEXEC MPI_CHECK TRAIN WORK_DIR
 #   PART = checks: tests/tools/mpi_check.cpp's modes (fixed-order sums on 2 and 3 ranks, one step's
-#          gradient against the shard-by-shard one on 2 and 4 ranks, a fit that is the same bits for
+#          gradient against the shard-by-shard one on 2 and 4 ranks, and against the one-pass
+#          gradient of the global batch with frozen and with synchronised batch norms, a fit that is the same bits for
 #          1 and 2 threads per rank and across reruns, refused settings, resume on the world size,
 #          a failing rank ending the job with its reason)
 #   PART = train: `mpirun -np 2 train` (the main job's model on a slice of Fashion-MNIST) twice, with

@@ -7,7 +7,10 @@
 //               chunk and bucket boundaries
 //   gradient    one data-parallel step: every rank's gradient is the mean of the shards' gradients
 //               that one process computes shard by shard (the same bits), every rank holds the
-//               same weights and BN statistics after it
+//               same weights and BN statistics after it; with batch norms on frozen statistics
+//               (no batch coupling), it is the one-process gradient of the whole global batch
+//               within rounding; with synchronised batch norms, so are the gradient and the
+//               running statistics
 //   train DIR   a short data-parallel fit, run with 1 and then 2 OpenMP threads per rank: the same
 //               weights on every rank and for both thread counts; rank 0 writes DIR/weights.hash
 //               (the script compares reruns)
@@ -18,6 +21,8 @@
 //               hanging
 #include <omp.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -103,18 +108,28 @@ bool same_on_every_rank(const std::vector<float>& v) {
     return h == mine;
 }
 
-void gradient_check() {
+/// One data-parallel step. Batch norm per rank: the rank's gradient is the mean of the shards'
+/// gradients computed one shard at a time by one process, bit for bit (the ranks' batch statistics
+/// differ from the global batch's, so that is the exact property). Frozen batch norms (running
+/// statistics, as options::freeze_bn_stats) couple no samples: then it is also the gradient of the
+/// global batch's mean loss computed in one pass, equal up to the order of the sums. Synchronised
+/// batch norms (options::sync_batch_norm): the one-pass gradient and running statistics too.
+enum class bn_kind { per_rank, frozen, synced };
+void gradient_check(bn_kind kind) {
+    const bool frozen_bn = kind == bn_kind::frozen;
     const auto train = tricks_test::synthetic_digits(256, 1, 91), test = tricks_test::synthetic_digits(32, 2, 91);
     options o = small_options();
     o.epochs = 1;
     o.max_steps_per_epoch = 1;
     o.momentum = 0;
     o.weight_decay = 0;
+    o.freeze_bn_stats = frozen_bn;
+    o.sync_batch_norm = kind == bn_kind::synced;
     trainer<net, recipe<>> t(o);
     (void)t.fit(train, test);
     const std::vector<float> got = grads_of(t.model());
 
-    // One process, shard by shard: the batch the loader makes for one process, split into the ranks' rows.
+    // One process: the batch the loader makes for one process, split into the ranks' rows.
     const auto st = data::compute_stats(train);
     data::augment_options aug;
     aug.crop_padding = o.crop_padding;
@@ -126,13 +141,20 @@ void gradient_check() {
     tensor<float> x;
     std::vector<int> labels;
     whole.make_batch(0, x, labels);
-    auto m = std::make_unique<net>();
-    m->init(o.seed);
+    options plain;
+    plain.freeze_bn_stats = frozen_bn;
+    const auto fresh = [&] {
+        auto m = std::make_unique<net>();
+        m->init(o.seed);
+        prepare_finetune(*m, plain);
+        return m;
+    };
+    auto m = fresh();
     const int W = world->size(), per = o.batch / W, hw = x.shape().h * x.shape().w * x.shape().c;
     const nn::context ctx{.phase = nn::mode::train, .store = nn::storage::fp32, .conv = o.conv_algorithm};
     std::vector<float> mean;
     tensor<float> xs, q, dz;
-    for (int r = 0; r < W; ++r) {
+    for (int r = 0; r < W && kind != bn_kind::synced; ++r) {
         xs.resize({per, x.shape().h, x.shape().w, x.shape().c});
         std::copy_n(x.data() + static_cast<std::size_t>(r) * per * hw, xs.size(), xs.data());
         make_targets(std::span<const int>(labels).subspan(static_cast<std::size_t>(r * per), static_cast<std::size_t>(per)),
@@ -146,9 +168,40 @@ void gradient_check() {
         else for (std::size_t i = 0; i < g.size(); ++i) mean[i] += g[i];  // rank order, as sum() adds
     }
     for (auto& v : mean) v /= static_cast<float>(W);
-    check(tricks_test::same_bits(got, mean),
-          detail::cat("one step's gradient on rank ", world->rank(), " = mean of the ", W, " shards' gradients, bit for bit"));
-    check(same_on_every_rank(tricks_test::state_of(t.model())), "after a step every rank holds the same weights and BN statistics");
+    const char* bn = frozen_bn ? " (frozen batch norms)" : kind == bn_kind::synced ? " (synchronised batch norms)" : "";
+    if (kind != bn_kind::synced)
+        check(tricks_test::same_bits(got, mean),
+              detail::cat("one step's gradient on rank ", world->rank(), " = mean of the ", W, " shards' gradients, bit for bit", bn));
+    check(same_on_every_rank(tricks_test::state_of(t.model())),
+          detail::cat("after a step every rank holds the same weights and BN statistics", bn));
+    if (kind == bn_kind::per_rank) return;
+
+    // The whole global batch in one forward and backward pass.
+    m = fresh();
+    make_targets(labels, 10, 0.0, q, 10);
+    const tensor<float>& z = m->forward(x, ctx);
+    dz.resize(z.shape());
+    (void)backend::softmax_cross_entropy(o.batch, 10, z.data(), q.data(), dz.data());
+    m->backward(dz, ctx, false);
+    const std::vector<float> one_pass = grads_of(*m);
+    double worst = 0, scale = 0;
+    for (std::size_t i = 0; i < one_pass.size(); ++i) {
+        worst = std::max(worst, std::abs(double(got[i]) - double(one_pass[i])));
+        scale = std::max(scale, std::abs(double(one_pass[i])));
+    }
+    check(got.size() == one_pass.size() && scale > 0 && worst <= 1e-5 * scale,
+          detail::cat("one step's gradient on rank ", world->rank(), " = the one-pass gradient of the global batch of ", o.batch,
+                      bn, ": max difference ", worst, " of max |g| ", scale));
+    if (kind != bn_kind::synced) return;
+    double worst_stat = 0;
+    const auto mine = t.model().buffers(), want = m->buffers();
+    for (std::size_t b = 0; b < want.size(); ++b)
+        for (std::size_t i = 0; i < want[b]->size(); ++i)
+            worst_stat = std::max(worst_stat, std::abs(double(mine[b]->data()[i]) - double(want[b]->data()[i])) /
+                                                  std::max(1.0, std::abs(double(want[b]->data()[i]))));
+    check(mine.size() == want.size() && worst_stat <= 1e-5,
+          detail::cat("BN running statistics on rank ", world->rank(), " = those of one pass over the global batch", bn,
+                      ": max relative difference ", worst_stat));
 }
 
 void train_check(const std::filesystem::path& dir) {
@@ -265,7 +318,9 @@ int main(int argc, char** argv) {
             check_sum<double>(n);
         }
     } else if (mode == "gradient") {
-        gradient_check();
+        gradient_check(bn_kind::per_rank);
+        gradient_check(bn_kind::frozen);
+        gradient_check(bn_kind::synced);
     } else if (mode == "train") {
         train_check(dir);
     } else if (mode == "settings") {

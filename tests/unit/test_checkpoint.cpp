@@ -546,7 +546,7 @@ TEST_CASE("trainer resume: every must-match setting changed is refused with its 
         };
         (one(f), ...);
     }, option_fields);
-    CHECK(must_match == 21);
+    CHECK(must_match == 22);
     CHECK(fixed == 3);  // batch, max_steps_per_epoch, world_size
     CHECK(may_change == 7);
 

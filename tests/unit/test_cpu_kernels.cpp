@@ -19,19 +19,24 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <barrier>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <span>
 #include <sstream>
+#include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tricks/backend/cpu.hpp"
 #include "tricks/core/error.hpp"
 #include "tricks/core/rng.hpp"
 #include "tricks/core/shape.hpp"
+#include "tricks/distributed/communicator.hpp"
 
 namespace {
 
@@ -852,6 +857,144 @@ TEST_CASE("cpu batch_norm_backward matches the float64 chain rule") {
         check_close("dx", dx, dx_want, dx_scale, 1e-5);
         check_close("dgamma", dgamma, dg_want, dg_scale, 1e-5);
         check_close("dbeta", dbeta, db_want, db_scale, 1e-5);
+    }
+}
+
+namespace {
+/// Ranks as threads of this process, for synchronised batch norm without MPI: sum() waits for every
+/// rank, adds their buffers in rank order (as distributed::mpi_world does) and waits again before
+/// anyone writes its result.
+struct thread_ranks {
+    explicit thread_ranks(int n) : size(n), sync(n), buffers(static_cast<std::size_t>(n)) {}
+    int size;
+    std::barrier<> sync;
+    std::vector<const double*> buffers;
+};
+struct thread_rank final : tricks::distributed::communicator {
+    thread_rank(thread_ranks& g, int r) : group(&g), me(r) {}
+    thread_ranks* group;
+    int me;
+    [[nodiscard]] int rank() const noexcept override { return me; }
+    [[nodiscard]] int size() const noexcept override { return group->size; }
+    void sum(std::span<float>) override { throw std::logic_error("thread_rank: batch norm sums doubles"); }
+    void sum(std::span<double> d) override {
+        group->buffers[static_cast<std::size_t>(me)] = d.data();
+        group->sync.arrive_and_wait();
+        std::vector<double> out(d.size());
+        for (std::size_t i = 0; i < d.size(); ++i) {
+            double acc = group->buffers[0][i];
+            for (int r = 1; r < group->size; ++r) acc += group->buffers[static_cast<std::size_t>(r)][i];
+            out[i] = acc;
+        }
+        group->sync.arrive_and_wait();  // every rank has read every buffer
+        std::copy(out.begin(), out.end(), d.begin());
+    }
+    void broadcast(std::string&, int) override { throw std::logic_error("thread_rank: no broadcast here"); }
+    [[noreturn]] void abort(const std::string& why, int) override { throw std::logic_error(why); }
+};
+}  // namespace
+
+TEST_CASE("cpu batch_norm synchronised over ranks = the float64 batch norm of the whole batch (forward, backward, running stats)") {
+    // The ranks' shards are consecutive rows of one batch, of unequal sizes too (the pixel count is
+    // summed with the statistics); each rank's outputs are compared with the float64 reference of
+    // the whole batch at its rows, and the ranks' dgamma/dbeta (their own sums) add up to the whole's.
+    struct sync_case {
+        std::vector<int> images;  // per rank
+        int h, w, c;
+    };
+    const std::vector<sync_case> cases = {{{3, 5}, 4, 4, 5}, {{4, 4}, 5, 5, 16}, {{2, 1, 3}, 3, 3, 3}, {{1, 1, 1, 1}, 1, 2, 32}};
+    std::uint64_t stream = 4200;
+    for (const auto& sc : cases) {
+        const int ranks = static_cast<int>(sc.images.size());
+        int n = 0;
+        for (int k : sc.images) n += k;
+        INFO("sync bn over " << ranks << " ranks, " << n << " images " << sc.h << "x" << sc.w << " c=" << sc.c);
+        const auto in = make_bn({n, sc.h, sc.w, sc.c}, stream += 10);
+        const std::size_t P = in.P, hw = static_cast<std::size_t>(sc.h) * sc.w;
+        const int C = in.C;
+        struct result {
+            fvec y, mean, inv_std, rmean, rvar, dx, dgamma, dbeta;
+            std::size_t first = 0, pixels = 0;  // the rank's rows of the whole batch
+        };
+        std::vector<result> got(static_cast<std::size_t>(ranks));
+        thread_ranks group(ranks);
+        {
+            std::vector<std::jthread> threads;
+            std::size_t first = 0;
+            for (int r = 0; r < ranks; ++r) {
+                result& out = got[static_cast<std::size_t>(r)];
+                out.first = first;
+                out.pixels = static_cast<std::size_t>(sc.images[static_cast<std::size_t>(r)]) * hw;
+                first += out.pixels;
+                threads.emplace_back([&, r] {
+                    thread_rank comm(group, r);
+                    tb::workspace ws;
+                    tb::batch_norm_geometry g;
+                    g.pixels = out.pixels;
+                    g.channels = C;
+                    g.across = &comm;
+                    const float* x = in.x.data() + out.first * C;
+                    out.y.assign(out.pixels * C, nan_f);
+                    out.mean.assign(C, nan_f);
+                    out.inv_std.assign(C, nan_f);
+                    out.rmean = in.rmean;
+                    out.rvar = in.rvar;
+                    tb::batch_norm_forward_train(g, x, in.gamma.data(), in.beta.data(), out.y.data(), out.mean.data(),
+                                                 out.inv_std.data(), out.rmean.data(), out.rvar.data(), ws);
+                    out.dx.assign(out.pixels * C, nan_f);
+                    out.dgamma.assign(C, nan_f);
+                    out.dbeta.assign(C, nan_f);
+                    tb::batch_norm_backward(g, x, in.dy.data() + out.first * C, in.gamma.data(), out.mean.data(),
+                                            out.inv_std.data(), out.dx.data(), out.dgamma.data(), out.dbeta.data(), ws);
+                });
+            }
+        }
+        const double eps = 1e-5, mom = 0.1;
+        const auto ref = bn_forward_ref(P, C, to_d(in.x), to_d(in.gamma), to_d(in.beta), eps);
+        dvec dx_want, dg_want, db_want;
+        bn_backward_ref(P, C, to_d(in.x), to_d(in.dy), to_d(in.gamma), eps, dx_want, dg_want, db_want);
+        dvec y_scale(P * C), dx_scale(P * C), dg_scale(C, 0.0), db_scale(C, 0.0), m_scale(C), is_want(C), rv_want(C);
+        for (int c = 0; c < C; ++c) {
+            const double is = 1.0 / std::sqrt(ref.var[c] + eps);
+            m_scale[c] = std::abs(ref.mean[c]);
+            is_want[c] = is;
+            rv_want[c] = (1 - mom) * in.rvar[c] + mom * (P > 1 ? ref.var[c] * double(P) / double(P - 1) : ref.var[c]);
+            for (std::size_t p = 0; p < P; ++p) {
+                y_scale[p * C + c] = std::abs(in.gamma[c]) * (std::abs(in.x[p * C + c]) + std::abs(ref.mean[c])) * is +
+                                     std::abs(in.beta[c]);
+                dg_scale[c] += std::abs(in.dy[p * C + c] * (in.x[p * C + c] - ref.mean[c]) * is);
+                db_scale[c] += std::abs(in.dy[p * C + c]);
+            }
+            for (std::size_t p = 0; p < P; ++p)
+                dx_scale[p * C + c] = std::abs(in.gamma[c]) * is *
+                                      (std::abs(in.dy[p * C + c]) + db_scale[c] / double(P) +
+                                       std::abs((in.x[p * C + c] - ref.mean[c]) * is) * dg_scale[c] / double(P));
+        }
+        const auto rows = [&](const dvec& v, const result& r) {
+            return dvec(v.begin() + static_cast<std::ptrdiff_t>(r.first * C),
+                        v.begin() + static_cast<std::ptrdiff_t>((r.first + r.pixels) * C));
+        };
+        dvec dg_sum(C, 0.0), db_sum(C, 0.0);
+        for (int r = 0; r < ranks; ++r) {
+            const result& g = got[static_cast<std::size_t>(r)];
+            INFO("rank " << r);
+            check_close("y (global statistics)", g.y, rows(ref.y, g), rows(y_scale, g), 1e-5);
+            check_close("save_mean", g.mean, ref.mean, m_scale, 1e-6);
+            check_close("save_inv_std", g.inv_std, is_want, is_want, 1e-5);
+            check_close("running_var (unbiased over the global batch)", g.rvar, rv_want, rv_want, 1e-6);
+            check_close("dx (through the global statistics)", g.dx, rows(dx_want, g), rows(dx_scale, g), 1e-5);
+            // Every rank computed its statistics from the same summed bits: identical everywhere.
+            CHECK(tricks_test::same_bits(g.mean, got[0].mean));
+            CHECK(tricks_test::same_bits(g.inv_std, got[0].inv_std));
+            CHECK(tricks_test::same_bits(g.rmean, got[0].rmean));
+            CHECK(tricks_test::same_bits(g.rvar, got[0].rvar));
+            for (int c = 0; c < C; ++c) {
+                dg_sum[c] += g.dgamma[c];
+                db_sum[c] += g.dbeta[c];
+            }
+        }
+        check_close("sum over ranks of dgamma", fvec(dg_sum.begin(), dg_sum.end()), dg_want, dg_scale, 1e-5);
+        check_close("sum over ranks of dbeta", fvec(db_sum.begin(), db_sum.end()), db_want, db_scale, 1e-5);
     }
 }
 

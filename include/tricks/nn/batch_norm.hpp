@@ -92,7 +92,7 @@ private:
         check_channels("tricks::batch_norm", x, C);
         x_ = &x;
         y.resize(x.shape());
-        const backend::batch_norm_geometry g{x.shape().pixels(), C, eps, momentum};
+        const backend::batch_norm_geometry g{x.shape().pixels(), C, eps, momentum, ctx.sync_batch_norm};
         if (ctx.phase == mode::train && frozen_stats) {
             mean_ = running_mean;  // the backward's constants: the statistics the forward used
             inv_std_.resize({1, 1, 1, C});
@@ -120,7 +120,7 @@ private:
         if constexpr (Relu)
             require<shape_error>(relu_y->shape() == x_->shape(), "tricks::batch_norm: fused ReLU output ", relu_y->shape(),
                                  " differs from the input ", x_->shape());
-        const backend::batch_norm_geometry g{x_->shape().pixels(), C, eps, momentum};
+        const backend::batch_norm_geometry g{x_->shape().pixels(), C, eps, momentum, ctx.sync_batch_norm};
         dx_.resize(x_->shape());
         backend::batch_norm_backward<Relu>(g, x_->data(), dy.data(), gamma.value.data(), mean_.data(), inv_std_.data(),
                                            dx_.data(), gamma.grad.data(), beta.grad.data(), ws_,

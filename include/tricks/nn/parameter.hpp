@@ -9,6 +9,10 @@
 #include "tricks/core/dtype.hpp"
 #include "tricks/core/tensor.hpp"
 
+namespace tricks::distributed {
+class communicator;
+}
+
 namespace tricks::nn {
 
 enum class role : std::uint8_t { weight, bias, bn_gamma, bn_beta };
@@ -55,6 +59,9 @@ struct context {
     /// to the next. models::inference_pool's copies run with one fresh value per load(). 0 (training,
     /// where every step moves the weights): no promise, the filter is transformed on every call.
     std::uint64_t weights_version = 0;
+    /// Non-null in training: batch norms take their statistics over every rank of this
+    /// communicator's batches (synchronised batch norm, options::sync_batch_norm).
+    distributed::communicator* sync_batch_norm = nullptr;
 
     /// Whether evaluation runs its batch norms, ReLUs and residual adds inside the convolutions'
     /// epilogues (evaluation with FP32 storage and `fuse`); the values are the layer-by-layer ones.

@@ -67,6 +67,11 @@ struct options {
     /// images, gradients are summed in a fixed order, every rank applies the same update, and only
     /// rank 0 writes checkpoints and shows progress.
     std::shared_ptr<distributed::communicator> communicator{};
+    /// With several ranks: synchronised batch norm, every batch norm normalising with the statistics
+    /// of the whole global batch (its sums added over the ranks, as PyTorch's SyncBatchNorm), so
+    /// the run computes what one process with the global batch would, up to rounding. Off: each rank
+    /// normalises over its own batch / n images (PyTorch DDP's default). No effect on one rank.
+    bool sync_batch_norm = false;
     /// Settings that resume() lets differ from the checkpoint's, by name (train/settings.hpp): e.g.
     /// {"epochs"} to extend a finished run (the schedule then spans the new length from here on).
     /// Only settings whose rule is on_resume::must_match can be named; the others either may change

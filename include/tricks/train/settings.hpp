@@ -158,6 +158,7 @@ inline constexpr auto option_fields = std::tuple{
     detail::field("stop_after_epochs", &options::stop_after_epochs, on_resume::may_change),
     detail::field("stop_after_steps", &options::stop_after_steps, on_resume::may_change),
     detail::field("world_size", &options::communicator, on_resume::fixed),  // the ranks' shards and batch norms
+    detail::field("sync_batch_norm", &options::sync_batch_norm, on_resume::must_match),
     detail::field("resume_allow", &options::resume_allow, on_resume::may_change),
 };
 static_assert(std::tuple_size_v<decltype(option_fields)> == detail::member_count<options>(),

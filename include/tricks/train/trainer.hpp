@@ -793,7 +793,8 @@ public:
 
 private:
     double train_step(tensor<float>& x, const tensor<float>& q, double lr, long t, int e, long s) {
-        const nn::context ctx{.phase = nn::mode::train, .store = base::storage(), .conv = this->opt_.conv_algorithm};
+        const nn::context ctx{.phase = nn::mode::train, .store = base::storage(), .conv = this->opt_.conv_algorithm,
+                              .sync_batch_norm = sync_batch_norm() ? this->opt_.communicator.get() : nullptr};
         const int n = x.shape().n, K = Model::classes;
         ctx.round(x);  // the input as the storage precision holds it
         const tensor<float>& z = this->model_->forward(x, ctx);
@@ -835,14 +836,17 @@ private:
         ctx.round(x);
         return eval_pool_.forward(x, ctx).data();
     }
+    [[nodiscard]] bool sync_batch_norm() const noexcept { return this->opt_.sync_batch_norm && this->world_size() > 1; }
     /// Data parallelism: every rank's gradients (each the mean over its batch / ranks images)
     /// become their mean over the ranks, the gradient of the global batch's mean loss; the batch
     /// norms' running statistics become their mean too, so every rank holds the same model after
     /// every step (and a checkpoint of rank 0 is every rank's). One fixed-order sum of one buffer.
+    /// Synchronised batch norms computed their running statistics from the global batch, the same
+    /// bits on every rank: those are left as they are (a mean of n equal values may round).
     void average_over_ranks() {
         std::size_t n = 0;
         for (auto* p : this->params_) n += p->grad.size();
-        const auto buffers = this->model_->buffers();
+        const auto buffers = sync_batch_norm() ? decltype(this->model_->buffers()){} : this->model_->buffers();
         for (auto* b : buffers) n += b->size();
         flat_.resize(n);
         float* at = flat_.data();

@@ -5,14 +5,22 @@
 //
 // Reductions run over a fixed number of pixel chunks (a function of the shape) whose float partial
 // sums are added in order in double, so the result does not depend on the thread count.
+//
+// Synchronised batch norm (geometry.across, data-parallel training): the per-channel sums are
+// summed over the ranks of a communicator (in rank order) before they are used, so every rank
+// normalises with the statistics of the global batch and its backward carries the terms that
+// flow through those statistics from every rank's samples, as one process with the whole batch.
+// dgamma and dbeta stay the rank's own sums (the trainer sums the ranks' gradients).
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <span>
 #include <vector>
 
 #include "tricks/backend/cpu/epilogue.hpp"
 #include "tricks/backend/cpu/workspace.hpp"
 #include "tricks/core/error.hpp"
+#include "tricks/distributed/communicator.hpp"
 
 namespace tricks::backend {
 
@@ -21,6 +29,8 @@ struct batch_norm_geometry {
     int channels = 0;
     float eps = 1e-5f;
     float momentum = 0.1f;  // running = (1 - momentum) * running + momentum * batch
+    /// Non-null: synchronised statistics over these ranks (every rank calls with its shard).
+    distributed::communicator* across = nullptr;
 };
 
 namespace detail {
@@ -81,12 +91,14 @@ void batch_norm_forward_train(const batch_norm_geometry& g, const float* x, cons
     require<shape_error>(g.pixels > 0 && g.channels > 0, "tricks::batch_norm: empty input (pixels=", g.pixels,
                          ", channels=", g.channels, ")");
     const int C = g.channels;
-    double* s = detail::doubles(ws, 2 * C);
+    double* s = detail::doubles(ws, 2 * C + 1);
     detail::channel_sums(g.pixels, C, ws, 0, s, [&](std::size_t p, float* acc) {
         const float* xp = x + p * C;
         for (int c = 0; c < C; ++c) acc[c] += xp[c];
     });
-    const double inv_n = 1.0 / static_cast<double>(g.pixels);
+    s[C] = static_cast<double>(g.pixels);  // the global batch's pixel count, summed with the sums
+    if (g.across != nullptr) g.across->sum(std::span<double>(s, static_cast<std::size_t>(C) + 1));
+    const double pixels = s[C], inv_n = 1.0 / pixels;
     for (int c = 0; c < C; ++c) save_mean[c] = static_cast<float>(s[c] * inv_n);
     detail::channel_sums(g.pixels, C, ws, 0, s, [&](std::size_t p, float* acc) {
         const float* xp = x + p * C;
@@ -95,10 +107,11 @@ void batch_norm_forward_train(const batch_norm_geometry& g, const float* x, cons
             acc[c] += d * d;
         }
     });
+    if (g.across != nullptr) g.across->sum(std::span<double>(s, static_cast<std::size_t>(C)));
     for (int c = 0; c < C; ++c) {
         const double var = s[c] * inv_n;
         save_inv_std[c] = static_cast<float>(1.0 / std::sqrt(var + g.eps));
-        const double unbiased = g.pixels > 1 ? s[c] / static_cast<double>(g.pixels - 1) : var;
+        const double unbiased = pixels > 1 ? s[c] / (pixels - 1) : var;
         running_mean[c] = static_cast<float>((1.0 - g.momentum) * running_mean[c] + g.momentum * save_mean[c]);
         running_var[c] = static_cast<float>((1.0 - g.momentum) * running_var[c] + g.momentum * unbiased);
     }
@@ -143,7 +156,7 @@ void bn_backward_passes(const batch_norm_geometry& g, const float* x, const floa
                         const float* save_mean, const float* save_inv_std, float* dx, float* dgamma, float* dbeta,
                         workspace& ws, const float* relu_y, bool frozen_stats) {
     const int C = CT > 0 ? CT : g.channels;
-    double* sdy = doubles(ws, 2 * C);
+    double* sdy = doubles(ws, 4 * C + 1);
     double* sdyx = sdy + C;
     // sum(dy) and sum(dy * (x - mean)) in one pass over dy and x (each sum in the same order as two
     // separate passes would add it: the same bits, half the memory traffic). Under Relu the
@@ -163,17 +176,27 @@ void bn_backward_passes(const batch_norm_geometry& g, const float* x, const floa
             a2[c] += d * (xp[c] - save_mean[c]);
         }
     });
-    const double m = static_cast<double>(g.pixels);
+    // The sums the statistics' terms of dx need: over the global batch under synchronised batch
+    // norm (a copy summed over the ranks, with the pixel count), this rank's otherwise.
+    double* all = sdy;
+    all[2 * C] = static_cast<double>(g.pixels);
+    if (g.across != nullptr && !frozen_stats) {
+        all = sdy + 2 * C + 1;
+        std::copy_n(sdy, 2 * C, all);
+        all[2 * C] = static_cast<double>(g.pixels);
+        g.across->sum(std::span<double>(all, 2 * static_cast<std::size_t>(C) + 1));
+    }
+    const double m = all[2 * C];
     // dx = k1 * dy + k2 * (x - mean) + k3 with per-channel constants.
     float* k1 = ws.get(64, static_cast<std::size_t>(3 * C));
     float* k2 = k1 + C;
     float* k3 = k2 + C;
     for (int c = 0; c < C; ++c) {
         const double is = save_inv_std[c];
-        const double dg = sdyx[c] * is;  // sum(dy * xhat)
-        const double db = sdy[c];
-        dgamma[c] = static_cast<float>(dg);
-        dbeta[c] = static_cast<float>(db);
+        dgamma[c] = static_cast<float>(sdyx[c] * is);  // sum(dy * xhat) over this rank's pixels
+        dbeta[c] = static_cast<float>(sdy[c]);
+        const double dg = all[C + c] * is;
+        const double db = all[c];
         k1[c] = static_cast<float>(gamma[c] * is);
         // With frozen statistics mean and inv_std are constants, not functions of x: dx = gamma * inv_std * dy.
         k2[c] = frozen_stats ? 0.f : static_cast<float>(-gamma[c] * is * is * dg / m);
