@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ctest mpi.*: data-parallel training over real MPI ranks (Open MPI's mpirun; more ranks than cores
-# with --oversubscribe). usage: mpi_checks.sh PART MPIEXEC MPI_CHECK TRAIN WORK_DIR
+# with --oversubscribe). usage: mpi_checks.sh PART MPIEXEC MPI_CHECK TRAIN WORK_DIR (TRAIN: - for checks)
 #   PART = checks: tests/tools/mpi_check.cpp's modes (fixed-order sums on 2 and 3 ranks, one step's
 #          gradient against the shard-by-shard one on 2 and 4 ranks, and against the one-pass
 #          gradient of the global batch with frozen and with synchronised batch norms, a fit that is the same bits for
