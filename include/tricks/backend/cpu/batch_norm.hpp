@@ -156,7 +156,9 @@ void bn_backward_passes(const batch_norm_geometry& g, const float* x, const floa
                         const float* save_mean, const float* save_inv_std, float* dx, float* dgamma, float* dbeta,
                         workspace& ws, const float* relu_y, bool frozen_stats) {
     const int C = CT > 0 ? CT : g.channels;
-    double* sdy = doubles(ws, 4 * C + 1);
+    // Layout: sdy[C], sdyx[C], this rank's pixel count, then (synchronised batch norm) a copy of
+    // those 2C + 1 values summed over the ranks: 4C + 2 doubles.
+    double* sdy = doubles(ws, 4 * C + 2);
     double* sdyx = sdy + C;
     // sum(dy) and sum(dy * (x - mean)) in one pass over dy and x (each sum in the same order as two
     // separate passes would add it: the same bits, half the memory traffic). Under Relu the
