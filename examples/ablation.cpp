@@ -21,11 +21,7 @@
 #include <string_view>
 #include <vector>
 
-#include <tricks/ablation/grid.hpp>
-#include <tricks/ablation/plot.hpp>
-#include <tricks/ablation/report.hpp>
-#include <tricks/ablation/runner.hpp>
-#include <tricks/tricks.hpp>
+#include <tricks/ablation.hpp>
 
 #include "cli.hpp"
 

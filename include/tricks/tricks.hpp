@@ -1,9 +1,8 @@
 #pragma once
 // tricks — the Bag of Tricks for Image Classification (He et al., 2019) as C++20 policy types.
-#include "tricks/ablation/grid.hpp"
-#include "tricks/ablation/plot.hpp"
-#include "tricks/ablation/report.hpp"
-#include "tricks/ablation/runner.hpp"
+// This is the training library: models, recipes, data, the trainer, checkpoints and weights.
+// Ablation matrices and their reports: tricks/ablation.hpp. MPI data parallelism:
+// tricks/distributed/mpi.hpp. ONNX export: tricks/io/onnx.hpp. The CUDA backend: tricks/cuda.cuh.
 #include "tricks/backend/cpu.hpp"
 #include "tricks/core/dtype.hpp"
 #include "tricks/core/error.hpp"

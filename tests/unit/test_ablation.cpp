@@ -143,32 +143,45 @@ TEST_CASE("ablation: a result's mean, sample std and mean curve over seeds") {
     CHECK(ab::result{}.top1_mean() == 0.0);
 }
 
-TEST_CASE("ablation: change labels say what a row adds and removes") {
-    ab::result a, c, d_cos, d_kd, d_mix;
-    a.name = "cifar_resnet20+zero_gamma | sgd + warmup + step";
-    c.name = "cifar_resnet20+deep_stem+zero_gamma | sgd + warmup + step";
-    d_cos.name = "cifar_resnet20+deep_stem+zero_gamma | sgd + warmup + cosine";
-    d_kd.name = "cifar_resnet20+deep_stem+zero_gamma | sgd + warmup + cosine + distill | teacher big";
-    d_mix.name = "cifar_resnet20+deep_stem+zero_gamma | sgd + warmup + cosine + mixup";
+TEST_CASE("ablation: change labels say what a row adds and removes, from the types") {
+    using zg = m::cifar_resnet<20, tricks::init::zero_gamma>;
+    using zg_c = m::cifar_resnet<20, tw::deep_stem, tricks::init::zero_gamma>;
+    using step = lr::step<tricks::epochs<3>>;
+    using big = m::cifar_resnet<20, tricks::width<32>>;
+    using bigger = m::cifar_resnet<20, tricks::width<64>>;
+    const auto a = ab::describe<zg, recipe<lr::warmup<>, step>>();
+    const auto c = ab::describe<zg_c, recipe<lr::warmup<>, step>>();
+    const auto d_cos = ab::describe<zg_c, recipe<lr::warmup<>, lr::cosine>>();
+    const auto d_kd = ab::describe<zg_c, recipe<lr::warmup<>, lr::cosine, loss::distill<big>>>();
+    const auto d_mix = ab::describe<zg_c, recipe<lr::cosine, tricks::mix::mixup, lr::warmup<>>>();
+    CHECK(a.parts == std::vector<std::string>{"cifar_resnet20", "zero_gamma", "sgd", "warmup", "step"});
     CHECK(ab::change_label(nullptr, a) == "baseline");
     CHECK(ab::change_label(&a, c) == "+deep_stem");
     CHECK(ab::change_label(&c, d_cos) == "+cosine -step");
     CHECK(ab::change_label(&d_cos, d_kd) == "+distill");
-    CHECK(ab::change_label(&d_kd, d_mix) == "+mixup -distill");
-    ab::result other_teacher = d_kd;
-    other_teacher.name = "cifar_resnet20+deep_stem+zero_gamma | sgd + warmup + cosine + distill | teacher bigger";
-    CHECK(ab::change_label(&d_kd, other_teacher) == "(teacher bigger)");
+    CHECK(ab::change_label(&d_kd, d_mix) == "+mixup -distill");  // the recipe's order does not matter
+    const auto other_teacher = ab::describe<zg_c, recipe<lr::warmup<>, lr::cosine, loss::distill<bigger>>>();
+    CHECK(ab::change_label(&d_kd, other_teacher) == "(teacher cifar_resnet20w64)");
     CHECK(ab::change_label(&a, a) == "(same)");
+    // A word in a model name is no separator: the labels come from the parts, not the names' text.
+    const auto d50 = ab::describe<m::resnet50d, recipe<>>(), a50 = ab::describe<m::resnet50, recipe<>>();
+    CHECK(d50.parts == std::vector<std::string>{"resnet50-D", "sgd"});
+    CHECK(ab::change_label(&a50, d50) == "+resnet50-D -resnet50");
+    const auto odd = ab::describe<m::resnet<18, tw::avg_down, tricks::init::zero_gamma>, recipe<>>();
+    CHECK(odd.parts == std::vector<std::string>{"resnet18", "avg_down", "zero_gamma", "sgd"});
+    CHECK(odd.model == "resnet18+avg_down+zero_gamma");
 }
 
 TEST_CASE("ablation: the report writes a Markdown table, CSV, JSON and gnuplot data and scripts") {
     ab::study s{"tweaks", "Model tweaks", "A note.", {}};
     s.rows.resize(2);
     s.rows[0].name = "net | sgd + step";
+    s.rows[0].parts = {"net", "sgd", "step"};
     s.rows[0].parameters = 273874;
     s.rows[0].macs = 32'320'256;
     s.rows[0].runs = {fake_run(1, {0.80, 0.90}), fake_run(2, {0.82, 0.92})};
     s.rows[1].name = "net+deep_stem | sgd + step";
+    s.rows[1].parts = {"net", "deep_stem", "sgd", "step"};
     s.rows[1].runs = {fake_run(1, {0.81, 0.93}), fake_run(2, {0.83, 0.95})};
     CHECK(ab::delta_vs_first(s, 0) == 0.0);
     CHECK(ab::delta_vs_first(s, 1) == doctest::Approx(0.03));

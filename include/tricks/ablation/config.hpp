@@ -4,6 +4,7 @@
 // rows<...>, grid<...>, size_v and for_each do) checks that the pair makes sense and says what is
 // wrong in a sentence.
 #include <string>
+#include <vector>
 #include <type_traits>
 
 namespace tricks::ablation {
@@ -23,6 +24,7 @@ concept model_type = requires {
 template <class R>
 concept recipe_type = requires {
     { R::describe() } -> std::convertible_to<std::string>;
+    { R::parts() } -> std::convertible_to<std::vector<std::string>>;
     { R::distills } -> std::convertible_to<bool>;
     typename R::teacher;
 };

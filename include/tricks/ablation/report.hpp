@@ -10,7 +10,6 @@
 #include <set>
 #include <sstream>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "tricks/ablation/result.hpp"
@@ -32,33 +31,6 @@ struct run_meta {
 };
 
 namespace detail {
-
-inline std::vector<std::string_view> split(std::string_view s, std::string_view sep) {
-    std::vector<std::string_view> parts;
-    for (std::size_t at = 0;;) {
-        const std::size_t next = s.find(sep, at);
-        parts.push_back(s.substr(at, next == std::string_view::npos ? std::string_view::npos : next - at));
-        if (next == std::string_view::npos) return parts;
-        at = next + sep.size();
-    }
-}
-
-/// "cifar_resnet20+deep_stem+zero_gamma | sgd + warmup + cosine | teacher x" -> the tokens of its
-/// model and recipe: {"cifar_resnet20", "deep_stem", "zero_gamma", "sgd", "warmup", "cosine"}.
-inline std::vector<std::string> name_tokens(std::string_view name) {
-    std::vector<std::string> out;
-    const auto sections = split(name, " | ");
-    for (auto t : split(sections[0], "+")) out.emplace_back(t);
-    if (sections.size() > 1)
-        for (auto t : split(sections[1], " + ")) out.emplace_back(t);
-    return out;
-}
-
-/// The teacher section of a name ("teacher x"), or empty.
-inline std::string_view teacher_section(std::string_view name) {
-    const auto sections = split(name, " | ");
-    return sections.size() > 2 ? sections[2] : std::string_view{};
-}
 
 /// A cell of a Markdown table: '|' would end the cell, even inside a code span.
 inline std::string md_cell(const std::string& s) {
@@ -122,20 +94,19 @@ inline std::ofstream open(const std::filesystem::path& p) {
 
 }  // namespace detail
 
-/// What row `r` changes relative to the row before it, from the tokens of the names' model and
-/// recipe parts: "+deep_stem", "+cosine -step", "+mixup -distill"; the first row is "baseline".
-/// A distillation teacher is named only when it differs from the previous row's teacher.
+/// What row `r` changes relative to the row before it, from the parts of their model and recipe
+/// types (result::parts): "+deep_stem", "+cosine -step", "+mixup -distill"; the first row is
+/// "baseline". A distillation teacher is named only when it differs from the previous row's teacher.
 inline std::string change_label(const result* previous, const result& r) {
     if (previous == nullptr) return "baseline";
-    const auto before = detail::name_tokens(previous->name), now = detail::name_tokens(r.name);
-    const std::set<std::string> b(before.begin(), before.end()), n(now.begin(), now.end());
+    const std::set<std::string> b(previous->parts.begin(), previous->parts.end()), n(r.parts.begin(), r.parts.end());
     std::string s;
-    for (const auto& t : now)
+    for (const auto& t : r.parts)
         if (!b.count(t)) s += (s.empty() ? "+" : " +") + t;
-    for (const auto& t : before)
+    for (const auto& t : previous->parts)
         if (!n.count(t)) s += (s.empty() ? "-" : " -") + t;
-    const auto tb = detail::teacher_section(previous->name), tn = detail::teacher_section(r.name);
-    if (!tb.empty() && !tn.empty() && tb != tn) s += (s.empty() ? "(" : " (") + std::string(tn) + ")";
+    if (!previous->teacher.empty() && !r.teacher.empty() && previous->teacher != r.teacher)
+        s += (s.empty() ? "(teacher " : " (teacher ") + r.teacher + ")";
     return s.empty() ? "(same)" : s;
 }
 

@@ -26,6 +26,7 @@ struct result {
     std::string model;    // Model::name()
     std::string recipe;   // Recipe::describe()
     std::string teacher;  // the distillation teacher's Model::name(), or empty
+    std::vector<std::string> parts;  // Model::parts() then Recipe::parts(): what change labels compare
     std::int64_t parameters = 0;
     std::int64_t macs = 0;  // forward multiply-accumulates per image at the study's input size
     std::vector<seed_run> runs;

@@ -4,6 +4,7 @@
 // Stem: one 3x3 stride-1 conv to W (deep_stem: three 3x3 stride-1 convs to W/2, W/2, W), no
 // max-pool. Stages 2 and 3 downsample by 2 with a projection shortcut (avg_down: ResNet-D's).
 #include <string>
+#include <vector>
 
 #include "tricks/models/blocks.hpp"
 #include "tricks/models/network.hpp"
@@ -47,15 +48,18 @@ struct cifar_resnet : network<typename detail::cifar_body<Depth, detail::parsed<
                               detail::parsed<Options...>::zero_gamma> {
     using options = detail::parsed<Options...>;
     static constexpr int base_width = options::template width<16>;
-    static std::string name() {
-        std::string s = "cifar_resnet" + std::to_string(Depth);
-        if (base_width != 16) s += "w" + std::to_string(base_width);
+    /// The name's words, from the options: {"cifar_resnet20w32", "deep_stem", "zero_gamma"}.
+    static std::vector<std::string> parts() {
+        std::vector<std::string> p{"cifar_resnet" + std::to_string(Depth)};
+        if (base_width != 16) p.front() += "w" + std::to_string(base_width);
         // stride_on_3x3 changes nothing in a basic block (its first conv already is the 3x3)
-        if (options::c) s += "+deep_stem";
-        if (options::d) s += "+avg_down";
-        if (options::zero_gamma) s += "+zero_gamma";
-        return s;
+        if (options::c) p.emplace_back("deep_stem");
+        if (options::d) p.emplace_back("avg_down");
+        if (options::zero_gamma) p.emplace_back("zero_gamma");
+        return p;
     }
+    /// "cifar_resnet20+deep_stem+zero_gamma": the parts joined by '+'.
+    static std::string name() { return detail::join_parts(parts()); }
 };
 
 }  // namespace tricks::models

@@ -5,6 +5,8 @@
 //   using net = resnet<50, tweak::stride_on_3x3, tweak::deep_stem, tweak::avg_down>;  // ResNet-50-D
 //   static_assert(parameter_count_v<net> == 25'576'264);  // = timm's resnet50d
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "tricks/models/blocks.hpp"
 #include "tricks/models/network.hpp"
@@ -56,18 +58,25 @@ struct resnet_body<Depth, P, false> {
                                 basic_stage<256, 512, 2, L::n4, P::d>, nn::global_avg_pool<512>, nn::linear<512, P::classes>>;
 };
 
-/// "A", "B", "C", "D" when the tweaks are the paper's cumulative ones, else the list of tweaks.
+/// The paper's letter after the depth ("-B", "-C", "-D") when the tweaks are its cumulative ones
+/// (Table 5: C includes B, D includes B and C); "" for ResNet-A and for any other combination.
 template <class P>
-std::string tweak_suffix() {
+std::string tweak_letter() {
     if (P::b && P::c && P::d) return "-D";
     if (P::b && P::c && !P::d) return "-C";
     if (P::b && !P::c && !P::d) return "-B";
-    if (!P::b && !P::c && !P::d) return "";
-    std::string s;
-    if (P::b) s += "+stride_on_3x3";
-    if (P::c) s += "+deep_stem";
-    if (P::d) s += "+avg_down";
-    return s;
+    return "";
+}
+
+/// The tweaks no letter names, one word each (a combination outside the paper's A-D).
+template <class P>
+std::vector<std::string> tweak_words() {
+    std::vector<std::string> w;
+    if (!tweak_letter<P>().empty()) return w;
+    if (P::b) w.emplace_back("stride_on_3x3");
+    if (P::c) w.emplace_back("deep_stem");
+    if (P::d) w.emplace_back("avg_down");
+    return w;
 }
 
 }  // namespace detail
@@ -79,9 +88,15 @@ struct resnet : network<typename detail::resnet_body<Depth, detail::parsed<Optio
     static_assert(!detail::parsed<Options...>::has_width,
                   "tricks::models::resnet: width<W> applies to cifar_resnet only (ImageNet ResNets are 64 wide)");
     using options = detail::parsed<Options...>;
-    static std::string name() {
-        return "resnet" + std::to_string(Depth) + detail::tweak_suffix<options>() + (options::zero_gamma ? "+zero_gamma" : "");
+    /// The name's words, from the options: {"resnet50-D", "zero_gamma"}, {"resnet18", "avg_down"}.
+    static std::vector<std::string> parts() {
+        std::vector<std::string> p{"resnet" + std::to_string(Depth) + detail::tweak_letter<options>()};
+        for (auto& w : detail::tweak_words<options>()) p.push_back(std::move(w));
+        if (options::zero_gamma) p.emplace_back("zero_gamma");
+        return p;
     }
+    /// "resnet50-D+zero_gamma": the parts joined by '+'.
+    static std::string name() { return detail::join_parts(parts()); }
 };
 
 using resnet18 = resnet<18>;
