@@ -24,12 +24,14 @@
 #include <exception>
 #include <memory>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "tricks/backend/cpu/workspace.hpp"
 #include "tricks/core/error.hpp"
 #include "tricks/core/tensor.hpp"
 #include "tricks/nn/parameter.hpp"
+#include "tricks/nn/visit.hpp"
 
 namespace tricks::models {
 
@@ -40,14 +42,13 @@ inline std::uint64_t next_weights_version() noexcept {
     return ++loads;
 }
 
-/// Calls f on every layer of l, l included, depth first in declaration order (sequential's layers,
-/// repeat's items, residual's branch then shortcut).
+/// Calls f on every layer of l, l included, depth first in forward order (nn::Composite's
+/// for_each_child; a model is its body).
 template <class L, class F>
 void visit_layers(L& l, F& f) {
     f(l);
-    if constexpr (requires { l.layers; }) std::apply([&](auto&... c) { (visit_layers(c, f), ...); }, l.layers);
-    else if constexpr (requires { l.items; }) for (auto& c : l.items) visit_layers(c, f);
-    else if constexpr (requires { l.branch; l.shortcut; }) visit_layers(l.branch, f), visit_layers(l.shortcut, f);
+    if constexpr (nn::model_type<L>) visit_layers(static_cast<typename L::body_type&>(l), f);
+    else if constexpr (nn::Composite<L>) l.for_each_child([&](auto& c) { visit_layers(c, f); });
 }
 
 /// Every batch norm's run-time settings (eps, momentum): not parameters or buffers, so not in the
@@ -55,7 +56,7 @@ void visit_layers(L& l, F& f) {
 template <class Model>
 void bn_settings(Model& m, std::vector<float>& out) {
     auto f = [&](auto& l) {
-        if constexpr (requires { l.eps; l.momentum; l.running_var; }) out.push_back(l.eps), out.push_back(l.momentum);
+        if constexpr (nn::is_batch_norm_v<std::remove_cvref_t<decltype(l)>>) out.push_back(l.eps), out.push_back(l.momentum);
     };
     visit_layers(m, f);
 }
@@ -63,7 +64,7 @@ template <class Model>
 void set_bn_settings(Model& m, const std::vector<float>& in) {
     std::size_t i = 0;
     auto f = [&](auto& l) {
-        if constexpr (requires { l.eps; l.momentum; l.running_var; }) l.eps = in[i], l.momentum = in[i + 1], i += 2;
+        if constexpr (nn::is_batch_norm_v<std::remove_cvref_t<decltype(l)>>) l.eps = in[i], l.momentum = in[i + 1], i += 2;
     };
     visit_layers(m, f);
 }

@@ -34,6 +34,17 @@ concept Layer = requires(L& l, const tensor<float>& t, const context& ctx, rng& 
     l.init(r, init_options{});
 };
 
+/// A layer made of layers (sequential, repeat, residual): it says so (`static constexpr bool
+/// is_composite = true`) and for_each_child(f) calls f on each layer inside, in forward order. Every
+/// walk over a model's structure goes through it (parameters and buffers, hence checkpoints and the
+/// optimizer; nn::visit_leaves, hence weight import/export and ONNX; the inference pool), so a new
+/// composite is one member function away from all of them. (A marker rather than a requires-clause
+/// on for_each_child: nvcc's front end rejects a lambda inside a requires-expression.)
+template <class L>
+concept Composite = requires {
+    { L::is_composite } -> std::convertible_to<bool>;
+} && L::is_composite;
+
 /// Checks an input tensor against a layer's compile-time channel count.
 inline void check_channels(const char* who, shape4 x, int expected) {
     require<shape_error>(x.c == expected, who, ": expected ", expected, " input channels, got ", x.c, " (input ", x, ")");

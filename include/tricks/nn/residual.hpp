@@ -66,15 +66,20 @@ struct residual {
         (void)need_dx;
         return dx_;
     }
+    static constexpr bool is_composite = true;  // nn::Composite
+    /// Calls f(branch) then f(shortcut) (see sequential::for_each_child).
+    template <class F>
+    void for_each_child(F&& f) {
+        f(branch);
+        f(shortcut);
+    }
     template <class F>
     void for_each_parameter(F&& f) {
-        branch.for_each_parameter(f);
-        shortcut.for_each_parameter(f);
+        for_each_child([&](auto& l) { l.for_each_parameter(f); });
     }
     template <class F>
     void for_each_buffer(F&& f) {
-        branch.for_each_buffer(f);
-        shortcut.for_each_buffer(f);
+        for_each_child([&](auto& l) { l.for_each_buffer(f); });
     }
 
 private:

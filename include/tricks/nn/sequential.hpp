@@ -131,13 +131,20 @@ struct sequential {
         return std::get<size - 2>(layers).forward_affine(h, ctx, epi, true, out);
     }
 
+    static constexpr bool is_composite = true;  // nn::Composite
+    /// Calls f(layer) for each layer inside, left to right: the one walk over the children that
+    /// parameters, buffers, nn::visit_leaves and the inference pool go through.
+    template <class F>
+    void for_each_child(F&& f) {
+        std::apply([&](auto&... l) { (f(l), ...); }, layers);
+    }
     template <class F>
     void for_each_parameter(F&& f) {
-        std::apply([&](auto&... l) { (l.for_each_parameter(f), ...); }, layers);
+        for_each_child([&](auto& l) { l.for_each_parameter(f); });
     }
     template <class F>
     void for_each_buffer(F&& f) {
-        std::apply([&](auto&... l) { (l.for_each_buffer(f), ...); }, layers);
+        for_each_child([&](auto& l) { l.for_each_buffer(f); });
     }
     template <std::size_t I>
     auto& get() noexcept {
@@ -254,13 +261,19 @@ struct repeat {
         for (int i = N - 1; i >= 0; --i) cur = &items[i].backward(*cur, ctx, i == 0 ? need_dx : true);
         return *cur;
     }
+    static constexpr bool is_composite = true;  // nn::Composite
+    /// Calls f(copy) for each of the N copies in turn (see sequential::for_each_child).
+    template <class F>
+    void for_each_child(F&& f) {
+        for (auto& l : items) f(l);
+    }
     template <class F>
     void for_each_parameter(F&& f) {
-        for (auto& l : items) l.for_each_parameter(f);
+        for_each_child([&](auto& l) { l.for_each_parameter(f); });
     }
     template <class F>
     void for_each_buffer(F&& f) {
-        for (auto& l : items) l.for_each_buffer(f);
+        for_each_child([&](auto& l) { l.for_each_buffer(f); });
     }
 };
 

@@ -1,8 +1,8 @@
 #pragma once
 // Walking a model's structure: what kind of layer a type is, and visit_leaves(), which calls a
 // function on every leaf layer (conv, batch_norm, relu, pools, linear, identity) in forward order:
-// a sequential's layers left to right, a repeat's copies in turn, a residual's branch then its
-// shortcut, a model as its body. Weight import/export (io/torch_weights.hpp) and the ONNX exporter
+// a model as its body, a composite's children as its for_each_child lists them (a sequential's
+// layers left to right, a repeat's copies in turn, a residual's branch then its shortcut). Weight import/export (io/torch_weights.hpp) and the ONNX exporter
 // (io/onnx.hpp) walk models with it; the order is that of for_each_parameter/for_each_buffer.
 #include <type_traits>
 
@@ -86,13 +86,8 @@ template <class L, class F>
 void visit_leaves(L& l, F&& f) {
     if constexpr (model_type<L>) {
         visit_leaves(static_cast<typename L::body_type&>(l), f);
-    } else if constexpr (is_sequential_v<L>) {
-        std::apply([&](auto&... child) { (visit_leaves(child, f), ...); }, l.layers);
-    } else if constexpr (is_repeat_v<L>) {
-        for (auto& child : l.items) visit_leaves(child, f);
-    } else if constexpr (is_residual_v<L>) {
-        visit_leaves(l.branch, f);
-        visit_leaves(l.shortcut, f);
+    } else if constexpr (Composite<L>) {
+        l.for_each_child([&](auto& child) { visit_leaves(child, f); });
     } else {
         static_assert(is_leaf_v<L>, "tricks::nn::visit_leaves: a layer type this visitor does not know; add it to nn/visit.hpp");
         f(l);

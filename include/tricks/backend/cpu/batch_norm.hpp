@@ -44,7 +44,7 @@ void channel_sums(std::size_t pixels, int width, workspace& ws, std::size_t slot
     const int C = width;
     const std::ptrdiff_t chunks = bn_chunks(pixels);
     ws.reserve(slot0 + static_cast<std::size_t>(chunks), static_cast<std::size_t>(C));
-#pragma omp parallel for schedule(static) if (pixels * static_cast<std::size_t>(C) >= parallel_grain)
+#pragma omp parallel for schedule(static) if (work_size(pixels, C) >= parallel_grain)
     for (std::ptrdiff_t ch = 0; ch < chunks; ++ch) {
         float* acc = ws.get(slot0 + static_cast<std::size_t>(ch), 0);
         std::fill_n(acc, C, 0.f);
@@ -73,7 +73,7 @@ void bn_apply(std::size_t pixels, int C, const float* x, const float* a, const f
     constexpr std::ptrdiff_t block = 256;  // pixels per call
     const std::ptrdiff_t P = static_cast<std::ptrdiff_t>(pixels), blocks = (P + block - 1) / block;
     const conv_epilogue e{a, b, Relu};
-#pragma omp parallel for schedule(static) if (pixels * static_cast<std::size_t>(C) >= parallel_grain)
+#pragma omp parallel for schedule(static) if (work_size(pixels, C) >= parallel_grain)
     for (std::ptrdiff_t i = 0; i < blocks; ++i) {
         const std::ptrdiff_t p0 = i * block, n = std::min(block, P - p0);
         apply_epilogue(x + p0 * C, y + p0 * C, static_cast<std::size_t>(n), C, e);
@@ -205,7 +205,7 @@ void bn_backward_passes(const batch_norm_geometry& g, const float* x, const floa
         k3[c] = frozen_stats ? 0.f : static_cast<float>(-gamma[c] * is * db / m);
     }
     const std::ptrdiff_t P = static_cast<std::ptrdiff_t>(g.pixels);
-#pragma omp parallel for schedule(static) if (g.pixels * static_cast<std::size_t>(C) >= parallel_grain)
+#pragma omp parallel for schedule(static) if (work_size(g.pixels, C) >= parallel_grain)
     for (std::ptrdiff_t p = 0; p < P; ++p) {
         const float* xp = x + p * C;
         const float* dp = dy + p * C;

@@ -28,7 +28,7 @@ inline void linear_forward(int n, int in, int out, const float* x, const float* 
     require<shape_error>(n > 0 && in > 0 && out > 0, "tricks::linear: bad shape n=", n, " in=", in, " out=", out);
     constexpr int R = 48;  // rows per task
     const int blocks = (n + R - 1) / R;
-#pragma omp parallel for schedule(static) if (static_cast<std::size_t>(n) * in * out >= 8 * parallel_grain)
+#pragma omp parallel for schedule(static) if (work_size(n, in, out) >= 8 * parallel_grain)
     for (int blk = 0; blk < blocks; ++blk) {
         const int r0 = blk * R, rows = std::min(R, n - r0);
         float* yb = y + static_cast<std::size_t>(r0) * out;

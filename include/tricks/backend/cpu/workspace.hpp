@@ -53,4 +53,11 @@ inline workspace& thread_scratch() {
 /// Only who runs a tile changes, never the tiles, so results are the same either way.
 inline constexpr std::size_t parallel_grain = std::size_t{1} << 15;
 
+/// The product of counts as a size (pixels x channels, rows x in x out), for the thresholds above:
+/// one call in an OpenMP `if` clause instead of casts (which clang-format spaces apart there).
+template <class... Counts>
+constexpr std::size_t work_size(Counts... n) noexcept {
+    return (std::size_t{1} * ... * static_cast<std::size_t>(n));
+}
+
 }  // namespace tricks::backend

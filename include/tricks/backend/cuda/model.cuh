@@ -540,6 +540,7 @@ public:
     /// Binds to `host` (which must outlive this object) and uploads its state.
     device_model(Model& host, context& ctx, decay_rule decays = decay_all)
         : body_(static_cast<body_type&>(host)), ctx_(&ctx), decays_(decays) {
+        check_host_order(host);
         upload(nullptr);
     }
     device_model(const device_model&) = delete;
@@ -554,6 +555,23 @@ public:
 
     /// Chooses every convolution algorithm for input `in` now (cudnnFind runs outside the timed steps).
     void prepare(shape4 in) { (void)body_.prepare(in, *ctx_); }
+
+    /// The twins must visit parameters and statistics in the host model's order (for_each_parameter,
+    /// for_each_buffer): the optimizer's momentum, Model::parameters() and checkpoints are indexed by
+    /// it. Each device parameter points at its host parameter, so the check is exact.
+    void check_host_order(Model& host) {
+        std::vector<const void*> h, d;
+        host.for_each_parameter([&](nn::parameter& p) { h.push_back(&p); });
+        body_.for_each_param([&](auto& p) { d.push_back(p.host); });
+        require<error>(h == d, "tricks::gpu::device_model: ", Model::name(), ": the device twins visit ", d.size(),
+                       " parameters in another order than the host model's ", h.size(), " (backend/cuda/model.cuh)");
+        h.clear();
+        d.clear();
+        host.for_each_buffer([&](tensor<float>& b) { h.push_back(&b); });
+        body_.for_each_statistic([&](device_statistic& st) { d.push_back(st.host); });
+        require<error>(h == d, "tricks::gpu::device_model: ", Model::name(), ": the device twins visit ", d.size(),
+                       " statistics in another order than the host model's ", h.size(), " buffers (backend/cuda/model.cuh)");
+    }
 
     /// Host parameters, BN statistics and (when given, one per parameter in host order) momentum -> device.
     void upload(const std::vector<tensor<float>>* velocity) {
