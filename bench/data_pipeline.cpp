@@ -113,26 +113,38 @@ int main(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         const std::string_view a = argv[i];
         const bool has_value = i + 1 < argc;
-        if (a == "--eval") train = false;
-        else if (a == "--train") train = true;
-        else if (has_value && a == "--workers") workers = std::atoi(argv[++i]);
-        else if (has_value && a == "--epochs") epochs = std::atoi(argv[++i]);
-        else if (has_value && a == "--size") size = std::atoi(argv[++i]);
-        else if (has_value && a == "--batch") batch = std::atoi(argv[++i]);
-        else if (has_value && a == "--warmup") warmup = std::atoi(argv[++i]);
-        else if (has_value && a == "--phases") phase_images = std::atoi(argv[++i]);
-        else if (has_value && a == "--threads") ++i;  // OpenMP threads: no model here, accepted and ignored
-        else if (dir.empty() && !a.starts_with("--")) dir = a;
+        if (a == "--eval")
+            train = false;
+        else if (a == "--train")
+            train = true;
+        else if (has_value && a == "--workers")
+            workers = std::atoi(argv[++i]);
+        else if (has_value && a == "--epochs")
+            epochs = std::atoi(argv[++i]);
+        else if (has_value && a == "--size")
+            size = std::atoi(argv[++i]);
+        else if (has_value && a == "--batch")
+            batch = std::atoi(argv[++i]);
+        else if (has_value && a == "--warmup")
+            warmup = std::atoi(argv[++i]);
+        else if (has_value && a == "--phases")
+            phase_images = std::atoi(argv[++i]);
+        else if (has_value && a == "--threads")
+            ++i;  // OpenMP threads: no model here, accepted and ignored
+        else if (dir.empty() && !a.starts_with("--"))
+            dir = a;
         else {
-            std::fprintf(stderr, "usage: bench_data_pipeline DIR [--workers N] [--epochs E] [--size 224] [--batch 64] "
-                                 "[--warmup B] [--eval] [--phases N]\n  DIR holds train/<class>/*.jpg "
-                                 "(bench/make_photo_folder.py makes one)\n");
+            std::fprintf(stderr,
+                         "usage: bench_data_pipeline DIR [--workers N] [--epochs E] [--size 224] [--batch 64] "
+                         "[--warmup B] [--eval] [--phases N]\n  DIR holds train/<class>/*.jpg "
+                         "(bench/make_photo_folder.py makes one)\n");
             return 2;
         }
     }
     if (dir.empty() || workers < 1 || epochs < 1 || size < 1 || batch < 1 || warmup < 0 || phase_images < 0) {
-        std::fprintf(stderr, "bench_data_pipeline: need DIR, --workers, --epochs, --size, --batch >= 1, --warmup and "
-                             "--phases >= 0\n");
+        std::fprintf(stderr,
+                     "bench_data_pipeline: need DIR, --workers, --epochs, --size, --batch >= 1, --warmup and "
+                     "--phases >= 0\n");
         return 2;
     }
     try {
@@ -146,8 +158,7 @@ int main(int argc, char** argv) {
         t::tensor<float> images;
         std::vector<int> labels;
         loader.start_epoch(0);
-        for (int b = 0; b < warmup && loader.next(images, labels); ++b) {
-        }
+        for (int b = 0; b < warmup && loader.next(images, labels); ++b) {}
         std::size_t count = 0;
         const auto t0 = clock_type::now();
         for (int e = 1; e <= epochs; ++e) {

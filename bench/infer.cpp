@@ -28,7 +28,8 @@ namespace {
 using main_net = t::models::cifar_resnet<20, t::width<16>, t::in_channels<1>, t::classes<10>, t::tweak::deep_stem,
                                          t::tweak::avg_down, t::init::zero_gamma>;
 /// examples/train's resnet50d (zero-gamma: the same network at inference).
-using resnet50d = t::models::resnet<50, t::tweak::stride_on_3x3, t::tweak::deep_stem, t::tweak::avg_down, t::init::zero_gamma>;
+using resnet50d =
+    t::models::resnet<50, t::tweak::stride_on_3x3, t::tweak::deep_stem, t::tweak::avg_down, t::init::zero_gamma>;
 
 template <class Model>
 int run(int batch, int side, int iters) {
@@ -51,8 +52,8 @@ int run(int batch, int side, int iters) {
     std::sort(s.begin(), s.end());
     const double med = s[s.size() / 2];
     std::printf("model %s, %dx%dx%d, batch %d, %d threads, %d-image sub-batches, %.1f ms per batch (median of %d)\n",
-                Model::name().c_str(), side, side, Model::input_channels, batch, omp_get_max_threads(), pool.chunk(), med * 1e3,
-                iters);
+                Model::name().c_str(), side, side, Model::input_channels, batch, omp_get_max_threads(), pool.chunk(),
+                med * 1e3, iters);
     std::printf("infer_images_per_s %.1f\n", batch / med);
     std::printf("gmacs_per_image %.3f\n", static_cast<double>(t::macs<Model>(side, side)) / 1e9);
     return 0;
@@ -66,13 +67,20 @@ int main(int argc, char** argv) {
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string_view a = argv[i];
         const int v = std::atoi(argv[i + 1]);
-        if (a == "--model") model = argv[i + 1];
-        else if (a == "--batch") batch = v;
-        else if (a == "--size") side = v;
-        else if (a == "--iters") iters = v;
-        else if (a == "--threads") omp_set_num_threads(v);
+        if (a == "--model")
+            model = argv[i + 1];
+        else if (a == "--batch")
+            batch = v;
+        else if (a == "--size")
+            side = v;
+        else if (a == "--iters")
+            iters = v;
+        else if (a == "--threads")
+            omp_set_num_threads(v);
         else {
-            std::fprintf(stderr, "usage: bench_infer [--model main|resnet50d] [--batch N] [--size N] [--threads N] [--iters N]\n");
+            std::fprintf(
+                stderr,
+                "usage: bench_infer [--model main|resnet50d] [--batch N] [--size N] [--threads N] [--iters N]\n");
             return 2;
         }
     }

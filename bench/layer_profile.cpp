@@ -57,7 +57,7 @@ t::tensor<float> aligned(const std::vector<float>& v) {
 struct row {
     std::string kind, shape;
     int count;
-    double ms;  // one call
+    double ms;     // one call
     double flops;  // one call (convolutions, classifier)
 };
 
@@ -69,9 +69,9 @@ struct conv_shape {
 template <int W>
 std::vector<conv_shape> conv_shapes() {
     // cifar_resnet<20> (n = 3 blocks per stage) with deep stem and avg-down shortcuts, 28x28 input.
-    return {{28, 1, W / 2, 3, 1, 1, true},  {28, W / 2, W / 2, 3, 1, 1, false}, {28, W / 2, W, 3, 1, 1, false},
-            {28, W, W, 3, 1, 6, false},      {28, W, 2 * W, 3, 2, 1, false},     {14, 2 * W, 2 * W, 3, 1, 5, false},
-            {14, W, 2 * W, 1, 1, 1, false},  {14, 2 * W, 4 * W, 3, 2, 1, false}, {7, 4 * W, 4 * W, 3, 1, 5, false},
+    return {{28, 1, W / 2, 3, 1, 1, true},    {28, W / 2, W / 2, 3, 1, 1, false}, {28, W / 2, W, 3, 1, 1, false},
+            {28, W, W, 3, 1, 6, false},       {28, W, 2 * W, 3, 2, 1, false},     {14, 2 * W, 2 * W, 3, 1, 5, false},
+            {14, W, 2 * W, 1, 1, 1, false},   {14, 2 * W, 4 * W, 3, 2, 1, false}, {7, 4 * W, 4 * W, 3, 1, 5, false},
             {7, 2 * W, 4 * W, 1, 1, 1, false}};
 }
 
@@ -88,12 +88,15 @@ int run(int batch) {
         const double fl = 2.0 * static_cast<double>(g.out().pixels()) * g.k() * c.cout;
         const std::string s = std::to_string(c.hw) + "x" + std::to_string(c.hw) + " " + std::to_string(c.cin) + "->" +
                               std::to_string(c.cout) + " k" + std::to_string(c.k) + "/" + std::to_string(c.stride);
-        rows.push_back({"conv fwd", s, c.count, median_ms([&] { tb::conv2d_forward(g, x.data(), w.data(), y.data(), ws, {}, algo); }), fl});
+        rows.push_back({"conv fwd", s, c.count,
+                        median_ms([&] { tb::conv2d_forward(g, x.data(), w.data(), y.data(), ws, {}, algo); }), fl});
         if (!c.first)
             rows.push_back({"conv bwd-data", s, c.count,
-                            median_ms([&] { tb::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws, algo); }), fl});
+                            median_ms([&] { tb::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws, algo); }),
+                            fl});
         rows.push_back({"conv bwd-filter", s, c.count,
-                        median_ms([&] { tb::conv2d_backward_filter(g, x.data(), dy.data(), dw.data(), ws, algo); }), fl});
+                        median_ms([&] { tb::conv2d_backward_filter(g, x.data(), dy.data(), dw.data(), ws, algo); }),
+                        fl});
     }
     // Batch norm after every conv: (pixels, channels, plain, fused). A BN followed by a ReLU (the
     // stem's three, the first of each block) runs fused with it (sequential<..., bn, relu>); the
@@ -111,23 +114,27 @@ int run(int batch) {
         const std::string s = std::to_string(b.hw) + "x" + std::to_string(b.hw) + "x" + std::to_string(b.c);
         if (b.plain) {
             rows.push_back({"bn fwd", s, b.plain, median_ms([&] {
-                                tb::batch_norm_forward_train(g, x.data(), gamma.data(), beta.data(), y.data(), mean.data(),
-                                                             is.data(), rm.data(), rv.data(), ws);
-                            }), 0});
+                                tb::batch_norm_forward_train(g, x.data(), gamma.data(), beta.data(), y.data(),
+                                                             mean.data(), is.data(), rm.data(), rv.data(), ws);
+                            }),
+                            0});
             rows.push_back({"bn bwd", s, b.plain, median_ms([&] {
                                 tb::batch_norm_backward(g, x.data(), dy.data(), gamma.data(), mean.data(), is.data(),
                                                         dx.data(), dg.data(), db.data(), ws);
-                            }), 0});
+                            }),
+                            0});
         }
         if (b.fused) {
             rows.push_back({"bn+relu fwd", s, b.fused, median_ms([&] {
                                 tb::batch_norm_forward_train<true>(g, x.data(), gamma.data(), beta.data(), y.data(),
                                                                    mean.data(), is.data(), rm.data(), rv.data(), ws);
-                            }), 0});
+                            }),
+                            0});
             rows.push_back({"bn+relu bwd", s, b.fused, median_ms([&] {
-                                tb::batch_norm_backward<true>(g, x.data(), dy.data(), gamma.data(), mean.data(), is.data(),
-                                                              dx.data(), dg.data(), db.data(), ws, y.data());
-                            }), 0});
+                                tb::batch_norm_backward<true>(g, x.data(), dy.data(), gamma.data(), mean.data(),
+                                                              is.data(), dx.data(), dg.data(), db.data(), ws, y.data());
+                            }),
+                            0});
         }
     }
     // The residual add+ReLU at each block's end, forward and backward.
@@ -140,16 +147,19 @@ int run(int batch) {
         const auto a = noise(n, 6), b = noise(n, 7), dy = noise(n, 8);
         std::vector<float> y(n), dx(n);
         const std::string s = std::to_string(e.hw) + "x" + std::to_string(e.hw) + "x" + std::to_string(e.c);
-        rows.push_back({"add+relu fwd", s, e.adds, median_ms([&] { tb::add_relu_forward(n, a.data(), b.data(), y.data()); }), 0});
+        rows.push_back(
+            {"add+relu fwd", s, e.adds, median_ms([&] { tb::add_relu_forward(n, a.data(), b.data(), y.data()); }), 0});
         // backward of a block end: relu mask + the sum of the two branch gradients
         rows.push_back({"add+relu bwd", s, e.adds, median_ms([&] {
                             tb::relu_backward(n, a.data(), dy.data(), dx.data());
                             tb::add(n, dx.data(), b.data(), y.data());
-                        }), 0});
+                        }),
+                        0});
     }
     // Pools: two ResNet-D avg-pools, the global average pool.
     {
-        const tb::pool_geometry g1{{batch, 28, 28, W}, 2, 2, 0, true, false}, g2{{batch, 14, 14, 2 * W}, 2, 2, 0, true, false};
+        const tb::pool_geometry g1{{batch, 28, 28, W}, 2, 2, 0, true, false},
+            g2{{batch, 14, 14, 2 * W}, 2, 2, 0, true, false};
         for (const auto& g : {g1, g2}) {
             const auto x = noise(g.in.size(), 9), dy = noise(g.out().size(), 10);
             std::vector<float> y(g.out().size()), dx(g.in.size());
@@ -161,8 +171,10 @@ int run(int batch) {
         const t::shape4 in{batch, 7, 7, 4 * W};
         const auto x = noise(in.size(), 11), dy = noise(static_cast<std::size_t>(batch) * 4 * W, 12);
         std::vector<float> y(static_cast<std::size_t>(batch) * 4 * W), dx(in.size());
-        rows.push_back({"pool fwd", "global 7x7", 1, median_ms([&] { tb::global_avg_pool_forward(in, x.data(), y.data()); }), 0});
-        rows.push_back({"pool bwd", "global 7x7", 1, median_ms([&] { tb::global_avg_pool_backward(in, dy.data(), dx.data()); }), 0});
+        rows.push_back(
+            {"pool fwd", "global 7x7", 1, median_ms([&] { tb::global_avg_pool_forward(in, x.data(), y.data()); }), 0});
+        rows.push_back({"pool bwd", "global 7x7", 1,
+                        median_ms([&] { tb::global_avg_pool_backward(in, dy.data(), dx.data()); }), 0});
     }
     // The whole network, one step: forward, loss, backward, optimizer (for the sum's sanity check).
     using model = t::models::cifar_resnet<20, t::width<W>, t::in_channels<1>, t::classes<10>, t::tweak::deep_stem,
@@ -206,7 +218,8 @@ int run(int batch) {
         step = med(s);
     }
     rows.push_back({"loss", "softmax CE 10", 1, loss, 0});
-    rows.push_back({"optimizer", "nesterov sgd, " + std::to_string(t::parameter_count_v<model>) + " params", 1, step, 0});
+    rows.push_back(
+        {"optimizer", "nesterov sgd, " + std::to_string(t::parameter_count_v<model>) + " params", 1, step, 0});
 
     std::map<std::string, double> by_kind;
     double total = 0;
@@ -228,8 +241,9 @@ int run(int batch) {
     std::printf("\nby kind (batch %d, %d threads, width %d):\n", batch, omp_get_max_threads(), W);
     for (const auto& [v, k] : kinds) std::printf("  %-16s %8.2f ms  %5.1f%%\n", k.c_str(), v, 100 * v / total);
     std::printf("  %-16s %8.2f ms  (sum of the kernels above)\n", "total", total);
-    std::printf("measured whole step: forward %.2f + loss %.2f + backward %.2f + optimizer %.2f = %.2f ms (%.0f images/s)\n",
-                fwd, loss, bwd, step, fwd + loss + bwd + step, batch * 1000.0 / (fwd + loss + bwd + step));
+    std::printf(
+        "measured whole step: forward %.2f + loss %.2f + backward %.2f + optimizer %.2f = %.2f ms (%.0f images/s)\n",
+        fwd, loss, bwd, step, fwd + loss + bwd + step, batch * 1000.0 / (fwd + loss + bwd + step));
     return 0;
 }
 
@@ -240,11 +254,16 @@ int main(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         const std::string_view a = argv[i];
         const int v = i + 1 < argc ? std::atoi(argv[i + 1]) : 0;
-        if (a == "--batch") batch = v, ++i;
-        else if (a == "--iters") iters = v, ++i;
-        else if (a == "--threads") threads = v, ++i;
-        else if (a == "--width") width = v, ++i;
-        else if (a == "--conv" && i + 1 < argc && tb::parse(argv[i + 1], algo)) ++i;
+        if (a == "--batch")
+            batch = v, ++i;
+        else if (a == "--iters")
+            iters = v, ++i;
+        else if (a == "--threads")
+            threads = v, ++i;
+        else if (a == "--width")
+            width = v, ++i;
+        else if (a == "--conv" && i + 1 < argc && tb::parse(argv[i + 1], algo))
+            ++i;
         else {
             std::fprintf(stderr, "bench_layer_profile: unknown argument '%s'\n", argv[i]);
             return 2;

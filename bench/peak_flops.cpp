@@ -16,7 +16,7 @@
 namespace {
 
 using vec = float __attribute__((vector_size(64)));  // 16 floats: one AVX-512 register (two AVX ones)
-constexpr int chains = 12;                            // enough independent FMAs to hide the latency
+constexpr int chains = 12;                           // enough independent FMAs to hide the latency
 constexpr long inner = 1 << 16;
 
 /// FMAs per call: inner x chains vectors of 16 lanes; returns a value so nothing is optimised away.
@@ -62,8 +62,10 @@ int main(int argc, char** argv) {
     int all = omp_get_num_procs();
     for (int i = 1; i < argc; ++i) {
         const std::string_view a = argv[i];
-        if (a == "--seconds" && i + 1 < argc) seconds = std::atof(argv[++i]);
-        else if (a == "--threads" && i + 1 < argc) all = std::atoi(argv[++i]);
+        if (a == "--seconds" && i + 1 < argc)
+            seconds = std::atof(argv[++i]);
+        else if (a == "--threads" && i + 1 < argc)
+            all = std::atoi(argv[++i]);
         else {
             std::fprintf(stderr, "usage: bench_peak_flops [--seconds S] [--threads N]\n");
             return 2;

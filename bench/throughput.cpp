@@ -1,6 +1,6 @@
-// Training (forward, backward, SGD update) and inference throughput of the main job's network (cifar_resnet<20> with deep stem and
-// avg-down, 1x28x28, 10 classes) at batch 128: images/s, achieved GFLOP/s, and per-phase times.
-// A benchmark, not a test: nothing here asserts a speed.
+// Training (forward, backward, SGD update) and inference throughput of the main job's network
+// (cifar_resnet<20> with deep stem and avg-down, 1x28x28, 10 classes) at batch 128: images/s,
+// achieved GFLOP/s, and per-phase times. A benchmark, not a test: nothing here asserts a speed.
 //   bench_throughput [--batch N] [--iters N] [--threads N] [--width 16|32] [--fuse 1|0] [--conv winograd|direct]
 #include <omp.h>
 
@@ -17,7 +17,8 @@
 namespace t = tricks;
 
 template <int W>
-using net = t::models::cifar_resnet<20, t::width<W>, t::in_channels<1>, t::classes<10>, t::tweak::deep_stem, t::tweak::avg_down>;
+using net = t::models::cifar_resnet<20, t::width<W>, t::in_channels<1>, t::classes<10>, t::tweak::deep_stem,
+                                    t::tweak::avg_down>;
 
 template <int W>
 int run(int batch, int iters, bool eval_too, bool fuse, t::backend::conv_algo algo, int chunk) {
@@ -72,15 +73,20 @@ int run(int batch, int iters, bool eval_too, bool fuse, t::backend::conv_algo al
                 static_cast<long long>(t::parameter_count_v<model>), t::macs<model>(28, 28) / 1e6);
     std::printf("batch, threads   %d, %d\n", batch, omp_get_max_threads());
     std::printf("convolutions     %s, BN+ReLU fusion %s\n", t::backend::to_string(algo), fuse ? "on" : "off");
-    std::printf("train step       %.1f ms (forward %.1f, backward + SGD update %.1f), median of %d\n", (f + b) * 1e3, f * 1e3, b * 1e3, iters);
+    std::printf("train step       %.1f ms (forward %.1f, backward + SGD update %.1f), median of %d\n", (f + b) * 1e3,
+                f * 1e3, b * 1e3, iters);
     std::printf("train images/s   %.0f\n", batch / (f + b));
-    std::printf("train GFLOP/s    %.1f (direct-equivalent: conv+linear MACs x 2 FLOP x 3 passes)\n", flops / (f + b) / 1e9);
+    std::printf("train GFLOP/s    %.1f (direct-equivalent: conv+linear MACs x 2 FLOP x 3 passes)\n",
+                flops / (f + b) / 1e9);
     if (eval_too) {
         const double e = median(inf), l = median(inf_layers);
-        std::printf("infer images/s   %.0f (%.1f ms per batch, eval mode, inference_pool: a model copy per thread, %d-image sub-batches%s)\n",
-                    batch / e, e * 1e3, pool.chunk(), chunk == 0 ? ", measured" : "");
-        std::printf("infer layers     %.0f images/s (%.1f ms per batch, model.forward: every layer split over the threads)\n",
-                    batch / l, l * 1e3);
+        std::printf(
+            "infer images/s   %.0f (%.1f ms per batch, eval mode, inference_pool: a model copy per thread, %d-image "
+            "sub-batches%s)\n",
+            batch / e, e * 1e3, pool.chunk(), chunk == 0 ? ", measured" : "");
+        std::printf(
+            "infer layers     %.0f images/s (%.1f ms per batch, model.forward: every layer split over the threads)\n",
+            batch / l, l * 1e3);
     }
     return 0;
 }
@@ -92,13 +98,20 @@ int main(int argc, char** argv) {
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string_view a = argv[i];
         const int v = std::atoi(argv[i + 1]);
-        if (a == "--batch") batch = v;
-        else if (a == "--iters") iters = v;
-        else if (a == "--threads") omp_set_num_threads(v);
-        else if (a == "--width") width = v;
-        else if (a == "--chunk") chunk = v;  // images per sub-batch of the inference pool (0: it measures)
-        else if (a == "--fuse") fuse = v != 0;  // 0: batch norm and ReLU layer by layer (A/B of the fusion)
-        else if (a == "--conv" && t::backend::parse(argv[i + 1], algo)) continue;  // A/B of Winograd
+        if (a == "--batch")
+            batch = v;
+        else if (a == "--iters")
+            iters = v;
+        else if (a == "--threads")
+            omp_set_num_threads(v);
+        else if (a == "--width")
+            width = v;
+        else if (a == "--chunk")
+            chunk = v;  // images per sub-batch of the inference pool (0: it measures)
+        else if (a == "--fuse")
+            fuse = v != 0;  // 0: batch norm and ReLU layer by layer (A/B of the fusion)
+        else if (a == "--conv" && t::backend::parse(argv[i + 1], algo))
+            continue;  // A/B of Winograd
         else {
             std::fprintf(stderr,
                          "usage: bench_throughput [--batch N] [--iters N] [--threads N] [--width 16|32] [--fuse 1|0] "
@@ -110,5 +123,6 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "bench_throughput: --batch and --iters must be >= 1, --chunk >= 0\n");
         return 2;
     }
-    return width == 32 ? run<32>(batch, iters, true, fuse, algo, chunk) : run<16>(batch, iters, true, fuse, algo, chunk);
+    return width == 32 ? run<32>(batch, iters, true, fuse, algo, chunk)
+                       : run<16>(batch, iters, true, fuse, algo, chunk);
 }

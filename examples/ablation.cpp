@@ -35,8 +35,8 @@ namespace {
 // its ablation tables, so every model here has it.
 template <class... Tweaks>
 using net = t::models::cifar_resnet<20, t::in_channels<1>, t::classes<10>, t::init::zero_gamma, Tweaks...>;
-using net_a = net<>;                                          // ResNet-A (the original)
-using net_c = net<t::tweak::deep_stem>;                       // + ResNet-C: three 3x3 stem convs
+using net_a = net<>;                                         // ResNet-A (the original)
+using net_c = net<t::tweak::deep_stem>;                      // + ResNet-C: three 3x3 stem convs
 using net_d = net<t::tweak::deep_stem, t::tweak::avg_down>;  // + ResNet-D: avg-pool shortcut
 // ResNet-B (tweak::stride_on_3x3) is not a row: it moves a bottleneck's stride from the 1x1 to the
 // 3x3 conv, and cifar_resnet's basic blocks already stride on their first conv, a 3x3. The type
@@ -90,9 +90,9 @@ using teacher_recipe = plus_smoothing;
 
 // ---- the two studies -----------------------------------------------------------------------------
 using model_tweaks = ab::grid<ab::axis<net_a, net_c, net_d>, ab::axis<efficient>>;
-using refinements = ab::rows<ab::config<net_d, efficient>, ab::config<net_d, plus_cosine>,
-                             ab::config<net_d, plus_smoothing>, ab::config<net_d, plus_distill>,
-                             ab::config<net_d, plus_mixup>, ab::config<net_d, plus_distill_mixup>>;
+using refinements =
+    ab::rows<ab::config<net_d, efficient>, ab::config<net_d, plus_cosine>, ab::config<net_d, plus_smoothing>,
+             ab::config<net_d, plus_distill>, ab::config<net_d, plus_mixup>, ab::config<net_d, plus_distill_mixup>>;
 // Table 6 starts where Table 5 ends: the same type, so it is trained once and reused.
 static_assert(std::is_same_v<ab::at_t<model_tweaks, 2>, ab::at_t<refinements, 0>>);
 
@@ -106,7 +106,9 @@ inline constexpr std::size_t config_limit = ab::size_v<model_tweaks> + ab::size_
 inline constexpr std::size_t tweak_rows = std::min(config_limit, ab::size_v<model_tweaks>);
 // The refinements' first row is the tweaks' last one, so it adds no configuration.
 inline constexpr std::size_t refinement_rows =
-    config_limit <= ab::size_v<model_tweaks> ? 0 : std::min(config_limit - ab::size_v<model_tweaks> + 1, ab::size_v<refinements>);
+    config_limit <= ab::size_v<model_tweaks>
+        ? 0
+        : std::min(config_limit - ab::size_v<model_tweaks> + 1, ab::size_v<refinements>);
 using tweaks_built = ab::first_t<model_tweaks, tweak_rows>;
 using refinements_built = ab::first_t<refinements, refinement_rows>;
 
@@ -147,7 +149,8 @@ const char* usage =
     "  --batch N          batch size (default 128)\n"
     "  --lr X             base learning rate at batch 256 (linear scaling; default 0.4)\n"
     "  --wd X             weight decay (default 5e-5)\n"
-    "  --teacher FILE     distillation teacher checkpoint (a trainer checkpoint of " "cifar_resnet20w32+deep_stem\n"
+    "  --teacher FILE     distillation teacher checkpoint (a trainer checkpoint of "
+    "cifar_resnet20w32+deep_stem\n"
     "                     +avg_down+zero_gamma); default: train one first and write <out>/teacher.ckpt\n"
     "  --teacher-epochs N epochs of the teacher's training (default: --epochs)\n"
     "  --quick            smoke run: 512 train and 500 test images, 1 epoch of 4 steps of batch 64\n"
@@ -192,29 +195,55 @@ cli parse(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         const std::string_view a = argv[i];
         const char* v = i + 1 < argc ? argv[i + 1] : nullptr;
-        auto take = [&] { ++i; return v; };
+        auto take = [&] {
+            ++i;
+            return v;
+        };
         if (a == "--help" || a == "-h") {
             std::fputs(usage, stdout);
             std::exit(0);
-        } else if (a == "--quick") continue;
-        else if (a == "--seeds") c.seeds = number<int>(a, take());
-        else if (a == "--epochs") c.opt.epochs = number<int>(a, take());
-        else if (a == "--batch") c.opt.batch = number<int>(a, take());
-        else if (a == "--lr") c.opt.lr = number<double>(a, take());
-        else if (a == "--wd") c.opt.weight_decay = number<double>(a, take());
-        else if (a == "--teacher-epochs") c.teacher_epochs = number<int>(a, take());
-        else if (a == "--train-images") c.train_images = number<long>(a, take());
-        else if (a == "--test-images") c.test_images = number<long>(a, take());
-        else if (a == "--steps") c.opt.max_steps_per_epoch = number<int>(a, take());
-        else if (a == "--threads") c.opt.threads = number<int>(a, take());
-        else if (a == "--conv") c.opt.conv_algorithm = examples::cli_conv_algo("ablation", a, take());
-        else if (a == "--data") { if (!v) fail("--data needs a folder"); c.data_dir = take(); }
-        else if (a == "--out") { if (!v) fail("--out needs a folder"); c.out_dir = take(); }
-        else if (a == "--teacher") { if (!v) fail("--teacher needs a file"); c.teacher_checkpoint = take(); }
-        else if (a == "--gnuplot") { if (!v) fail("--gnuplot needs a program"); c.gnuplot = take(); }
-        else if (a == "--list") c.list = true;
-        else if (a == "--quiet") c.opt.progress = false;
-        else fail("unknown option '" + std::string(a) + "'");
+        } else if (a == "--quick")
+            continue;
+        else if (a == "--seeds")
+            c.seeds = number<int>(a, take());
+        else if (a == "--epochs")
+            c.opt.epochs = number<int>(a, take());
+        else if (a == "--batch")
+            c.opt.batch = number<int>(a, take());
+        else if (a == "--lr")
+            c.opt.lr = number<double>(a, take());
+        else if (a == "--wd")
+            c.opt.weight_decay = number<double>(a, take());
+        else if (a == "--teacher-epochs")
+            c.teacher_epochs = number<int>(a, take());
+        else if (a == "--train-images")
+            c.train_images = number<long>(a, take());
+        else if (a == "--test-images")
+            c.test_images = number<long>(a, take());
+        else if (a == "--steps")
+            c.opt.max_steps_per_epoch = number<int>(a, take());
+        else if (a == "--threads")
+            c.opt.threads = number<int>(a, take());
+        else if (a == "--conv")
+            c.opt.conv_algorithm = examples::cli_conv_algo("ablation", a, take());
+        else if (a == "--data") {
+            if (!v) fail("--data needs a folder");
+            c.data_dir = take();
+        } else if (a == "--out") {
+            if (!v) fail("--out needs a folder");
+            c.out_dir = take();
+        } else if (a == "--teacher") {
+            if (!v) fail("--teacher needs a file");
+            c.teacher_checkpoint = take();
+        } else if (a == "--gnuplot") {
+            if (!v) fail("--gnuplot needs a program");
+            c.gnuplot = take();
+        } else if (a == "--list")
+            c.list = true;
+        else if (a == "--quiet")
+            c.opt.progress = false;
+        else
+            fail("unknown option '" + std::string(a) + "'");
     }
     if (c.seeds < 1) fail("--seeds must be at least 1");
     if (c.opt.epochs < 1) fail("--epochs must be at least 1");
@@ -274,15 +303,16 @@ struct runner {
         ab::result r = ab::describe<M, R>();
         auto& cached = done[r.name];
         if (!cached.runs.empty()) {
-            std::fprintf(stderr, "[%s %zu/%zu] %s\n  the same configuration as in an earlier study: reused, not retrained\n",
+            std::fprintf(stderr,
+                         "[%s %zu/%zu] %s\n  the same configuration as in an earlier study: reused, not retrained\n",
                          s.id.c_str(), index, count, r.name.c_str());
             r.runs = cached.runs;
             s.rows.push_back(r);
             return;
         }
         for (int seed = 1; seed <= c.seeds; ++seed) {
-            std::fprintf(stderr, "[run %d/%d | %s %zu/%zu | seed %d/%d] %s\n", p.finished + 1, p.runs, s.id.c_str(), index,
-                         count, seed, c.seeds, r.name.c_str());
+            std::fprintf(stderr, "[run %d/%d | %s %zu/%zu | seed %d/%d] %s\n", p.finished + 1, p.runs, s.id.c_str(),
+                         index, count, seed, c.seeds, r.name.c_str());
             t::options o = c.opt;
             if constexpr (!R::step) o.step_milestones.clear();  // the trainer refuses them without lr::step
             if constexpr (R::distills) o.teacher_checkpoint = teacher_path;
@@ -311,7 +341,8 @@ std::string step_decay_note(int epochs, const std::vector<int>& scaled) {
     const std::string run = std::to_string(epochs) + (epochs > 1 ? " epochs" : " epoch");
     if (scaled.empty())
         return "The baseline's step decay is at epochs 3, 6, 9 (the paper's 30/60/90 of 120, scaled to 12 epochs); "
-               "this run has " + run + ", too short for three distinct milestones, so they stay at 3, 6, 9.";
+               "this run has " +
+               run + ", too short for three distinct milestones, so they stay at 3, 6, 9.";
     return "The baseline's step decay (lr x 0.1) is at epochs " + t::epoch_list(scaled) +
            ": the paper's 30/60/90 of 120, i.e. 1/4, 1/2 and 3/4 of this run's " + run + ".";
 }
@@ -322,8 +353,8 @@ void require_unique_names(const char* study) {
     std::set<std::string> seen;
     for (const auto& n : names)
         if (!seen.insert(n).second)
-            throw t::error(std::string("ablation: two configurations of study '") + study + "' have the same name '" + n +
-                           "'; names must tell rows apart");
+            throw t::error(std::string("ablation: two configurations of study '") + study + "' have the same name '" +
+                           n + "'; names must tell rows apart");
 }
 
 int run(cli& c) {
@@ -334,7 +365,8 @@ int run(cli& c) {
         for (const auto& n : ab::names<tweaks_built>()) std::printf("  %s\n", n.c_str());
         std::puts("training refinements:");
         for (const auto& n : ab::names<refinements_built>()) std::printf("  %s\n", n.c_str());
-        if constexpr (needs_teacher) std::printf("teacher:\n  %s\n", ab::config_name<teacher, teacher_recipe>().c_str());
+        if constexpr (needs_teacher)
+            std::printf("teacher:\n  %s\n", ab::config_name<teacher, teacher_recipe>().c_str());
         return 0;
     }
 
@@ -342,7 +374,8 @@ int run(cli& c) {
     if (c.opt.threads > 0) omp_set_num_threads(c.opt.threads);
     t::data::dataset train = t::data::fashion_mnist::train(c.data_dir);
     t::data::dataset test = t::data::fashion_mnist::test(c.data_dir);
-    if (c.train_images > 0 && c.train_images < train.n) train = train.subset(0, static_cast<std::size_t>(c.train_images));
+    if (c.train_images > 0 && c.train_images < train.n)
+        train = train.subset(0, static_cast<std::size_t>(c.train_images));
     if (c.test_images > 0 && c.test_images < test.n) test = test.subset(0, static_cast<std::size_t>(c.test_images));
     std::filesystem::create_directories(c.out_dir);
 
@@ -368,11 +401,13 @@ int run(cli& c) {
     }
     r.done.clear();
 
-    std::fprintf(stderr,
-                 "ablation: Fashion-MNIST (%d train, %d test images), %d epoch%s x batch %d, %d seed%s, %d threads, %d runs\n"
-                 "ablation: ResNet-B is omitted: tweak::stride_on_3x3 moves a bottleneck's stride from its 1x1 to its 3x3\n"
-                 "          conv; cifar_resnet's basic blocks already stride on a 3x3, so B would be A again\n",
-                 train.n, test.n, c.opt.epochs, c.opt.epochs > 1 ? "s" : "", c.opt.batch, c.seeds, c.seeds > 1 ? "s" : "", meta.threads, r.p.runs);
+    std::fprintf(
+        stderr,
+        "ablation: Fashion-MNIST (%d train, %d test images), %d epoch%s x batch %d, %d seed%s, %d threads, %d runs\n"
+        "ablation: ResNet-B is omitted: tweak::stride_on_3x3 moves a bottleneck's stride from its 1x1 to its 3x3\n"
+        "          conv; cifar_resnet's basic blocks already stride on a 3x3, so B would be A again\n",
+        train.n, test.n, c.opt.epochs, c.opt.epochs > 1 ? "s" : "", c.opt.batch, c.seeds, c.seeds > 1 ? "s" : "",
+        meta.threads, r.p.runs);
     const std::string step_note = step_decay_note(c.opt.epochs, c.opt.step_milestones);
     if (c.opt.epochs != 12) std::fprintf(stderr, "ablation: note: %s\n", step_note.c_str());
 
@@ -394,7 +429,8 @@ int run(cli& c) {
             t::trainer<teacher, teacher_recipe> tt(o);
             const t::history h = tt.fit(train, test);
             meta.teacher_top1 = h.final_top1();
-            r.p.done += static_cast<double>(c.teacher_epochs) / c.opt.epochs * work_per_image<teacher, teacher_recipe>();
+            r.p.done +=
+                static_cast<double>(c.teacher_epochs) / c.opt.epochs * work_per_image<teacher, teacher_recipe>();
             ++r.p.finished;
             std::fprintf(stderr, "  teacher top-1 %.2f%%, wrote %s | %d/%d runs done, elapsed %s, ETA %s\n",
                          100 * meta.teacher_top1, r.teacher_path.string().c_str(), r.p.finished, r.p.runs,
@@ -407,7 +443,7 @@ int run(cli& c) {
 
     // ---- the studies ----
     std::vector<ab::study> studies;
-    if constexpr (ab::size_v<tweaks_built> > 0)
+    if constexpr (ab::size_v < tweaks_built >> 0)
         studies.push_back(r.run_study<tweaks_built>(
             "model_tweaks", "Model tweaks, cumulative (cf. paper Table 5)",
             "Rows: ResNet-A, +C (tweak::deep_stem: three 3x3 stem convs), +D (tweak::avg_down: 2x2 average pool before "
@@ -415,18 +451,21 @@ int run(cli& c) {
             "(tweak::stride_on_3x3) is omitted: it moves a bottleneck's stride from the first 1x1 conv to the 3x3; "
             "cifar_resnet has basic blocks, whose first conv already is the 3x3, so B builds the same network as A "
             "(tricks::ablation rejects listing both as the same configuration)."));
-    if constexpr (ab::size_v<refinements_built> > 0)
+    if constexpr (ab::size_v < refinements_built >> 0)
         studies.push_back(r.run_study<refinements_built>(
             "refinements", "Training refinements on ResNet-D, cumulative (cf. paper Table 6)",
             "Row 1 is the efficient baseline: Nesterov SGD, linear lr scaling (lr x batch/256), 1 warmup epoch, "
             "step decay, no bias decay, zero-gamma. Then cosine decay replaces the step decay, then label smoothing "
-            "(e = 0.1), distillation (T = 20) from the teacher, mixup (alpha = 0.2) without distillation, and both. The "
+            "(e = 0.1), distillation (T = 20) from the teacher, mixup (alpha = 0.2) without distillation, and both. "
+            "The "
             "teacher is trained once (seed 1) and shared by every seed; row 1 is the last row of the model tweaks "
             "(the same type), reused."));
 
     // ---- outputs ----
     meta.total_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (c.quick) meta.notes.push_back("**--quick smoke run**: a few steps on a small subset; the numbers say nothing about the tricks.");
+    if (c.quick)
+        meta.notes.push_back(
+            "**--quick smoke run**: a few steps on a small subset; the numbers say nothing about the tricks.");
     if (c.opt.epochs != 12) meta.notes.push_back(step_note);
     std::vector<ab::plot_files> plots;
     for (const auto& s : studies) plots.push_back(ab::write_plots(c.out_dir, s));
@@ -439,12 +478,14 @@ int run(cli& c) {
     if (rendered) {
         plot_note = "Plots (gnuplot): ";
         for (const auto& s : studies)
-            plot_note += "[" + s.id + " curves](" + s.id + "_curves.svg), [" + s.id + " deltas](" + s.id + "_deltas.svg); ";
+            plot_note +=
+                "[" + s.id + " curves](" + s.id + "_curves.svg), [" + s.id + " deltas](" + s.id + "_deltas.svg); ";
         plot_note += "PNG next to each SVG.";
     } else {
         plot_note = can_render ? "gnuplot failed on some plot scripts (see the run's output); "
                                : "gnuplot was not found (Debian package gnuplot-nox), so no images were drawn; ";
-        plot_note += "the data (*.dat) and scripts (*.gp) are written: `cd " + c.out_dir.string() + " && for f in *.gp; do gnuplot $f; done`.";
+        plot_note += "the data (*.dat) and scripts (*.gp) are written: `cd " + c.out_dir.string() +
+                     " && for f in *.gp; do gnuplot $f; done`.";
     }
     meta.notes.push_back(plot_note);
 
@@ -464,7 +505,8 @@ int run(cli& c) {
     if (train_teacher) std::cout << ", teacher.ckpt";
     std::cout << "\n";
     if (!rendered)
-        std::cout << (can_render ? "ablation: gnuplot failed; " : "ablation: gnuplot not found (apt install gnuplot-nox); ")
+        std::cout << (can_render ? "ablation: gnuplot failed; "
+                                 : "ablation: gnuplot not found (apt install gnuplot-nox); ")
                   << "wrote the .dat data and .gp scripts, no SVG/PNG images\n";
     std::cout << "total wall time " << ab::detail::clock(meta.total_seconds) << "\n";
     return 0;

@@ -85,7 +85,10 @@ cli parse(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         const std::string_view a = argv[i];
         const char* v = i + 1 < argc ? argv[i + 1] : nullptr;
-        auto take = [&] { ++i; return v; };
+        auto take = [&] {
+            ++i;
+            return v;
+        };
         auto set_source = [&](weights_source s) {
             if (c.source.type != weights_source::kind::none) fail("give one of --checkpoint, --weights and --random");
             c.source = std::move(s);
@@ -94,27 +97,42 @@ cli parse(int argc, char** argv) {
             std::fputs(usage, stdout);
             std::fputs(train_example::model_help().c_str(), stdout);
             std::exit(0);
-        } else if (a == "--model") { if (!v) fail("--model needs a name"); c.model = take(); }
-        else if (a == "--checkpoint") {
+        } else if (a == "--model") {
+            if (!v) fail("--model needs a name");
+            c.model = take();
+        } else if (a == "--checkpoint") {
             if (!v) fail("--checkpoint needs a file");
             set_source({weights_source::kind::checkpoint, take(), 0});
         } else if (a == "--weights") {
             if (!v) fail("--weights needs a .safetensors file");
             set_source({weights_source::kind::weights, take(), 0});
-        } else if (a == "--random") set_source({weights_source::kind::init, {}, number<std::uint64_t>(a, take())});
-        else if (a == "--out") { if (!v) fail("--out needs a file"); c.out = take(); }
-        else if (a == "--classes") c.classes = number<int>(a, take());
-        else if (a == "--in-channels") c.in_channels = number<int>(a, take());
-        else if (a == "--width") c.width = number<int>(a, take());
-        else if (a == "--no-fold-bn") c.onnx.fold_batch_norm = false;
-        else if (a == "--opset") c.onnx.opset = number<int>(a, take());
-        else if (a == "--batch") c.onnx.batch = number<int>(a, take());
-        else if (a == "--image-size") c.onnx.height = c.onnx.width = number<int>(a, take());
-        else fail("unknown option '" + std::string(a) + "'");
+        } else if (a == "--random")
+            set_source({weights_source::kind::init, {}, number<std::uint64_t>(a, take())});
+        else if (a == "--out") {
+            if (!v) fail("--out needs a file");
+            c.out = take();
+        } else if (a == "--classes")
+            c.classes = number<int>(a, take());
+        else if (a == "--in-channels")
+            c.in_channels = number<int>(a, take());
+        else if (a == "--width")
+            c.width = number<int>(a, take());
+        else if (a == "--no-fold-bn")
+            c.onnx.fold_batch_norm = false;
+        else if (a == "--opset")
+            c.onnx.opset = number<int>(a, take());
+        else if (a == "--batch")
+            c.onnx.batch = number<int>(a, take());
+        else if (a == "--image-size")
+            c.onnx.height = c.onnx.width = number<int>(a, take());
+        else
+            fail("unknown option '" + std::string(a) + "'");
     }
     if (c.model.empty()) fail("--model is required" + train_example::model_help());
-    if (!train_example::known_model(c.model)) fail("--model: '" + c.model + "' is not a model of the table" + train_example::model_help());
-    if (c.source.type == weights_source::kind::none) fail("the weights: give --checkpoint FILE, --weights FILE or --random SEED");
+    if (!train_example::known_model(c.model))
+        fail("--model: '" + c.model + "' is not a model of the table" + train_example::model_help());
+    if (c.source.type == weights_source::kind::none)
+        fail("the weights: give --checkpoint FILE, --weights FILE or --random SEED");
     if (c.out.empty()) fail("--out is required");
     if (c.width != 0 && c.width != 16 && c.width != 32) fail("--width must be 16 or 32");
     if (c.in_channels != 0 && c.in_channels != 1 && c.in_channels != 3) fail("--in-channels must be 1 or 3");
@@ -154,16 +172,24 @@ bool allowed(const cli& c, const head& h, bool defaults) {
     const int width = c.width ? c.width : defaults ? 16 : 0;
     const int channels = c.in_channels ? c.in_channels : defaults ? (h.width ? 1 : 3) : 0;
     const int classes = c.classes ? c.classes : defaults ? (h.width ? 10 : 1000) : 0;
-    return (!width || !h.width || h.width == width) && (!channels || h.in_channels == channels) && (!classes || h.classes == classes);
+    return (!width || !h.width || h.width == width) && (!channels || h.in_channels == channels) &&
+           (!classes || h.classes == classes);
 }
 
 template <class Model>
 void load(Model& m, const weights_source& s) {
     switch (s.type) {
-        case weights_source::kind::checkpoint: t::io::load_model(s.file, m); break;
-        case weights_source::kind::weights: t::io::load_torch_weights(m, s.file); break;
-        case weights_source::kind::init: m.init(s.seed); break;
-        case weights_source::kind::none: break;
+        case weights_source::kind::checkpoint:
+            t::io::load_model(s.file, m);
+            break;
+        case weights_source::kind::weights:
+            t::io::load_torch_weights(m, s.file);
+            break;
+        case weights_source::kind::init:
+            m.init(s.seed);
+            break;
+        case weights_source::kind::none:
+            break;
     }
 }
 
@@ -174,9 +200,10 @@ int export_model(const cli& c, const head& h) {
     t::io::onnx_graph g = t::io::build_onnx_graph(*m, c.onnx);
     m.reset();
     auto dim = [](const t::io::onnx_dim& d) { return d.param.empty() ? std::to_string(d.value) : d.param; };
-    const std::string io = "input \"" + g.input.name + "\" float32 [" + dim(g.input.dims[0]) + ", " + dim(g.input.dims[1]) +
-                           ", " + dim(g.input.dims[2]) + ", " + dim(g.input.dims[3]) + "] (NCHW, normalised as in training) -> \"" +
-                           g.output.name + "\" [" + dim(g.output.dims[0]) + ", " + dim(g.output.dims[1]) + "]";
+    const std::string io = "input \"" + g.input.name + "\" float32 [" + dim(g.input.dims[0]) + ", " +
+                           dim(g.input.dims[1]) + ", " + dim(g.input.dims[2]) + ", " + dim(g.input.dims[3]) +
+                           "] (NCHW, normalised as in training) -> \"" + g.output.name + "\" [" +
+                           dim(g.output.dims[0]) + ", " + dim(g.output.dims[1]) + "]";
     const std::size_t nodes = g.nodes.size(), inits = g.initializers.size();
     t::io::write_onnx(std::move(g), c.out);
     std::printf("export: wrote %s: %s (%s; %lld parameters), opset %d, %zu nodes, %zu initializers, batch norms %s\n",

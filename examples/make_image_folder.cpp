@@ -61,21 +61,23 @@ t::data::image_u8 make_image(const t::data::dataset& d, std::size_t i, int size,
         const int y0 = static_cast<int>(sy), y1 = std::min(y0 + 1, d.h - 1);
         const float fy = sy - static_cast<float>(y0);
         for (int x = 0; x < size; ++x) {
-            const float sx = std::clamp((static_cast<float>(x) + 0.5f) * scale - 0.5f, 0.0f, static_cast<float>(d.w - 1));
+            const float sx =
+                std::clamp((static_cast<float>(x) + 0.5f) * scale - 0.5f, 0.0f, static_cast<float>(d.w - 1));
             const int x0 = static_cast<int>(sx), x1 = std::min(x0 + 1, d.w - 1);
             const float fx = sx - static_cast<float>(x0);
             auto at = [&](int yy, int xx) { return static_cast<float>(src[yy * d.w + xx]); };
-            const float v = (1 - fy) * ((1 - fx) * at(y0, x0) + fx * at(y0, x1)) + fy * ((1 - fx) * at(y1, x0) + fx * at(y1, x1));
+            const float v =
+                (1 - fy) * ((1 - fx) * at(y0, x0) + fx * at(y0, x1)) + fy * ((1 - fx) * at(y1, x0) + fx * at(y1, x1));
             for (int ch = 0; ch < 3; ++ch)
-                img.pixels[(static_cast<std::size_t>(y) * size + x) * 3 + ch] =
-                    static_cast<std::uint8_t>(std::lround(std::clamp(v * tint[static_cast<std::size_t>(ch)], 0.0f, 255.0f)));
+                img.pixels[(static_cast<std::size_t>(y) * size + x) * 3 + ch] = static_cast<std::uint8_t>(
+                    std::lround(std::clamp(v * tint[static_cast<std::size_t>(ch)], 0.0f, 255.0f)));
         }
     }
     return img;
 }
 
-void write_split(const t::data::dataset& d, long count, const fs::path& dir, int size, std::string_view format, int quality,
-                 std::uint64_t seed) {
+void write_split(const t::data::dataset& d, long count, const fs::path& dir, int size, std::string_view format,
+                 int quality, std::uint64_t seed) {
     for (const auto& name : t::data::fashion_mnist::class_names) fs::create_directories(dir / folder_name(name));
     for (long i = 0; i < count; ++i) {
         const auto k = static_cast<std::size_t>(i);
@@ -84,8 +86,10 @@ void write_split(const t::data::dataset& d, long count, const fs::path& dir, int
         std::snprintf(file, sizeof file, "%05ld.%s", i, jpg ? "jpg" : "png");
         const fs::path p = dir / folder_name(t::data::fashion_mnist::class_names[d.labels[k]]) / file;
         const t::data::image_u8 img = make_image(d, k, size, seed);
-        if (jpg) t::data::write_jpeg(p, img, quality);
-        else t::data::write_png(p, img);
+        if (jpg)
+            t::data::write_jpeg(p, img, quality);
+        else
+            t::data::write_png(p, img);
     }
 }
 
@@ -100,22 +104,38 @@ int main(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         const std::string_view a = argv[i];
         const char* v = i + 1 < argc ? argv[i + 1] : nullptr;
-        auto take = [&] { ++i; return v; };
+        auto take = [&] {
+            ++i;
+            return v;
+        };
         if (a == "--help" || a == "-h") {
             std::fputs(usage, stdout);
             return 0;
-        } else if (a == "--out") { if (!v) fail("--out needs a folder"); out = take(); }
-        else if (a == "--data") { if (!v) fail("--data needs a folder"); data = take(); }
-        else if (a == "--train") train = examples::cli_number<long>("make_image_folder", a, take());
-        else if (a == "--val") val = examples::cli_number<long>("make_image_folder", a, take());
-        else if (a == "--size") size = examples::cli_number<int>("make_image_folder", a, take());
-        else if (a == "--quality") quality = examples::cli_number<int>("make_image_folder", a, take());
-        else if (a == "--seed") seed = examples::cli_number<std::uint64_t>("make_image_folder", a, take());
-        else if (a == "--format") { if (!v) fail("--format needs jpg, png or mix"); format = take(); }
-        else fail("unknown option '" + std::string(a) + "'");
+        } else if (a == "--out") {
+            if (!v) fail("--out needs a folder");
+            out = take();
+        } else if (a == "--data") {
+            if (!v) fail("--data needs a folder");
+            data = take();
+        } else if (a == "--train")
+            train = examples::cli_number<long>("make_image_folder", a, take());
+        else if (a == "--val")
+            val = examples::cli_number<long>("make_image_folder", a, take());
+        else if (a == "--size")
+            size = examples::cli_number<int>("make_image_folder", a, take());
+        else if (a == "--quality")
+            quality = examples::cli_number<int>("make_image_folder", a, take());
+        else if (a == "--seed")
+            seed = examples::cli_number<std::uint64_t>("make_image_folder", a, take());
+        else if (a == "--format") {
+            if (!v) fail("--format needs jpg, png or mix");
+            format = take();
+        } else
+            fail("unknown option '" + std::string(a) + "'");
     }
     if (out.empty()) fail("--out is required");
-    if (format != "jpg" && format != "png" && format != "mix") fail("--format: '" + format + "' is not jpg, png or mix");
+    if (format != "jpg" && format != "png" && format != "mix")
+        fail("--format: '" + format + "' is not jpg, png or mix");
     if (size < 1 || size > 4096) fail("--size must be 1 to 4096");
     if (quality < 1 || quality > 100) fail("--quality must be 1 to 100");
     try {

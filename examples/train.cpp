@@ -1,6 +1,7 @@
-// The README's main job, and any model of the table on IDX files or an image folder: trains ResNet-20-D (deep stem, avg-down shortcut, zero-gamma) on
-// Fashion-MNIST with the paper's efficient-training and refinement tricks, shows progress, and
-// ends with the test accuracy, metrics (CSV, JSON), a Markdown report and the final checkpoint.
+// The README's main job, and any model of the table on IDX files or an image folder: trains
+// ResNet-20-D (deep stem, avg-down shortcut, zero-gamma) on Fashion-MNIST with the paper's
+// efficient-training and refinement tricks, shows progress, and ends with the test accuracy,
+// metrics (CSV, JSON), a Markdown report and the final checkpoint.
 // `--device cuda` trains on a GPU when the build has the CUDA backend (train_cuda.cu). SIGINT or
 // SIGTERM (Ctrl-C) stops it after the current step with a checkpoint to --resume from; the exit
 // status is then 130 or 143 (128 + signal), a second signal quits at once.
@@ -14,19 +15,26 @@ namespace train_example {
 
 int run_cpu(cli& c) {
     switch (model_part(c.model)) {
-        case 0: return run_part0(c);
-        case 1: return run_part1(c);
-        case 2: return run_part2(c);
-        case 3: return run_part3(c);
-        case 4: return run_part4(c);
-        default: fail("--model: '" + c.model + "' is not a model of the table");
+        case 0:
+            return run_part0(c);
+        case 1:
+            return run_part1(c);
+        case 2:
+            return run_part2(c);
+        case 3:
+            return run_part3(c);
+        case 4:
+            return run_part4(c);
+        default:
+            fail("--model: '" + c.model + "' is not a model of the table");
     }
 }
 
 #ifndef TRICKS_TRAIN_WITH_CUDA
 int run_cuda(cli&) {
-    fail("--device cuda: this build has no CUDA backend (CMake found no nvcc and cuDNN when it was configured; "
-         "see README, GPU section)");
+    fail(
+        "--device cuda: this build has no CUDA backend (CMake found no nvcc and cuDNN when it was configured; "
+        "see README, GPU section)");
 }
 #endif
 

@@ -37,11 +37,11 @@ struct cli {
     t::options opt;
     std::string model = "cifar_resnet20d";
     std::filesystem::path data_dir = t::data::fashion_mnist::default_dir();
-    bool folder = false;    // --data is an image folder (train/ and val/), not IDX files
-    int image_size = 0;     // --image-size: 0 = 224 for ImageNet ResNets, 32 for CIFAR-style nets
-    int resize = 0;         // --resize: evaluation's shorter side; 0 = round(image_size * 256 / 224)
-    double min_area = 0.08; // --min-area: random resized crop's smallest area fraction
-    bool skip_bad = false;  // --skip-bad: decode every image first and leave out those that fail
+    bool folder = false;     // --data is an image folder (train/ and val/), not IDX files
+    int image_size = 0;      // --image-size: 0 = 224 for ImageNet ResNets, 32 for CIFAR-style nets
+    int resize = 0;          // --resize: evaluation's shorter side; 0 = round(image_size * 256 / 224)
+    double min_area = 0.08;  // --min-area: random resized crop's smallest area fraction
+    bool skip_bad = false;   // --skip-bad: decode every image first and leave out those that fail
     std::filesystem::path out_dir = "out/train";
     std::filesystem::path resume;
     int width = 16;
@@ -125,35 +125,65 @@ inline cli parse(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         const std::string_view a = argv[i];
         const char* v = i + 1 < argc ? argv[i + 1] : nullptr;
-        auto take = [&] { ++i; return v; };
+        auto take = [&] {
+            ++i;
+            return v;
+        };
         if (a == "--help" || a == "-h") {
             std::fputs(usage, stdout);
             std::fputs(model_help().c_str(), stdout);
             std::exit(0);
-        } else if (a == "--epochs") c.opt.epochs = number<int>(a, take());
-        else if (a == "--batch") c.opt.batch = number<int>(a, take());
-        else if (a == "--lr") c.opt.lr = number<double>(a, take());
-        else if (a == "--wd") c.opt.weight_decay = number<double>(a, take());
-        else if (a == "--warmup") c.opt.warmup_epochs = number<int>(a, take());
-        else if (a == "--smoothing") c.opt.label_smoothing = number<double>(a, take());
-        else if (a == "--mixup") c.opt.mixup_alpha = number<double>(a, take());
-        else if (a == "--seed") c.opt.seed = number<std::uint64_t>(a, take());
-        else if (a == "--threads") c.opt.threads = number<int>(a, take());
-        else if (a == "--conv") c.opt.conv_algorithm = examples::cli_conv_algo("train", a, take());
-        else if (a == "--width") c.width = number<int>(a, take());
-        else if (a == "--model") { if (!v) fail("--model needs a name"); c.model = take(); }
-        else if (a == "--image-size") c.image_size = number<int>(a, take());
-        else if (a == "--resize") c.resize = number<int>(a, take());
-        else if (a == "--min-area") c.min_area = number<double>(a, take());
-        else if (a == "--skip-bad") c.skip_bad = true;
-        else if (a == "--workers") c.opt.data_workers = number<int>(a, take());
-        else if (a == "--train-images") c.train_images = number<long>(a, take());
-        else if (a == "--steps") c.opt.max_steps_per_epoch = number<int>(a, take());
-        else if (a == "--stop-after") c.opt.stop_after_epochs = number<int>(a, take());
-        else if (a == "--data") { if (!v) fail("--data needs a folder"); c.data_dir = take(); }
-        else if (a == "--out") { if (!v) fail("--out needs a folder"); c.out_dir = take(); }
-        else if (a == "--resume") { if (!v) fail("--resume needs a file"); c.resume = take(); }
-        else if (a == "--allow-change") {
+        } else if (a == "--epochs")
+            c.opt.epochs = number<int>(a, take());
+        else if (a == "--batch")
+            c.opt.batch = number<int>(a, take());
+        else if (a == "--lr")
+            c.opt.lr = number<double>(a, take());
+        else if (a == "--wd")
+            c.opt.weight_decay = number<double>(a, take());
+        else if (a == "--warmup")
+            c.opt.warmup_epochs = number<int>(a, take());
+        else if (a == "--smoothing")
+            c.opt.label_smoothing = number<double>(a, take());
+        else if (a == "--mixup")
+            c.opt.mixup_alpha = number<double>(a, take());
+        else if (a == "--seed")
+            c.opt.seed = number<std::uint64_t>(a, take());
+        else if (a == "--threads")
+            c.opt.threads = number<int>(a, take());
+        else if (a == "--conv")
+            c.opt.conv_algorithm = examples::cli_conv_algo("train", a, take());
+        else if (a == "--width")
+            c.width = number<int>(a, take());
+        else if (a == "--model") {
+            if (!v) fail("--model needs a name");
+            c.model = take();
+        } else if (a == "--image-size")
+            c.image_size = number<int>(a, take());
+        else if (a == "--resize")
+            c.resize = number<int>(a, take());
+        else if (a == "--min-area")
+            c.min_area = number<double>(a, take());
+        else if (a == "--skip-bad")
+            c.skip_bad = true;
+        else if (a == "--workers")
+            c.opt.data_workers = number<int>(a, take());
+        else if (a == "--train-images")
+            c.train_images = number<long>(a, take());
+        else if (a == "--steps")
+            c.opt.max_steps_per_epoch = number<int>(a, take());
+        else if (a == "--stop-after")
+            c.opt.stop_after_epochs = number<int>(a, take());
+        else if (a == "--data") {
+            if (!v) fail("--data needs a folder");
+            c.data_dir = take();
+        } else if (a == "--out") {
+            if (!v) fail("--out needs a folder");
+            c.out_dir = take();
+        } else if (a == "--resume") {
+            if (!v) fail("--resume needs a file");
+            c.resume = take();
+        } else if (a == "--allow-change") {
             if (!v || !*v) fail("--allow-change needs setting names, e.g. --allow-change epochs");
             for (std::string_view names = take(); !names.empty();) {
                 const auto comma = names.find(',');
@@ -162,21 +192,32 @@ inline cli parse(int argc, char** argv) {
                 c.opt.resume_allow.emplace_back(name);
                 names = comma == std::string_view::npos ? std::string_view() : names.substr(comma + 1);
             }
-        }
-        else if (a == "--init") { if (!v) fail("--init needs a .safetensors file"); c.opt.init_weights = take(); }
-        else if (a == "--init-skip-classifier") c.opt.init_skip_classifier = true;
-        else if (a == "--freeze") c.opt.freeze_stages = number<int>(a, take());
-        else if (a == "--freeze-bn") c.opt.freeze_bn_stats = true;
-        else if (a == "--sync-bn") c.opt.sync_batch_norm = true;
-        else if (a == "--backbone-lr") c.opt.backbone_lr_scale = number<double>(a, take());
-        else if (a == "--quiet") c.opt.progress = false;
+        } else if (a == "--init") {
+            if (!v) fail("--init needs a .safetensors file");
+            c.opt.init_weights = take();
+        } else if (a == "--init-skip-classifier")
+            c.opt.init_skip_classifier = true;
+        else if (a == "--freeze")
+            c.opt.freeze_stages = number<int>(a, take());
+        else if (a == "--freeze-bn")
+            c.opt.freeze_bn_stats = true;
+        else if (a == "--sync-bn")
+            c.opt.sync_batch_norm = true;
+        else if (a == "--backbone-lr")
+            c.opt.backbone_lr_scale = number<double>(a, take());
+        else if (a == "--quiet")
+            c.opt.progress = false;
         else if (a == "--device") {
             const std::string_view d = v ? v : "";
             take();
-            if (d == "cuda") c.cuda = true;
-            else if (d != "cpu") fail("--device: '" + std::string(d) + "' is not cpu or cuda");
-        } else if (a == "--precision") c.precision = number<int>(a, take());
-        else fail("unknown option '" + std::string(a) + "'");
+            if (d == "cuda")
+                c.cuda = true;
+            else if (d != "cpu")
+                fail("--device: '" + std::string(d) + "' is not cpu or cuda");
+        } else if (a == "--precision")
+            c.precision = number<int>(a, take());
+        else
+            fail("unknown option '" + std::string(a) + "'");
     }
     if (c.width != 16 && c.width != 32) fail("--width must be 16 or 32 (the width is part of the model type)");
     if (!known_model(c.model)) fail("--model: '" + c.model + "' is not a model of the table" + model_help());
@@ -236,8 +277,8 @@ run_data load_data(const cli& c) {
                         (c.skip_bad ? ", " + std::to_string(bad) + " bad images skipped" : std::string()) + ")";
         for (const auto* f : {&d.folders.train, &d.folders.val})
             if (!f->ignored.empty())
-                std::fprintf(stderr, "train: %s: ignored %zu files that are not .jpg/.jpeg/.png (e.g. %s)\n", f->name.c_str(),
-                             f->ignored.size(), f->ignored.front().string().c_str());
+                std::fprintf(stderr, "train: %s: ignored %zu files that are not .jpg/.jpeg/.png (e.g. %s)\n",
+                             f->name.c_str(), f->ignored.size(), f->ignored.front().string().c_str());
     } else {
         if (c.folder)
             fail("--data " + c.data_dir.string() + " is an image folder, but --model " + c.model +
@@ -273,22 +314,28 @@ int run(cli& c) {
     const std::size_t n_train = c.folder ? data.folders.train.size() : static_cast<std::size_t>(data.train.n);
     const std::size_t n_test = c.folder ? data.folders.val.size() : static_cast<std::size_t>(data.test.n);
     if (leader) {
-        std::fprintf(stderr, "tricks: %s (%lld parameters, %.1f MMACs/image at %dx%d) on %s (%zu train, %zu test), %s, %d thread%s\n",
-                     model::name().c_str(), static_cast<long long>(t::parameter_count_v<model>),
-                     static_cast<double>(t::macs<model>(side, side)) / 1e6, side, side, data.description.c_str(), n_train,
-                     n_test, device.c_str(), threads, threads == 1 ? "" : "s");
-        std::fprintf(stderr, "tricks: recipe %s; %d epochs, batch %d, lr %.3g (scaled %.3g), wd %.2g\n", recipe::describe().c_str(),
-                     c.opt.epochs, c.opt.batch, c.opt.lr, c.opt.lr * c.opt.batch / 256, c.opt.weight_decay);
+        std::fprintf(
+            stderr,
+            "tricks: %s (%lld parameters, %.1f MMACs/image at %dx%d) on %s (%zu train, %zu test), %s, %d thread%s\n",
+            model::name().c_str(), static_cast<long long>(t::parameter_count_v<model>),
+            static_cast<double>(t::macs<model>(side, side)) / 1e6, side, side, data.description.c_str(), n_train,
+            n_test, device.c_str(), threads, threads == 1 ? "" : "s");
+        std::fprintf(stderr, "tricks: recipe %s; %d epochs, batch %d, lr %.3g (scaled %.3g), wd %.2g\n",
+                     recipe::describe().c_str(), c.opt.epochs, c.opt.batch, c.opt.lr, c.opt.lr * c.opt.batch / 256,
+                     c.opt.weight_decay);
         if (ranks > 1)
-            std::fprintf(stderr, "tricks: data-parallel over %d ranks (%d thread%s each): global batch %d = %d x %d images; "
-                         "the lr scales with the global batch\n", ranks, threads, threads == 1 ? "" : "s", c.opt.batch, ranks, c.opt.batch / ranks);
+            std::fprintf(stderr,
+                         "tricks: data-parallel over %d ranks (%d thread%s each): global batch %d = %d x %d images; "
+                         "the lr scales with the global batch\n",
+                         ranks, threads, threads == 1 ? "" : "s", c.opt.batch, ranks, c.opt.batch / ranks);
     }
 
     t::history h;
     if constexpr (Model::input_channels == 3) {
         if (leader && model::classes > data.folders.train.classes())
-            std::fprintf(stderr, "tricks: the head has %d outputs for %d classes; outputs %d..%d are trained towards 0\n",
-                         model::classes, data.folders.train.classes(), data.folders.train.classes(), model::classes - 1);
+            std::fprintf(
+                stderr, "tricks: the head has %d outputs for %d classes; outputs %d..%d are trained towards 0\n",
+                model::classes, data.folders.train.classes(), data.folders.train.classes(), model::classes - 1);
         h = trainer.fit(t::data::folder_source<>{&data.folders.train, data.transform},
                         t::data::folder_source<>{&data.folders.val, data.transform});
     } else {
@@ -307,14 +354,21 @@ int run(cli& c) {
             double train_s = 0;
             for (const auto& r : h.epochs)
                 train_s += r.images_per_s > 0 ? static_cast<double>(steps) * c.opt.batch / r.images_per_s : 0;
-            std::fprintf(stderr, "tricks: rank 0 spent %.2f s in the gradient sums (waiting for the other ranks included), "
-                         "%.1f%% of %.1f s of training steps\n", trainer.communication_seconds(),
+            std::fprintf(stderr,
+                         "tricks: rank 0 spent %.2f s in the gradient sums (waiting for the other ranks included), "
+                         "%.1f%% of %.1f s of training steps\n",
+                         trainer.communication_seconds(),
                          100 * trainer.communication_seconds() / std::max(train_s, 1e-9), train_s);
         }
     }
-    t::run_facts facts{model::name(), recipe::describe(), data.description, t::parameter_count_v<model>,
-                       t::macs<model>(side, side), threads,
-                       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), device,
+    t::run_facts facts{model::name(),
+                       recipe::describe(),
+                       data.description,
+                       t::parameter_count_v<model>,
+                       t::macs<model>(side, side),
+                       threads,
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+                       device,
                        trainer.settings()};
     t::write_csv(c.out_dir / "metrics.csv", h);
     t::write_json(c.out_dir / "metrics.json", facts, c.opt, h);
@@ -322,9 +376,9 @@ int run(cli& c) {
     t::io::save_torch_weights(trainer.model(), c.out_dir / "model.safetensors");
     const std::string report = t::markdown_report(facts, c.opt, h);
     std::ofstream(c.out_dir / "report.md") << report;
-    std::cout << report << "\nwrote " << (c.out_dir / "metrics.csv").string() << ", " << (c.out_dir / "metrics.json").string()
-              << ", " << (c.out_dir / "report.md").string() << ", " << (c.out_dir / "model.ckpt").string() << ", "
-              << (c.out_dir / "model.safetensors").string() << "\n"
+    std::cout << report << "\nwrote " << (c.out_dir / "metrics.csv").string() << ", "
+              << (c.out_dir / "metrics.json").string() << ", " << (c.out_dir / "report.md").string() << ", "
+              << (c.out_dir / "model.ckpt").string() << ", " << (c.out_dir / "model.safetensors").string() << "\n"
               << "test top-1: " << std::fixed << std::setprecision(2) << 100 * h.final_top1() << "%\n";
     return 0;
 }
@@ -346,23 +400,26 @@ int run_entry(cli& c) {
     constexpr bool main_model = E::name == std::string_view("cifar_resnet20d");
     if (c.image_size == 0) c.image_size = F::imagenet ? 224 : 32;
     if (c.precision == 16 && !main_model)
-        fail("--precision 16 is built for the main job's model (cifar_resnet20d) only; --model " + c.model + " trains in fp32");
+        fail("--precision 16 is built for the main job's model (cifar_resnet20d) only; --model " + c.model +
+             " trains in fp32");
     if constexpr (F::imagenet) {
         if (c.width != 16) fail("--width applies to the CIFAR-style networks; " + c.model + " is 64 wide");
         if (!c.folder)
             fail("--model " + c.model + " trains on an image folder (RGB photos): --data " + c.data_dir.string() +
                  " has no train/ and val/ sub-folders");
         if (folder_classes(c) > 1000)
-            fail("--data " + c.data_dir.string() + " has " + std::to_string(folder_classes(c)) + " classes; " + c.model +
-                 "'s head here has 1000 outputs (use the library with t::classes<N> for more)");
+            fail("--data " + c.data_dir.string() + " has " + std::to_string(folder_classes(c)) + " classes; " +
+                 c.model + "'s head here has 1000 outputs (use the library with t::classes<N> for more)");
         return run<typename F::template type<3, 1000>, t::precision::fp32, t::backend::cpu>(c);
     } else if (c.folder) {
         const int k = folder_classes(c);
         if (k > 100)
-            fail("--data " + c.data_dir.string() + " has " + std::to_string(k) + " classes; the CIFAR-style heads here have " +
+            fail("--data " + c.data_dir.string() + " has " + std::to_string(k) +
+                 " classes; the CIFAR-style heads here have " +
                  "10 or 100 outputs (use a resnet*, or the library with t::classes<N>)");
-        if (k <= 10) return c.width == 16 ? run<typename F::template type<16, 3, 10>, t::precision::fp32, t::backend::cpu>(c)
-                                          : run<typename F::template type<32, 3, 10>, t::precision::fp32, t::backend::cpu>(c);
+        if (k <= 10)
+            return c.width == 16 ? run<typename F::template type<16, 3, 10>, t::precision::fp32, t::backend::cpu>(c)
+                                 : run<typename F::template type<32, 3, 10>, t::precision::fp32, t::backend::cpu>(c);
         return c.width == 16 ? run<typename F::template type<16, 3, 100>, t::precision::fp32, t::backend::cpu>(c)
                              : run<typename F::template type<32, 3, 100>, t::precision::fp32, t::backend::cpu>(c);
     } else {
@@ -394,4 +451,3 @@ int run_cpu(cli& c);
 int run_cuda(cli& c);
 
 }  // namespace train_example
-

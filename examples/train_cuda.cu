@@ -19,9 +19,11 @@ int run_cuda(cli& c) {
     if (c.model != "cifar_resnet20d" || c.folder)
         fail("--device cuda trains the main job's model (cifar_resnet20d) on IDX data; --model " + c.model +
              (c.folder ? " on an image folder" : "") + " runs on the CPU");
-    if (c.precision == 16) return c.width == 16 ? run<net<16>, t::precision::fp16_mixed, t::backend::cuda>(c)
-                                                : run<net<32>, t::precision::fp16_mixed, t::backend::cuda>(c);
-    return c.width == 16 ? run<net<16>, t::precision::fp32, t::backend::cuda>(c) : run<net<32>, t::precision::fp32, t::backend::cuda>(c);
+    if (c.precision == 16)
+        return c.width == 16 ? run<net<16>, t::precision::fp16_mixed, t::backend::cuda>(c)
+                             : run<net<32>, t::precision::fp16_mixed, t::backend::cuda>(c);
+    return c.width == 16 ? run<net<16>, t::precision::fp32, t::backend::cuda>(c)
+                         : run<net<32>, t::precision::fp32, t::backend::cuda>(c);
 }
 
 }  // namespace train_example

@@ -31,8 +31,8 @@ template <int Depth, class... Tweaks>
 struct cifar_family {
     static constexpr bool imagenet = false;
     template <int W, int C, int K>
-    using type = t::models::cifar_resnet<Depth, t::width<W>, t::in_channels<C>, t::classes<K>, Tweaks...,
-                                         t::init::zero_gamma>;
+    using type =
+        t::models::cifar_resnet<Depth, t::width<W>, t::in_channels<C>, t::classes<K>, Tweaks..., t::init::zero_gamma>;
 };
 
 /// An ImageNet ResNet (He et al. 2016) with the paper's tweaks and zero-gamma.
@@ -78,8 +78,11 @@ inline constexpr int model_parts = 5;
 /// when the part has no such name.
 template <int Part, class F>
 bool with_model(std::string_view name, F&& f) {
-    return std::apply([&]<class... E>(E...) { return ((E::part == Part && E::name == name ? (f.template operator()<E>(), true) : false) || ...); },
-                      model_table{});
+    return std::apply(
+        [&]<class... E>(E...) {
+            return ((E::part == Part && E::name == name ? (f.template operator()<E>(), true) : false) || ...);
+        },
+        model_table{});
 }
 
 /// True when `name` is in the table.
@@ -89,8 +92,13 @@ inline bool known_model(std::string_view name) {
 
 /// Part of the table holding `name` (-1: none).
 inline int model_part(std::string_view name) {
-    return std::apply([&]<class... E>(E...) { int p = -1; ((E::name == name ? (p = E::part, true) : false) || ...); return p; },
-                      model_table{});
+    return std::apply(
+        [&]<class... E>(E...) {
+            int p = -1;
+            ((E::name == name ? (p = E::part, true) : false) || ...);
+            return p;
+        },
+        model_table{});
 }
 
 /// The --help list of models.
@@ -99,8 +107,8 @@ inline std::string model_help() {
     std::apply([&]<class... E>(E...) { ((E::family::imagenet ? imagenet : cifar).append(" ").append(E::name), ...); },
                model_table{});
     return "\nmodels (--model; -b/-c/-d are the paper's ResNet-B/C/D tweaks, all with zero-gamma):\n"
-           "  CIFAR-style (IDX data, or image folders at small sizes; --width 16|32):\n   " + cifar +
-           "\n  ImageNet ResNets (image folders; 1000-output head):\n   " + imagenet + "\n";
+           "  CIFAR-style (IDX data, or image folders at small sizes; --width 16|32):\n   " +
+           cifar + "\n  ImageNet ResNets (image folders; 1000-output head):\n   " + imagenet + "\n";
 }
 
 }  // namespace train_example

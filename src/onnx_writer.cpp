@@ -28,8 +28,10 @@ void set_shape(onnx::ValueInfoProto& v, const onnx_value& from) {
     auto* shape = t->mutable_shape();
     for (const onnx_dim& d : from.dims) {
         auto* dim = shape->add_dim();
-        if (d.param.empty()) dim->set_dim_value(d.value);
-        else dim->set_dim_param(d.param);
+        if (d.param.empty())
+            dim->set_dim_value(d.value);
+        else
+            dim->set_dim_param(d.param);
     }
 }
 
@@ -85,7 +87,8 @@ void write_onnx(onnx_graph g, const std::filesystem::path& out) {
         init->set_data_type(onnx::TensorProto::FLOAT);
         for (auto d : t.dims) init->add_dims(d);
         // raw_data is little-endian IEEE 754, the layout of float on the machines tricks runs on
-        static_assert(std::endian::native == std::endian::little, "tricks::onnx: raw_data needs a little-endian machine");
+        static_assert(std::endian::native == std::endian::little,
+                      "tricks::onnx: raw_data needs a little-endian machine");
         init->set_raw_data(reinterpret_cast<const char*>(t.data.data()), t.data.size() * sizeof(float));
         std::vector<float>().swap(t.data);  // one copy of the weights at a time
     }

@@ -167,7 +167,9 @@ result run_shape(const conv_shape& s, const options& o, gpu::context& ctx) {
 }
 
 int usage() {
-    std::fprintf(stderr, "usage: conv_bench [--list] [--batch N] [--iters N] [--warmup N] [--fp32] [--heuristics] [--json FILE]\n");
+    std::fprintf(
+        stderr,
+        "usage: conv_bench [--list] [--batch N] [--iters N] [--warmup N] [--fp32] [--heuristics] [--json FILE]\n");
     return 2;
 }
 
@@ -178,17 +180,25 @@ int main(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         auto next = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
-        if (a == "--list") o.list = true;
-        else if (a == "--fp32") o.fp32 = true;
-        else if (a == "--heuristics") o.heuristics = true;
+        if (a == "--list")
+            o.list = true;
+        else if (a == "--fp32")
+            o.fp32 = true;
+        else if (a == "--heuristics")
+            o.heuristics = true;
         else if (a == "--batch" || a == "--iters" || a == "--warmup" || a == "--json") {
             const char* v = next();
             if (!v) return usage();
-            if (a == "--batch") o.batch = std::atoi(v);
-            else if (a == "--iters") o.iters = std::atoi(v);
-            else if (a == "--warmup") o.warmup = std::atoi(v);
-            else o.json = v;
-        } else return usage();
+            if (a == "--batch")
+                o.batch = std::atoi(v);
+            else if (a == "--iters")
+                o.iters = std::atoi(v);
+            else if (a == "--warmup")
+                o.warmup = std::atoi(v);
+            else
+                o.json = v;
+        } else
+            return usage();
     }
     if (o.batch <= 0 || o.iters <= 0 || o.warmup < 0) return usage();
 
@@ -202,7 +212,8 @@ int main(int argc, char** argv) {
     }
     if (o.list) {
         // name is last (it contains spaces); fields: h w cin cout k stride pad count dgrad macs_per_image
-        std::printf("# resnet50d convs at 224x224: %zu distinct shapes, %lld conv MACs per image\n", shapes.size(), total_macs);
+        std::printf("# resnet50d convs at 224x224: %zu distinct shapes, %lld conv MACs per image\n", shapes.size(),
+                    total_macs);
         for (const auto& s : shapes)
             std::printf("%d %d %d %d %d %d %d %d %d %lld %s\n", s.h, s.w, s.cin, s.cout, s.k, s.stride, s.pad, s.count,
                         s.dgrad ? 1 : 0, s.macs(), s.name.c_str());
@@ -219,9 +230,10 @@ int main(int argc, char** argv) {
     copt.benchmark = !o.heuristics;
     gpu::context ctx(copt);
     std::printf("conv_bench: %s, cuDNN %zu, batch %d, %s NHWC, %s, %d timed iterations (median)\n", prop.name,
-                cudnnGetVersion(), o.batch, o.fp32 ? "fp32" : "fp16", o.heuristics ? "heuristics" : "cudnnFind", o.iters);
-    std::printf("%-44s %5s %9s %9s %9s %8s %7s\n", "shape (n=batch)", "count", "fwd ms", "dgrad ms", "wgrad ms", "TFLOP/s",
-                "find s");
+                cudnnGetVersion(), o.batch, o.fp32 ? "fp32" : "fp16", o.heuristics ? "heuristics" : "cudnnFind",
+                o.iters);
+    std::printf("%-44s %5s %9s %9s %9s %8s %7s\n", "shape (n=batch)", "count", "fwd ms", "dgrad ms", "wgrad ms",
+                "TFLOP/s", "find s");
     std::vector<result> results;
     double step_ms = 0, step_flops = 0;
     for (const auto& s : shapes) {
@@ -241,21 +253,22 @@ int main(int argc, char** argv) {
     const double img_s = o.batch / (step_ms * 1e-3);
     std::printf("total conv time per training step: %.2f ms  (%.0f images/s if convolutions were all, %.1f TFLOP/s)\n",
                 step_ms, img_s, step_flops / (step_ms * 1e-3) / 1e12);
-    std::printf("workspace arena: %.1f MiB, %zu allocations\n", static_cast<double>(ctx.workspace().bytes()) / (1 << 20),
-                ctx.workspace().allocations());
+    std::printf("workspace arena: %.1f MiB, %zu allocations\n",
+                static_cast<double>(ctx.workspace().bytes()) / (1 << 20), ctx.workspace().allocations());
 
     if (!o.json.empty()) {
         std::ofstream js(o.json);
-        js << "{\n  \"impl\": \"tricks\", \"device\": \"" << prop.name << "\", \"batch\": " << o.batch << ", \"dtype\": \""
-           << (o.fp32 ? "fp32" : "fp16") << "\", \"step_ms\": " << step_ms << ", \"images_per_s\": " << img_s
-           << ", \"tflops\": " << step_flops / (step_ms * 1e-3) / 1e12 << ",\n  \"shapes\": [\n";
+        js << "{\n  \"impl\": \"tricks\", \"device\": \"" << prop.name << "\", \"batch\": " << o.batch
+           << ", \"dtype\": \"" << (o.fp32 ? "fp32" : "fp16") << "\", \"step_ms\": " << step_ms
+           << ", \"images_per_s\": " << img_s << ", \"tflops\": " << step_flops / (step_ms * 1e-3) / 1e12
+           << ",\n  \"shapes\": [\n";
         for (std::size_t i = 0; i < results.size(); ++i) {
             const auto& r = results[i];
-            js << "    {\"name\": \"" << r.s.name << "\", \"h\": " << r.s.h << ", \"cin\": " << r.s.cin << ", \"cout\": "
-               << r.s.cout << ", \"k\": " << r.s.k << ", \"stride\": " << r.s.stride << ", \"count\": " << r.s.count
-               << ", \"fwd_ms\": " << r.fwd_ms << ", \"dgrad_ms\": " << r.dgrad_ms << ", \"wgrad_ms\": " << r.wgrad_ms
-               << ", \"find_s\": " << r.find_s << ", \"algos\": \"" << r.algos << "\"}" << (i + 1 < results.size() ? "," : "")
-               << "\n";
+            js << "    {\"name\": \"" << r.s.name << "\", \"h\": " << r.s.h << ", \"cin\": " << r.s.cin
+               << ", \"cout\": " << r.s.cout << ", \"k\": " << r.s.k << ", \"stride\": " << r.s.stride
+               << ", \"count\": " << r.s.count << ", \"fwd_ms\": " << r.fwd_ms << ", \"dgrad_ms\": " << r.dgrad_ms
+               << ", \"wgrad_ms\": " << r.wgrad_ms << ", \"find_s\": " << r.find_s << ", \"algos\": \"" << r.algos
+               << "\"}" << (i + 1 < results.size() ? "," : "") << "\n";
         }
         js << "  ]\n}\n";
     }

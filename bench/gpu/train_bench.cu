@@ -48,13 +48,20 @@ args parse(int argc, char** argv) {
             }
             return std::atoi(argv[++i]);
         };
-        if (f == "--batch") a.batch = num();
-        else if (f == "--size") a.size = num();
-        else if (f == "--iters") a.iters = num();
-        else if (f == "--reps") a.reps = num();
-        else if (f == "--warmup") a.warmup = num();
-        else if (f == "--json" && i + 1 < argc) a.json = argv[++i];
-        else if (f == "--find") a.find = true;
+        if (f == "--batch")
+            a.batch = num();
+        else if (f == "--size")
+            a.size = num();
+        else if (f == "--iters")
+            a.iters = num();
+        else if (f == "--reps")
+            a.reps = num();
+        else if (f == "--warmup")
+            a.warmup = num();
+        else if (f == "--json" && i + 1 < argc)
+            a.json = argv[++i];
+        else if (f == "--find")
+            a.find = true;
         else {
             std::fprintf(stderr, "train_bench: unknown argument '%s'\n", argv[i]);
             std::exit(2);
@@ -142,8 +149,8 @@ int main(int argc, char** argv) try {
     note("warm-up steps done", tw);
     std::printf("device: %s\n", prop.name);
     std::printf("model: %s, %lld parameters, %.3f GMACs/image at %dx%d\n", net::name().c_str(),
-                static_cast<long long>(t::parameter_count_v<net>), static_cast<double>(t::macs<net>(a.size, a.size)) / 1e9,
-                a.size, a.size);
+                static_cast<long long>(t::parameter_count_v<net>),
+                static_cast<double>(t::macs<net>(a.size, a.size)) / 1e9, a.size, a.size);
     std::printf("setup: host init + upload %.1f s, convolution algorithm choice (prepare) %.1f s\n", init_s, prepare_s);
 
     // Printed as soon as measured (a run cut short by a time limit still reports what it did).
@@ -151,7 +158,8 @@ int main(int argc, char** argv) try {
         ctx.profile().enabled = true;
         ctx.profile().reset();
         (void)time_ms(ctx, steps, step);
-        std::printf("GPU time per kind of call, %d profiled steps (%s):\n%s", steps, label, ctx.profile().report().c_str());
+        std::printf("GPU time per kind of call, %d profiled steps (%s):\n%s", steps, label,
+                    ctx.profile().report().c_str());
         ctx.profile().enabled = false;
     };
     const char* mine = ctx.options().wgrad_gemm ? "wgrad by im2col+GEMM" : "wgrad by cuDNN";
@@ -160,7 +168,8 @@ int main(int argc, char** argv) try {
     std::vector<double> step_ms, fwd_ms;
     for (int rep = 0; rep < a.reps; ++rep) {
         step_ms.push_back(time_ms(ctx, a.iters, step) / a.iters);
-        fwd_ms.push_back(time_ms(ctx, a.iters, [&] { (void)tr.device_net().forward(x, t::nn::mode::train); }) / a.iters);
+        fwd_ms.push_back(time_ms(ctx, a.iters, [&] { (void)tr.device_net().forward(x, t::nn::mode::train); }) /
+                         a.iters);
         std::printf("rep %d: step %.2f ms, forward %.2f ms\n", rep + 1, step_ms.back(), fwd_ms.back());
     }
     note("timed steps done", tw);
@@ -169,9 +178,10 @@ int main(int argc, char** argv) try {
     std::size_t free_b = 0, total_b = 0;
     TRICKS_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
     const double used_gib = static_cast<double>(total_b - free_b) / (1024.0 * 1024 * 1024);
-    std::printf("tricks resnet50d fp16_mixed batch %d (%s): %.1f ms/step, %.0f images/s; forward %.1f ms, "
-                "backward+loss+update %.1f ms; device memory used %.2f GiB\n",
-                a.batch, mine, ms, ips, fwd, ms - fwd, used_gib);
+    std::printf(
+        "tricks resnet50d fp16_mixed batch %d (%s): %.1f ms/step, %.0f images/s; forward %.1f ms, "
+        "backward+loss+update %.1f ms; device memory used %.2f GiB\n",
+        a.batch, mine, ms, ips, fwd, ms - fwd, used_gib);
 
     // The other backward-filter implementation, same process and data: im2col + cuBLAS GEMM for
     // the convolutions cuDNN handles otherwise (1x1s are GEMMs either way).
@@ -186,10 +196,11 @@ int main(int argc, char** argv) try {
     ctx.options().wgrad_gemm = !ctx.options().wgrad_gemm;
     if (!a.json.empty()) {
         std::ofstream f(a.json);
-        f << "{\"impl\": \"tricks\", \"algorithms\": \"" << (a.find ? "find" : "heuristics") << "\", \"device\": \"" << prop.name << "\", \"batch\": " << a.batch << ", \"size\": " << a.size
-          << ", \"step_ms\": " << ms << ", \"fwd_ms\": " << fwd << ", \"images_per_s\": " << ips
-          << ", \"variant\": \"" << other << "\", \"variant_images_per_s\": " << a.batch * 1000.0 / oms
-          << ", \"memory_used_gib\": " << used_gib << ", \"parameters\": " << t::parameter_count_v<net> << "}\n";
+        f << "{\"impl\": \"tricks\", \"algorithms\": \"" << (a.find ? "find" : "heuristics") << "\", \"device\": \""
+          << prop.name << "\", \"batch\": " << a.batch << ", \"size\": " << a.size << ", \"step_ms\": " << ms
+          << ", \"fwd_ms\": " << fwd << ", \"images_per_s\": " << ips << ", \"variant\": \"" << other
+          << "\", \"variant_images_per_s\": " << a.batch * 1000.0 / oms << ", \"memory_used_gib\": " << used_gib
+          << ", \"parameters\": " << t::parameter_count_v<net> << "}\n";
     }
     return 0;
 } catch (const std::exception& e) {

@@ -65,20 +65,32 @@ using block_id = relu<add_prev1<BN<con<N, 3, 3, 1, 1, relu<BN<con<N, 3, 3, 1, 1,
 // Basic block that halves the resolution and changes the width: the main path's first conv has
 // stride 2; the ResNet-D shortcut is 2x2/2 average pool, 1x1 conv, BN (computed first, tagged 2).
 template <template <typename> class BN, long N, typename SUBNET>
-using block_down = relu<add_prev2<BN<con<N, 3, 3, 1, 1, relu<BN<con3s2<N,
-    skip1<tag2<BN<con<N, 1, 1, 1, 1, avg_pool<2, 2, 2, 2, tag1<SUBNET>>>>>>>>>>>>>;
+using block_down = relu<add_prev2<BN<
+    con<N, 3, 3, 1, 1, relu<BN<con3s2<N, skip1<tag2<BN<con<N, 1, 1, 1, 1, avg_pool<2, 2, 2, 2, tag1<SUBNET>>>>>>>>>>>>>;
 
 // Deep stem: three 3x3 stride-1 convs to W/2, W/2, W, each with BN and ReLU.
 template <template <typename> class BN, long W, typename SUBNET>
-using deep_stem = relu<BN<con<W, 3, 3, 1, 1, relu<BN<con<W / 2, 3, 3, 1, 1, relu<BN<con<W / 2, 3, 3, 1, 1, SUBNET>>>>>>>>>;
+using deep_stem =
+    relu<BN<con<W, 3, 3, 1, 1, relu<BN<con<W / 2, 3, 3, 1, 1, relu<BN<con<W / 2, 3, 3, 1, 1, SUBNET>>>>>>>>>;
 
 // Three stages of three blocks (W, 2W, 4W channels; 28x28, 14x14, 7x7), global average pool, fc.
 template <template <typename> class BN, long W>
-using head_and_body = fc<10, avg_pool_everything<
-    block_id<BN, 4 * W, block_id<BN, 4 * W, block_down<BN, 4 * W,
-    block_id<BN, 2 * W, block_id<BN, 2 * W, block_down<BN, 2 * W,
-    block_id<BN, W, block_id<BN, W, block_id<BN, W,
-    deep_stem<BN, W, input<matrix<float>>>>>>>>>>>>>>;
+using head_and_body = fc<
+    10,
+    avg_pool_everything<block_id<
+        BN, 4 * W,
+        block_id<
+            BN, 4 * W,
+            block_down<
+                BN, 4 * W,
+                block_id<
+                    BN, 2 * W,
+                    block_id<
+                        BN, 2 * W,
+                        block_down<
+                            BN, 2 * W,
+                            block_id<BN, W,
+                                     block_id<BN, W, block_id<BN, W, deep_stem<BN, W, input<matrix<float>>>>>>>>>>>>>>;
 
 template <long W>
 using train_net = loss_multiclass_log<head_and_body<bn_con, W>>;
@@ -140,7 +152,7 @@ int run(int batch, int iters) {
     disable_duplicative_biases(*net);  // bias-free convs under every BN, as in PyTorch and tricks
     resizable_tensor x;                // the batch, converted once (the timed loops take tensors)
     net->to_tensor(images.begin(), images.end(), x);
-    net->forward(x);                   // allocates the parameters
+    net->forward(x);  // allocates the parameters
     const long long n = static_cast<long long>(count_parameters(*net));
     std::printf("dlib params %lld\n", n);
     if (n != reference_params(W)) {
@@ -195,21 +207,27 @@ int main(int argc, char** argv) {
             return 2;
         }
         const int v = std::atoi(argv[++i]);
-        if (a == "--batch") batch = v;
-        else if (a == "--iters") iters = v;
-        else if (a == "--threads") threads = v;
-        else width = v;
+        if (a == "--batch")
+            batch = v;
+        else if (a == "--iters")
+            iters = v;
+        else if (a == "--threads")
+            threads = v;
+        else
+            width = v;
     }
     if (batch < 2 || iters < 1 || threads < 1 || (width != 16 && width != 32)) {
-        std::fprintf(stderr, "dlib_bench: need --batch >= 2 (dlib's BN uses batch statistics only then), "
-                             "--iters >= 1, --threads >= 1, --width 16 or 32\n");
+        std::fprintf(stderr,
+                     "dlib_bench: need --batch >= 2 (dlib's BN uses batch statistics only then), "
+                     "--iters >= 1, --threads >= 1, --width 16 or 32\n");
         return 2;
     }
     const int got = set_blas_threads(threads);
     const char* core = blas_core();
     std::printf("dlib blas %s core, %d threads, batch %d, width %d\n", core, got, batch, width);
     if (std::strcmp(core, "Prescott") == 0)
-        std::fprintf(stderr, "dlib_bench: OpenBLAS is using its Prescott kernels; set OPENBLAS_CORETYPE "
-                             "(e.g. SkylakeX on AVX-512 CPUs) for a fair comparison\n");
+        std::fprintf(stderr,
+                     "dlib_bench: OpenBLAS is using its Prescott kernels; set OPENBLAS_CORETYPE "
+                     "(e.g. SkylakeX on AVX-512 CPUs) for a fair comparison\n");
     return width == 16 ? run<16>(batch, iters) : run<32>(batch, iters);
 }

@@ -6,6 +6,7 @@
 namespace t = tricks;
 namespace ab = tricks::ablation;
 using net = t::models::cifar_resnet<20, t::in_channels<1>, t::classes<10>>;
-using study = ab::rows<ab::config<net, t::recipe<>>, ab::config<net, t::recipe<t::lr::cosine>>, ab::config<net, t::recipe<>>>;
+using study =
+    ab::rows<ab::config<net, t::recipe<>>, ab::config<net, t::recipe<t::lr::cosine>>, ab::config<net, t::recipe<>>>;
 
 int main() { return static_cast<int>(ab::size_v<study>); }

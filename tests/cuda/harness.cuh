@@ -58,43 +58,43 @@ inline bool& deliberate() {
 
 inline void fail(const std::string& msg, const char* file, int line) {
     ++failures();
-    std::cout << (deliberate() ? "  (deliberate) caught: " : "  FAIL ") << file << ":" << line << ": " << msg << std::endl;
+    std::cout << (deliberate() ? "  (deliberate) caught: " : "  FAIL ") << file << ":" << line << ": " << msg
+              << std::endl;
 }
 
-#define TRICKS_HOST_TEST(name)                                     \
-    static void name();                                            \
-    static ::tt::registrar name##_registrar(#name, &name, false);  \
+#define TRICKS_HOST_TEST(name)                                    \
+    static void name();                                           \
+    static ::tt::registrar name##_registrar(#name, &name, false); \
     static void name()
-#define TRICKS_GPU_TEST(name)                                      \
-    static void name();                                            \
-    static ::tt::registrar name##_registrar(#name, &name, true);   \
+#define TRICKS_GPU_TEST(name)                                    \
+    static void name();                                          \
+    static ::tt::registrar name##_registrar(#name, &name, true); \
     static void name()
 
-#define CHECK(cond)                                                            \
-    do {                                                                       \
+#define CHECK(cond)                                                             \
+    do {                                                                        \
         if (!(cond)) ::tt::fail("CHECK(" #cond ") failed", __FILE__, __LINE__); \
     } while (0)
-#define CHECK_MSG(cond, msg)                                          \
-    do {                                                              \
-        if (!(cond)) {                                                \
-            std::ostringstream tt_os_;                                \
-            tt_os_ << "CHECK(" #cond ") failed: " << msg;             \
-            ::tt::fail(tt_os_.str(), __FILE__, __LINE__);             \
-        }                                                             \
+#define CHECK_MSG(cond, msg)                              \
+    do {                                                  \
+        if (!(cond)) {                                    \
+            std::ostringstream tt_os_;                    \
+            tt_os_ << "CHECK(" #cond ") failed: " << msg; \
+            ::tt::fail(tt_os_.str(), __FILE__, __LINE__); \
+        }                                                 \
     } while (0)
-#define CHECK_THROWS(expr, Type, substring)                                                             \
-    do {                                                                                                \
-        bool tt_thrown_ = false;                                                                        \
-        try {                                                                                           \
-            expr;                                                                                       \
-        } catch (const Type& e) {                                                                       \
-            tt_thrown_ = true;                                                                          \
-            if (std::string(e.what()).find(substring) == std::string::npos)                             \
-                ::tt::fail(std::string(#expr " threw, but the message lacks \"") + (substring) +        \
-                               "\": " + e.what(),                                                       \
-                           __FILE__, __LINE__);                                                         \
-        }                                                                                               \
-        if (!tt_thrown_) ::tt::fail(#expr " did not throw " #Type, __FILE__, __LINE__);                 \
+#define CHECK_THROWS(expr, Type, substring)                                                                         \
+    do {                                                                                                            \
+        bool tt_thrown_ = false;                                                                                    \
+        try {                                                                                                       \
+            expr;                                                                                                   \
+        } catch (const Type& e) {                                                                                   \
+            tt_thrown_ = true;                                                                                      \
+            if (std::string(e.what()).find(substring) == std::string::npos)                                         \
+                ::tt::fail(std::string(#expr " threw, but the message lacks \"") + (substring) + "\": " + e.what(), \
+                           __FILE__, __LINE__);                                                                     \
+        }                                                                                                           \
+        if (!tt_thrown_) ::tt::fail(#expr " did not throw " #Type, __FILE__, __LINE__);                             \
     } while (0)
 
 /// Number of elements with |got - want| > rtol * scale + atol (or NaN): for negative controls.
@@ -141,7 +141,8 @@ inline void expect_close(const std::string& what, const fvec& got, const fvec& w
         std::printf("  ok   %-58s n=%-7zu worst err/bound %.3g\n", what.c_str(), got.size(), worst);
     }
 }
-#define EXPECT_CLOSE(what, got, want, scale, rtol, atol) ::tt::expect_close(what, got, want, scale, rtol, atol, __FILE__, __LINE__)
+#define EXPECT_CLOSE(what, got, want, scale, rtol, atol) \
+    ::tt::expect_close(what, got, want, scale, rtol, atol, __FILE__, __LINE__)
 
 // ---- data --------------------------------------------------------------------------------------
 
@@ -169,8 +170,10 @@ inline fvec abs(fvec v) {
 /// The value an element of type T holds for x (round to nearest even for __half).
 template <class T>
 float round_to(float x) {
-    if constexpr (std::is_same_v<T, float>) return x;
-    else return __half2float(__float2half_rn(x));
+    if constexpr (std::is_same_v<T, float>)
+        return x;
+    else
+        return __half2float(__float2half_rn(x));
 }
 template <class T>
 fvec rounded(fvec v) {
@@ -183,8 +186,10 @@ template <class T>
 gpu::device_buffer<T> to_device(const fvec& v) {
     std::vector<T> h(v.size());
     for (std::size_t i = 0; i < v.size(); ++i) {
-        if constexpr (std::is_same_v<T, float>) h[i] = v[i];
-        else h[i] = __float2half_rn(v[i]);
+        if constexpr (std::is_same_v<T, float>)
+            h[i] = v[i];
+        else
+            h[i] = __float2half_rn(v[i]);
     }
     gpu::device_buffer<T> d;
     d.upload(h);
@@ -203,8 +208,10 @@ fvec to_host(const gpu::device_buffer<T>& d) {
     const std::vector<T> h = d.to_host();
     fvec v(h.size());
     for (std::size_t i = 0; i < h.size(); ++i) {
-        if constexpr (std::is_same_v<T, float>) v[i] = h[i];
-        else v[i] = __half2float(h[i]);
+        if constexpr (std::is_same_v<T, float>)
+            v[i] = h[i];
+        else
+            v[i] = __half2float(h[i]);
     }
     return v;
 }

@@ -68,7 +68,8 @@ int main(int argc, char** argv) {
         }
     }
     std::printf("device 0: %s (sm_%d%d, %.1f GiB), cuDNN %zu, cuBLAS %d, %d device(s)\n", prop.name, prop.major,
-                prop.minor, static_cast<double>(prop.totalGlobalMem) / (1 << 30), cudnnGetVersion(), cublas_version, ndev);
+                prop.minor, static_cast<double>(prop.totalGlobalMem) / (1 << 30), cudnnGetVersion(), cublas_version,
+                ndev);
 
     const int dev_ran = run(true, filter);
     std::printf("tricks cuda tests: %d host + %d device test(s), %d comparison(s), %d failure(s)\n", host_ran, dev_ran,

@@ -42,12 +42,9 @@ struct conv_case {
     const char* what;
 };
 const conv_case conv_cases[] = {
-    {{2, 7, 9, 3}, 5, 3, 2, 1, "3x3/2 p1 3->5 7x9"},
-    {{1, 9, 7, 3}, 8, 7, 2, 3, "7x7/2 p3 3->8 9x7 (stem)"},
-    {{3, 5, 6, 8}, 16, 1, 1, 0, "1x1/1 8->16 5x6"},
-    {{2, 6, 5, 4}, 6, 1, 2, 0, "1x1/2 4->6 6x5"},
-    {{2, 4, 4, 16}, 8, 3, 1, 1, "3x3/1 p1 16->8 4x4"},
-    {{2, 5, 5, 8}, 12, 3, 1, 0, "3x3/1 p0 8->12 5x5"},
+    {{2, 7, 9, 3}, 5, 3, 2, 1, "3x3/2 p1 3->5 7x9"},     {{1, 9, 7, 3}, 8, 7, 2, 3, "7x7/2 p3 3->8 9x7 (stem)"},
+    {{3, 5, 6, 8}, 16, 1, 1, 0, "1x1/1 8->16 5x6"},      {{2, 6, 5, 4}, 6, 1, 2, 0, "1x1/2 4->6 6x5"},
+    {{2, 4, 4, 16}, 8, 3, 1, 1, "3x3/1 p1 16->8 4x4"},   {{2, 5, 5, 8}, 12, 3, 1, 0, "3x3/1 p0 8->12 5x5"},
     {{2, 8, 8, 32}, 32, 3, 2, 1, "3x3/2 p1 32->32 8x8"},
 };
 
@@ -146,8 +143,8 @@ TRICKS_GPU_TEST(conv_plans_and_workspace_are_reused) {
     const std::size_t allocs = ctx.workspace().allocations(), plans = ctx.conv_plans().size();
     for (int i = 0; i < 3; ++i) pass();
     ctx.synchronize();
-    CHECK_MSG(ctx.workspace().allocations() == allocs, "workspace grew after warm-up: " << allocs << " -> "
-                                                                                         << ctx.workspace().allocations());
+    CHECK_MSG(ctx.workspace().allocations() == allocs,
+              "workspace grew after warm-up: " << allocs << " -> " << ctx.workspace().allocations());
     CHECK_MSG(ctx.conv_plans().size() == plans && plans == 1, "plans: " << plans << " -> " << ctx.conv_plans().size());
     // conv2d_prepare on a warmed-up shape allocates nothing either.
     (void)gpu::conv2d_prepare<__half>(g, ctx);
@@ -209,7 +206,8 @@ void bn_parity(gpu::context& ctx, const bn_case& c) {
     fvec y_ref(n), mean_ref(C), is_ref(C), rm_ref = rm0, rv_ref = rv0, ye_ref(n), dx_ref(n), dg_ref(C), db_ref(C);
     tb::batch_norm_forward_train(g, x.data(), gamma.data(), beta.data(), y_ref.data(), mean_ref.data(), is_ref.data(),
                                  rm_ref.data(), rv_ref.data(), ws);
-    tb::batch_norm_forward_eval(g, x.data(), gamma.data(), beta.data(), rm_ref.data(), rv_ref.data(), ye_ref.data(), ws);
+    tb::batch_norm_forward_eval(g, x.data(), gamma.data(), beta.data(), rm_ref.data(), rv_ref.data(), ye_ref.data(),
+                                ws);
     tb::batch_norm_backward(g, x.data(), dy.data(), gamma.data(), mean_ref.data(), is_ref.data(), dx_ref.data(),
                             dg_ref.data(), db_ref.data(), ws);
 
@@ -240,9 +238,10 @@ void bn_parity(gpu::context& ctx, const bn_case& c) {
             const double is = is_ref[ch], var = 1.0 / (is * is) - g.eps, amp = (sx2[ch] / P) / var;
             const double xc = std::fabs(x[i] - mean_ref[ch]), ga = std::fabs(gamma[ch]);
             s_y[i] = static_cast<float>(ga * is * (xc * amp + sax[ch] / P) + std::fabs(beta[ch]));
-            s_ye[i] = static_cast<float>(ga / std::sqrt(rv_ref[ch] + g.eps) * (std::fabs(x[i]) + std::fabs(rm_ref[ch])) +
-                                         std::fabs(beta[ch]));
-            s_dx[i] = static_cast<float>(ga * is * (std::fabs(dy[i]) + is * is * xc * sadyx[ch] * amp / P + sady[ch] / P));
+            s_ye[i] = static_cast<float>(
+                ga / std::sqrt(rv_ref[ch] + g.eps) * (std::fabs(x[i]) + std::fabs(rm_ref[ch])) + std::fabs(beta[ch]));
+            s_dx[i] =
+                static_cast<float>(ga * is * (std::fabs(dy[i]) + is * is * xc * sadyx[ch] * amp / P + sady[ch] / P));
         }
 
     // GPU.
@@ -250,7 +249,8 @@ void bn_parity(gpu::context& ctx, const bn_case& c) {
     auto dgamma = to_device<float>(gamma), dbeta = to_device<float>(beta);
     auto drm = to_device<float>(rm0), drv = to_device<float>(rv0);
     auto dy_out = nan_device<T>(n), dye_out = nan_device<T>(n), ddx_out = nan_device<T>(n);
-    auto dmean = nan_device<float>(C), dis = nan_device<float>(C), ddg = nan_device<float>(C), ddb = nan_device<float>(C);
+    auto dmean = nan_device<float>(C), dis = nan_device<float>(C), ddg = nan_device<float>(C),
+         ddb = nan_device<float>(C);
     gpu::batch_norm_forward_train(g, dx_in.data(), dgamma.data(), dbeta.data(), dy_out.data(), dmean.data(), dis.data(),
                                   drm.data(), drv.data(), ctx);
     // Evaluation with the CPU's updated running statistics (compared on their own just below).

@@ -26,7 +26,8 @@ namespace {
 using namespace tt;
 namespace t = tricks;
 
-using small_net = t::models::cifar_resnet<8, t::in_channels<1>, t::classes<10>, t::tweak::deep_stem, t::tweak::avg_down>;
+using small_net =
+    t::models::cifar_resnet<8, t::in_channels<1>, t::classes<10>, t::tweak::deep_stem, t::tweak::avg_down>;
 
 double rel_error(const float* got, const float* want, std::size_t n) {
     double num = 0, den = 0;
@@ -41,8 +42,10 @@ double rel_error(const float* got, const float* want, std::size_t n) {
 
 void expect_rel(const std::string& what, double err, double bound) {
     ++comparisons();
-    if (!(err <= bound)) fail(what + ": relative error " + std::to_string(err) + " > " + std::to_string(bound), __FILE__, __LINE__);
-    else std::printf("  ok   %-58s rel err %.3g (bound %.3g)\n", what.c_str(), err, bound);
+    if (!(err <= bound))
+        fail(what + ": relative error " + std::to_string(err) + " > " + std::to_string(bound), __FILE__, __LINE__);
+    else
+        std::printf("  ok   %-58s rel err %.3g (bound %.3g)\n", what.c_str(), err, bound);
 }
 
 /// A batch of n 1-channel 14x14 inputs (odd sizes after the stride-2 stages: 14 -> 7 -> 4, so
@@ -69,7 +72,8 @@ void model_parity(double bound, const char* label) {
     // CPU reference.
     small_net cpu;
     cpu.init(7);
-    const t::nn::context cctx{t::nn::mode::train, std::is_same_v<T, float> ? t::nn::storage::fp32 : t::nn::storage::fp16};
+    const t::nn::context cctx{t::nn::mode::train,
+                              std::is_same_v<T, float> ? t::nn::storage::fp32 : t::nn::storage::fp16};
     t::tensor<float> xin = b.x;
     cctx.round(xin);
     const auto& z = cpu.forward(xin, cctx);
@@ -207,8 +211,8 @@ TRICKS_GPU_TEST(cuda_trainer_fp32_matches_cpu_trainer) {
                    std::string(t::nn::role_name(pc[worst_i]->kind)) + ", " + std::to_string(pc[worst_i]->value.size()) +
                    " values)",
                worst, 5e-2);
-    expect_rel("trainer fp32: epoch-2 train loss", std::fabs(hg.epochs[1].train_loss - hc.epochs[1].train_loss) /
-                                                       std::fabs(hc.epochs[1].train_loss), 5e-3);
+    expect_rel("trainer fp32: epoch-2 train loss",
+               std::fabs(hg.epochs[1].train_loss - hc.epochs[1].train_loss) / std::fabs(hc.epochs[1].train_loss), 5e-3);
 }
 
 using fp16_recipe = t::recipe<t::optim::sgd<t::optim::nesterov>, t::lr::warmup<t::epochs<1>>, t::lr::cosine,
@@ -248,20 +252,22 @@ TRICKS_GPU_TEST(cuda_trainer_fp16_learns_and_checkpoint_moves_to_cpu) {
 TRICKS_GPU_TEST(distillation_term_matches_cpu) {
     gpu::context ctx;
     const int n = 5, k = 7;
-    const fvec z = uniform(n * k, 31, -3.f, 3.f), r = uniform(n * k, 32, -3.f, 3.f), dz0 = uniform(n * k, 33, -0.1f, 0.1f);
+    const fvec z = uniform(n * k, 31, -3.f, 3.f), r = uniform(n * k, 32, -3.f, 3.f),
+               dz0 = uniform(n * k, 33, -0.1f, 0.1f);
     const double T = 4.0;
     fvec dz_cpu = dz0;
     t::tensor<float> pz, pr;
     const double want = t::distillation_term(n, k, z.data(), r.data(), T, dz_cpu.data(), pz, pr);
     auto zd = to_device<float>(z), rd = to_device<float>(r), dzd = to_device<float>(dz0);
-    const double* m = gpu::distillation_term_async<float, float>(n, k, zd.data(), rd.data(), static_cast<float>(T), dzd.data(),
-                                                                  nullptr, ctx);
+    const double* m = gpu::distillation_term_async<float, float>(n, k, zd.data(), rd.data(), static_cast<float>(T),
+                                                                 dzd.data(), nullptr, ctx);
     double got = 0;
     TRICKS_CUDA_CHECK(cudaMemcpy(&got, m, sizeof got, cudaMemcpyDeviceToHost));
     got *= T * T;
     expect_rel("distillation term value", std::fabs(got - want) / std::fabs(want), 1e-5);
     const fvec dz_gpu = dzd.to_host();
-    expect_rel("distillation term gradient added into dz", rel_error(dz_gpu.data(), dz_cpu.data(), dz_cpu.size()), 1e-5);
+    expect_rel("distillation term gradient added into dz", rel_error(dz_gpu.data(), dz_cpu.data(), dz_cpu.size()),
+               1e-5);
 }
 
 }  // namespace

@@ -43,11 +43,13 @@ TRICKS_HOST_TEST(filter_layout_round_trip) {
     // KRSC is cout-major: the first kh*kw*cin entries are output channel 0 in (ky, kx, ci) order.
     for (int ky = 0, i = 0; ky < 3; ++ky)
         for (int kx = 0; kx < 2; ++kx)
-            for (int ci = 0; ci < 3; ++ci, ++i) CHECK(krsc[static_cast<std::size_t>(i)] == hwio[((ky * 2 + kx) * 3 + ci) * 5]);
+            for (int ci = 0; ci < 3; ++ci, ++i)
+                CHECK(krsc[static_cast<std::size_t>(i)] == hwio[((ky * 2 + kx) * 3 + ci) * 5]);
 }
 
 TRICKS_HOST_TEST(error_messages_name_call_status_and_place) {
-    CHECK_THROWS(TRICKS_CUDA_CHECK(CUDNN_STATUS_BAD_PARAM), gpu::cuda_error, "cuDNN call failed: CUDNN_STATUS_BAD_PARAM");
+    CHECK_THROWS(TRICKS_CUDA_CHECK(CUDNN_STATUS_BAD_PARAM), gpu::cuda_error,
+                 "cuDNN call failed: CUDNN_STATUS_BAD_PARAM");
     CHECK_THROWS(TRICKS_CUDA_CHECK(CUDNN_STATUS_NOT_SUPPORTED), gpu::cuda_error, "test_optim_infra.cu:");
     CHECK_THROWS(TRICKS_CUDA_CHECK(CUBLAS_STATUS_INVALID_VALUE), gpu::cuda_error, "cuBLAS call failed");
     CHECK_THROWS(TRICKS_CUDA_CHECK(cudaErrorInvalidValue), gpu::cuda_error, "CUDA call failed: cudaErrorInvalidValue");
@@ -74,7 +76,8 @@ TRICKS_HOST_TEST(harness_comparison_fails_on_wrong_results) {
     CHECK(out_of_tolerance({1.f, -2.f, 1e-30f}, want, scale, 1e-3, 0.0) == 1);  // zero bound: exact
     const int before = failures();
     deliberate() = true;
-    expect_close("deliberate mismatch (expected to fail)", {1.f, -2.f, 5.f}, want, scale, 1e-3, 0.0, __FILE__, __LINE__);
+    expect_close("deliberate mismatch (expected to fail)", {1.f, -2.f, 5.f}, want, scale, 1e-3, 0.0, __FILE__,
+                 __LINE__);
     expect_close("deliberate size mismatch (expected to fail)", {1.f}, want, scale, 1e-3, 0.0, __FILE__, __LINE__);
     deliberate() = false;
     const int caught = failures() - before;
@@ -109,8 +112,10 @@ struct param_spec {
     tricks::nn::role role;
     int n;
 };
-const param_spec specs[] = {{tricks::nn::role::weight, 1000}, {tricks::nn::role::bias, 10},
-                            {tricks::nn::role::bn_gamma, 33}, {tricks::nn::role::weight, 4099}};
+const param_spec specs[] = {{tricks::nn::role::weight, 1000},
+                            {tricks::nn::role::bias, 10},
+                            {tricks::nn::role::bn_gamma, 33},
+                            {tricks::nn::role::weight, 4099}};
 
 /// Gradients of step s for parameter i (rounded to T: what the backward pass would have stored).
 template <class T>
@@ -162,7 +167,8 @@ void sgd_parity(bool nesterov, bool no_bias_decay, bool multi) {
             TRICKS_CUDA_CHECK(cudaMemcpy(grad[i].data(), dg.data(), dg.bytes(), cudaMemcpyDeviceToDevice));
         }
         ref.step(0.05);
-        if (multi) fused.step(hyper, nullptr, ctx);
+        if (multi)
+            fused.step(hyper, nullptr, ctx);
         else
             for (const auto& t : list) gpu::sgd_update(t, hyper, nullptr, ctx);
     }
@@ -218,7 +224,10 @@ void overflow_check() {
         TRICKS_CUDA_CHECK(cudaMemset(flag.data(), 0, sizeof(int)));
         gpu::check_finite(n, static_cast<const T*>(buf->data()), flag.data(), ctx);
         const int want = buf == &clean ? 0 : 1;
-        CHECK_MSG(read_flag() == want, tname<T>() << " buffer " << (buf == &clean ? "clean" : buf == &dnan ? "nan" : "inf")
+        CHECK_MSG(read_flag() == want, tname<T>() << " buffer "
+                                                  << (buf == &clean  ? "clean"
+                                                      : buf == &dnan ? "nan"
+                                                                     : "inf")
                                                   << ": flag " << read_flag());
     }
     // The flag is only ever set: a clean buffer after a bad one leaves it at 1.
@@ -302,7 +311,8 @@ TRICKS_GPU_TEST(dynamic_loss_scaling_matches_cpu) {
         fvec s(w_ref.size());
         for (std::size_t j = 0; j < s.size(); ++j) s[j] = std::fabs(w_ref[j]) + std::fabs(v_ref[j]) + mag[i][j];
         EXPECT_CLOSE("loss-scaled sgd param " + std::to_string(i) + " master", to_host(master[i]), w_ref, s, 1e-6, 0.0);
-        EXPECT_CLOSE("loss-scaled sgd param " + std::to_string(i) + " velocity", to_host(velocity[i]), v_ref, s, 1e-6, 0.0);
+        EXPECT_CLOSE("loss-scaled sgd param " + std::to_string(i) + " velocity", to_host(velocity[i]), v_ref, s, 1e-6,
+                     0.0);
     }
     // The device scale is what softmax_cross_entropy_async reads.
     float S = 0;

@@ -221,7 +221,8 @@ void linear_parity(gpu::context& ctx, int n, int in, int out, bool bias) {
     tb::linear_forward(n, in, out, x.data(), w.data(), bias ? b.data() : nullptr, y_ref.data());
     tb::linear_forward(n, in, out, abs(x).data(), abs(w).data(), bias ? abs(b).data() : nullptr, y_s.data());
     tb::linear_backward(n, in, out, x.data(), w.data(), dy.data(), dx_ref.data(), dw_ref.data(), db_ref.data());
-    tb::linear_backward(n, in, out, abs(x).data(), abs(w).data(), abs(dy).data(), dx_s.data(), dw_s.data(), db_s.data());
+    tb::linear_backward(n, in, out, abs(x).data(), abs(w).data(), abs(dy).data(), dx_s.data(), dw_s.data(),
+                        db_s.data());
 
     auto dx_in = to_device<T>(x), dw_in = to_device<T>(w), db_in = to_device<T>(b), ddy = to_device<T>(dy);
     auto y = nan_device<T>(ny), dx = nan_device<T>(nx), dw = nan_device<T>(nw), db = nan_device<T>(out);

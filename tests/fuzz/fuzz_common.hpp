@@ -41,7 +41,7 @@ void expect_only_tricks_errors(F&& f, const std::string& internal = {}) {
 /// An anonymous in-memory file (memfd) reachable by a path, rewritten for every input: readers
 /// that only take a path read the input from it without touching the disk.
 class memory_file {
-  public:
+public:
     explicit memory_file(const char* name) : fd_(memfd_create(name, 0)) {
         if (fd_ < 0) {
             std::perror("fuzz: memfd_create");
@@ -66,7 +66,7 @@ class memory_file {
     }
     [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
 
-  private:
+private:
     int fd_;
     std::filesystem::path path_;
 };

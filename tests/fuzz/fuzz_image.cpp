@@ -21,24 +21,28 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::uint8_t* p = data;
     const std::span<const std::uint8_t> file(data + params, size - params);
     const std::string internal = "tricks::image: fuzz: internal error";
-    tricks_fuzz::expect_only_tricks_errors([&] {
-        const image_header h = read_header(file, "fuzz");
-        if (h.width < 1 || h.height < 1) std::abort();  // read_header refuses such images
-        auto u16 = [&](int i) { return (unsigned{p[i]} << 8) | p[i + 1]; };
-        crop_box box;
-        box.w = 1 + static_cast<int>(u16(0) % static_cast<unsigned>(h.width));
-        box.h = 1 + static_cast<int>(u16(2) % static_cast<unsigned>(h.height));
-        box.x = static_cast<int>(u16(4) % static_cast<unsigned>(h.width - box.w + 1));
-        box.y = static_cast<int>(u16(6) % static_cast<unsigned>(h.height - box.h + 1));
-        const decoded_region r = decode_region(file, "fuzz", box, 1 + p[8], 1 + p[9]);
-        // What a successful decode promises: an RGB image holding the box.
-        if (r.image.c != 3 || r.image.pixels.size() != r.image.size() || r.x0 < 0 || r.y0 < 0 ||
-            r.x1 > r.image.w || r.y1 > r.image.h)
-            std::abort();
-    }, internal);
-    tricks_fuzz::expect_only_tricks_errors([&] {
-        const image_u8 img = decode_image(file, "fuzz");
-        if (img.c != 3 || img.w < 1 || img.h < 1 || img.pixels.size() != img.size()) std::abort();
-    }, internal);
+    tricks_fuzz::expect_only_tricks_errors(
+        [&] {
+            const image_header h = read_header(file, "fuzz");
+            if (h.width < 1 || h.height < 1) std::abort();  // read_header refuses such images
+            auto u16 = [&](int i) { return (unsigned{p[i]} << 8) | p[i + 1]; };
+            crop_box box;
+            box.w = 1 + static_cast<int>(u16(0) % static_cast<unsigned>(h.width));
+            box.h = 1 + static_cast<int>(u16(2) % static_cast<unsigned>(h.height));
+            box.x = static_cast<int>(u16(4) % static_cast<unsigned>(h.width - box.w + 1));
+            box.y = static_cast<int>(u16(6) % static_cast<unsigned>(h.height - box.h + 1));
+            const decoded_region r = decode_region(file, "fuzz", box, 1 + p[8], 1 + p[9]);
+            // What a successful decode promises: an RGB image holding the box.
+            if (r.image.c != 3 || r.image.pixels.size() != r.image.size() || r.x0 < 0 || r.y0 < 0 || r.x1 > r.image.w ||
+                r.y1 > r.image.h)
+                std::abort();
+        },
+        internal);
+    tricks_fuzz::expect_only_tricks_errors(
+        [&] {
+            const image_u8 img = decode_image(file, "fuzz");
+            if (img.c != 3 || img.w < 1 || img.h < 1 || img.pixels.size() != img.size()) std::abort();
+        },
+        internal);
     return 0;
 }

@@ -85,7 +85,8 @@ void rewrite(const io::safetensors_file& f) {
     for (std::size_t i = 0; i < kept.size(); ++i) {
         const auto& a = f.info(kept[i]);
         const auto& b = g.tensors()[i];
-        if (b.name != a.name || b.dtype != a.dtype || b.shape != a.shape) finding("tensor " + a.name + " rewritten differently");
+        if (b.name != a.name || b.dtype != a.dtype || b.shape != a.shape)
+            finding("tensor " + a.name + " rewritten differently");
         if (a.dtype == io::st_dtype::i64) {
             const auto x = f.bytes(a.name), y = g.bytes(b.name);
             if (x.size() != y.size() || (!x.empty() && std::memcmp(x.data(), y.data(), x.size()) != 0))

@@ -169,12 +169,38 @@ bytes write_jpeg(const jpeg_spec& s) {
 
 /// An APP1 Exif block, little-endian TIFF, IFD0 with the orientation tag only.
 bytes exif_orientation_block(unsigned orientation) {
-    return {'E', 'x', 'i', 'f', 0, 0,                  // signature
-            'I', 'I', 42, 0, 8, 0, 0, 0,               // TIFF header, IFD0 at 8
-            1, 0,                                      // one entry
-            0x12, 0x01, 3, 0, 1, 0, 0, 0,              // tag 0x0112, SHORT, count 1
-            static_cast<std::uint8_t>(orientation), 0, 0, 0,  // the value
-            0, 0, 0, 0};                               // no next IFD
+    return {'E',
+            'x',
+            'i',
+            'f',
+            0,
+            0,  // signature
+            'I',
+            'I',
+            42,
+            0,
+            8,
+            0,
+            0,
+            0,  // TIFF header, IFD0 at 8
+            1,
+            0,  // one entry
+            0x12,
+            0x01,
+            3,
+            0,
+            1,
+            0,
+            0,
+            0,  // tag 0x0112, SHORT, count 1
+            static_cast<std::uint8_t>(orientation),
+            0,
+            0,
+            0,  // the value
+            0,
+            0,
+            0,
+            0};  // no next IFD
 }
 
 struct png_spec {
@@ -231,7 +257,9 @@ bytes params(unsigned w, unsigned h, unsigned x, unsigned y, unsigned tw, unsign
 }
 
 void image_seeds(const fs::path& dir) {
-    auto seed = [&](const std::string& name, const bytes& p, const bytes& file) { write_all(dir / name, cat(p, file)); };
+    auto seed = [&](const std::string& name, const bytes& p, const bytes& file) {
+        write_all(dir / name, cat(p, file));
+    };
     // box width and height are 1 + w % width, 1 + h % height: whole(w, h) is the whole image
     auto whole = [](unsigned w, unsigned h) { return params(w - 1, h - 1, 0, 0, 16, 16); };
     const bytes crop = params(9, 7, 3, 5, 4, 2);  // a 10x8 crop at (3, 5): JPEG decodes it at 1/2
@@ -293,7 +321,8 @@ void safetensors_seeds(const fs::path& dir) {
         const std::uint64_t n = header.size();
         std::memcpy(file.data(), &n, 8);
         const double d = 0.1;
-        file += header + std::string("\x01\x00\x34\x12\xff\xff\xff\xff", 8) + std::string(reinterpret_cast<const char*>(&d), 8);
+        file += header + std::string("\x01\x00\x34\x12\xff\xff\xff\xff", 8) +
+                std::string(reinterpret_cast<const char*>(&d), 8);
         safetensors_seed(dir, "dtypes", file);
     }
     safetensors_seed(dir, "empty", std::string("\x08\0\0\0\0\0\0\0{}      ", 16));
@@ -308,7 +337,8 @@ int main(int argc, char** argv) {
     }
     const fs::path root = argv[1];
     const fs::path scratch = fs::temp_directory_path() / ("tricks_make_corpus_" + std::to_string(::getpid()));
-    const std::vector<std::string> all = {"fuzz_idx", "fuzz_checkpoint", "fuzz_image", "fuzz_image_list", "fuzz_safetensors"};
+    const std::vector<std::string> all = {"fuzz_idx", "fuzz_checkpoint", "fuzz_image", "fuzz_image_list",
+                                          "fuzz_safetensors"};
     std::vector<std::string> wanted(argv + 2, argv + argc);
     if (wanted.empty()) wanted = all;
     for (const auto& t : wanted) {

@@ -53,8 +53,9 @@ static_assert(std::is_same_v<ab::at_t<g, 5>::recipe, r2>);
 constexpr std::size_t visit_order_ok() {
     std::size_t i = 0, ok = 0;
     ab::for_each<g>([&]<class M, class R>() {
-        const bool model_ok = (i / 3 == 0 && std::is_same_v<M, m::resnet50>) || (i / 3 == 1 && std::is_same_v<M, m::resnet50b>) ||
-                              (i / 3 == 2 && std::is_same_v<M, m::resnet50c>) || (i / 3 == 3 && std::is_same_v<M, m::resnet50d>);
+        const bool model_ok =
+            (i / 3 == 0 && std::is_same_v<M, m::resnet50>) || (i / 3 == 1 && std::is_same_v<M, m::resnet50b>) ||
+            (i / 3 == 2 && std::is_same_v<M, m::resnet50c>) || (i / 3 == 3 && std::is_same_v<M, m::resnet50d>);
         const bool recipe_ok = (i % 3 == 0 && std::is_same_v<R, r0>) || (i % 3 == 1 && std::is_same_v<R, r1>) ||
                                (i % 3 == 2 && std::is_same_v<R, r2>);
         ok += model_ok && recipe_ok;
@@ -91,7 +92,8 @@ static_assert(ab::size_v<line> == 3 && std::is_same_v<ab::at_t<line, 2>, ab::con
 // The order of model options or recipe policies does not change the experiment...
 using net_d_reordered = m::cifar_resnet<20, tw::avg_down, tricks::classes<10>, tw::deep_stem, tricks::in_channels<1>>;
 static_assert(ab::detail::same_network<net_d, net_d_reordered>);
-static_assert(ab::detail::same_recipe<recipe<lr::cosine, loss::label_smoothing>, recipe<loss::label_smoothing, lr::cosine>>());
+static_assert(
+    ab::detail::same_recipe<recipe<lr::cosine, loss::label_smoothing>, recipe<loss::label_smoothing, lr::cosine>>());
 static_assert(ab::detail::same_recipe<recipe<>, recipe<tricks::precision::fp32>>());
 static_assert(ab::detail::same_recipe<recipe<tricks::optim::sgd<>, lr::cosine>, recipe<lr::cosine>>());
 static_assert(ab::detail::same_recipe<recipe<loss::distill<net_d>>, recipe<loss::distill<net_d_reordered>>>());
@@ -99,11 +101,14 @@ static_assert(!ab::detail::same_recipe<recipe<tricks::optim::sgd<tricks::optim::
 static_assert(!ab::detail::same_recipe<recipe<lr::cosine, tricks::mix::mixup>, recipe<lr::cosine>>());
 static_assert(!ab::detail::same_recipe<recipe<tricks::precision::fp16_mixed>, recipe<tricks::precision::bf16_mixed>>());
 // ...and neither does stride_on_3x3 on basic blocks (why the cifar ablation has no ResNet-B row)...
-static_assert(ab::detail::same_network<net, m::cifar_resnet<20, tw::stride_on_3x3, tricks::in_channels<1>, tricks::classes<10>>>);
+static_assert(
+    ab::detail::same_network<net, m::cifar_resnet<20, tw::stride_on_3x3, tricks::in_channels<1>, tricks::classes<10>>>);
 // ...while on bottlenecks it does, and so do width, zero-gamma, the schedule and the teacher.
 static_assert(!ab::detail::same_network<m::resnet50, m::resnet50b>);
-static_assert(!ab::detail::same_network<net, m::cifar_resnet<20, tricks::width<32>, tricks::in_channels<1>, tricks::classes<10>>>);
-static_assert(!ab::detail::same_network<net, m::cifar_resnet<20, tricks::init::zero_gamma, tricks::in_channels<1>, tricks::classes<10>>>);
+static_assert(!ab::detail::same_network<
+              net, m::cifar_resnet<20, tricks::width<32>, tricks::in_channels<1>, tricks::classes<10>>>);
+static_assert(!ab::detail::same_network<
+              net, m::cifar_resnet<20, tricks::init::zero_gamma, tricks::in_channels<1>, tricks::classes<10>>>);
 static_assert(!ab::detail::same_recipe<recipe<lr::cosine>, recipe<lr::step<tricks::epochs<3>>>>());
 static_assert(!ab::detail::same_recipe<recipe<lr::step<tricks::epochs<3>>>, recipe<lr::step<tricks::epochs<4>>>>());
 static_assert(!ab::detail::same_recipe<recipe<lr::warmup<tricks::epochs<1>>>, recipe<lr::warmup<tricks::epochs<5>>>>());

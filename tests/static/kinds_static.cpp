@@ -19,7 +19,7 @@ static_assert(std::is_same_v<d::kind_of_t<t::optim::sgd<t::optim::nesterov>>, t:
 static_assert(std::is_same_v<d::kind_of_t<t::classes<10>>, t::option_kind::classes>);
 static_assert(std::is_same_v<d::kind_of_t<int>, void>);
 static_assert(d::kind_in_family<t::mix::mixup, t::policy_kind::any>);
-static_assert(!d::kind_in_family<t::mix::mixup, t::option_kind::any>);   // a policy is no model option
+static_assert(!d::kind_in_family<t::mix::mixup, t::option_kind::any>);  // a policy is no model option
 static_assert(!d::kind_in_family<t::tweak::deep_stem, t::policy_kind::any>);
 static_assert(!d::kind_in_family<t::optim::nesterov, t::policy_kind::any>);  // an sgd option, not a policy
 
@@ -28,7 +28,8 @@ static_assert(d::count_of_kind<t::policy_kind::schedule, t::lr::cosine, t::mix::
 static_assert(d::at_most_one_of_each_kind<t::lr::cosine, t::mix::mixup, t::precision::fp16_mixed>);
 static_assert(!d::at_most_one_of_each_kind<t::precision::fp32, t::mix::mixup, t::precision::fp16_mixed>);
 static_assert(d::at_most_one_of_each_kind<>);
-static_assert(std::is_same_v<d::first_of_kind_t<t::policy_kind::mixing, void, t::lr::cosine, t::mix::mixup>, t::mix::mixup>);
+static_assert(
+    std::is_same_v<d::first_of_kind_t<t::policy_kind::mixing, void, t::lr::cosine, t::mix::mixup>, t::mix::mixup>);
 static_assert(std::is_same_v<d::first_of_kind_t<t::policy_kind::distill, int, t::lr::cosine>, int>);
 
 // A user's policy of a new kind enters a recipe without any edit to the library; the recipe's

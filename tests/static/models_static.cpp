@@ -106,7 +106,8 @@ static_assert(macs<r50d_reordered>(224, 224) == macs<m::resnet50d>(224, 224));
 using r50d_small_reordered = m::resnet<50, classes<10>, tw::avg_down, in_channels<1>, tw::deep_stem, tw::stride_on_3x3>;
 static_assert(parameter_count_v<r50d_small_reordered> == parameter_count_v<r50d_small>);
 static_assert(macs<r50d_small_reordered>(28, 28) == macs<r50d_small>(28, 28));
-using cifar20cd_w32_reordered = m::cifar_resnet<20, tw::avg_down, classes<10>, tw::deep_stem, width<32>, in_channels<1>>;
+using cifar20cd_w32_reordered =
+    m::cifar_resnet<20, tw::avg_down, classes<10>, tw::deep_stem, width<32>, in_channels<1>>;
 static_assert(parameter_count_v<cifar20cd_w32_reordered> == parameter_count_v<cifar20cd_w32>);
 static_assert(macs<cifar20cd_w32_reordered>(28, 28) == macs<cifar20cd_w32>(28, 28));
 // The body (the network proper) is the same type whatever the order (detail name: update if renamed).

@@ -72,7 +72,8 @@ void check_sum(std::size_t n) {
     }
     world->sum(std::span<T>(mine));
     check(std::memcmp(mine.data(), want.data(), n * sizeof(T)) == 0,
-          detail::cat("sum of ", n, sizeof(T) == 4 ? " floats" : " doubles", " over ", world->size(), " ranks = rank-order sum, bit for bit"));
+          detail::cat("sum of ", n, sizeof(T) == 4 ? " floats" : " doubles", " over ", world->size(),
+                      " ranks = rank-order sum, bit for bit"));
 }
 
 options small_options() {
@@ -157,21 +158,25 @@ void gradient_check(bn_kind kind) {
     for (int r = 0; r < W && kind != bn_kind::synced; ++r) {
         xs.resize({per, x.shape().h, x.shape().w, x.shape().c});
         std::copy_n(x.data() + static_cast<std::size_t>(r) * per * hw, xs.size(), xs.data());
-        make_targets(std::span<const int>(labels).subspan(static_cast<std::size_t>(r * per), static_cast<std::size_t>(per)),
-                     10, 0.0, q, 10);
+        make_targets(
+            std::span<const int>(labels).subspan(static_cast<std::size_t>(r * per), static_cast<std::size_t>(per)), 10,
+            0.0, q, 10);
         const tensor<float>& z = m->forward(xs, ctx);
         dz.resize(z.shape());
         (void)backend::softmax_cross_entropy(per, 10, z.data(), q.data(), dz.data());
         m->backward(dz, ctx, false);
         const std::vector<float> g = grads_of(*m);
-        if (r == 0) mean = g;
-        else for (std::size_t i = 0; i < g.size(); ++i) mean[i] += g[i];  // rank order, as sum() adds
+        if (r == 0)
+            mean = g;
+        else
+            for (std::size_t i = 0; i < g.size(); ++i) mean[i] += g[i];  // rank order, as sum() adds
     }
     for (auto& v : mean) v /= static_cast<float>(W);
     const char* bn = frozen_bn ? " (frozen batch norms)" : kind == bn_kind::synced ? " (synchronised batch norms)" : "";
     if (kind != bn_kind::synced)
         check(tricks_test::same_bits(got, mean),
-              detail::cat("one step's gradient on rank ", world->rank(), " = mean of the ", W, " shards' gradients, bit for bit", bn));
+              detail::cat("one step's gradient on rank ", world->rank(), " = mean of the ", W,
+                          " shards' gradients, bit for bit", bn));
     check(same_on_every_rank(tricks_test::state_of(t.model())),
           detail::cat("after a step every rank holds the same weights and BN statistics", bn));
     if (kind == bn_kind::per_rank) return;
@@ -190,8 +195,8 @@ void gradient_check(bn_kind kind) {
         scale = std::max(scale, std::abs(double(one_pass[i])));
     }
     check(got.size() == one_pass.size() && scale > 0 && worst <= 1e-5 * scale,
-          detail::cat("one step's gradient on rank ", world->rank(), " = the one-pass gradient of the global batch of ", o.batch,
-                      bn, ": max difference ", worst, " of max |g| ", scale));
+          detail::cat("one step's gradient on rank ", world->rank(), " = the one-pass gradient of the global batch of ",
+                      o.batch, bn, ": max difference ", worst, " of max |g| ", scale));
     if (kind != bn_kind::synced) return;
     double worst_stat = 0;
     const auto mine = t.model().buffers(), want = m->buffers();
@@ -215,9 +220,11 @@ void train_check(const std::filesystem::path& dir) {
         const history h = t.fit(train, test);
         by_threads[threads - 1] = tricks_test::state_of(t.model());
         top1 = h.final_top1();
-        check(same_on_every_rank(by_threads[threads - 1]), detail::cat("a 2-epoch fit with ", threads, " thread(s) per rank: every rank holds the same model"));
+        check(same_on_every_rank(by_threads[threads - 1]),
+              detail::cat("a 2-epoch fit with ", threads, " thread(s) per rank: every rank holds the same model"));
     }
-    check(tricks_test::same_bits(by_threads[0], by_threads[1]), "1 and 2 threads per rank: the same weights, bit for bit");
+    check(tricks_test::same_bits(by_threads[0], by_threads[1]),
+          "1 and 2 threads per rank: the same weights, bit for bit");
     if (world->rank() == 0) {
         char hex[17];
         std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(hash_of(by_threads[0])));
@@ -252,7 +259,8 @@ void settings_check() {
     } catch (const error& e) {
         msg = e.what();
     }
-    check(tricks_test::contains(msg, "batch 33 is not divisible by the 2 ranks"), "an odd global batch is refused: " + msg);
+    check(tricks_test::contains(msg, "batch 33 is not divisible by the 2 ranks"),
+          "an odd global batch is refused: " + msg);
 }
 
 void resume_check(const std::filesystem::path& dir) {
@@ -274,7 +282,8 @@ void resume_check(const std::filesystem::path& dir) {
     } catch (const error& e) {
         msg = e.what();
     }
-    check(tricks_test::contains(msg, "world_size = 2, this run has 1"), "a 2-rank checkpoint does not resume alone: " + msg);
+    check(tricks_test::contains(msg, "world_size = 2, this run has 1"),
+          "a 2-rank checkpoint does not resume alone: " + msg);
     o.communicator = world;
     o.epochs = 2;
     o.resume_allow = {"epochs"};

@@ -27,7 +27,8 @@ namespace {
 /// shortcuts and zero-gamma, 1 channel, 10 classes.
 using main_net = t::models::cifar_resnet<20, t::width<16>, t::in_channels<1>, t::classes<10>, t::tweak::deep_stem,
                                          t::tweak::avg_down, t::init::zero_gamma>;
-using cifar20_cd = t::models::cifar_resnet<20, t::in_channels<3>, t::classes<10>, t::tweak::deep_stem, t::tweak::avg_down>;
+using cifar20_cd =
+    t::models::cifar_resnet<20, t::in_channels<3>, t::classes<10>, t::tweak::deep_stem, t::tweak::avg_down>;
 
 void write_floats(const fs::path& p, const std::vector<float>& v) {
     std::ofstream f(p, std::ios::binary | std::ios::trunc);
@@ -36,7 +37,8 @@ void write_floats(const fs::path& p, const std::vector<float>& v) {
 }
 
 template <class Model>
-void run_case(const fs::path& dir, std::ofstream& manifest, const std::string& name, int n, int side, std::uint64_t seed) {
+void run_case(const fs::path& dir, std::ofstream& manifest, const std::string& name, int n, int side,
+              std::uint64_t seed) {
     auto m = std::make_unique<Model>();
     m->init(seed);
     // BN parameters and running statistics away from 1/0 (zero-gamma nets included)
@@ -66,7 +68,8 @@ void run_case(const fs::path& dir, std::ofstream& manifest, const std::string& n
     write_floats(dir / (name + ".tricks.f32"), {y.data(), y.data() + y.size()});
     t::io::export_onnx(*m, dir / (name + ".fold.onnx"));
     t::io::export_onnx(*m, dir / (name + ".keep.onnx"), {.fold_batch_norm = false});
-    manifest << name << '\t' << n << '\t' << c << '\t' << side << '\t' << side << '\t' << k << '\t' << Model::name() << '\n';
+    manifest << name << '\t' << n << '\t' << c << '\t' << side << '\t' << side << '\t' << k << '\t' << Model::name()
+             << '\n';
     std::printf("%-22s %-36s %d x %dx%dx%d -> %d logits\n", name.c_str(), Model::name().c_str(), n, c, side, side, k);
 }
 

@@ -55,10 +55,30 @@ int dump(const char* path) {
 }
 
 /// Values around F16's and BF16's rounding boundaries (ties to even both ways, overflow, subnormals).
-const std::vector<float> source = {0.f,         -0.f,        1.f,         -2.5f,       0.1f,        1.f / 3,
-                                   1.f + 0x1p-11f, 1.f + 3 * 0x1p-11f, 1.f + 0x1p-8f, 1.f + 3 * 0x1p-8f, 65504.f, 65519.f,
-                                   65520.f,     70000.f,     1e-8f,       0x1p-24f,    3e-5f,       -1e30f,
-                                   3.4e38f,     1e-40f,      123456.789f, -0.000123f,  7.f,         -8.f};
+const std::vector<float> source = {0.f,
+                                   -0.f,
+                                   1.f,
+                                   -2.5f,
+                                   0.1f,
+                                   1.f / 3,
+                                   1.f + 0x1p-11f,
+                                   1.f + 3 * 0x1p-11f,
+                                   1.f + 0x1p-8f,
+                                   1.f + 3 * 0x1p-8f,
+                                   65504.f,
+                                   65519.f,
+                                   65520.f,
+                                   70000.f,
+                                   1e-8f,
+                                   0x1p-24f,
+                                   3e-5f,
+                                   -1e30f,
+                                   3.4e38f,
+                                   1e-40f,
+                                   123456.789f,
+                                   -0.000123f,
+                                   7.f,
+                                   -8.f};
 
 int write(const char* path) {
     io::safetensors_writer w;

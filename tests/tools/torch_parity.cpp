@@ -29,7 +29,8 @@ int run(const std::string& name, const std::string& dir) {
         for (int ch = 0; ch < c; ++ch)
             for (int y = 0; y < h; ++y)
                 for (int xx = 0; xx < w; ++xx)
-                    x.data()[((std::size_t(i) * h + y) * w + xx) * c + ch] = x_nchw[((std::size_t(i) * c + ch) * h + y) * w + xx];
+                    x.data()[((std::size_t(i) * h + y) * w + xx) * c + ch] =
+                        x_nchw[((std::size_t(i) * c + ch) * h + y) * w + xx];
     const t::nn::context eval{t::nn::mode::eval};
     const auto& y = net->forward(x, eval);
     if (y.size() != theirs.size()) {

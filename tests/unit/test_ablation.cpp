@@ -43,7 +43,8 @@ using design_grid = ab::grid<ab::axis<m::resnet50, m::resnet50b, m::resnet50c, m
 
 // Small nets for 28x28 grey images: cheap enough to train a few steps in a unit test.
 using tiny_a = m::cifar_resnet<8, tricks::width<8>, tricks::in_channels<1>, tricks::classes<10>>;
-using tiny_d = m::cifar_resnet<8, tricks::width<8>, tricks::in_channels<1>, tricks::classes<10>, tw::deep_stem, tw::avg_down>;
+using tiny_d =
+    m::cifar_resnet<8, tricks::width<8>, tricks::in_channels<1>, tricks::classes<10>, tw::deep_stem, tw::avg_down>;
 using tiny_teacher = m::cifar_resnet<8, tricks::width<16>, tricks::in_channels<1>, tricks::classes<10>>;
 
 struct temp_dir : tricks_test::temp_dir {
@@ -78,7 +79,8 @@ ab::seed_run fake_run(std::uint64_t seed, std::vector<double> curve) {
 
 TEST_CASE("ablation: for_each visits every configuration of a grid once, row-major") {
     std::vector<std::string> seen;
-    ab::for_each<design_grid>([&]<class Net, class Recipe>() { seen.push_back(Net::name() + " / " + Recipe::describe()); });
+    ab::for_each<design_grid>(
+        [&]<class Net, class Recipe>() { seen.push_back(Net::name() + " / " + Recipe::describe()); });
     const std::vector<std::string> models{"resnet50", "resnet50-B", "resnet50-C", "resnet50-D"};
     const std::vector<std::string> recipes{"sgd", "sgd + cosine", "sgd + cosine + label_smoothing"};
     REQUIRE(seen.size() == 12);
@@ -104,7 +106,8 @@ TEST_CASE("ablation: a configuration's name is Model::name() | Recipe::describe(
     CHECK(ab::config_name<tiny_d, r2>() == "cifar_resnet8w8+deep_stem+avg_down | sgd + cosine + label_smoothing");
     CHECK(ab::config_name<tiny_d, r2>() == tiny_d::name() + " | " + r2::describe());
     using kd = recipe<lr::cosine, loss::distill<tiny_teacher>>;
-    CHECK(ab::config_name<tiny_a, kd>() == tiny_a::name() + " | " + kd::describe() + " | teacher " + tiny_teacher::name());
+    CHECK(ab::config_name<tiny_a, kd>() ==
+          tiny_a::name() + " | " + kd::describe() + " | teacher " + tiny_teacher::name());
 }
 
 TEST_CASE("ablation: the names of a grid's configurations are unique") {
@@ -188,7 +191,8 @@ TEST_CASE("ablation: the report writes a Markdown table, CSV, JSON and gnuplot d
 
     const std::string md = ab::markdown_table(s);
     CHECK(md.find("## Model tweaks") != std::string::npos);
-    CHECK(md.find("| 1 | baseline | `net \\| sgd + step` | 91.00 ± 1.41 | — | 273,874 | 32.3 M | 150 | 0:15 |") != std::string::npos);
+    CHECK(md.find("| 1 | baseline | `net \\| sgd + step` | 91.00 ± 1.41 | — | 273,874 | 32.3 M | 150 | 0:15 |") !=
+          std::string::npos);
     CHECK(md.find("| 2 | +deep_stem | `net+deep_stem \\| sgd + step` | 94.00 ± 1.41 | +3.00 |") != std::string::npos);
     CHECK(md.find("over 2 seeds") != std::string::npos);
     CHECK(md.find("A note.") != std::string::npos);
@@ -225,7 +229,7 @@ TEST_CASE("ablation: the report writes a Markdown table, CSV, JSON and gnuplot d
     for (const auto& f : pf.data) CHECK(fs::is_regular_file(f));
     for (const auto& f : pf.scripts) CHECK(fs::is_regular_file(f));
     const std::string curves = slurp(tmp.path / "tweaks_curves.dat");
-    CHECK(curves.find("1 81 1.414") != std::string::npos);  // epoch 1 of row 1: mean 81%, std 1.414
+    CHECK(curves.find("1 81 1.414") != std::string::npos);             // epoch 1 of row 1: mean 81%, std 1.414
     CHECK(curves.find("\n\n\n# 2: +deep_stem") != std::string::npos);  // blocks separated for gnuplot's index
     const std::string gp = slurp(tmp.path / "tweaks_curves.gp");
     CHECK(gp.find("set output \"tweaks_curves.svg\"") != std::string::npos);
@@ -237,7 +241,8 @@ TEST_CASE("ablation: the report writes a Markdown table, CSV, JSON and gnuplot d
 TEST_CASE("ablation: a two-configuration study trains end to end on a Fashion-MNIST subset") {
     const fs::path dir = tricks::data::fashion_mnist::default_dir();
     if (!fs::is_directory(dir)) {
-        MESSAGE("skipped: ", dir.string(), " is missing (install dataset-fashion-mnist or set TRICKS_FASHION_MNIST_DIR)");
+        MESSAGE("skipped: ", dir.string(),
+                " is missing (install dataset-fashion-mnist or set TRICKS_FASHION_MNIST_DIR)");
         return;
     }
     const auto train = tricks::data::fashion_mnist::train(dir).subset(0, 256);

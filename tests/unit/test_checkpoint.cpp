@@ -94,11 +94,9 @@ void write_sample(const fs::path& p) {
 constexpr std::size_t header_bytes = 20, trailer_bytes = 8;
 
 using ck_net = models::cifar_resnet<8, width<8>, in_channels<1>, classes<10>, tweak::avg_down, init::zero_gamma>;
-using ck_other_net = models::cifar_resnet<8, width<8>, in_channels<1>, classes<10>>;  // projection shortcuts, not avg_down
+using ck_other_net =
+    models::cifar_resnet<8, width<8>, in_channels<1>, classes<10>>;  // projection shortcuts, not avg_down
 using ck_recipe = recipe<lr::warmup<epochs<1>>, lr::cosine, loss::label_smoothing, mix::mixup, decay::no_bias_decay>;
-
-
-
 
 /// One thread: this small net gains nothing from two, and on a shared 2-core machine two OpenMP
 /// threads slow to a crawl whenever another process holds a core (libgomp spin-waits).
@@ -149,7 +147,8 @@ TEST_CASE("checkpoint: written atomically, no temporary left; a rewrite replaces
     io::checkpoint_reader r(p);
     CHECK(r.i64("only") == 7);
     CHECK(r.at_end());
-    CHECK(fs::file_size(p) == header_bytes + (4 + 4 + 8 + 8) + trailer_bytes);  // one field: name length, name, size, value
+    CHECK(fs::file_size(p) ==
+          header_bytes + (4 + 4 + 8 + 8) + trailer_bytes);  // one field: name length, name, size, value
     // a stale temporary from a crashed writer is simply overwritten
     write_all(p.string() + ".tmp", "garbage");
     w.commit(p);
@@ -167,9 +166,9 @@ TEST_CASE("checkpoint: a truncated file is reported with the path, at every cut"
     const std::string bytes = read_all(good);
     REQUIRE(bytes.size() > header_bytes + trailer_bytes + 40);
     const fs::path cut = dir / "cut.ckpt";
-    for (std::size_t len : {std::size_t{0}, std::size_t{5}, std::size_t{8}, std::size_t{19}, std::size_t{27},
-                            header_bytes + trailer_bytes, header_bytes + 10, bytes.size() / 2, bytes.size() - 9,
-                            bytes.size() - 1}) {
+    for (std::size_t len :
+         {std::size_t{0}, std::size_t{5}, std::size_t{8}, std::size_t{19}, std::size_t{27},
+          header_bytes + trailer_bytes, header_bytes + 10, bytes.size() / 2, bytes.size() - 9, bytes.size() - 1}) {
         CAPTURE(len);
         write_all(cut, bytes.substr(0, len));
         const std::string msg = open_error(cut);
@@ -241,7 +240,8 @@ TEST_CASE("checkpoint: a wrong field name, size or count names what was expected
         (void)r.u64("alpha");
         (void)r.str("name");
         float four[4];
-        CHECK_THROWS_WITH_AS(r.floats("vec", four), doctest::Contains("field 'vec' holds 3 floats, expected 4"), data_error);
+        CHECK_THROWS_WITH_AS(r.floats("vec", four), doctest::Contains("field 'vec' holds 3 floats, expected 4"),
+                             data_error);
     }
 }
 
@@ -350,7 +350,8 @@ TEST_CASE("trainer resume: a step-decay run resumes only with the same options.s
     options other = o;
     other.step_milestones.clear();  // the type's 3, 6
     trainer<ck_net, stepped> t(other);
-    CHECK_THROWS_WITH_AS(t.resume(p), doctest::Contains("was written with step_milestones = 1, this run has 3,6"), data_error);
+    CHECK_THROWS_WITH_AS(t.resume(p), doctest::Contains("was written with step_milestones = 1, this run has 3,6"),
+                         data_error);
 }
 
 TEST_CASE("checkpoint_reader::next_is peeks at the next field's name without reading it") {
@@ -442,8 +443,8 @@ TEST_CASE("trainer resume: other run settings or another model type are refused,
 namespace {
 
 /// A recipe with every policy that reads a run-time number, so every option is in use.
-using every_number_recipe = recipe<lr::warmup<epochs<1>>, lr::step<epochs<1>>, loss::label_smoothing, loss::distill<ck_net>,
-                                   mix::mixup, precision::fp16_mixed>;
+using every_number_recipe = recipe<lr::warmup<epochs<1>>, lr::step<epochs<1>>, loss::label_smoothing,
+                                   loss::distill<ck_net>, mix::mixup, precision::fp16_mixed>;
 
 /// Another value of the same type, valid for the trainer (ranges kept).
 int changed(int v) { return v + 1; }
@@ -463,7 +464,9 @@ struct two_ranks final : distributed::communicator {
     [[nodiscard]] int size() const noexcept override { return 2; }
     void sum(std::span<float>) override { throw std::logic_error("two_ranks: no communication in settings checks"); }
     void sum(std::span<double>) override { throw std::logic_error("two_ranks: no communication in settings checks"); }
-    void broadcast(std::string&, int) override { throw std::logic_error("two_ranks: no communication in settings checks"); }
+    void broadcast(std::string&, int) override {
+        throw std::logic_error("two_ranks: no communication in settings checks");
+    }
     [[noreturn]] void abort(const std::string&, int) override { throw std::logic_error("two_ranks: no abort either"); }
 };
 std::shared_ptr<distributed::communicator> changed(const std::shared_ptr<distributed::communicator>&) {
@@ -484,7 +487,9 @@ std::string resume_error(const options& o, const fs::path& p) {
 
 }  // namespace
 
-TEST_CASE("trainer resume: every must-match setting changed is refused with its name and both values; allowed, it is accepted") {
+TEST_CASE(
+    "trainer resume: every must-match setting changed is refused with its name and both values; allowed, it is "
+    "accepted") {
     const omp_threads_guard keep_threads;
     ck_temp_dir dir;
     const auto train = synthetic_digits(64, 3, 95), test = synthetic_digits(16, 4, 95);
@@ -509,43 +514,46 @@ TEST_CASE("trainer resume: every must-match setting changed is refused with its 
     const trainer<ck_net, every_number_recipe> saved(o);
     CHECK(resume_error<every_number_recipe>(o, p).empty());
     int must_match = 0, fixed = 0, may_change = 0;
-    std::apply([&](const auto&... f) {
-        const auto one = [&](const auto& field) {
-            options c = o;
-            c.*(field.member) = changed(o.*(field.member));
-            const std::string name = field.name;
-            CAPTURE(name);
-            const trainer<ck_net, every_number_recipe> probe(c);
-            const std::vector<setting> before = saved.settings(), after = probe.settings();
-            const setting* was = find_setting(before, name);
-            const setting* now = find_setting(after, name);
-            REQUIRE(was);
-            REQUIRE(now);
-            CHECK(was->value != now->value);  // the change is visible in the setting
-            const std::string msg = resume_error<every_number_recipe>(c, p);
-            CAPTURE(msg);
-            const std::string values = "was written with " + name + " = " + was->value + ", this run has " + now->value;
-            if (field.rule == on_resume::may_change) {
-                ++may_change;
-                CHECK(msg.empty());
-                return;
-            }
-            CHECK(contains(msg, values));
-            CHECK(contains(msg, p.string()));
-            c.resume_allow = {name};
-            const std::string allowed = resume_error<every_number_recipe>(c, p);
-            CAPTURE(allowed);
-            if (field.rule == on_resume::must_match) {
-                ++must_match;
-                CHECK(contains(msg, "options.resume_allow"));
-                CHECK(allowed.empty());
-            } else {
-                ++fixed;
-                CHECK(contains(allowed, "'" + name + "', which can never change on resume"));
-            }
-        };
-        (one(f), ...);
-    }, option_fields);
+    std::apply(
+        [&](const auto&... f) {
+            const auto one = [&](const auto& field) {
+                options c = o;
+                c.*(field.member) = changed(o.*(field.member));
+                const std::string name = field.name;
+                CAPTURE(name);
+                const trainer<ck_net, every_number_recipe> probe(c);
+                const std::vector<setting> before = saved.settings(), after = probe.settings();
+                const setting* was = find_setting(before, name);
+                const setting* now = find_setting(after, name);
+                REQUIRE(was);
+                REQUIRE(now);
+                CHECK(was->value != now->value);  // the change is visible in the setting
+                const std::string msg = resume_error<every_number_recipe>(c, p);
+                CAPTURE(msg);
+                const std::string values =
+                    "was written with " + name + " = " + was->value + ", this run has " + now->value;
+                if (field.rule == on_resume::may_change) {
+                    ++may_change;
+                    CHECK(msg.empty());
+                    return;
+                }
+                CHECK(contains(msg, values));
+                CHECK(contains(msg, p.string()));
+                c.resume_allow = {name};
+                const std::string allowed = resume_error<every_number_recipe>(c, p);
+                CAPTURE(allowed);
+                if (field.rule == on_resume::must_match) {
+                    ++must_match;
+                    CHECK(contains(msg, "options.resume_allow"));
+                    CHECK(allowed.empty());
+                } else {
+                    ++fixed;
+                    CHECK(contains(allowed, "'" + name + "', which can never change on resume"));
+                }
+            };
+            (one(f), ...);
+        },
+        option_fields);
     CHECK(must_match == 22);
     CHECK(fixed == 3);  // batch, max_steps_per_epoch, world_size
     CHECK(may_change == 7);
@@ -553,14 +561,16 @@ TEST_CASE("trainer resume: every must-match setting changed is refused with its 
     // names in resume_allow are checked: unknown, or a setting that may change anyway
     options u = o;
     u.resume_allow = {"epoch"};
-    CHECK(contains(resume_error<every_number_recipe>(u, p), "options.resume_allow names 'epoch', which is not a run setting"));
+    CHECK(contains(resume_error<every_number_recipe>(u, p),
+                   "options.resume_allow names 'epoch', which is not a run setting"));
     u.resume_allow = {"threads"};
     CHECK(contains(resume_error<every_number_recipe>(u, p), "names 'threads', which may change anyway"));
     // another recipe: fixed (the model section is the same type, so this is the settings' check)
-    CHECK(contains(resume_error<recipe<lr::warmup<epochs<1>>, lr::step<epochs<1>>, loss::label_smoothing, loss::distill<ck_net>,
-                                      mix::mixup>>(o, p),
-                   "was written with recipe = sgd + warmup + step + label_smoothing + distill + mixup + fp16_mixed, this run "
-                   "has sgd + warmup + step + label_smoothing + distill + mixup; this setting cannot change on resume"));
+    CHECK(contains(
+        resume_error<recipe<lr::warmup<epochs<1>>, lr::step<epochs<1>>, loss::label_smoothing, loss::distill<ck_net>,
+                            mix::mixup>>(o, p),
+        "was written with recipe = sgd + warmup + step + label_smoothing + distill + mixup + fp16_mixed, this run "
+        "has sgd + warmup + step + label_smoothing + distill + mixup; this setting cannot change on resume"));
 }
 
 TEST_CASE("trainer resume: a refused resume leaves the trainer as it was; the data must be the same") {
@@ -591,10 +601,11 @@ TEST_CASE("trainer resume: a refused resume leaves the trainer as it was; the da
     {
         trainer<ck_net, ck_recipe> r(o);
         r.resume(p);
-        CHECK_THROWS_WITH_AS((void)r.fit(fewer, test),
-                             doctest::Contains("was written with data.train_images = 128, this run has 96; this setting cannot "
-                                               "change on resume"),
-                             data_error);
+        CHECK_THROWS_WITH_AS(
+            (void)r.fit(fewer, test),
+            doctest::Contains("was written with data.train_images = 128, this run has 96; this setting cannot "
+                              "change on resume"),
+            data_error);
     }
     {
         trainer<ck_net, ck_recipe> r(o);
@@ -664,7 +675,8 @@ TEST_CASE("reports: the JSON and Markdown reports list every setting by name; CS
     const std::string md = markdown_report(facts, o, h);
     std::vector<std::string> names;
     std::apply([&](const auto&... f) { (names.push_back(f.name), ...); }, option_fields);
-    for (const char* extra : {"model", "recipe", "data.train", "data.train_images", "data.classes", "data.image", "data.labels_fnv1a"})
+    for (const char* extra :
+         {"model", "recipe", "data.train", "data.train_images", "data.classes", "data.image", "data.labels_fnv1a"})
         names.push_back(extra);
     CHECK(facts.settings.size() == names.size());
     for (const auto& n : names) {
@@ -732,7 +744,8 @@ struct raising_source : data::memory_source {
 
 }  // namespace
 
-TEST_CASE("trainer resume: stopped inside epochs (options.stop_after_steps) and resumed gives the uninterrupted run's bits") {
+TEST_CASE(
+    "trainer resume: stopped inside epochs (options.stop_after_steps) and resumed gives the uninterrupted run's bits") {
     const omp_threads_guard keep_threads;
     ck_temp_dir dir;
     const auto train = synthetic_digits(512, 1, 90), test = synthetic_digits(64, 2, 90);
@@ -756,7 +769,7 @@ TEST_CASE("trainer resume: stopped inside epochs (options.stop_after_steps) and 
         trainer<ck_net, ck_recipe> b(o);
         b.resume(p);
         const history hb = b.fit(train, test);
-        REQUIRE(hb.epochs.size() == 1);  // epoch 1 ended inside this run
+        REQUIRE(hb.epochs.size() == 1);                             // epoch 1 ended inside this run
         CHECK(hb.epochs[0].train_loss == ha.epochs[0].train_loss);  // the epoch's loss sum went through the file
         peak_rss = hb.epochs[0].peak_rss_mib;
         CHECK(peak_rss > 0);
@@ -771,15 +784,17 @@ TEST_CASE("trainer resume: stopped inside epochs (options.stop_after_steps) and 
     check_same_records(hc, ha);
 }
 
-TEST_CASE("trainer: SIGINT during fit() finishes the step, saves the position, throws tricks::interrupted; resume gives the same bits") {
+TEST_CASE(
+    "trainer: SIGINT during fit() finishes the step, saves the position, throws tricks::interrupted; resume gives the "
+    "same bits") {
     const omp_threads_guard keep_threads;
     ck_temp_dir dir;
     const auto train = synthetic_digits(512, 1, 89), test = synthetic_digits(64, 2, 89);
     const fs::path p = dir / "run.ckpt";
     const options o = mid_epoch_options();
     const auto st = data::compute_stats(train);
-    const data::augment_options aug{.crop_padding = o.crop_padding, .horizontal_flip = o.horizontal_flip,
-                                    .mean = st.mean, .stddev = st.stddev};
+    const data::augment_options aug{
+        .crop_padding = o.crop_padding, .horizontal_flip = o.horizontal_flip, .mean = st.mean, .stddev = st.stddev};
     raising_source src;
     src.ds = &train;
     src.opts = aug;
@@ -855,7 +870,8 @@ TEST_CASE("trainer: a second signal while stopping ends the process at once with
     }
 }
 
-TEST_CASE("checkpoint: a writer killed (SIGKILL) at random moments leaves the old or the new file, never a partial one") {
+TEST_CASE(
+    "checkpoint: a writer killed (SIGKILL) at random moments leaves the old or the new file, never a partial one") {
     ck_temp_dir dir;
     const fs::path p = dir / "killed.ckpt";
     // 4 MB per file: each commit (checksum, write, fsync, rename) takes milliseconds, so kills land inside
@@ -871,7 +887,8 @@ TEST_CASE("checkpoint: a writer killed (SIGKILL) at random moments leaves the ol
     const auto start = std::chrono::steady_clock::now();
     write_one(0, buf);  // the checkpoint a run already had
     // kill moments spread over about three commits, so some land before, inside and after a rename
-    const auto commit_us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count();
+    const auto commit_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count();
     std::mt19937 pick(std::random_device{}());
     std::uniform_int_distribution<long> delay_us(0, std::clamp<long>(3 * commit_us, 1000, 250'000));
     int kills = 0, mid_write = 0;

@@ -244,22 +244,37 @@ struct ref_conv {
 // a filter with k*cout > 2^18 (the 4-partial-sum reduction of the filter gradient, 5 tiles).
 const std::vector<conv_case>& conv_cases() {
     static const std::vector<conv_case> cases = {
-        {1, 7, 9, 3, 5, 3, 3, 2, 1},     {3, 9, 7, 5, 16, 3, 3, 2, 0},   {3, 15, 13, 16, 5, 1, 1, 1, 0},
-        {1, 1, 1, 5, 3, 1, 1, 1, 0},     {2, 9, 11, 5, 3, 1, 1, 2, 0},   {1, 11, 13, 3, 16, 7, 7, 2, 3},
-        {3, 6, 5, 1, 1, 7, 7, 2, 3},     {3, 9, 8, 1, 5, 5, 3, 1, 1},    {1, 5, 5, 3, 1, 3, 3, 1, 3},
-        {2, 24, 24, 16, 3, 3, 3, 1, 1},  {1, 19, 17, 16, 5, 7, 7, 1, 3}, {3, 4, 5, 1, 16, 3, 3, 1, 0},
+        {1, 7, 9, 3, 5, 3, 3, 2, 1},
+        {3, 9, 7, 5, 16, 3, 3, 2, 0},
+        {3, 15, 13, 16, 5, 1, 1, 1, 0},
+        {1, 1, 1, 5, 3, 1, 1, 1, 0},
+        {2, 9, 11, 5, 3, 1, 1, 2, 0},
+        {1, 11, 13, 3, 16, 7, 7, 2, 3},
+        {3, 6, 5, 1, 1, 7, 7, 2, 3},
+        {3, 9, 8, 1, 5, 5, 3, 1, 1},
+        {1, 5, 5, 3, 1, 3, 3, 1, 3},
+        {2, 24, 24, 16, 3, 3, 3, 1, 1},
+        {1, 19, 17, 16, 5, 7, 7, 1, 3},
+        {3, 4, 5, 1, 16, 3, 3, 1, 0},
         {5, 3, 3, 128, 256, 3, 3, 1, 1},
         // The direct kernel's shapes (cout in blocks of 8, cin 1 or a multiple of 8): blocks of 16 and
         // 8 output channels, 1-7 pixel remainders, stride 2, 5x5, padding 0 (backward-data pads K-1).
-        {2, 13, 11, 8, 16, 3, 3, 1, 1},  {3, 9, 10, 16, 24, 3, 3, 2, 1}, {1, 7, 7, 32, 8, 5, 5, 1, 2},
-        {2, 6, 9, 8, 8, 3, 3, 1, 0},     {1, 30, 3, 16, 16, 3, 3, 1, 1}, {2, 10, 10, 1, 8, 3, 3, 1, 1},
+        {2, 13, 11, 8, 16, 3, 3, 1, 1},
+        {3, 9, 10, 16, 24, 3, 3, 2, 1},
+        {1, 7, 7, 32, 8, 5, 5, 1, 2},
+        {2, 6, 9, 8, 8, 3, 3, 1, 0},
+        {1, 30, 3, 16, 16, 3, 3, 1, 1},
+        {2, 10, 10, 1, 8, 3, 3, 1, 1},
         {2, 5, 6, 128, 96, 3, 3, 1, 1},  // the widest direct shapes: 128 input, 3 x 32 output channels
         // Winograd (3x3 stride 1, channels in multiples of 8; F(4x4, 3x3) on all but the 1x1 output here
         // and the 5x6 one above, which take F(2x2, 3x3)): padding 0 and 2, sizes not a multiple of the
         // tile (partly empty edge tiles), channel counts with compiled-in strides (8-64) and without
         // (24, 40), several images in one forward block and one filter chunk.
-        {5, 9, 11, 24, 40, 3, 3, 1, 2},  {3, 7, 7, 64, 64, 3, 3, 1, 1},  {4, 14, 13, 32, 16, 3, 3, 1, 1},
-        {2, 3, 3, 16, 8, 3, 3, 1, 0},    {6, 4, 5, 8, 32, 3, 3, 1, 1},
+        {5, 9, 11, 24, 40, 3, 3, 1, 2},
+        {3, 7, 7, 64, 64, 3, 3, 1, 1},
+        {4, 14, 13, 32, 16, 3, 3, 1, 1},
+        {2, 3, 3, 16, 8, 3, 3, 1, 0},
+        {6, 4, 5, 8, 32, 3, 3, 1, 1},
         // The pointwise GEMM's column blocks of 32, 8 and a 4-column remainder, 12-row blocks with a
         // remainder, and a 512-row block split across images.
         {2, 17, 19, 24, 44, 1, 1, 1, 0},
@@ -499,7 +514,8 @@ TEST_CASE("cpu conv2d_backward_data and conv2d_backward_filter match naive float
             tb::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws, algo);
             tb::conv2d_backward_filter(g, x.data(), dy.data(), dw.data(), ws, algo);
             check_close("dx", dx, ref.backward_data(to_d(dy), to_d(w)), ref.backward_data(abs_d(dy), abs_d(w)), 1e-5);
-            check_close("dw", dw, ref.backward_filter(to_d(x), to_d(dy)), ref.backward_filter(abs_d(x), abs_d(dy)), 1e-5);
+            check_close("dw", dw, ref.backward_filter(to_d(x), to_d(dy)), ref.backward_filter(abs_d(x), abs_d(dy)),
+                        1e-5);
         }
     }
 }
@@ -544,8 +560,12 @@ struct epilogue_case {
     tb::conv_geometry g;
     fvec x, w, scale, shift;
     epilogue_case(const conv_case& c0, int n, std::uint64_t& stream)
-        : c(with_batch(c0, n)), ref(c), g(geometry(c)), x(uniform_vec(ref.x_size(), stream++)),
-          w(uniform_vec(ref.w_size(), stream++)), scale(uniform_vec(static_cast<std::size_t>(c.cout), stream++)),
+        : c(with_batch(c0, n)),
+          ref(c),
+          g(geometry(c)),
+          x(uniform_vec(ref.x_size(), stream++)),
+          w(uniform_vec(ref.w_size(), stream++)),
+          scale(uniform_vec(static_cast<std::size_t>(c.cout), stream++)),
           shift(uniform_vec(static_cast<std::size_t>(c.cout), stream++)) {}
     static conv_case with_batch(conv_case c, int n) {
         c.n = n;
@@ -565,14 +585,17 @@ TEST_CASE("cpu conv2d_forward: a residual in the epilogue gives the bits of add_
         for (const auto algo : {tb::conv_algo::winograd, tb::conv_algo::direct}) {
             for (const bool affine : {false, true}) {
                 for (const bool relu : {false, true}) {
-                    INFO(describe(c) << " algo " << std::string(tb::to_string(algo)) << " affine " << affine << " relu " << relu);
+                    INFO(describe(c) << " algo " << std::string(tb::to_string(algo)) << " affine " << affine << " relu "
+                                     << relu);
                     tb::workspace ws;
                     tb::conv_epilogue before{};  // the convolution (and its folded BN) alone
                     if (affine) before.scale = scale.data(), before.shift = shift.data();
                     fvec expect(ref.y_size(), nan_f), got(ref.y_size(), nan_f);
                     tb::conv2d_forward(g, x.data(), w.data(), expect.data(), ws, before, algo);
-                    if (relu) tb::add_relu_forward(expect.size(), expect.data(), s.data(), expect.data());
-                    else tb::add(expect.size(), expect.data(), s.data(), expect.data());
+                    if (relu)
+                        tb::add_relu_forward(expect.size(), expect.data(), s.data(), expect.data());
+                    else
+                        tb::add(expect.size(), expect.data(), s.data(), expect.data());
                     tb::conv_epilogue fused = before;
                     fused.residual = s.data();
                     fused.relu = relu;
@@ -596,7 +619,8 @@ TEST_CASE("cpu forward kernels give an image the same bits in any batch (what mo
         const std::size_t xi = ref.x_size() / 7, yi = ref.y_size() / 7;
         for (const auto algo : {tb::conv_algo::winograd, tb::conv_algo::direct}) {
             for (const bool folded : {false, true}) {
-                INFO(describe(c) << " algo " << std::string(tb::to_string(algo)) << std::string(folded ? " with the folded BN + ReLU" : ""));
+                INFO(describe(c) << " algo " << std::string(tb::to_string(algo))
+                                 << std::string(folded ? " with the folded BN + ReLU" : ""));
                 tb::conv_epilogue epi{};
                 if (folded) epi.scale = scale.data(), epi.shift = shift.data(), epi.relu = true;
                 tb::workspace ws;
@@ -617,14 +641,16 @@ TEST_CASE("cpu forward kernels give an image the same bits in any batch (what mo
     }
     // The classifier: 4-row blocks and their remainders, 64-column blocks and a partial one.
     const int n = 11, in = 70, out = 130;
-    const fvec x = uniform_vec(static_cast<std::size_t>(n) * in, stream++), w = uniform_vec(static_cast<std::size_t>(in) * out, stream++);
+    const fvec x = uniform_vec(static_cast<std::size_t>(n) * in, stream++),
+               w = uniform_vec(static_cast<std::size_t>(in) * out, stream++);
     const fvec b = uniform_vec(static_cast<std::size_t>(out), stream++);
     fvec all(static_cast<std::size_t>(n) * out, nan_f);
     tb::linear_forward(n, in, out, x.data(), w.data(), b.data(), all.data());
     for (const int chunk : {1, 2, 3, 5}) {
         fvec parts(all.size(), nan_f);
         for (int r = 0; r < n; r += chunk)
-            tb::linear_forward(std::min(chunk, n - r), in, out, x.data() + r * in, w.data(), b.data(), parts.data() + r * out);
+            tb::linear_forward(std::min(chunk, n - r), in, out, x.data() + r * in, w.data(), b.data(),
+                               parts.data() + r * out);
         CAPTURE(chunk);
         CHECK(tricks_test::same_bits(parts, all));
     }
@@ -894,7 +920,9 @@ struct thread_rank final : tricks::distributed::communicator {
 };
 }  // namespace
 
-TEST_CASE("cpu batch_norm synchronised over ranks = the float64 batch norm of the whole batch (forward, backward, running stats)") {
+TEST_CASE(
+    "cpu batch_norm synchronised over ranks = the float64 batch norm of the whole batch (forward, backward, running "
+    "stats)") {
     // The ranks' shards are consecutive rows of one batch, of unequal sizes too (the pixel count is
     // summed with the statistics); each rank's outputs are compared with the float64 reference of
     // the whole batch at its rows, and the ranks' dgamma/dbeta (their own sums) add up to the whole's.
@@ -902,7 +930,8 @@ TEST_CASE("cpu batch_norm synchronised over ranks = the float64 batch norm of th
         std::vector<int> images;  // per rank
         int h, w, c;
     };
-    const std::vector<sync_case> cases = {{{3, 5}, 4, 4, 5}, {{4, 4}, 5, 5, 16}, {{2, 1, 3}, 3, 3, 3}, {{1, 1, 1, 1}, 1, 2, 32}};
+    const std::vector<sync_case> cases = {
+        {{3, 5}, 4, 4, 5}, {{4, 4}, 5, 5, 16}, {{2, 1, 3}, 3, 3, 3}, {{1, 1, 1, 1}, 1, 2, 32}};
     std::uint64_t stream = 4200;
     for (const auto& sc : cases) {
         const int ranks = static_cast<int>(sc.images.size());
@@ -1254,7 +1283,8 @@ TEST_CASE("cpu linear_forward/backward match a naive reference and finite differ
         int n, in, out;
         bool bias;
     };
-    const std::vector<lin_case> cases = {{3, 17, 5, true}, {1, 1, 1, true}, {4, 9, 10, false}, {7, 64, 10, true}, {9, 70, 130, true}};
+    const std::vector<lin_case> cases = {
+        {3, 17, 5, true}, {1, 1, 1, true}, {4, 9, 10, false}, {7, 64, 10, true}, {9, 70, 130, true}};
     std::uint64_t stream = 1100;
     for (const auto& c : cases) {
         INFO("linear n=" << c.n << " in=" << c.in << " out=" << c.out << " bias=" << c.bias);
@@ -1503,14 +1533,10 @@ TEST_CASE("cpu conv2d and batch_norm results are bit-identical on 1, 2 and 3 thr
         // multi-tile images.
         // Winograd F(4x4): 20 images of 4 tiles (8 per forward block, 16 per filter chunk), 9 of 16;
         // F(2x2): 7 images of 9 tiles (5x5 output).
-        const std::vector<conv_case> cases = {{20, 8, 8, 8, 16, 3, 3, 1, 1},
-                                              {9, 14, 14, 32, 32, 3, 3, 1, 1},
-                                              {7, 5, 5, 16, 16, 3, 3, 1, 1},
-                                              {33, 7, 9, 16, 32, 3, 3, 2, 1},
-                                              {4, 32, 32, 8, 8, 1, 1, 1, 0},
-                                              {5, 3, 3, 128, 256, 3, 3, 1, 1},
-                                              {2, 24, 24, 16, 3, 3, 3, 1, 1},
-                                              {3, 9, 7, 5, 16, 7, 7, 2, 3}};
+        const std::vector<conv_case> cases = {{20, 8, 8, 8, 16, 3, 3, 1, 1},  {9, 14, 14, 32, 32, 3, 3, 1, 1},
+                                              {7, 5, 5, 16, 16, 3, 3, 1, 1},  {33, 7, 9, 16, 32, 3, 3, 2, 1},
+                                              {4, 32, 32, 8, 8, 1, 1, 1, 0},  {5, 3, 3, 128, 256, 3, 3, 1, 1},
+                                              {2, 24, 24, 16, 3, 3, 3, 1, 1}, {3, 9, 7, 5, 16, 7, 7, 2, 3}};
         std::uint64_t stream = 1400;
         for (const auto& c : cases) {
             for (const auto algo : {tb::conv_algo::winograd, tb::conv_algo::direct}) {
@@ -1525,7 +1551,8 @@ TEST_CASE("cpu conv2d and batch_norm results are bit-identical on 1, 2 and 3 thr
                     omp_set_num_threads(threads);
                     REQUIRE(omp_get_max_threads() == threads);
                     tb::workspace ws;
-                    fvec y(ref.y_size(), nan_f), dx(ref.x_size(), nan_f), dw(ref.w_size(), nan_f), dw2(ref.w_size(), nan_f);
+                    fvec y(ref.y_size(), nan_f), dx(ref.x_size(), nan_f), dw(ref.w_size(), nan_f),
+                        dw2(ref.w_size(), nan_f);
                     tb::conv2d_forward(g, x.data(), w.data(), y.data(), ws, {}, algo);
                     tb::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws, algo);
                     tb::conv2d_backward_filter(g, x.data(), dy.data(), dw.data(), ws, algo);

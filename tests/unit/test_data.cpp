@@ -62,7 +62,8 @@ bytes read_raw(const fs::path& p) {
 /// An IDX header: magic 0 0 type rank, then big-endian extents.
 bytes idx_header(std::vector<std::uint32_t> dims, std::uint8_t type = 0x08) {
     bytes h{0, 0, type, static_cast<std::uint8_t>(dims.size())};
-    for (auto d : dims) h.insert(h.end(), {std::uint8_t(d >> 24), std::uint8_t(d >> 16), std::uint8_t(d >> 8), std::uint8_t(d)});
+    for (auto d : dims)
+        h.insert(h.end(), {std::uint8_t(d >> 24), std::uint8_t(d >> 16), std::uint8_t(d >> 8), std::uint8_t(d)});
     return h;
 }
 
@@ -214,7 +215,8 @@ TEST_CASE("idx: truncated data names the file and both byte counts") {
         const fs::path full = dir / "full.gz";
         write_idx(full, a, true);
         bytes raw = read_raw(full);
-        std::fill(raw.begin() + static_cast<std::ptrdiff_t>(raw.size() / 2), raw.begin() + static_cast<std::ptrdiff_t>(raw.size() / 2 + 64), std::uint8_t{0xAA});
+        std::fill(raw.begin() + static_cast<std::ptrdiff_t>(raw.size() / 2),
+                  raw.begin() + static_cast<std::ptrdiff_t>(raw.size() / 2 + 64), std::uint8_t{0xAA});
         const fs::path q = dir / "corrupt.gz";
         write_raw(q, raw);
         const std::string m = error_of([&] { read_idx(q); });
@@ -339,20 +341,31 @@ TEST_CASE("dataset: count mismatch names both counts and both files") {
 }
 
 TEST_CASE("dataset: label out of range names index and value") {
-    const std::string m = error_of([&] { make_dataset("d", idx_array{{3, 1, 1}, {1, 2, 3}}, idx_array{{3}, {0, 9, 10}}, 10); });
+    const std::string m = error_of([&] {
+        make_dataset("d", idx_array{{3, 1, 1}, {1, 2, 3}}, idx_array{{3}, {0, 9, 10}}, 10);
+    });
     CHECK(contains(m, "label 2"));
     CHECK(contains(m, "is 10"));
     CHECK(contains(m, "0 to 9"));
 }
 
 TEST_CASE("dataset: wrong ranks and inconsistent arrays") {
-    CHECK(contains(error_of([&] { make_dataset("d", idx_array{{3, 4}, pattern(12)}, idx_array{{3}, {0, 0, 0}}, 2); }),
+    CHECK(contains(error_of([&] {
+                       make_dataset("d", idx_array{{3, 4}, pattern(12)}, idx_array{{3}, {0, 0, 0}}, 2);
+                   }),
                    "rank 2"));
-    CHECK(contains(error_of([&] { make_dataset("d", idx_array{{3, 2, 2}, pattern(12)}, idx_array{{3, 1}, {0, 0, 0}}, 2); }),
+    CHECK(contains(error_of([&] {
+                       make_dataset("d", idx_array{{3, 2, 2}, pattern(12)}, idx_array{{3, 1}, {0, 0, 0}}, 2);
+                   }),
                    "labels in memory have rank 2"));
-    CHECK(contains(error_of([&] { make_dataset("d", idx_array{{3, 2, 2}, pattern(11)}, idx_array{{3}, {0, 0, 0}}, 2); }),
+    CHECK(contains(error_of([&] {
+                       make_dataset("d", idx_array{{3, 2, 2}, pattern(11)}, idx_array{{3}, {0, 0, 0}}, 2);
+                   }),
                    "holds 11"));
-    CHECK(contains(error_of([&] { make_dataset("d", idx_array{{1, 1, 1}, {0}}, idx_array{{1}, {0}}, 0); }), "classes = 0"));
+    CHECK(contains(error_of([&] {
+                       make_dataset("d", idx_array{{1, 1, 1}, {0}}, idx_array{{1}, {0}}, 0);
+                   }),
+                   "classes = 0"));
 }
 
 TEST_CASE("dataset: subset copies a contiguous range") {
@@ -393,7 +406,8 @@ TEST_CASE("dataset: compute_stats per channel") {
 TEST_CASE("fashion_mnist: the installed data set loads") {
     const fs::path dir = fashion_mnist::default_dir();
     if (!fs::is_directory(dir)) {
-        MESSAGE("skipped: ", dir.string(), " is missing (install dataset-fashion-mnist or set TRICKS_FASHION_MNIST_DIR)");
+        MESSAGE("skipped: ", dir.string(),
+                " is missing (install dataset-fashion-mnist or set TRICKS_FASHION_MNIST_DIR)");
         return;
     }
     const dataset train = fashion_mnist::train(dir);
@@ -482,7 +496,8 @@ dataset tiny_image(int h, int w, int c) {
     d.c = c;
     d.classes = 2;
     d.pixels.resize(2 * d.image_size());
-    for (std::size_t i = 0; i < d.pixels.size(); ++i) d.pixels[i] = static_cast<std::uint8_t>(10 + i);  // all distinct, none 0
+    for (std::size_t i = 0; i < d.pixels.size(); ++i)
+        d.pixels[i] = static_cast<std::uint8_t>(10 + i);  // all distinct, none 0
     d.labels = {0, 1};
     return d;
 }
@@ -628,7 +643,8 @@ TEST_CASE("augment: option and index validation") {
     o.crop_padding = -1;
     CHECK_THROWS_WITH_AS(prepare_image(d, 0, o, true, r, out.data()), doctest::Contains("crop_padding = -1"),
                          tricks::error);
-    CHECK(contains(error_of([&] { prepare_image(d, 2, augment_options{}, false, r, out.data()); }), "image 2 out of range"));
+    CHECK(contains(error_of([&] { prepare_image(d, 2, augment_options{}, false, r, out.data()); }),
+                   "image 2 out of range"));
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -712,7 +728,8 @@ TEST_CASE("loader: same seed gives bit-identical batches; background equals sync
                 const std::size_t pos = bi * 16 + k;
                 tricks::rng r = loader::augment_rng(7, epoch, pos);
                 prepare_image(d, order[pos], o, true, r, img.data());
-                CHECK(std::memcmp(img.data(), ba[bi].images.data() + k * d.image_size(), img.size() * sizeof(float)) == 0);
+                CHECK(std::memcmp(img.data(), ba[bi].images.data() + k * d.image_size(), img.size() * sizeof(float)) ==
+                      0);
                 CHECK(ba[bi].labels[k] == d.labels[order[pos]]);
             }
     }
@@ -752,7 +769,8 @@ TEST_CASE("loader: evaluation keeps the order, does not augment, keeps the short
         for (int k = 0; k < b.images.shape().n; ++k) {
             const float* img = b.images.data() + k * 6;
             CHECK(decode_index(img) == expect);
-            for (int i = 0; i < 6; ++i) CHECK(img[i] == static_cast<float>(d.image(static_cast<std::size_t>(expect))[i]) / 255.0f);
+            for (int i = 0; i < 6; ++i)
+                CHECK(img[i] == static_cast<float>(d.image(static_cast<std::size_t>(expect))[i]) / 255.0f);
             ++expect;
         }
     CHECK(expect == 10);
@@ -798,7 +816,7 @@ TEST_CASE("loader: restart mid-epoch, destroy mid-epoch, misuse") {
         l.start_epoch(1);
         REQUIRE(l.next(images, labels));
         std::this_thread::sleep_for(std::chrono::milliseconds(2));  // worker now blocked on full slots
-    }  // destructor must stop it without deadlock
+    }                                                               // destructor must stop it without deadlock
     {
         loader l(d, 4, true, full_options(1), 5);
         l.start_epoch(0);  // destroyed before any next()
@@ -817,8 +835,7 @@ TEST_CASE("loader: a failure in the worker is rethrown by next()") {
         std::vector<int> labels;
         bool threw = false;
         try {
-            while (l.next(images, labels)) {
-            }
+            while (l.next(images, labels)) {}
         } catch (const tricks::data_error& e) {
             threw = true;
             CHECK(contains(e.what(), "too few for image"));
@@ -910,8 +927,9 @@ TEST_CASE("batch_loader: argument errors") {
     CHECK_THROWS_WITH_AS(tricks::data::batch_loader<tricks::data::memory_source>(src, 4, true, 1, true, -1),
                          doctest::Contains("workers = -1"), tricks::error);
     const dataset empty;
-    CHECK_THROWS_WITH_AS(tricks::data::batch_loader<tricks::data::memory_source>({&empty, plain_options()}, 4, true, 1, true),
-                         doctest::Contains("no images"), tricks::data_error);
+    CHECK_THROWS_WITH_AS(
+        tricks::data::batch_loader<tricks::data::memory_source>({&empty, plain_options()}, 4, true, 1, true),
+        doctest::Contains("no images"), tricks::data_error);
 }
 
 TEST_CASE("batch_loader: the ranks' shards of a batch are its rows, for any worker count, also mid-epoch") {
@@ -936,14 +954,17 @@ TEST_CASE("batch_loader: the ranks' shards of a batch are its rows, for any work
                     CAPTURE(rank);
                     CAPTURE(b);
                     REQUIRE(mine[b].images.shape().n == per);
-                    CHECK(std::memcmp(mine[b].images.data(), reference[b].images.data() + static_cast<std::size_t>(rank * per) * image,
+                    CHECK(std::memcmp(mine[b].images.data(),
+                                      reference[b].images.data() + static_cast<std::size_t>(rank * per) * image,
                                       static_cast<std::size_t>(per) * image * sizeof(float)) == 0);
-                    CHECK(std::equal(mine[b].labels.begin(), mine[b].labels.end(), reference[b].labels.begin() + rank * per));
+                    CHECK(std::equal(mine[b].labels.begin(), mine[b].labels.end(),
+                                     reference[b].labels.begin() + rank * per));
                 }
                 l.start_epoch(3, 4);  // a resumed run: batch 4 onwards, the same shard
                 batch b;
                 REQUIRE(l.next(b.images, b.labels));
-                CHECK(std::memcmp(b.images.data(), reference[4].images.data() + static_cast<std::size_t>(rank * per) * image,
+                CHECK(std::memcmp(b.images.data(),
+                                  reference[4].images.data() + static_cast<std::size_t>(rank * per) * image,
                                   static_cast<std::size_t>(per) * image * sizeof(float)) == 0);
             }
         }

@@ -49,20 +49,22 @@ std::vector<std::vector<float>> part_states(ft_net& m) {
     std::vector<std::vector<float>> out;
     std::apply(
         [&](auto&... part) {
-            ((
-                 [&](auto& l) {
-                     std::vector<float> v;
-                     l.for_each_parameter([&](nn::parameter& p) { v.insert(v.end(), p.value.span().begin(), p.value.span().end()); });
-                     l.for_each_buffer([&](tensor<float>& b) { v.insert(v.end(), b.span().begin(), b.span().end()); });
-                     out.push_back(std::move(v));
-                 }(part)),
+            (([&](auto& l) {
+                 std::vector<float> v;
+                 l.for_each_parameter(
+                     [&](nn::parameter& p) { v.insert(v.end(), p.value.span().begin(), p.value.span().end()); });
+                 l.for_each_buffer([&](tensor<float>& b) { v.insert(v.end(), b.span().begin(), b.span().end()); });
+                 out.push_back(std::move(v));
+             }(part)),
              ...);
         },
         static_cast<ft_net::body_type&>(m).layers);
     return out;
 }
 
-options ft_options() { return {.epochs = 1, .batch = 32, .lr = 0.2, .seed = 11, .progress = false, .max_steps_per_epoch = 3}; }
+options ft_options() {
+    return {.epochs = 1, .batch = 32, .lr = 0.2, .seed = 11, .progress = false, .max_steps_per_epoch = 3};
+}
 
 }  // namespace
 
@@ -91,7 +93,7 @@ TEST_CASE("torch names: torchvision's resnet50 and timm's resnet50d state dicts,
     CHECK(timm.at("conv1.4.running_mean") == Shape{32});
     CHECK(timm.at("conv1.6.weight") == Shape{64, 32, 3, 3});
     CHECK(timm.at("bn1.weight") == Shape{64});
-    CHECK(timm.at("layer1.0.downsample.1.weight") == Shape{256, 64, 1, 1});  // .0 is timm's Identity at stride 1
+    CHECK(timm.at("layer1.0.downsample.1.weight") == Shape{256, 64, 1, 1});   // .0 is timm's Identity at stride 1
     CHECK(timm.at("layer2.0.downsample.1.weight") == Shape{512, 256, 1, 1});  // .0 the 2x2 average pool
     CHECK(timm.at("layer2.0.downsample.2.running_var") == Shape{512});
     CHECK(!timm.contains("layer2.0.downsample.0.weight"));
@@ -129,7 +131,8 @@ TEST_CASE("torch layouts: OIHW filters and [out][in] classifier weights land whe
                 }
     auto& fc = m->template get<6>();  // linear 512 -> 7: ours [in][out], PyTorch [out][in]
     for (int o : {0, 3, 6})
-        for (int i : {0, 100, 511}) CHECK(fc.weight.value.data()[i * 7 + o] == float(o * 512 + i) + 0.5f * float((state.size() - 2) % 2));
+        for (int i : {0, 100, 511})
+            CHECK(fc.weight.value.data()[i * 7 + o] == float(o * 512 + i) + 0.5f * float((state.size() - 2) % 2));
 
     // save_torch_weights writes the same bytes back (PyTorch's layout), plus num_batches_tracked
     io::save_torch_weights(*m, dir / "back.safetensors");
@@ -167,7 +170,8 @@ TEST_CASE("load_torch_weights: missing, unexpected and misshapen tensors are ref
         return dir / file;
     };
     const auto before = state_of(*m);
-    const auto missing = write("missing.safetensors", [](std::string& n, auto&, auto&) { return n != "layer2.1.bn1.running_var"; });
+    const auto missing =
+        write("missing.safetensors", [](std::string& n, auto&, auto&) { return n != "layer2.1.bn1.running_var"; });
     std::string msg = error_of([&] { io::load_torch_weights(*m, missing); });
     CHECK(contains(msg, "missing.safetensors"));
     CHECK(contains(msg, "'layer2.1.bn1.running_var'"));
@@ -189,13 +193,14 @@ TEST_CASE("load_torch_weights: missing, unexpected and misshapen tensors are ref
     msg = error_of([&] { io::load_torch_weights(*m, dir / "plus.safetensors"); });
     CHECK(contains(msg, "unexpected tensor 'layer5.0.conv1.weight'"));
 
-    const auto shape = write("shape.safetensors", [](std::string& n, std::vector<std::int64_t>& s, std::vector<float>& v) {
-        if (n == "layer3.0.conv2.weight") {
-            s = {256, 256, 1, 9};
-        }
-        (void)v;
-        return true;
-    });
+    const auto shape =
+        write("shape.safetensors", [](std::string& n, std::vector<std::int64_t>& s, std::vector<float>& v) {
+            if (n == "layer3.0.conv2.weight") {
+                s = {256, 256, 1, 9};
+            }
+            (void)v;
+            return true;
+        });
     msg = error_of([&] { io::load_torch_weights(*m, shape); });
     CHECK(contains(msg, "'layer3.0.conv2.weight'"));
     CHECK(contains(msg, "[256, 256, 1, 9]"));
@@ -203,22 +208,25 @@ TEST_CASE("load_torch_weights: missing, unexpected and misshapen tensors are ref
     CHECK(same_bits(state_of(*m), before));  // every refusal left the model as it was
 
     // another number of classes: refused unless the classifier is skipped, which keeps ours
-    const auto classes1000 = write("fc1000.safetensors", [](std::string& n, std::vector<std::int64_t>& s, std::vector<float>& v) {
-        if (n == "fc.weight") s = {1000, 512}, v.assign(512000, 0.25f);
-        if (n == "fc.bias") s = {1000}, v.assign(1000, 0.25f);
-        return true;
-    });
+    const auto classes1000 =
+        write("fc1000.safetensors", [](std::string& n, std::vector<std::int64_t>& s, std::vector<float>& v) {
+            if (n == "fc.weight") s = {1000, 512}, v.assign(512000, 0.25f);
+            if (n == "fc.bias") s = {1000}, v.assign(1000, 0.25f);
+            return true;
+        });
     msg = error_of([&] { io::load_torch_weights(*m, classes1000); });
     CHECK(contains(msg, "'fc.weight'"));
     CHECK(contains(msg, "skip_classifier"));
-    const std::vector<float> fc_before(m->template get<6>().weight.value.span().begin(), m->template get<6>().weight.value.span().end());
+    const std::vector<float> fc_before(m->template get<6>().weight.value.span().begin(),
+                                       m->template get<6>().weight.value.span().end());
     io::load_torch_weights(*m, classes1000, {.skip_classifier = true});
     CHECK(m->template get<6>().weight.value.span()[5] == fc_before[5]);
     CHECK(m->template get<0>().template get<0>().weight.value.span()[5] == 0.25f);
     (void)unexpected;
 }
 
-TEST_CASE("batch_norm with frozen statistics: the evaluation forward, running stats unchanged, dx = gamma * inv_std * dy") {
+TEST_CASE(
+    "batch_norm with frozen statistics: the evaluation forward, running stats unchanged, dx = gamma * inv_std * dy") {
     constexpr int C = 5;
     nn::batch_norm<C> bn;
     rng r(7, 1);
@@ -287,8 +295,10 @@ TEST_CASE("sequential::backward_from_layer: the later layers' gradients bit for 
     for (std::size_t i = 0; i < ga.size(); ++i) {
         const std::vector<float> va(ga[i]->grad.span().begin(), ga[i]->grad.span().end()),
             vb(gb[i]->grad.span().begin(), gb[i]->grad.span().end());
-        if (pa.part_of_parameter[i] >= 2) CHECK(same_bits(va, vb));
-        else CHECK(std::all_of(vb.begin(), vb.end(), [](float v) { return v == 0.f; }));
+        if (pa.part_of_parameter[i] >= 2)
+            CHECK(same_bits(va, vb));
+        else
+            CHECK(std::all_of(vb.begin(), vb.end(), [](float v) { return v == 0.f; }));
     }
 }
 
@@ -323,11 +333,12 @@ TEST_CASE("fine-tuning: frozen parts keep their weights and BN statistics; the r
         int i = 0;
         std::apply(
             [&](auto&... part) {
-                ((
-                     [&](auto& l) {
-                         if (i++ == p)
-                             l.for_each_parameter([&](nn::parameter& q) { params_only.insert(params_only.end(), q.value.span().begin(), q.value.span().end()); });
-                     }(part)),
+                (([&](auto& l) {
+                     if (i++ == p)
+                         l.for_each_parameter([&](nn::parameter& q) {
+                             params_only.insert(params_only.end(), q.value.span().begin(), q.value.span().end());
+                         });
+                 }(part)),
                  ...);
             },
             static_cast<ft_net::body_type&>(head_only.model()).layers);
@@ -369,7 +380,8 @@ TEST_CASE("fine-tuning: backbone_lr_scale scales the backbone's first update; ba
     for (std::size_t i = 0; i < p1.size(); ++i) {
         const double s = pa.part_of_parameter[i] == pa.classifier ? 1.0 : 0.25;
         for (std::size_t j = 0; j < p1[i]->value.size(); ++j) {
-            const double d1 = double(p1[i]->value.data()[j]) - w0[offset + j], d4 = double(p4[i]->value.data()[j]) - w0[offset + j];
+            const double d1 = double(p1[i]->value.data()[j]) - w0[offset + j],
+                         d4 = double(p4[i]->value.data()[j]) - w0[offset + j];
             if (std::abs(d1) > 1e-3) {
                 CHECK(d4 == doctest::Approx(s * d1).epsilon(5e-3));
                 ++checked;

@@ -60,10 +60,10 @@ TEST_CASE("scan_image_folder: classes sorted, files in ImageFolder's order, hidd
     temp_dir d;
     const fs::path root = d / "train";
     put_png(root / "b_dog" / "2.png", 1);
-    put_png(root / "b_dog" / "10.PNG", 2);        // extension in any case; "10" < "2" as text
+    put_png(root / "b_dog" / "10.PNG", 2);         // extension in any case; "10" < "2" as text
     put_png(root / "b_dog" / "sub" / "0.png", 3);  // sub-directory after the directory's own files
     put_png(root / "b_dog" / "a.png", 4);
-    put_png(root / "a_cat" / "x.jpeg", 5);         // a PNG under a .jpeg name: the name decides here
+    put_png(root / "a_cat" / "x.jpeg", 5);  // a PNG under a .jpeg name: the name decides here
     touch(root / "a_cat" / "notes.txt");
     touch(root / "a_cat" / ".DS_Store");
     put_png(root / ".ipynb_checkpoints" / "z.png", 6);  // a hidden folder is no class
@@ -71,8 +71,8 @@ TEST_CASE("scan_image_folder: classes sorted, files in ImageFolder's order, hidd
 
     const image_folder f = scan_image_folder(root);
     CHECK(f.class_names == std::vector<std::string>{"a_cat", "b_dog"});
-    CHECK(relative(f) == std::vector<std::string>{"a_cat/x.jpeg", "b_dog/10.PNG", "b_dog/2.png", "b_dog/a.png",
-                                                  "b_dog/sub/0.png"});
+    CHECK(relative(f) ==
+          std::vector<std::string>{"a_cat/x.jpeg", "b_dog/10.PNG", "b_dog/2.png", "b_dog/a.png", "b_dog/sub/0.png"});
     CHECK(f.labels == std::vector<int>{0, 1, 1, 1, 1});
     std::vector<std::string> ignored;
     for (const auto& p : f.ignored) ignored.push_back(fs::relative(p, root).generic_string());
@@ -89,8 +89,8 @@ TEST_CASE("scan_image_folder and load_image_folders: errors name the folder") {
     CHECK(contains(error_of([&] { scan_image_folder(d / "flat"); }), "has no class folders"));
     put_png(d / "t" / "cat" / "1.png", 1);
     touch(d / "t" / "dog" / "readme.txt");
-    CHECK(contains(error_of([&] { scan_image_folder(d / "t"); }), "class folder " + (d / "t" / "dog").string() +
-                                                                      " holds no .jpg/.jpeg/.png file"));
+    CHECK(contains(error_of([&] { scan_image_folder(d / "t"); }),
+                   "class folder " + (d / "t" / "dog").string() + " holds no .jpg/.jpeg/.png file"));
     CHECK(contains(error_of([&] { load_image_folders(d / "t"); }), "needs a train/ and a val/ sub-directory"));
 
     put_png(d / "r" / "train" / "cat" / "1.png", 1);
@@ -112,8 +112,8 @@ TEST_CASE("read_image_list: paths with spaces, comments, CRLF, fixed class count
     temp_dir d;
     put_png(d / "imgs" / "a b.png", 1);
     put_png(d / "imgs" / "c.png", 2);
-    std::ofstream(d / "list.txt") << "# comment\n\nimgs/a b.png 2\r\n  imgs/c.png\t0  \n" << (d / "imgs" / "c.png").string()
-                                  << " 1\n";
+    std::ofstream(d / "list.txt") << "# comment\n\nimgs/a b.png 2\r\n  imgs/c.png\t0  \n"
+                                  << (d / "imgs" / "c.png").string() << " 1\n";
     const image_folder f = read_image_list(d / "list.txt");
     REQUIRE(f.size() == 3);
     CHECK(f.files[0] == d / "imgs" / "a b.png");
@@ -121,12 +121,15 @@ TEST_CASE("read_image_list: paths with spaces, comments, CRLF, fixed class count
     CHECK(f.labels == std::vector<int>{2, 0, 1});
     CHECK(f.classes() == 3);
     CHECK(read_image_list(d / "list.txt", {}, 5).classes() == 5);
-    CHECK(contains(error_of([&] { read_image_list(d / "list.txt", {}, 2); }), "list.txt:3: 'imgs/a b.png 2': label 2 is not below the 2 classes"));
+    CHECK(contains(error_of([&] { read_image_list(d / "list.txt", {}, 2); }),
+                   "list.txt:3: 'imgs/a b.png 2': label 2 is not below the 2 classes"));
 
     std::ofstream(d / "bad1.txt") << "imgs/c.png\n";
-    CHECK(contains(error_of([&] { read_image_list(d / "bad1.txt"); }), "bad1.txt:1: 'imgs/c.png': expected 'path label'"));
+    CHECK(contains(error_of([&] { read_image_list(d / "bad1.txt"); }),
+                   "bad1.txt:1: 'imgs/c.png': expected 'path label'"));
     std::ofstream(d / "bad2.txt") << "imgs/c.png 1\nimgs/c.png cat\n";
-    CHECK(contains(error_of([&] { read_image_list(d / "bad2.txt"); }), "bad2.txt:2: 'imgs/c.png cat': label 'cat' is not a class index"));
+    CHECK(contains(error_of([&] { read_image_list(d / "bad2.txt"); }),
+                   "bad2.txt:2: 'imgs/c.png cat': label 'cat' is not a class index"));
     std::ofstream(d / "bad3.txt") << "imgs/none.png 0\n";
     CHECK(contains(error_of([&] { read_image_list(d / "bad3.txt"); }), "none.png is not a file"));
     std::ofstream(d / "empty.txt") << "# nothing\n";
@@ -137,7 +140,7 @@ TEST_CASE("read_image_list: paths with spaces, comments, CRLF, fixed class count
 TEST_CASE("verify_images: the first bad file throws, or bad files are skipped and listed, for any thread count") {
     temp_dir d;
     for (int i = 0; i < 12; ++i) put_png(d / "f" / (i % 2 ? "b" : "a") / (std::to_string(10 + i) + ".png"), i);
-    touch(d / "f" / "a" / "13.png", "not a png");       // bad, in class a
+    touch(d / "f" / "a" / "13.png", "not a png");  // bad, in class a
     {
         std::ofstream o(d / "f" / "b" / "99.jpg", std::ios::binary);  // truncated JPEG, in class b
         std::vector<std::uint8_t> bytes;
@@ -181,7 +184,8 @@ TEST_CASE("write_png / write_jpeg: round trip, errors name the file") {
     const image_u8 g = decode_image(read_file(d / "g.png"), "g.png");
     REQUIRE(g.c == 3);
     for (int i = 0; i < 6; ++i)
-        for (int ch = 0; ch < 3; ++ch) CHECK(g.pixels[static_cast<std::size_t>(i * 3 + ch)] == grey.pixels[static_cast<std::size_t>(i)]);
+        for (int ch = 0; ch < 3; ++ch)
+            CHECK(g.pixels[static_cast<std::size_t>(i * 3 + ch)] == grey.pixels[static_cast<std::size_t>(i)]);
     write_jpeg(d / "a.jpg", test_image(32, 32, 0), 100);
     const image_u8 j = decode_image(read_file(d / "a.jpg"), "a.jpg");
     CHECK(j.h == 32);
@@ -199,8 +203,10 @@ TEST_CASE("folder_source: batches are the same bits for any worker count; evalua
         const fs::path p = d / "f" / ("c" + std::to_string(i % 3)) / (std::to_string(i) + (i % 2 ? ".png" : ".jpg"));
         fs::create_directories(p.parent_path());
         const image_u8 img = test_image(40 + i, 56 - i, i);
-        if (i % 2) write_png(p, img);
-        else write_jpeg(p, img, 92);
+        if (i % 2)
+            write_png(p, img);
+        else
+            write_jpeg(p, img, 92);
     }
     const image_folder f = scan_image_folder(d / "f");
     image_transform_options o;
@@ -237,7 +243,8 @@ TEST_CASE("folder_source: batches are the same bits for any worker count; evalua
             const auto bytes = read_file(f.files[7]);
             const image_header h = read_header(bytes, "x");
             std::vector<float> want(16 * 16 * 3);
-            apply_eval(decode_region(bytes, "x", eval_crop_box(h.width, h.height, o), 16, 16), h.width, h.height, o, want.data());
+            apply_eval(decode_region(bytes, "x", eval_crop_box(h.width, h.height, o), 16, 16), h.width, h.height, o,
+                       want.data());
             CHECK(std::memcmp(want.data(), ref.first.data() + 7 * want.size(), want.size() * sizeof(float)) == 0);
             CHECK(ref.second[7] == f.labels[7]);
         }
@@ -251,5 +258,8 @@ TEST_CASE("folder_source: batches are the same bits for any worker count; evalua
     l.start_epoch(0);
     tricks::tensor<float> x;
     std::vector<int> y;
-    CHECK(contains(error_of([&] { while (l.next(x, y)) {} }), "bad.png"));
+    CHECK(contains(error_of([&] {
+                       while (l.next(x, y)) {}
+                   }),
+                   "bad.png"));
 }

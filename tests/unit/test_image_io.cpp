@@ -95,14 +95,22 @@ image_u8 transpose(const image_u8& s) {
 /// A stored image as displayed under EXIF orientation o (6: rotate 90 degrees clockwise, 8: counter-).
 image_u8 oriented(const image_u8& s, int o) {
     switch (o) {
-        case 2: return flip_lr(s);
-        case 3: return flip_tb(flip_lr(s));
-        case 4: return flip_tb(s);
-        case 5: return transpose(s);
-        case 6: return flip_lr(transpose(s));
-        case 7: return flip_tb(flip_lr(transpose(s)));
-        case 8: return flip_tb(transpose(s));
-        default: return s;
+        case 2:
+            return flip_lr(s);
+        case 3:
+            return flip_tb(flip_lr(s));
+        case 4:
+            return flip_tb(s);
+        case 5:
+            return transpose(s);
+        case 6:
+            return flip_lr(transpose(s));
+        case 7:
+            return flip_tb(flip_lr(transpose(s)));
+        case 8:
+            return flip_tb(transpose(s));
+        default:
+            return s;
     }
 }
 /// Whether displayed x (y) runs backwards along the stored axis it shows, under orientation o.
@@ -253,10 +261,14 @@ struct png_spec {
 int png_channels(int color_type) {
     switch (color_type) {
         case PNG_COLOR_TYPE_GRAY:
-        case PNG_COLOR_TYPE_PALETTE: return 1;
-        case PNG_COLOR_TYPE_GRAY_ALPHA: return 2;
-        case PNG_COLOR_TYPE_RGB: return 3;
-        default: return 4;
+        case PNG_COLOR_TYPE_PALETTE:
+            return 1;
+        case PNG_COLOR_TYPE_GRAY_ALPHA:
+            return 2;
+        case PNG_COLOR_TYPE_RGB:
+            return 3;
+        default:
+            return 4;
     }
 }
 std::size_t png_row_bytes(const png_spec& s) {
@@ -328,7 +340,7 @@ std::size_t find_chunk(const bytes& png, const char* type) {
 
 /// Everything written to stderr (fd 2) while alive: the decoders must print nothing.
 class stderr_capture {
-  public:
+public:
     stderr_capture() : file_(std::tmpfile()) {
         std::fflush(stderr);
         saved_ = dup(2);
@@ -348,7 +360,7 @@ class stderr_capture {
         return s;
     }
 
-  private:
+private:
     void restore() {
         if (saved_ < 0) return;
         std::fflush(stderr);
@@ -359,7 +371,6 @@ class stderr_capture {
     std::FILE* file_;
     int saved_ = -1;
 };
-
 
 /// An image of 16x16 flat blocks, colour of block (bx, by) = colours[by * blocks_x + bx].
 bytes blocks(int blocks_x, int blocks_y, int c, const std::vector<std::array<std::uint8_t, 4>>& colours) {

@@ -119,10 +119,10 @@ void visit_bn(L& l, bool last_of_branch, F& f) {
 }
 
 struct gamma_census {
-    int last_bns = 0, other_bns = 0;          // batch norms found
-    int last_zero = 0, other_one = 0;         // of which initialised as expected by zero_gamma
-    int last_one = 0;                         // last BNs with gamma 1 (expected without zero_gamma)
-    int beta_zero = 0;                        // BNs with beta 0
+    int last_bns = 0, other_bns = 0;   // batch norms found
+    int last_zero = 0, other_one = 0;  // of which initialised as expected by zero_gamma
+    int last_one = 0;                  // last BNs with gamma 1 (expected without zero_gamma)
+    int beta_zero = 0;                 // BNs with beta 0
 };
 
 /// What zero_gamma must have done, counted over the BNs of any composition.
@@ -220,10 +220,9 @@ TEST_CASE("models: cifar_resnet20-D gives (n, 1, 1, 10) logits for batch 1, 3 an
         CHECK(all_finite(y));
     }
     CHECK(runtime_parameter_count(*net) == tricks::parameter_count_v<cifar20d>);
-    CHECK(net->parameters().size() == static_cast<std::size_t>(count_role(*net, nn::role::weight) +
-                                                               count_role(*net, nn::role::bias) +
-                                                               count_role(*net, nn::role::bn_gamma) +
-                                                               count_role(*net, nn::role::bn_beta)));
+    CHECK(net->parameters().size() ==
+          static_cast<std::size_t>(count_role(*net, nn::role::weight) + count_role(*net, nn::role::bias) +
+                                   count_role(*net, nn::role::bn_gamma) + count_role(*net, nn::role::bn_beta)));
 }
 
 TEST_CASE("models: parameter roles of cifar_resnet20 (the only bias is the classifier's)") {
@@ -276,8 +275,8 @@ TEST_CASE("models: zero_gamma zeroes the last BN gamma of every residual branch,
         auto net = std::make_unique<cifar20_zg>();
         net->init(5);
         const gamma_census c = census(*net);
-        CHECK(c.last_bns == 9);              // 3 stages x 3 blocks
-        CHECK(c.other_bns == 21 - 9);        // stem, first BN of each branch, projection shortcuts
+        CHECK(c.last_bns == 9);        // 3 stages x 3 blocks
+        CHECK(c.other_bns == 21 - 9);  // stem, first BN of each branch, projection shortcuts
         CHECK(c.last_zero == 9);
         CHECK(c.other_one == c.other_bns);
         CHECK(c.beta_zero == 21);
@@ -421,7 +420,8 @@ TEST_CASE("models: the order of options does not matter, and names say what the 
     CHECK(r50d_reordered::structure() == m::resnet50d::structure());
     CHECK(r50d_reordered::fingerprint() == m::resnet50d::fingerprint());
     CHECK(r50d_reordered::name() == m::resnet50d::name());
-    using c_reordered = m::cifar_resnet<20, tw::avg_down, classes<10>, tw::deep_stem, in_channels<1>, tw::stride_on_3x3>;
+    using c_reordered =
+        m::cifar_resnet<20, tw::avg_down, classes<10>, tw::deep_stem, in_channels<1>, tw::stride_on_3x3>;
     CHECK(c_reordered::structure() == cifar20d::structure());
 
     CHECK(m::resnet50::name() == "resnet50");
@@ -499,7 +499,9 @@ TEST_CASE("models: forward and backward do not depend on the thread count") {
     CHECK(g1 == g2);
 }
 
-TEST_CASE("models: batch_norm + relu fused, and conv + batch_norm (+ relu) folded in evaluation (context::fuse), give the layer-by-layer bits") {
+TEST_CASE(
+    "models: batch_norm + relu fused, and conv + batch_norm (+ relu) folded in evaluation (context::fuse), give the "
+    "layer-by-layer bits") {
     using net_t = m::cifar_resnet<8, width<8>, in_channels<1>, classes<10>, tw::deep_stem, tw::avg_down>;
     // The fusion must happen where it should: a conv-BN-ReLU stem layer runs its ReLU inside the BN.
     using stem_t = nn::sequential<nn::conv<1, 8, 3, 1, 1>, nn::batch_norm<8>, nn::relu<8>>;
@@ -554,7 +556,8 @@ TEST_CASE("models: batch_norm + relu fused, and conv + batch_norm (+ relu) folde
         std::vector<float> g1, g2, none;
         // train mode updates the running statistics: run each variant on a fresh copy of the state
         std::vector<float> buffers;
-        net->for_each_buffer([&](tensor<float>& b) { buffers.insert(buffers.end(), b.span().begin(), b.span().end()); });
+        net->for_each_buffer(
+            [&](tensor<float>& b) { buffers.insert(buffers.end(), b.span().begin(), b.span().end()); });
         const auto restore = [&] {
             std::size_t i = 0;
             net->for_each_buffer([&](tensor<float>& b) {
@@ -572,7 +575,8 @@ TEST_CASE("models: batch_norm + relu fused, and conv + batch_norm (+ relu) folde
         run(true, nn::mode::eval, e2, unused, none);
         CHECK(same_bits(e1, e2));
         // ... and the ReLUs did cut: some activations of the stem are exactly 0, some positive
-        const tensor<float>& stem_out = net->template get<0>().template get<0>().template get<2>().output();  // stem, conv 1, relu
+        const tensor<float>& stem_out =
+            net->template get<0>().template get<0>().template get<2>().output();  // stem, conv 1, relu
         const auto zeros = std::count(stem_out.span().begin(), stem_out.span().end(), 0.f);
         CHECK(zeros > 0);
         CHECK(static_cast<std::size_t>(zeros) < stem_out.size());
@@ -783,13 +787,13 @@ TEST_CASE("models: eval mode normalises with the running statistics, train mode 
     tensor<float> x2 = x;  // same first image, different second image
     for (std::size_t i = x2.size() / 2; i < x2.size(); ++i) x2[i] = -x2[i];
 
-    const tensor<float> e0 = net->forward(x, eval);  // fresh running statistics: mean 0, var 1
+    const tensor<float> e0 = net->forward(x, eval);   // fresh running statistics: mean 0, var 1
     const tensor<float> t1 = net->forward(x, train);  // updates them (momentum 0.1)
     const tensor<float> e1 = net->forward(x, eval);
     CHECK(all_finite(e0));
     CHECK(all_finite(e1));
-    CHECK_FALSE(same_bits(e1, t1));  // eval does not use the batch statistics
-    CHECK_FALSE(same_bits(e1, e0));  // it uses the running ones, which the train step moved
+    CHECK_FALSE(same_bits(e1, t1));               // eval does not use the batch statistics
+    CHECK_FALSE(same_bits(e1, e0));               // it uses the running ones, which the train step moved
     CHECK(same_bits(net->forward(x, eval), e1));  // and eval forwards leave them alone
 
     // In eval mode an image's logits do not depend on the rest of the batch; in train mode they do.
@@ -851,7 +855,8 @@ TEST_CASE("models: inference_pool gives model.forward's evaluation bits for any 
                     CHECK(y.shape() == ref.shape());
                     CHECK(same_bits(y, ref));
                     CHECK(omp_get_max_threads() == threads);  // the copies' one-thread setting stays inside
-                    if (chunk == 0) CHECK((pool.chunk() >= 2 && pool.chunk() <= std::min(16, (21 + threads - 1) / threads)));
+                    if (chunk == 0)
+                        CHECK((pool.chunk() >= 2 && pool.chunk() <= std::min(16, (21 + threads - 1) / threads)));
                 }
             }
         }
@@ -886,10 +891,13 @@ TEST_CASE("models: inference_pool runs the weights of its last load(), and refus
     CHECK(same_bits(pool.forward(x, eval), net->forward(x, eval)));
 
     CHECK_THROWS_WITH_AS(pool.forward(x, nn::context{}), doctest::Contains("evaluation mode only"), tricks::error);
-    CHECK_THROWS_WITH_AS(pool.forward(random_tensor({2, 28, 28, 3}, 44), eval), doctest::Contains("1 channels"), tricks::shape_error);
-    CHECK_THROWS_WITH_AS(m::inference_pool<net_t>(-1), doctest::Contains("chunk must be >= 1 (or 0: measure), got -1"), tricks::error);
+    CHECK_THROWS_WITH_AS(pool.forward(random_tensor({2, 28, 28, 3}, 44), eval), doctest::Contains("1 channels"),
+                         tricks::shape_error);
+    CHECK_THROWS_WITH_AS(m::inference_pool<net_t>(-1), doctest::Contains("chunk must be >= 1 (or 0: measure), got -1"),
+                         tricks::error);
     // An error inside a copy (here a 2x2 input: the shortcut's 2x2 average pool meets a 1x1 map) reaches the caller.
-    CHECK_THROWS_WITH_AS(pool.forward(random_tensor({3, 2, 2, 1}, 45), eval), doctest::Contains("avg_pool: window 2 is larger"), tricks::error);
+    CHECK_THROWS_WITH_AS(pool.forward(random_tensor({3, 2, 2, 1}, 45), eval),
+                         doctest::Contains("avg_pool: window 2 is larger"), tricks::error);
 }
 
 TEST_CASE("models: a convolution keeps its transformed filter while context::weights_version stays the same") {
@@ -930,9 +938,11 @@ TEST_CASE("models: a convolution keeps its transformed filter while context::wei
 
     tricks::backend::prepared_filter p;
     const tricks::backend::conv_geometry g{{1, 14, 14, 16}, 16, 3, 3, 1, 1};
-    CHECK_THROWS_WITH_AS(tricks::backend::prepare_filter(g, c.weight.value.data(), tricks::backend::conv_algo::winograd, 0, p),
-                         doctest::Contains("version 0"), tricks::error);
-    CHECK(tricks::backend::prepare_filter(g, c.weight.value.data(), tricks::backend::conv_algo::direct, 1, p) == nullptr);
+    CHECK_THROWS_WITH_AS(
+        tricks::backend::prepare_filter(g, c.weight.value.data(), tricks::backend::conv_algo::winograd, 0, p),
+        doctest::Contains("version 0"), tricks::error);
+    CHECK(tricks::backend::prepare_filter(g, c.weight.value.data(), tricks::backend::conv_algo::direct, 1, p) ==
+          nullptr);
 }
 
 TEST_CASE("models: in evaluation a residual block's add and ReLU run in its last convolution's epilogue") {
@@ -940,7 +950,7 @@ TEST_CASE("models: in evaluation a residual block's add and ReLU run in its last
     auto net = std::make_unique<net_t>();
     net->init(61);
     const tensor<float> x = random_tensor({2, 28, 28, 1}, 62);
-    (void)net->forward(x, nn::context{});  // training mode: moves the statistics, writes every buffer
+    (void)net->forward(x, nn::context{});           // training mode: moves the statistics, writes every buffer
     auto& block = body_of(*net).get<1>().get<0>();  // stage 1's residual block
     static_assert(std::remove_reference_t<decltype(block.branch)>::folds_residual());
     tensor<float>& bn_out = block.branch.get<4>().output();  // where the branch's last BN writes layer by layer

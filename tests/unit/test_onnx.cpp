@@ -30,8 +30,8 @@ using namespace tricks_test;
 
 // Depth 8: one basic block per stage; width 8 (deep stem 4, 4, 8); stages 2 and 3 downsample with
 // ResNet-D's avg-pool shortcut.
-using small = t::models::cifar_resnet<8, t::width<8>, t::in_channels<3>, t::classes<5>, t::tweak::deep_stem,
-                                      t::tweak::avg_down>;
+using small =
+    t::models::cifar_resnet<8, t::width<8>, t::in_channels<3>, t::classes<5>, t::tweak::deep_stem, t::tweak::avg_down>;
 
 onnx::ModelProto read_model(const std::filesystem::path& p) {
     std::ifstream f(p, std::ios::binary);
@@ -133,7 +133,8 @@ TEST_CASE("onnx: folded graph of a small ResNet-D: node sequence, OIHW shapes, s
     std::map<std::string, int> known{{"input", 1}};
     for (const auto& i : g.initializer()) known[i.name()] = 1;
     for (const auto& n : g.node()) {
-        for (const auto& i : n.input()) CHECK_MESSAGE(known.count(i), n.name() << " reads " << i << " before it is written");
+        for (const auto& i : n.input())
+            CHECK_MESSAGE(known.count(i), n.name() << " reads " << i << " before it is written");
         for (const auto& o : n.output()) known[o] = 1;
     }
 
@@ -205,7 +206,8 @@ TEST_CASE("onnx: weights in OIHW and In x Out -> [Out][In], and batch norms fold
     // kept: the BN's own node and tensors, epsilon 1e-5
     CHECK(floats_of(initializer(kept, "0.1.1.running_var")) ==
           std::vector<float>(bn.running_var.data(), bn.running_var.data() + Co));
-    CHECK(floats_of(initializer(kept, "0.1.1.weight")) == std::vector<float>(bn.gamma.value.data(), bn.gamma.value.data() + Co));
+    CHECK(floats_of(initializer(kept, "0.1.1.weight")) ==
+          std::vector<float>(bn.gamma.value.data(), bn.gamma.value.data() + Co));
     int bns = 0;
     for (const auto& n : kept.node())
         if (n.op_type() == "BatchNormalization") {
@@ -233,7 +235,8 @@ TEST_CASE("onnx: weights in OIHW and In x Out -> [Out][In], and batch norms fold
     for (int co = 0; co < 5; ++co)
         for (int ci = 0; ci < 3; ++ci)
             for (int kh = 0; kh < 2; ++kh)
-                for (int kw = 0; kw < 2; ++kw) CHECK(o[((co * 3 + ci) * 2 + kh) * 2 + kw] == h[((kh * 2 + kw) * 3 + ci) * 5 + co]);
+                for (int kw = 0; kw < 2; ++kw)
+                    CHECK(o[((co * 3 + ci) * 2 + kh) * 2 + kw] == h[((kh * 2 + kw) * 3 + ci) * 5 + co]);
 }
 
 TEST_CASE("onnx: ImageNet ResNet-50-D: stem max pool, fixed dimensions, opset and IR version, metadata") {
@@ -264,7 +267,8 @@ TEST_CASE("onnx: ImageNet ResNet-50-D: stem max pool, fixed dimensions, opset an
         if constexpr (t::nn::is_batch_norm_v<L>) bn_channels += L::in_channels;
     });
     CHECK(bn_channels == 26'624);
-    CHECK(params == t::parameter_count_v<t::models::resnet50d> - bn_channels);  // each BN's 2C parameters become C biases
+    CHECK(params ==
+          t::parameter_count_v<t::models::resnet50d> - bn_channels);  // each BN's 2C parameters become C biases
     std::map<std::string, int> ops;
     for (const auto& n : g.node()) ++ops[n.op_type()];
     CHECK(ops["Conv"] == 3 + 16 * 3 + 4);  // deep stem, 16 bottlenecks, 4 projection shortcuts
@@ -290,9 +294,7 @@ TEST_CASE("onnx: errors name the file or the option; a failed write leaves no fi
     temp_dir dir("tricks_test_onnx_");
     small m;
     m.init(1);
-    {
-        std::ofstream(dir / "plain_file") << "x";
-    }
+    { std::ofstream(dir / "plain_file") << "x"; }
     const auto bad = dir / "plain_file" / "net.onnx";  // a path below a regular file
     std::string msg;
     try {
@@ -319,9 +321,7 @@ TEST_CASE("onnx: errors name the file or the option; a failed write leaves no fi
     CHECK(contains(small_msg, "too small"));
 
     // over an existing file: replaced whole, no temporary left behind
-    {
-        std::ofstream(dir / "net.onnx") << "old";
-    }
+    { std::ofstream(dir / "net.onnx") << "old"; }
     t::io::export_onnx(m, dir / "net.onnx");
     CHECK(read_model(dir / "net.onnx").graph().node_size() > 0);
     CHECK(!std::filesystem::exists(dir / "net.onnx.tmp"));

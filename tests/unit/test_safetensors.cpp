@@ -191,29 +191,29 @@ TEST_CASE("safetensors: F16 and BF16 round to nearest even") {
 TEST_CASE("safetensors: a file built byte by byte reads to the expected values") {
     // Header order differs from offset order on purpose (tensors() keeps the header's); the
     // header is not padded (valid: the padding is the writer's convention, not a rule).
-    const std::string header =
-        R"({"b16":{"dtype":"BF16","shape":[3],"data_offsets":[24,30]},)"
-        R"("__metadata__":{"format":"pt","k":"v"},)"
-        R"("h16":{"shape":[2,3],"dtype":"F16","data_offsets":[12,24]},)"
-        R"("f32":{"dtype":"F32","shape":[1,3],"data_offsets":[0,12]},)"
-        R"("f64":{"dtype":"F64","shape":[2],"data_offsets":[30,46]},)"
-        R"("steps":{"dtype":"I64","shape":[],"data_offsets":[46,54]},)"
-        R"("mask":{"dtype":"BOOL","shape":[2],"data_offsets":[54,56]},)"
-        R"("none":{"dtype":"F8_E4M3","shape":[5,0],"data_offsets":[56,56]}})"
-        "   ";
+    const std::string header = R"({"b16":{"dtype":"BF16","shape":[3],"data_offsets":[24,30]},)"
+                               R"("__metadata__":{"format":"pt","k":"v"},)"
+                               R"("h16":{"shape":[2,3],"dtype":"F16","data_offsets":[12,24]},)"
+                               R"("f32":{"dtype":"F32","shape":[1,3],"data_offsets":[0,12]},)"
+                               R"("f64":{"dtype":"F64","shape":[2],"data_offsets":[30,46]},)"
+                               R"("steps":{"dtype":"I64","shape":[],"data_offsets":[46,54]},)"
+                               R"("mask":{"dtype":"BOOL","shape":[2],"data_offsets":[54,56]},)"
+                               R"("none":{"dtype":"F8_E4M3","shape":[5,0],"data_offsets":[56,56]}})"
+                               "   ";
     const std::string data = raw<float>({1.5f, -2.f, 0.1f}) +
                              // F16: 1, -2, 65504, 2^-24, inf, 0.333251953125
                              raw<std::uint16_t>({0x3C00, 0xC000, 0x7BFF, 0x0001, 0x7C00, 0x3555}) +
                              raw<std::uint16_t>({0x3F80, 0x4049, 0xC2F7}) +  // BF16: 1, 3.140625, -123.5
-                             raw<double>({0.1, -1e300}) + raw<std::int64_t>({1234567890123}) + std::string("\x01\x00", 2);
+                             raw<double>({0.1, -1e300}) + raw<std::int64_t>({1234567890123}) +
+                             std::string("\x01\x00", 2);
     const auto f = io::safetensors_file::from_bytes(st_bytes(header, data), "bytes");
     REQUIRE(f.tensors().size() == 7);
     const char* order[] = {"b16", "h16", "f32", "f64", "steps", "mask", "none"};
     for (std::size_t i = 0; i < 7; ++i) CHECK(f.tensors()[i].name == order[i]);
     CHECK(f.floats("f32") == std::vector<float>{1.5f, -2.f, 0.1f});
     CHECK(f.info("h16").shape == std::vector<std::int64_t>{2, 3});
-    CHECK(f.floats("h16") == std::vector<float>{1.f, -2.f, 65504.f, 0x1p-24f, std::numeric_limits<float>::infinity(),
-                                                0.333251953125f});
+    CHECK(f.floats("h16") ==
+          std::vector<float>{1.f, -2.f, 65504.f, 0x1p-24f, std::numeric_limits<float>::infinity(), 0.333251953125f});
     CHECK(f.floats("b16") == std::vector<float>{1.f, 3.140625f, -123.5f});
     CHECK(f.floats("f64") == std::vector<float>{0.1f, -std::numeric_limits<float>::infinity()});
     const auto steps = f.bytes("steps");
@@ -231,7 +231,8 @@ TEST_CASE("safetensors: a file built byte by byte reads to the expected values")
     const std::string not_float = error_of([&] { (void)f.floats("steps"); });
     CHECK(contains(not_float, "tricks::safetensors: bytes: tensor 'steps' has dtype I64"));
     const std::string missing = error_of([&] { (void)f.info("fc.weight"); });
-    CHECK(contains(missing, "tricks::safetensors: bytes: no tensor 'fc.weight' (the file holds 7 tensors: 'b16', 'h16'"));
+    CHECK(
+        contains(missing, "tricks::safetensors: bytes: no tensor 'fc.weight' (the file holds 7 tensors: 'b16', 'h16'"));
     CHECK(contains(error_of([&] { (void)f.bytes("x"); }), "no tensor 'x'"));
 }
 
@@ -326,10 +327,13 @@ TEST_CASE("safetensors: overlapping tensors, uncovered bytes and duplicate keys 
             {"key 'w' appears twice in the header"});
     refused(st_bytes(R"({"w":{"dtype":"F32","dtype":"I64","shape":[1],"data_offsets":[0,4]}})", std::string(4, '\0')),
             {"key 'dtype' appears twice in the entry of 'w'"});
-    refused(st_bytes(R"({"__metadata__":{"a":"1","a":"2"}})"), {"key 'a' appears twice in the entry of '__metadata__'"});
+    refused(st_bytes(R"({"__metadata__":{"a":"1","a":"2"}})"),
+            {"key 'a' appears twice in the entry of '__metadata__'"});
     // __metadata__ is an object of strings
-    refused(st_bytes(R"({"__metadata__":["a"]})"), {"\"__metadata__\" must be an object of strings, found array [\"a\"]"});
-    refused(st_bytes(R"({"__metadata__":{"epoch":3}})"), {"\"__metadata__\" key 'epoch' must map to a string, found number 3"});
+    refused(st_bytes(R"({"__metadata__":["a"]})"),
+            {"\"__metadata__\" must be an object of strings, found array [\"a\"]"});
+    refused(st_bytes(R"({"__metadata__":{"epoch":3}})"),
+            {"\"__metadata__\" key 'epoch' must map to a string, found number 3"});
 }
 
 TEST_CASE("safetensors: the reader's file errors name the path") {
@@ -341,11 +345,10 @@ TEST_CASE("safetensors: the reader's file errors name the path") {
     io::safetensors_writer w;
     w.add("w", {3}, std::vector<float>{1, 2, 3});
     const std::string all = w.bytes();
-    {
-        std::ofstream(cut, std::ios::binary) << all.substr(0, all.size() - 1);
-    }
+    { std::ofstream(cut, std::ios::binary) << all.substr(0, all.size() - 1); }
     const std::string msg = error_of([&] { io::safetensors_file f(cut); });
-    CHECK(contains(msg, "tricks::safetensors: " + cut.string() + ": tensor 'w': data_offsets [0, 12] run past the end"));
+    CHECK(
+        contains(msg, "tricks::safetensors: " + cut.string() + ": tensor 'w': data_offsets [0, 12] run past the end"));
 }
 
 TEST_CASE("safetensors: the writer refuses duplicate names, wrong counts and what it cannot store, naming the key") {
@@ -354,10 +357,14 @@ TEST_CASE("safetensors: the writer refuses duplicate names, wrong counts and wha
     w.add("a", {2, 3}, six);
     CHECK(contains(error_of([&] { w.add("a", {6}, six); }), "tricks::safetensors: tensor 'a': added twice"));
     CHECK(contains(error_of([&] { w.add_i64("a", {}, std::vector<std::int64_t>{0}); }), "tensor 'a': added twice"));
-    CHECK(contains(error_of([&] { w.add("b", {4}, six); }), "tensor 'b': shape [4] holds 4 elements, but 6 values were given"));
-    CHECK(contains(error_of([&] { w.add("b", {}, six); }), "tensor 'b': shape [] holds 1 elements, but 6 values were given"));
+    CHECK(contains(error_of([&] { w.add("b", {4}, six); }),
+                   "tensor 'b': shape [4] holds 4 elements, but 6 values were given"));
+    CHECK(contains(error_of([&] { w.add("b", {}, six); }),
+                   "tensor 'b': shape [] holds 1 elements, but 6 values were given"));
     CHECK(contains(error_of([&] { w.add("b", {-2, -3}, six); }), "tensor 'b': shape [-2,-3] has a negative dimension"));
-    CHECK(contains(error_of([&] { w.add("b", {1 << 30, 1 << 30, 1 << 30}, six); }),
+    CHECK(contains(error_of([&] {
+                       w.add("b", {1 << 30, 1 << 30, 1 << 30}, six);
+                   }),
                    "tensor 'b': shape [1073741824,1073741824,1073741824]: the element count overflows"));
     CHECK(contains(error_of([&] { w.add_i64("n", {2}, std::vector<std::int64_t>{0}); }),
                    "tensor 'n': shape [2] holds 2 elements, but 1 values"));
@@ -366,7 +373,8 @@ TEST_CASE("safetensors: the writer refuses duplicate names, wrong counts and wha
     CHECK(contains(error_of([&] { w.add("__metadata__", {6}, six); }), "tensor '__metadata__': the name is reserved"));
     CHECK(contains(error_of([&] { w.add("bad\xff", {6}, six); }), "the name is not valid UTF-8"));
     w.metadata("format", "pt");
-    CHECK(contains(error_of([&] { w.metadata("format", "np"); }), "tricks::safetensors: metadata key 'format' is set twice"));
+    CHECK(contains(error_of([&] { w.metadata("format", "np"); }),
+                   "tricks::safetensors: metadata key 'format' is set twice"));
     CHECK(contains(error_of([&] { w.metadata("k", "\xc3"); }), "metadata key 'k': key and value must be valid UTF-8"));
     // the refused calls left nothing behind
     const auto f = io::safetensors_file::from_bytes(w.bytes(), "w");

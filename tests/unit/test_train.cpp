@@ -52,7 +52,6 @@ std::vector<float> parameter_values(Model& m) {
     return all;
 }
 
-
 /// Fashion-MNIST loaded once per process (decompressing 47 MB takes a moment), or nothing when the
 /// data set is not installed.
 struct fmnist_cache {
@@ -107,7 +106,6 @@ options quiet_options() {
 options short_run_options() {
     return {.epochs = 1, .batch = 32, .lr = 0.2, .seed = 11, .progress = false, .max_steps_per_epoch = 4};
 }
-
 
 }  // namespace
 
@@ -169,11 +167,11 @@ TEST_CASE("lr_schedule: cosine decay (paper eq. 1) starts at the peak, halves mi
     s.total_steps = 120;  // T = 100 cosine steps
     s.decay = lr_schedule::decay_kind::cosine;
     const double p = 0.2;
-    CHECK(s.at(20) == p);                                          // t' = 0: cos 0 = 1, exactly the peak
+    CHECK(s.at(20) == p);                                           // t' = 0: cos 0 = 1, exactly the peak
     CHECK(s.at(20 + 50) == doctest::Approx(p / 2).epsilon(1e-14));  // t' = T/2: cos(pi/2) = 0
-    CHECK(s.at(120) == 0.0);                                       // t' = T: exactly 0 at the end of training
+    CHECK(s.at(120) == 0.0);                                        // t' = T: exactly 0 at the end of training
     CHECK(s.at(121) == 0.0);
-    CHECK(s.at(119) > 0.0);  // the last training step still moves
+    CHECK(s.at(119) > 0.0);       // the last training step still moves
     CHECK(s.at(119) < 1e-3 * p);  // 0.5 (1 + cos(0.99 pi)) = 2.47e-4
     // closed form at a few points: lr = 1/2 (1 + cos(pi t' / T)) peak
     for (long tp : {1L, 10L, 25L, 33L, 75L, 99L})
@@ -200,7 +198,7 @@ TEST_CASE("lr_schedule: step decay multiplies by 0.1 at each milestone epoch") {
     s.decay = lr_schedule::decay_kind::step;
     s.milestones = {30, 60, 80};  // the paper's ResNet baseline schedule (epochs)
     CHECK(s.at(0) == 0.1);
-    CHECK(s.at(30 * 50 - 1) == 0.1);                       // last step of epoch 29
+    CHECK(s.at(30 * 50 - 1) == 0.1);                               // last step of epoch 29
     CHECK(s.at(30 * 50) == doctest::Approx(0.01).epsilon(1e-15));  // first step of epoch 30
     CHECK(s.at(60 * 50 - 1) == doctest::Approx(0.01).epsilon(1e-15));
     CHECK(s.at(60 * 50) == doctest::Approx(0.001).epsilon(1e-15));
@@ -294,9 +292,11 @@ TEST_CASE("trainer: options.step_milestones replaces lr::step's epochs at run ti
         b.step_milestones = std::move(m);
         return fit_refused<typename decltype(tag)::type>(b, train, test, part);
     };
-    CHECK(refused(std::type_identity<stepped>{}, {2, 2}, "step_milestones = 2,2: milestones must be epochs >= 1 in increasing order (entry 1 is 2)"));
+    CHECK(refused(std::type_identity<stepped>{}, {2, 2},
+                  "step_milestones = 2,2: milestones must be epochs >= 1 in increasing order (entry 1 is 2)"));
     CHECK(refused(std::type_identity<stepped>{}, {0, 2}, "(entry 0 is 0)"));
-    CHECK(refused(std::type_identity<recipe<lr::cosine>>{}, {1, 2}, "step_milestones = 1,2 given, but the recipe has no lr::step decay"));
+    CHECK(refused(std::type_identity<recipe<lr::cosine>>{}, {1, 2},
+                  "step_milestones = 1,2 given, but the recipe has no lr::step decay"));
 }
 
 TEST_CASE("trainer: a run-time number given for a policy the recipe lacks is refused, naming the policy to add") {
@@ -316,13 +316,22 @@ TEST_CASE("trainer: a run-time number given for a policy the recipe lacks is ref
     CHECK(refused(plain{}, &options::mixup_alpha, 0.4,
                   "options.mixup_alpha = 0.4 given, but the recipe has no mixup (mix::mixup); add it to the recipe or "
                   "leave options.mixup_alpha at its default (0.2). Recipe: sgd"));
-    CHECK(refused(plain{}, &options::label_smoothing, 0.2, "label_smoothing = 0.2 given, but the recipe has no label smoothing (loss::label_smoothing)"));
-    CHECK(refused(plain{}, &options::distill_temperature, 4.0, "distill_temperature = 4 given, but the recipe has no knowledge distillation (loss::distill<Teacher>)"));
-    CHECK(refused(plain{}, &options::teacher_checkpoint, std::filesystem::path("t.ckpt"), "teacher_checkpoint = t.ckpt given, but the recipe has no knowledge distillation (loss::distill<Teacher>)"));
-    CHECK(refused(plain{}, &options::loss_scale, 1024.0, "loss_scale = 1024 given, but the recipe has no FP16 loss scaling (precision::fp16_mixed)"));
-    CHECK(refused(std::type_identity<recipe<precision::bf16_mixed>>{}, &options::loss_scale_window, 100, "loss_scale_window = 100 given, but the recipe has no FP16 loss scaling (precision::fp16_mixed)"));
-    CHECK(refused(std::type_identity<recipe<lr::cosine>>{}, &options::warmup_epochs, 0, "warmup_epochs = 0 given, but the recipe has no lr warmup (lr::warmup<epochs<m>>)"));
-    CHECK(refused(plain{}, &options::step_milestones, std::vector<int>{1}, "step_milestones = 1 given, but the recipe has no lr::step decay (lr::step<epochs<e>...>)"));
+    CHECK(refused(plain{}, &options::label_smoothing, 0.2,
+                  "label_smoothing = 0.2 given, but the recipe has no label smoothing (loss::label_smoothing)"));
+    CHECK(refused(
+        plain{}, &options::distill_temperature, 4.0,
+        "distill_temperature = 4 given, but the recipe has no knowledge distillation (loss::distill<Teacher>)"));
+    CHECK(refused(
+        plain{}, &options::teacher_checkpoint, std::filesystem::path("t.ckpt"),
+        "teacher_checkpoint = t.ckpt given, but the recipe has no knowledge distillation (loss::distill<Teacher>)"));
+    CHECK(refused(plain{}, &options::loss_scale, 1024.0,
+                  "loss_scale = 1024 given, but the recipe has no FP16 loss scaling (precision::fp16_mixed)"));
+    CHECK(refused(std::type_identity<recipe<precision::bf16_mixed>>{}, &options::loss_scale_window, 100,
+                  "loss_scale_window = 100 given, but the recipe has no FP16 loss scaling (precision::fp16_mixed)"));
+    CHECK(refused(std::type_identity<recipe<lr::cosine>>{}, &options::warmup_epochs, 0,
+                  "warmup_epochs = 0 given, but the recipe has no lr warmup (lr::warmup<epochs<m>>)"));
+    CHECK(refused(plain{}, &options::step_milestones, std::vector<int>{1},
+                  "step_milestones = 1 given, but the recipe has no lr::step decay (lr::step<epochs<e>...>)"));
     // the same numbers with their policies are taken; the defaults without them too
     options all = base;
     all.mixup_alpha = 0.4;
@@ -338,7 +347,8 @@ TEST_CASE("trainer: a run-time number given for a policy the recipe lacks is ref
     options mixed = base;
     mixed.mixup_alpha = 0.4;
     trainer<small_net, recipe<>> r(mixed);
-    CHECK_THROWS_WITH_AS(r.resume("no-such-file.ckpt"), doctest::Contains("options.mixup_alpha = 0.4 given"), training_error);
+    CHECK_THROWS_WITH_AS(r.resume("no-such-file.ckpt"), doctest::Contains("options.mixup_alpha = 0.4 given"),
+                         training_error);
 }
 
 // ================================================================================================
@@ -371,9 +381,9 @@ TEST_CASE("recipe<>: the plain defaults") {
 }
 
 TEST_CASE("recipe with every policy sets every flag, in any order") {
-    using r = recipe<precision::fp16_mixed, mix::mixup, loss::label_smoothing, decay::no_bias_decay, lr::cosine,
-                     lr::warmup<epochs<3>>, lr::linear_scaling<256>, optim::sgd<optim::nesterov>,
-                     loss::distill<teacher_tag>>;
+    using r =
+        recipe<precision::fp16_mixed, mix::mixup, loss::label_smoothing, decay::no_bias_decay, lr::cosine,
+               lr::warmup<epochs<3>>, lr::linear_scaling<256>, optim::sgd<optim::nesterov>, loss::distill<teacher_tag>>;
     CHECK(r::nesterov);
     CHECK(r::linear_scaling);
     CHECK(r::scaling_reference_batch == 256);
@@ -418,8 +428,10 @@ TEST_CASE("label smoothing: q = 1 - eps for the label, eps / (K - 1) elsewhere")
     float q[10];
     smoothed_target(2, 10, 0.1, q);
     for (int k = 0; k < 10; ++k) {
-        if (k == 2) CHECK(q[k] == 0.9f);
-        else CHECK(q[k] == static_cast<float>(0.1 / 9));  // 0.0111..., as the paper writes it (not eps / K)
+        if (k == 2)
+            CHECK(q[k] == 0.9f);
+        else
+            CHECK(q[k] == static_cast<float>(0.1 / 9));  // 0.0111..., as the paper writes it (not eps / K)
     }
     CHECK(std::accumulate(q, q + 10, 0.0) == doctest::Approx(1.0).epsilon(1e-6));
     // eps = 0: one-hot, exactly
@@ -446,7 +458,8 @@ TEST_CASE("make_targets rejects labels outside [0, K)") {
     tensor<float> t;
     const std::vector<int> bad_hi{1, 10}, bad_lo{-1};
     CHECK_THROWS_AS(make_targets(bad_hi, 10, 0.1, t), error);
-    CHECK_THROWS_WITH(make_targets(bad_hi, 10, 0.1, t), doctest::Contains("label 10 at batch index 1 is outside [0, 10)"));
+    CHECK_THROWS_WITH(make_targets(bad_hi, 10, 0.1, t),
+                      doctest::Contains("label 10 at batch index 1 is outside [0, 10)"));
     CHECK_THROWS_AS(make_targets(bad_lo, 10, 0.0, t), error);
 }
 
@@ -459,15 +472,19 @@ TEST_CASE("make_targets with a padded head: smoothing over the data's classes, 0
         double sum = 0;
         for (int k = 0; k < 10; ++k) {
             const float v = q.data()[i * 10 + k];
-            const float want = k == labels[static_cast<std::size_t>(i)] ? 0.7f : k < 4 ? static_cast<float>(0.3 / 3) : 0.0f;
+            const float want = k == labels[static_cast<std::size_t>(i)] ? 0.7f
+                               : k < 4                                  ? static_cast<float>(0.3 / 3)
+                                                                        : 0.0f;
             CHECK(v == want);
             sum += v;
         }
         CHECK(sum == doctest::Approx(1.0).epsilon(1e-6));
     }
     const std::vector<int> outside{4};
-    CHECK_THROWS_WITH(make_targets(outside, 10, 0.1, q, 4), doctest::Contains("label 4 at batch index 0 is outside [0, 4)"));
-    CHECK_THROWS_WITH(make_targets(labels, 3, 0.1, q, 4), doctest::Contains("the data has 4 classes, the model 3 outputs"));
+    CHECK_THROWS_WITH(make_targets(outside, 10, 0.1, q, 4),
+                      doctest::Contains("label 4 at batch index 0 is outside [0, 4)"));
+    CHECK_THROWS_WITH(make_targets(labels, 3, 0.1, q, 4),
+                      doctest::Contains("the data has 4 classes, the model 3 outputs"));
 }
 
 TEST_CASE("softmax cross-entropy with label-smoothed targets equals its closed form") {
@@ -502,7 +519,8 @@ TEST_CASE("softmax cross-entropy with label-smoothed targets equals its closed f
 
     // pinned numbers: a uniform prediction costs log K whatever the smoothing ...
     std::vector<float> zero(n * K, 0.f);
-    CHECK(backend::softmax_cross_entropy(n, K, zero.data(), q.data(), nullptr) == doctest::Approx(std::log(10.0)).epsilon(1e-6));
+    CHECK(backend::softmax_cross_entropy(n, K, zero.data(), q.data(), nullptr) ==
+          doctest::Approx(std::log(10.0)).epsilon(1e-6));
     // ... and the best possible prediction, softmax(z) = q, costs the entropy of q:
     // -(0.9 ln 0.9 + 9 (0.1/9) ln(0.1/9)) = 0.544805..., with zero gradient
     std::vector<float> zq(n * K);
@@ -711,7 +729,8 @@ TEST_CASE("distillation term equals T^2 CE(softmax(r/T), softmax(z/T)) and its g
             zp[static_cast<std::size_t>(i)] += h;
             zm[static_cast<std::size_t>(i)] -= h;
             const double fd = (distill_reference(n, k, zp, r, T) - distill_reference(n, k, zm, r, T)) / (2 * h);
-            const double added = static_cast<double>(dz[static_cast<std::size_t>(i)]) - dz0[static_cast<std::size_t>(i)];
+            const double added =
+                static_cast<double>(dz[static_cast<std::size_t>(i)]) - dz0[static_cast<std::size_t>(i)];
             CHECK(added == doctest::Approx(fd).epsilon(1e-4).scale(1e-5));
         }
     }
@@ -933,10 +952,9 @@ TEST_CASE("trainer end to end on real Fashion-MNIST: the whole recipe learns") {
     const history h = t.fit(train, test);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     REQUIRE(h.epochs.size() == 2);
-    MESSAGE("end-to-end Fashion-MNIST: test top-1 " << h.epochs[0].test_top1 << " -> " << h.final_top1()
-                                                    << ", test loss " << h.epochs[1].test_loss << ", train loss "
-                                                    << h.epochs[0].train_loss << " -> " << h.epochs[1].train_loss
-                                                    << ", " << secs << " s");
+    MESSAGE("end-to-end Fashion-MNIST: test top-1 "
+            << h.epochs[0].test_top1 << " -> " << h.final_top1() << ", test loss " << h.epochs[1].test_loss
+            << ", train loss " << h.epochs[0].train_loss << " -> " << h.epochs[1].train_loss << ", " << secs << " s");
     CHECK(h.final_top1() > 0.60);
     CHECK(h.epochs[1].test_loss < 1.2);  // measured 0.79 (seed 1); an untrained net scores ln 10 = 2.30
     CHECK(h.epochs[1].train_loss < h.epochs[0].train_loss);
@@ -976,7 +994,8 @@ TEST_CASE("trainer: same seed, same bits (on any thread count); another seed, ot
     CHECK(ha.epochs[0].train_loss != hc.epochs[0].train_loss);
 }
 
-TEST_CASE("trainer: options.conv_algorithm reaches the convolutions (Winograd and direct: other bits, the same training)") {
+TEST_CASE(
+    "trainer: options.conv_algorithm reaches the convolutions (Winograd and direct: other bits, the same training)") {
     const auto train = synthetic_digits(512, 5, 99), test = synthetic_digits(64, 6, 99);
     options o = short_run_options();
     REQUIRE(o.conv_algorithm == backend::conv_algo::winograd);  // the default
@@ -1065,5 +1084,6 @@ TEST_CASE("trainer fp16_mixed trains at a normal loss scale, close to but not bi
     trainer<small_net, recipe<>> f(o);
     const history hf = f.fit(train, test);
     CHECK_FALSE(same_bits(parameter_values(t.model()), parameter_values(f.model())));
-    for (std::size_t e = 0; e < 2; ++e) CHECK(h.epochs[e].train_loss == doctest::Approx(hf.epochs[e].train_loss).epsilon(0.02));
+    for (std::size_t e = 0; e < 2; ++e)
+        CHECK(h.epochs[e].train_loss == doctest::Approx(hf.epochs[e].train_loss).epsilon(0.02));
 }

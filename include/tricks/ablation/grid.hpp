@@ -48,18 +48,16 @@ struct product_configs<type_list<Pairs...>> {
 template <class... Axes>
 struct axes_ok : std::false_type {};
 template <class... Ms, class... Rs>
-struct axes_ok<axis<Ms...>, axis<Rs...>>
-    : std::bool_constant<(model_type<Ms> && ...) && (recipe_type<Rs> && ...)> {};
+struct axes_ok<axis<Ms...>, axis<Rs...>> : std::bool_constant<(model_type<Ms> && ...) && (recipe_type<Rs> && ...)> {};
 
 template <class... Axes>
 struct grid_base {
     using type = checked_list<origin::grid>;  // invalid axes: the static_asserts of grid say why
 };
 template <class... Ms, class... Rs>
-    requires(sizeof...(Ms) > 0 && sizeof...(Rs) > 0 && axes_ok<axis<Ms...>, axis<Rs...>>::value)
-struct grid_base<axis<Ms...>, axis<Rs...>> {
-    using type = typename product_configs<
-        typename cartesian_product<type_list<Ms...>, type_list<Rs...>>::type>::type;
+requires(sizeof...(Ms) > 0 && sizeof...(Rs) > 0 &&
+         axes_ok<axis<Ms...>, axis<Rs...>>::value) struct grid_base<axis<Ms...>, axis<Rs...>> {
+    using type = typename product_configs<typename cartesian_product<type_list<Ms...>, type_list<Rs...>>::type>::type;
 };
 
 }  // namespace detail

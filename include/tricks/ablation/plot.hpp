@@ -41,13 +41,15 @@ inline std::string sh_quote(const std::string& s) {
 /// this gnuplot has it, else libgd's png).
 inline std::string gp_outputs(const std::string& stem, const std::string& plot) {
     return "set terminal svg size 960,600 dynamic noenhanced font 'sans,12' background rgb 'white'\n"
-           "set output " + gp_string(stem + ".svg") + "\n" + plot +
+           "set output " +
+           gp_string(stem + ".svg") + "\n" + plot +
            "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {\n"
            "    set terminal pngcairo size 960,600 noenhanced font 'sans,11' background rgb 'white'\n"
            "} else {\n"
            "    set terminal png size 960,600 noenhanced\n"
            "}\n"
-           "set output " + gp_string(stem + ".png") + "\n" + plot + "set output\n";
+           "set output " +
+           gp_string(stem + ".png") + "\n" + plot + "set output\n";
 }
 
 }  // namespace detail
@@ -83,8 +85,8 @@ inline plot_files write_plots(const std::filesystem::path& dir, const study& s) 
         std::string plot = "plot ";
         for (std::size_t i = 0; i < s.rows.size(); ++i)
             plot += std::string(i ? ", \\\n     " : "") + gp_string(curves + ".dat") + " index " + std::to_string(i) +
-                    (seeds > 1 ? " using 1:2:3 with yerrorlines" : " using 1:2 with linespoints") + " lw 2 pt 7 title " +
-                    gp_string(labels[i]);
+                    (seeds > 1 ? " using 1:2:3 with yerrorlines" : " using 1:2 with linespoints") +
+                    " lw 2 pt 7 title " + gp_string(labels[i]);
         plot += "\n";
         auto f = detail::open(dir / (curves + ".gp"));
         f << "# " << s.title << ": learning curves. Run from this folder: gnuplot " << curves << ".gp\n"
@@ -101,14 +103,15 @@ inline plot_files write_plots(const std::filesystem::path& dir, const study& s) 
         f << "# " << s.title << ": change of final test top-1 against row 1, percentage points\n"
           << "# columns: row label delta_pp top1_std_pp top1_mean_pct\n";
         for (std::size_t i = 0; i < s.rows.size(); ++i)
-            f << i + 1 << ' ' << gp_string(labels[i]) << ' ' << 100 * delta_vs_first(s, i) << ' ' << 100 * s.rows[i].top1_std()
-              << ' ' << 100 * s.rows[i].top1_mean() << '\n';
+            f << i + 1 << ' ' << gp_string(labels[i]) << ' ' << 100 * delta_vs_first(s, i) << ' '
+              << 100 * s.rows[i].top1_std() << ' ' << 100 * s.rows[i].top1_mean() << '\n';
     }
     {
         const std::string dat = gp_string(deltas + ".dat");
-        const std::string plot = "plot " + dat + (seeds > 1 ? " using 1:3:4:xtic(2) with boxerrorbars" : " using 1:3:xtic(2) with boxes") +
-                                 " lc rgb '#4477aa' notitle, \\\n     " + dat +
-                                 " using 1:3:(sprintf('%+.2f', $3)) with labels offset 0,char 0.8 notitle\n";
+        const std::string plot =
+            "plot " + dat + (seeds > 1 ? " using 1:3:4:xtic(2) with boxerrorbars" : " using 1:3:xtic(2) with boxes") +
+            " lc rgb '#4477aa' notitle, \\\n     " + dat +
+            " using 1:3:(sprintf('%+.2f', $3)) with labels offset 0,char 0.8 notitle\n";
         auto f = detail::open(dir / (deltas + ".gp"));
         f << "# " << s.title << ": deltas against row 1. Run from this folder: gnuplot " << deltas << ".gp\n"
           << "set encoding utf8\nset title " << gp_string(s.title + ": Δ test top-1 against row 1") << "\n"

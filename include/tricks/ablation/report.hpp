@@ -51,10 +51,15 @@ inline std::string csv_field(const std::string& s) {
 inline std::string json_string(const std::string& s) {
     std::string o = "\"";
     for (char c : s) {
-        if (c == '"' || c == '\\') { o += '\\'; o += c; }
-        else if (c == '\n') o += "\\n";
-        else if (static_cast<unsigned char>(c) < 0x20) o += ' ';
-        else o += c;
+        if (c == '"' || c == '\\') {
+            o += '\\';
+            o += c;
+        } else if (c == '\n')
+            o += "\\n";
+        else if (static_cast<unsigned char>(c) < 0x20)
+            o += ' ';
+        else
+            o += c;
     }
     return o + "\"";
 }
@@ -79,8 +84,10 @@ inline std::string grouped(std::int64_t v) {
 inline std::string clock(double seconds) {
     const long s = seconds > 0 ? static_cast<long>(seconds + 0.5) : 0;
     char b[32];
-    if (s >= 3600) std::snprintf(b, sizeof b, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
-    else std::snprintf(b, sizeof b, "%ld:%02ld", s / 60, s % 60);
+    if (s >= 3600)
+        std::snprintf(b, sizeof b, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+    else
+        std::snprintf(b, sizeof b, "%ld:%02ld", s / 60, s % 60);
     return b;
 }
 
@@ -128,8 +135,9 @@ inline std::string markdown_table(const study& s) {
         std::string top1 = detail::fixed(100 * r.top1_mean(), 2);
         if (r.runs.size() > 1) top1 += " ± " + detail::fixed(100 * r.top1_std(), 2);
         const double d = 100 * delta_vs_first(s, i);
-        o << "| " << i + 1 << " | " << detail::md_cell(change_label(i ? &s.rows[i - 1] : nullptr, r)) << " | `" << detail::md_cell(r.name) << "` | " << top1
-          << " | " << (i == 0 ? std::string("—") : (d >= 0 ? "+" : "") + detail::fixed(d, 2)) << " | "
+        o << "| " << i + 1 << " | " << detail::md_cell(change_label(i ? &s.rows[i - 1] : nullptr, r)) << " | `"
+          << detail::md_cell(r.name) << "` | " << top1 << " | "
+          << (i == 0 ? std::string("—") : (d >= 0 ? "+" : "") + detail::fixed(d, 2)) << " | "
           << detail::grouped(r.parameters) << " | " << detail::fixed(static_cast<double>(r.macs) / 1e6, 1) << " M | "
           << detail::fixed(r.images_per_s(), 0) << " | " << detail::clock(r.seconds()) << " |\n";
     }
@@ -154,7 +162,8 @@ inline std::string markdown_report(const std::vector<study>& studies, const run_
       << "| seeds | " << m.seeds << " |\n| threads | " << m.threads << " |\n"
       << "| total wall time | " << detail::clock(m.total_seconds) << " |\n";
     if (!m.teacher.empty()) {
-        o << "| distillation teacher | `" << detail::md_cell(m.teacher) << "` |\n| teacher recipe | `" << detail::md_cell(m.teacher_recipe) << "` |\n";
+        o << "| distillation teacher | `" << detail::md_cell(m.teacher) << "` |\n| teacher recipe | `"
+          << detail::md_cell(m.teacher_recipe) << "` |\n";
         if (m.teacher_top1 >= 0) o << "| teacher test top-1 | " << detail::fixed(100 * m.teacher_top1, 2) << "% |\n";
         o << "| teacher checkpoint | " << m.teacher_checkpoint << " |\n";
     }
@@ -178,9 +187,10 @@ inline void write_csv(const std::filesystem::path& p, const std::vector<study>& 
             const result& r = s.rows[i];
             std::string runs;
             for (const auto& x : r.runs) runs += (runs.empty() ? "" : ";") + detail::fixed(x.top1, 6);
-            f << detail::csv_field(s.id) << ',' << i + 1 << ',' << detail::csv_field(change_label(i ? &s.rows[i - 1] : nullptr, r))
-              << ',' << detail::csv_field(r.name) << ',' << detail::csv_field(r.model) << ',' << detail::csv_field(r.recipe)
-              << ',' << detail::csv_field(r.teacher) << ',' << r.runs.size() << ',' << r.top1_mean() << ',' << r.top1_std()
+            f << detail::csv_field(s.id) << ',' << i + 1 << ','
+              << detail::csv_field(change_label(i ? &s.rows[i - 1] : nullptr, r)) << ',' << detail::csv_field(r.name)
+              << ',' << detail::csv_field(r.model) << ',' << detail::csv_field(r.recipe) << ','
+              << detail::csv_field(r.teacher) << ',' << r.runs.size() << ',' << r.top1_mean() << ',' << r.top1_std()
               << ',' << delta_vs_first(s, i) << ',' << r.parameters << ',' << r.macs << ',' << r.images_per_s() << ','
               << r.seconds() << ',' << detail::csv_field(runs) << '\n';
         }
@@ -196,29 +206,33 @@ inline void write_json(const std::filesystem::path& p, const std::vector<study>&
         f << ']';
     };
     f << "{\n  \"meta\": {\"command\": " << json_string(m.command) << ", \"dataset\": " << json_string(m.dataset)
-      << ", \"train_images\": " << m.train_images << ", \"test_images\": " << m.test_images << ", \"epochs\": " << m.epochs
-      << ", \"batch\": " << m.batch << ", \"lr\": " << m.lr << ", \"weight_decay\": " << m.weight_decay
-      << ", \"seeds\": " << m.seeds << ", \"threads\": " << m.threads << ", \"total_seconds\": " << m.total_seconds
-      << ", \"teacher\": " << json_string(m.teacher) << ", \"teacher_recipe\": " << json_string(m.teacher_recipe)
+      << ", \"train_images\": " << m.train_images << ", \"test_images\": " << m.test_images
+      << ", \"epochs\": " << m.epochs << ", \"batch\": " << m.batch << ", \"lr\": " << m.lr
+      << ", \"weight_decay\": " << m.weight_decay << ", \"seeds\": " << m.seeds << ", \"threads\": " << m.threads
+      << ", \"total_seconds\": " << m.total_seconds << ", \"teacher\": " << json_string(m.teacher)
+      << ", \"teacher_recipe\": " << json_string(m.teacher_recipe)
       << ", \"teacher_checkpoint\": " << json_string(m.teacher_checkpoint) << ", \"teacher_top1\": ";
-    if (m.teacher_top1 >= 0) f << m.teacher_top1;
-    else f << "null";
+    if (m.teacher_top1 >= 0)
+        f << m.teacher_top1;
+    else
+        f << "null";
     f << ", \"notes\": [";
     for (std::size_t i = 0; i < m.notes.size(); ++i) f << (i ? ", " : "") << json_string(m.notes[i]);
     f << "]},\n  \"studies\": [\n";
     for (std::size_t si = 0; si < studies.size(); ++si) {
         const study& s = studies[si];
-        f << "    {\"id\": " << json_string(s.id) << ", \"title\": " << json_string(s.title) << ", \"note\": "
-          << json_string(s.note) << ", \"rows\": [\n";
+        f << "    {\"id\": " << json_string(s.id) << ", \"title\": " << json_string(s.title)
+          << ", \"note\": " << json_string(s.note) << ", \"rows\": [\n";
         for (std::size_t i = 0; i < s.rows.size(); ++i) {
             const result& r = s.rows[i];
-            f << "      {\"row\": " << i + 1 << ", \"change\": " << json_string(change_label(i ? &s.rows[i - 1] : nullptr, r))
+            f << "      {\"row\": " << i + 1
+              << ", \"change\": " << json_string(change_label(i ? &s.rows[i - 1] : nullptr, r))
               << ", \"config\": " << json_string(r.name) << ", \"model\": " << json_string(r.model)
               << ", \"recipe\": " << json_string(r.recipe) << ", \"teacher\": " << json_string(r.teacher)
-              << ", \"parameters\": " << r.parameters << ", \"macs\": " << r.macs << ", \"top1_mean\": " << r.top1_mean()
-              << ", \"top1_std\": " << r.top1_std() << ", \"delta_vs_first\": " << delta_vs_first(s, i)
-              << ", \"train_images_per_s\": " << r.images_per_s() << ", \"seconds_per_run\": " << r.seconds()
-              << ", \"top1_curve_mean\": ";
+              << ", \"parameters\": " << r.parameters << ", \"macs\": " << r.macs
+              << ", \"top1_mean\": " << r.top1_mean() << ", \"top1_std\": " << r.top1_std()
+              << ", \"delta_vs_first\": " << delta_vs_first(s, i) << ", \"train_images_per_s\": " << r.images_per_s()
+              << ", \"seconds_per_run\": " << r.seconds() << ", \"top1_curve_mean\": ";
             numbers(r.curve_mean());
             f << ", \"top1_curve_std\": ";
             numbers(r.curve_std());
@@ -226,7 +240,8 @@ inline void write_json(const std::filesystem::path& p, const std::vector<study>&
             for (std::size_t k = 0; k < r.runs.size(); ++k) {
                 const seed_run& x = r.runs[k];
                 f << (k ? ",\n                " : "") << "{\"seed\": " << x.seed << ", \"top1\": " << x.top1
-                  << ", \"train_images_per_s\": " << x.images_per_s << ", \"seconds\": " << x.seconds << ", \"top1_curve\": ";
+                  << ", \"train_images_per_s\": " << x.images_per_s << ", \"seconds\": " << x.seconds
+                  << ", \"top1_curve\": ";
                 numbers(x.top1_curve);
                 f << ", \"train_loss_curve\": ";
                 numbers(x.train_loss_curve);

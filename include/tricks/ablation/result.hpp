@@ -22,10 +22,10 @@ struct seed_run {
 
 /// One configuration: its facts (from its types) and its runs.
 struct result {
-    std::string name;     // config_name<Model, Recipe>()
-    std::string model;    // Model::name()
-    std::string recipe;   // Recipe::describe()
-    std::string teacher;  // the distillation teacher's Model::name(), or empty
+    std::string name;                // config_name<Model, Recipe>()
+    std::string model;               // Model::name()
+    std::string recipe;              // Recipe::describe()
+    std::string teacher;             // the distillation teacher's Model::name(), or empty
     std::vector<std::string> parts;  // Model::parts() then Recipe::parts(): what change labels compare
     std::int64_t parameters = 0;
     std::int64_t macs = 0;  // forward multiply-accumulates per image at the study's input size

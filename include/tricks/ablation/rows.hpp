@@ -46,7 +46,7 @@ struct network_of {
     using type = M;
 };
 template <class M>
-    requires requires { network_base(static_cast<const M*>(nullptr)); }
+requires requires { network_base(static_cast<const M*>(nullptr)); }
 struct network_of<M> {
     using type = decltype(network_base(static_cast<const M*>(nullptr)));
 };
@@ -82,8 +82,8 @@ inline constexpr bool is_default_policy =
 
 /// P (canonical) is among Qs (canonical), or is a default that needs not be.
 template <class P, class... Qs>
-inline constexpr bool policy_in =
-    is_default_policy<P> || (std::is_same_v<canonical_policy_t<P>, canonical_policy_t<Qs>> || ...);
+inline constexpr bool policy_in = is_default_policy<P> ||
+                                  (std::is_same_v<canonical_policy_t<P>, canonical_policy_t<Qs>> || ...);
 
 template <class... As, class... Bs>
 constexpr bool same_policy_set(const recipe<As...>*, const recipe<Bs...>*) {
@@ -186,13 +186,12 @@ inline constexpr std::size_t size_v = G::size;
 
 /// The I-th configuration (a config<Model, Recipe>) of a grid or rows.
 template <detail::ablation_list G, std::size_t I>
-    requires(I < G::size)
-using at_t = typename detail::at<typename G::configs, I>::type;
+requires(I < G::size) using at_t = typename detail::at<typename G::configs, I>::type;
 
 /// The first N configurations of a grid or rows, as rows (e.g. to build part of a study).
 template <detail::ablation_list G, std::size_t N>
-    requires(N <= G::size)
-using first_t = typename detail::as_rows<typename detail::take<typename G::configs, N>::type>::type;
+requires(N <=
+         G::size) using first_t = typename detail::as_rows<typename detail::take<typename G::configs, N>::type>::type;
 
 /// Calls f.template operator()<Model, Recipe>() once per configuration, in order; a generic lambda
 /// [&]<class Net, class Recipe>() { ... } is one. Each call is one typed instantiation.

@@ -29,8 +29,10 @@ result describe(int height = 28, int width = 28) {
     r.model = Model::name();
     r.recipe = Recipe::describe();
     if constexpr (Recipe::distills) r.teacher = Recipe::teacher::name();
-    if constexpr (requires { Model::parts(); }) r.parts = Model::parts();
-    else r.parts = {Model::name()};  // a model type of the user's with a name only: one word
+    if constexpr (requires { Model::parts(); })
+        r.parts = Model::parts();
+    else
+        r.parts = {Model::name()};  // a model type of the user's with a name only: one word
     for (auto& p : Recipe::parts()) r.parts.push_back(std::move(p));
     r.parameters = parameter_count_v<Model>;
     r.macs = macs<Model>(height, width);

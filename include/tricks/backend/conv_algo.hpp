@@ -14,13 +14,18 @@ enum class conv_algo {
                // comparisons, and the smallest rounding error)
 };
 
-[[nodiscard]] constexpr const char* to_string(conv_algo a) noexcept { return a == conv_algo::winograd ? "winograd" : "direct"; }
+[[nodiscard]] constexpr const char* to_string(conv_algo a) noexcept {
+    return a == conv_algo::winograd ? "winograd" : "direct";
+}
 
 /// The algorithm named `name` ("winograd" or "direct"); false when it names neither.
 [[nodiscard]] constexpr bool parse(std::string_view name, conv_algo& out) noexcept {
-    if (name == "winograd") out = conv_algo::winograd;
-    else if (name == "direct") out = conv_algo::direct;
-    else return false;
+    if (name == "winograd")
+        out = conv_algo::winograd;
+    else if (name == "direct")
+        out = conv_algo::direct;
+    else
+        return false;
     return true;
 }
 

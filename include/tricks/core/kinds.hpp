@@ -16,7 +16,7 @@ struct kind_of {
     using type = void;
 };
 template <class T>
-    requires requires { typename T::kind; }
+requires requires { typename T::kind; }
 struct kind_of<T> {
     using type = typename T::kind;
 };
@@ -42,7 +42,8 @@ struct first_of_kind {
 };
 template <class K, class Default, class T, class... Ts>
 struct first_of_kind<K, Default, T, Ts...> {
-    using type = std::conditional_t<std::is_same_v<kind_of_t<T>, K>, T, typename first_of_kind<K, Default, Ts...>::type>;
+    using type =
+        std::conditional_t<std::is_same_v<kind_of_t<T>, K>, T, typename first_of_kind<K, Default, Ts...>::type>;
 };
 template <class K, class Default, class... Ts>
 using first_of_kind_t = typename first_of_kind<K, Default, Ts...>::type;

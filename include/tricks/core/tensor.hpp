@@ -18,7 +18,7 @@ namespace tricks {
 
 namespace detail {
 struct aligned_free {
-    void operator()(void* p) const noexcept { ::operator delete(p, std::align_val_t{64}); }
+    void operator()(void* p) const noexcept { ::operator delete (p, std::align_val_t{64}); }
 };
 }  // namespace detail
 
@@ -48,7 +48,7 @@ public:
             throw shape_error(detail::cat("tricks::tensor: negative extent in ", s));
         const std::size_t need = s.size();
         if (need > capacity_) {
-            buf_.reset(static_cast<T*>(::operator new(need * sizeof(T), std::align_val_t{64})));
+            buf_.reset(static_cast<T*>(::operator new (need * sizeof(T), std::align_val_t{64})));
             capacity_ = need;
         }
         shape_ = s;

@@ -25,10 +25,10 @@
 namespace tricks::data {
 
 struct augment_options {
-    int crop_padding = 2;          ///< pixels of zero padding per side before a random crop; 0 = no crop
-    bool horizontal_flip = true;   ///< mirror left-right with probability 1/2
-    std::vector<float> mean;       ///< per channel, in [0,1] units; empty = 0
-    std::vector<float> stddev;     ///< per channel; empty = 1
+    int crop_padding = 2;         ///< pixels of zero padding per side before a random crop; 0 = no crop
+    bool horizontal_flip = true;  ///< mirror left-right with probability 1/2
+    std::vector<float> mean;      ///< per channel, in [0,1] units; empty = 0
+    std::vector<float> stddev;    ///< per channel; empty = 1
 };
 
 /// Throws tricks::error unless `o` fits images with `channels` channels.

@@ -72,8 +72,8 @@ inline dataset make_dataset(std::string name, idx_array images, idx_array labels
     require<data_error>(labels.dims.size() == 1, where, "labels ", lbl_src, " have rank ", labels.dims.size(),
                         "; expected 1 (n)");
     for (std::size_t i = 0; i < images.dims.size(); ++i)
-        require<data_error>(images.dims[i] > 0, where, "images ", img_src, ": dimension ", i, " is ",
-                            images.dims[i], "; every extent must be positive");
+        require<data_error>(images.dims[i] > 0, where, "images ", img_src, ": dimension ", i, " is ", images.dims[i],
+                            "; every extent must be positive");
     require<data_error>(labels.dims[0] > 0, where, "labels ", lbl_src, ": count is ", labels.dims[0],
                         "; expected a positive count");
     require<data_error>(images.element_count() == images.values.size(), where, "images ", img_src, ": dims say ",

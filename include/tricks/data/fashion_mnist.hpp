@@ -54,8 +54,8 @@ inline dataset load(const std::filesystem::path& dir, const std::string& prefix,
     dataset d = make_dataset("fashion-mnist/" + split, read_idx(find_file(dir, prefix + "-images-idx3-ubyte")),
                              read_idx(find_file(dir, prefix + "-labels-idx1-ubyte")), classes);
     // The loaders and models assume 28x28 grey; another IDX file under the right name is an error.
-    require<data_error>(d.h == height && d.w == width && d.c == 1, "tricks::fashion_mnist: ", dir.string(), ": ",
-                        split, " images are ", d.h, "x", d.w, "x", d.c, "; expected 28x28x1");
+    require<data_error>(d.h == height && d.w == width && d.c == 1, "tricks::fashion_mnist: ", dir.string(), ": ", split,
+                        " images are ", d.h, "x", d.w, "x", d.c, "; expected 28x28x1");
     return d;
 }
 

@@ -50,13 +50,20 @@ using gz_file = std::unique_ptr<gzFile_s, gz_closer>;
 /// Human name of an IDX element-type byte, so a wrong file is recognisable from the message.
 inline const char* idx_type_name(std::uint8_t t) noexcept {
     switch (t) {
-        case 0x08: return "unsigned byte";
-        case 0x09: return "signed byte";
-        case 0x0B: return "int16";
-        case 0x0C: return "int32";
-        case 0x0D: return "float32";
-        case 0x0E: return "float64";
-        default: return "unknown";
+        case 0x08:
+            return "unsigned byte";
+        case 0x09:
+            return "signed byte";
+        case 0x0B:
+            return "int16";
+        case 0x0C:
+            return "int32";
+        case 0x0D:
+            return "float32";
+        case 0x0E:
+            return "float64";
+        default:
+            return "unknown";
     }
 }
 
@@ -141,13 +148,13 @@ inline idx_array read_idx(const std::filesystem::path& path) {
     std::size_t expected = 1;
     for (int i = 0; i < rank; ++i) {
         const auto* b = raw_dims.data() + 4 * i;
-        const std::uint32_t d = (std::uint32_t{b[0]} << 24) | (std::uint32_t{b[1]} << 16) |
-                                (std::uint32_t{b[2]} << 8) | std::uint32_t{b[3]};
+        const std::uint32_t d = (std::uint32_t{b[0]} << 24) | (std::uint32_t{b[1]} << 16) | (std::uint32_t{b[2]} << 8) |
+                                std::uint32_t{b[3]};
         require<data_error>(d > 0, where, "dimension ", i, " is 0; every extent must be positive");
         require<data_error>(d <= static_cast<std::uint32_t>(INT_MAX), where, "dimension ", i, " is ", d,
                             ", larger than ", INT_MAX);
-        require<data_error>(expected <= std::numeric_limits<std::size_t>::max() / d, where, "dimension ", i,
-                            " = ", d, " makes the element count overflow");
+        require<data_error>(expected <= std::numeric_limits<std::size_t>::max() / d, where, "dimension ", i, " = ", d,
+                            " makes the element count overflow");
         expected *= d;
         out.dims[static_cast<std::size_t>(i)] = static_cast<int>(d);
     }

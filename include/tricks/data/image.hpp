@@ -17,8 +17,9 @@ struct image_u8 {
         return static_cast<std::size_t>(h) * static_cast<std::size_t>(w) * static_cast<std::size_t>(c);
     }
     [[nodiscard]] const std::uint8_t* at(int y, int x) const noexcept {
-        return pixels.data() + (static_cast<std::size_t>(y) * static_cast<std::size_t>(w) + static_cast<std::size_t>(x)) *
-                                   static_cast<std::size_t>(c);
+        return pixels.data() +
+               (static_cast<std::size_t>(y) * static_cast<std::size_t>(w) + static_cast<std::size_t>(x)) *
+                   static_cast<std::size_t>(c);
     }
 };
 

@@ -39,13 +39,13 @@ namespace tricks::data {
 
 /// The labelled files of one split (e.g. train/ or val/).
 struct image_folder {
-    std::string name;                          ///< for messages and reports (the root's path)
-    std::filesystem::path root;                ///< the directory scanned, or the list file's
-    std::vector<std::string> class_names;      ///< label i names class_names[i]
-    std::vector<std::filesystem::path> files;  ///< one per image
-    std::vector<int> labels;                   ///< labels[i] is files[i]'s class
+    std::string name;                            ///< for messages and reports (the root's path)
+    std::filesystem::path root;                  ///< the directory scanned, or the list file's
+    std::vector<std::string> class_names;        ///< label i names class_names[i]
+    std::vector<std::filesystem::path> files;    ///< one per image
+    std::vector<int> labels;                     ///< labels[i] is files[i]'s class
     std::vector<std::filesystem::path> ignored;  ///< files under the class folders that are not images
-    std::vector<std::string> skipped;          ///< bad images dropped by verify_images(skip_bad): "file: reason"
+    std::vector<std::string> skipped;            ///< bad images dropped by verify_images(skip_bad): "file: reason"
 
     [[nodiscard]] std::size_t size() const noexcept { return files.size(); }
     [[nodiscard]] int classes() const noexcept { return static_cast<int>(class_names.size()); }
@@ -83,15 +83,18 @@ inline image_folder scan_image_folder(const std::filesystem::path& dir) {
     std::vector<fs::path> class_dirs;
     for (const auto& e : fs::directory_iterator(dir, fs::directory_options::follow_directory_symlink)) {
         if (detail::hidden(e.path())) continue;
-        if (e.is_directory(ec)) class_dirs.push_back(e.path());
-        else f.ignored.push_back(e.path());  // a file beside the class folders belongs to no class
+        if (e.is_directory(ec))
+            class_dirs.push_back(e.path());
+        else
+            f.ignored.push_back(e.path());  // a file beside the class folders belongs to no class
     }
     std::sort(class_dirs.begin(), class_dirs.end(),
               [](const fs::path& a, const fs::path& b) { return a.filename().string() < b.filename().string(); });
-    require<data_error>(!class_dirs.empty(), "tricks::image_folder: ", dir.string(),
-                        " has no class folders; expected one sub-directory per class holding its .jpg/.jpeg/.png files");
-    require<data_error>(class_dirs.size() <= 65536, "tricks::image_folder: ", dir.string(), " has ",
-                        class_dirs.size(), " class folders; at most 65536 are supported");
+    require<data_error>(
+        !class_dirs.empty(), "tricks::image_folder: ", dir.string(),
+        " has no class folders; expected one sub-directory per class holding its .jpg/.jpeg/.png files");
+    require<data_error>(class_dirs.size() <= 65536, "tricks::image_folder: ", dir.string(), " has ", class_dirs.size(),
+                        " class folders; at most 65536 are supported");
     for (const auto& cd : class_dirs) {
         const int label = f.classes();
         f.class_names.push_back(cd.filename().string());
@@ -101,13 +104,17 @@ inline image_folder scan_image_folder(const std::filesystem::path& dir) {
         const auto opts = fs::directory_options::follow_directory_symlink;
         for (auto it = fs::recursive_directory_iterator(cd, opts); it != fs::recursive_directory_iterator(); ++it) {
             if (detail::hidden(it->path())) {
-                if (it->is_directory(ec)) it.disable_recursion_pending();
-                else f.ignored.push_back(it->path());
+                if (it->is_directory(ec))
+                    it.disable_recursion_pending();
+                else
+                    f.ignored.push_back(it->path());
                 continue;
             }
             if (it->is_directory(ec)) continue;
-            if (is_image_file_name(it->path())) by_dir[it->path().parent_path().string()].push_back(it->path().filename().string());
-            else f.ignored.push_back(it->path());
+            if (is_image_file_name(it->path()))
+                by_dir[it->path().parent_path().string()].push_back(it->path().filename().string());
+            else
+                f.ignored.push_back(it->path());
         }
         const std::size_t before = f.files.size();
         for (auto& [d, names] : by_dir) {
@@ -153,8 +160,8 @@ inline image_folder read_image_list(const std::filesystem::path& list, const std
         const std::string_view lab(line.data() + sep + 1, last - sep);
         int label = -1;
         const auto [p, ec] = std::from_chars(lab.data(), lab.data() + lab.size(), label);
-        require<data_error>(ec == std::errc{} && p == lab.data() + lab.size() && label >= 0, "tricks::image_list: ",
-                            where(), ": label '", lab, "' is not a class index >= 0");
+        require<data_error>(ec == std::errc{} && p == lab.data() + lab.size() && label >= 0,
+                            "tricks::image_list: ", where(), ": label '", lab, "' is not a class index >= 0");
         require<data_error>(classes <= 0 || label < classes, "tricks::image_list: ", where(), ": label ", label,
                             " is not below the ", classes, " classes");
         require<data_error>(label < 65536, "tricks::image_list: ", where(), ": label ", label,
@@ -252,8 +259,8 @@ inline std::size_t verify_images(image_folder& f, bool skip_bad, int threads = 0
         }
     }
     const std::size_t removed = n - kept.files.size();
-    require<data_error>(!kept.files.empty(), "tricks::image_folder: ", f.name, ": all ", n, " images are bad; first: ",
-                        kept.skipped.front());
+    require<data_error>(!kept.files.empty(), "tricks::image_folder: ", f.name, ": all ", n,
+                        " images are bad; first: ", kept.skipped.front());
     f = std::move(kept);
     return removed;
 }
@@ -277,7 +284,8 @@ struct folder_source {
     [[nodiscard]] const std::string& name() const noexcept { return folder->name; }
     /// "paper_train (random_resized_crop+...), 224 px, eval resize 256": for reports.
     [[nodiscard]] std::string describe() const {
-        return tricks::detail::cat(Transform::describe(), ", ", opts.size, " px, eval resize ", opts.resize, " + centre crop");
+        return tricks::detail::cat(Transform::describe(), ", ", opts.size, " px, eval resize ", opts.resize,
+                                   " + centre crop");
     }
 
     void prepare(std::size_t i, bool train, rng& r, float* out) const {

@@ -83,14 +83,22 @@ struct orientation_axes {
 
 inline orientation_axes axes_of(int orientation) noexcept {
     switch (orientation) {
-        case 2: return {false, true, false};  // mirrored left-right
-        case 3: return {false, true, true};   // rotated 180 degrees
-        case 4: return {false, false, true};  // mirrored top-bottom
-        case 5: return {true, false, false};  // transposed (mirrored along the main diagonal)
-        case 6: return {true, true, false};   // displayed rotated 90 degrees clockwise
-        case 7: return {true, true, true};    // transversed (mirrored along the other diagonal)
-        case 8: return {true, false, true};   // displayed rotated 90 degrees counter-clockwise
-        default: return {};
+        case 2:
+            return {false, true, false};  // mirrored left-right
+        case 3:
+            return {false, true, true};  // rotated 180 degrees
+        case 4:
+            return {false, false, true};  // mirrored top-bottom
+        case 5:
+            return {true, false, false};  // transposed (mirrored along the main diagonal)
+        case 6:
+            return {true, true, false};  // displayed rotated 90 degrees clockwise
+        case 7:
+            return {true, true, true};  // transversed (mirrored along the other diagonal)
+        case 8:
+            return {true, false, true};  // displayed rotated 90 degrees counter-clockwise
+        default:
+            return {};
     }
 }
 
@@ -275,10 +283,10 @@ inline void png_read_bytes(png_structp png, png_bytep out, std::size_t n) {
 
 /// Common part of the two decoders: the name for messages and the guarded call.
 class guarded_decoder {
-  public:
+public:
     explicit guarded_decoder(const std::string& name) : name_(name) {}
 
-  protected:
+protected:
     /// Runs f under run_guarded; a decoder error or warning inside it throws data_error.
     template <class F>
     void guarded(const char* library, F&& f) {
@@ -310,7 +318,7 @@ inline void cmyk_to_rgb(const std::uint8_t* in, std::uint8_t* out, int n, bool i
 
 /// A JPEG file's decompressor, its header read at construction.
 class jpeg_decoder : guarded_decoder {
-  public:
+public:
     static constexpr int max_scale_denom = 8;
 
     jpeg_decoder(std::span<const std::uint8_t> bytes, const std::string& name) : guarded_decoder(name) {
@@ -403,7 +411,7 @@ class jpeg_decoder : guarded_decoder {
         return out;
     }
 
-  private:
+private:
     struct handle {  // destroys the decompressor even when the constructor throws
         jpeg_decompress_struct cinfo{};
         handle() = default;
@@ -420,7 +428,7 @@ class jpeg_decoder : guarded_decoder {
 
 /// A PNG file's reader, its header (the chunks up to the first IDAT) read at construction.
 class png_decoder : guarded_decoder {
-  public:
+public:
     static constexpr int max_scale_denom = 1;
 
     png_decoder(std::span<const std::uint8_t> bytes, const std::string& name)
@@ -510,7 +518,7 @@ class png_decoder : guarded_decoder {
         return out;
     }
 
-  private:
+private:
     struct handle {  // destroys the reader even when the constructor throws
         png_structp png = nullptr;
         png_infop info = nullptr;

@@ -310,10 +310,18 @@ inline void resample_box(const image_u8& img, double x0, double y0, double x1, d
         }
     };
     switch (img.c) {
-        case 1: row(std::integral_constant<int, 1>{}); break;
-        case 3: row(std::integral_constant<int, 3>{}); break;
-        case 4: row(std::integral_constant<int, 4>{}); break;
-        default: row(std::integral_constant<int, 0>{}); break;
+        case 1:
+            row(std::integral_constant<int, 1>{});
+            break;
+        case 3:
+            row(std::integral_constant<int, 3>{});
+            break;
+        case 4:
+            row(std::integral_constant<int, 4>{});
+            break;
+        default:
+            row(std::integral_constant<int, 0>{});
+            break;
     }
 }
 

@@ -25,7 +25,8 @@ namespace detail {
 
 inline void check_writable(const image_u8& img, const std::filesystem::path& p) {
     require<data_error>(img.h > 0 && img.w > 0 && (img.c == 1 || img.c == 3), "tricks::image_write: ", p.string(),
-                        ": image is ", img.h, "x", img.w, "x", img.c, "; expected a non-empty grey (c = 1) or RGB (c = 3) image");
+                        ": image is ", img.h, "x", img.w, "x", img.c,
+                        "; expected a non-empty grey (c = 1) or RGB (c = 3) image");
     require<data_error>(img.pixels.size() == img.size(), "tricks::image_write: ", p.string(), ": ", img.pixels.size(),
                         " pixel bytes for a ", img.h, "x", img.w, "x", img.c, " image");
 }
@@ -48,7 +49,8 @@ inline void commit_file(std::FILE* f, const std::filesystem::path& p) {
         throw data_error("tricks::image_write: writing " + tmp.string() + " failed: " + std::strerror(errno));
     }
     std::filesystem::rename(tmp, p, ec);
-    require<data_error>(!ec, "tricks::image_write: cannot rename ", tmp.string(), " to ", p.string(), ": ", ec.message());
+    require<data_error>(!ec, "tricks::image_write: cannot rename ", tmp.string(), " to ", p.string(), ": ",
+                        ec.message());
 }
 
 struct jpeg_write_error {
@@ -67,7 +69,8 @@ inline void write_png(const std::filesystem::path& p, const image_u8& img) {
     png_infop info = png ? png_create_info_struct(png) : nullptr;
     std::vector<png_bytep> rows(static_cast<std::size_t>(img.h));
     for (int y = 0; y < img.h; ++y)
-        rows[static_cast<std::size_t>(y)] = const_cast<png_bytep>(img.pixels.data() + static_cast<std::size_t>(y) * img.w * img.c);
+        rows[static_cast<std::size_t>(y)] =
+            const_cast<png_bytep>(img.pixels.data() + static_cast<std::size_t>(y) * img.w * img.c);
     bool failed = png == nullptr || info == nullptr;
     if (!failed) {
         if (setjmp(png_jmpbuf(png))) {
@@ -124,7 +127,8 @@ inline void write_jpeg(const std::filesystem::path& p, const image_u8& img, int 
     jpeg_set_quality(&cinfo, quality, TRUE);
     jpeg_start_compress(&cinfo, TRUE);
     while (cinfo.next_scanline < cinfo.image_height) {
-        auto* row = const_cast<JSAMPROW>(img.pixels.data() + static_cast<std::size_t>(cinfo.next_scanline) * img.w * img.c);
+        auto* row =
+            const_cast<JSAMPROW>(img.pixels.data() + static_cast<std::size_t>(cinfo.next_scanline) * img.w * img.c);
         jpeg_write_scanlines(&cinfo, &row, 1);
     }
     jpeg_finish_compress(&cinfo);

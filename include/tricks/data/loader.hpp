@@ -44,15 +44,15 @@ namespace tricks::data {
 template <class S>
 concept batch_source = std::copy_constructible<S> &&
     requires(const S& s, std::size_t i, bool train, rng& r, float* out) {
-        { s.size() } -> std::convertible_to<std::size_t>;
-        { s.height() } -> std::convertible_to<int>;
-        { s.width() } -> std::convertible_to<int>;
-        { s.channels() } -> std::convertible_to<int>;
-        { s.classes() } -> std::convertible_to<int>;
-        { s.label(i) } -> std::convertible_to<int>;
-        { s.name() } -> std::convertible_to<std::string>;
-        s.prepare(i, train, r, out);
-    };
+    { s.size() } -> std::convertible_to<std::size_t>;
+    { s.height() } -> std::convertible_to<int>;
+    { s.width() } -> std::convertible_to<int>;
+    { s.channels() } -> std::convertible_to<int>;
+    { s.classes() } -> std::convertible_to<int>;
+    { s.label(i) } -> std::convertible_to<int>;
+    { s.name() } -> std::convertible_to<std::string>;
+    s.prepare(i, train, r, out);
+};
 
 /// An in-memory dataset with the pad-and-crop augmentation of augment.hpp. A view: `ds` must
 /// outlive it and stay unmodified while a loader reads it.
@@ -103,14 +103,21 @@ public:
     /// batches (0: next() builds each one itself; same output); `depth` batches are in flight at
     /// most (0: 2 for one worker, 3 for more).
     batch_loader(Source src, int batch, bool train, std::uint64_t seed, bool drop_last, int workers = 1, int depth = 0)
-        : src_(std::move(src)), batch_(batch), train_(train), drop_last_(drop_last), seed_(seed),
-          workers_(workers), depth_(depth > 0 ? depth : workers > 1 ? 3 : 2) {
+        : src_(std::move(src)),
+          batch_(batch),
+          train_(train),
+          drop_last_(drop_last),
+          seed_(seed),
+          workers_(workers),
+          depth_(depth > 0     ? depth
+                 : workers > 1 ? 3
+                               : 2) {
         require(batch > 0, "tricks::loader: batch = ", batch, "; expected > 0");
         require(workers >= 0, "tricks::loader: workers = ", workers, "; expected >= 0");
         const std::size_t n = src_.size();
-        require<data_error>(n > 0 && src_.height() > 0 && src_.width() > 0 && src_.channels() > 0, "tricks::loader: ",
-                            src_.name(), ": no images (", n, " of ", src_.height(), "x", src_.width(), "x",
-                            src_.channels(), ")");
+        require<data_error>(n > 0 && src_.height() > 0 && src_.width() > 0 && src_.channels() > 0,
+                            "tricks::loader: ", src_.name(), ": no images (", n, " of ", src_.height(), "x",
+                            src_.width(), "x", src_.channels(), ")");
         require<data_error>(n <= 0xffffffffu, "tricks::loader: ", src_.name(), ": ", n,
                             " images; at most 2^32 - 1 are supported");
         require(!drop_last || n >= static_cast<std::size_t>(batch), "tricks::loader: ", src_.name(), ": batch ", batch,
@@ -151,9 +158,10 @@ public:
     /// call it before start_epoch().
     void shard(int rank, int ranks) {
         require(ranks >= 1 && rank >= 0 && rank < ranks, "tricks::loader: shard ", rank, " of ", ranks, " ranks");
-        require(drop_last_, "tricks::loader: ", src_.name(), ": sharding needs drop_last (every rank trains full batches)");
-        require(batch_ % ranks == 0, "tricks::loader: ", src_.name(), ": batch ", batch_, " is not divisible by ", ranks,
-                " ranks; data-parallel training needs a global batch that is");
+        require(drop_last_, "tricks::loader: ", src_.name(),
+                ": sharding needs drop_last (every rank trains full batches)");
+        require(batch_ % ranks == 0, "tricks::loader: ", src_.name(), ": batch ", batch_, " is not divisible by ",
+                ranks, " ranks; data-parallel training needs a global batch that is");
         stop_workers();
         started_ = false;
         per_batch_ = batch_ / ranks;
@@ -239,7 +247,8 @@ public:
     /// position: the reference the workers' output is tested against.
     void make_batch(std::size_t b, tensor<float>& images, std::vector<int>& labels) const {
         require(started_, "tricks::loader: make_batch() called before start_epoch()");
-        require(b < batches_per_epoch(), "tricks::loader: batch ", b, " out of range; an epoch has ", batches_per_epoch());
+        require(b < batches_per_epoch(), "tricks::loader: batch ", b, " out of range; an epoch has ",
+                batches_per_epoch());
         const int count = batch_size(b);
         images.resize({count, src_.height(), src_.width(), src_.channels()});
         labels.resize(static_cast<std::size_t>(count));
@@ -250,8 +259,8 @@ private:
     struct slot {
         tensor<float> images;
         std::vector<int> labels;
-        int done = 0;                 // images of the slot's batch finished (or failed)
-        std::exception_ptr failure;   // the failure of the lowest failed image, if any
+        int done = 0;                // images of the slot's batch finished (or failed)
+        std::exception_ptr failure;  // the failure of the lowest failed image, if any
         int failed_at = -1;
     };
 
@@ -279,9 +288,8 @@ private:
             std::size_t pos = 0;
             {
                 std::unique_lock lock(mutex_);
-                freed_.wait(lock, [&] {
-                    return stop_ || next_image_ >= total || next_image_ / per < consumed_ + depth;
-                });
+                freed_.wait(lock,
+                            [&] { return stop_ || next_image_ >= total || next_image_ / per < consumed_ + depth; });
                 if (stop_ || next_image_ >= total) return;
                 pos = next_image_++;
             }

@@ -76,7 +76,8 @@ public:
     void sum(std::span<double> data) override { fixed_order_sum(data, MPI_DOUBLE); }
 
     void broadcast(std::string& text, int root) override {
-        require(root >= 0 && root < size_, "tricks::distributed::mpi_world::broadcast: root ", root, " of ", size_, " ranks");
+        require(root >= 0 && root < size_, "tricks::distributed::mpi_world::broadcast: root ", root, " of ", size_,
+                " ranks");
         unsigned long long n = text.size();
         check(MPI_Bcast(&n, 1, MPI_UNSIGNED_LONG_LONG, root, MPI_COMM_WORLD), "MPI_Bcast");
         text.resize(static_cast<std::size_t>(n));

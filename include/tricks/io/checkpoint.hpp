@@ -44,8 +44,8 @@ public:
         const std::uint32_t ver = checkpoint_version;
         const std::uint64_t size = payload_.size();
         const std::uint64_t sum = models::fnv1a(payload_);
-        const std::string_view parts[] = {std::string_view(checkpoint_magic, 8), bytes_of(ver), bytes_of(size), payload_,
-                                          bytes_of(sum)};
+        const std::string_view parts[] = {std::string_view(checkpoint_magic, 8), bytes_of(ver), bytes_of(size),
+                                          payload_, bytes_of(sum)};
         write_file_durably(path, parts, "tricks::checkpoint");
     }
 
@@ -125,7 +125,8 @@ private:
     template <class T>
     T scalar(std::string_view name) {
         auto [p, n] = field(name);
-        require<data_error>(n == sizeof(T), "tricks::checkpoint: ", path_, ": field '", name, "' has ", n, " bytes, expected ", sizeof(T));
+        require<data_error>(n == sizeof(T), "tricks::checkpoint: ", path_, ": field '", name, "' has ", n,
+                            " bytes, expected ", sizeof(T));
         T v;
         std::memcpy(&v, p, sizeof v);
         return v;
@@ -133,20 +134,23 @@ private:
     std::pair<const char*, std::size_t> field(std::string_view name) {
         std::uint32_t nl;
         take(&nl, sizeof nl, name);
-        require<data_error>(nl < 4096 && pos_ + nl <= payload_.size(), "tricks::checkpoint: ", path_, ": malformed field header where '",
-                            name, "' was expected");
+        require<data_error>(nl < 4096 && pos_ + nl <= payload_.size(), "tricks::checkpoint: ", path_,
+                            ": malformed field header where '", name, "' was expected");
         const std::string_view got(payload_.data() + pos_, nl);
-        require<data_error>(got == name, "tricks::checkpoint: ", path_, ": expected field '", name, "', found '", got, "'");
+        require<data_error>(got == name, "tricks::checkpoint: ", path_, ": expected field '", name, "', found '", got,
+                            "'");
         pos_ += nl;
         std::uint64_t bl;
         take(&bl, sizeof bl, name);
-        require<data_error>(bl <= payload_.size() - pos_, "tricks::checkpoint: ", path_, ": field '", name, "' runs past the end");
+        require<data_error>(bl <= payload_.size() - pos_, "tricks::checkpoint: ", path_, ": field '", name,
+                            "' runs past the end");
         const char* p = payload_.data() + pos_;
         pos_ += bl;
         return {p, static_cast<std::size_t>(bl)};
     }
     void take(void* dst, std::size_t n, std::string_view name) {
-        require<data_error>(pos_ + n <= payload_.size(), "tricks::checkpoint: ", path_, ": ends before field '", name, "'");
+        require<data_error>(pos_ + n <= payload_.size(), "tricks::checkpoint: ", path_, ": ends before field '", name,
+                            "'");
         std::memcpy(dst, payload_.data() + pos_, n);
         pos_ += n;
     }

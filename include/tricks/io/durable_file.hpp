@@ -43,8 +43,8 @@ public:
         while (n > 0) {  // write() may write less than asked, or be interrupted by a signal
             const ssize_t w = ::write(fd_, p, n);
             if (w < 0 && errno == EINTR) continue;
-            require<data_error>(w > 0, who_, ": writing ", path_, " failed (disk full?): ",
-                                w < 0 ? std::strerror(errno) : "nothing written");
+            require<data_error>(w > 0, who_, ": writing ", path_,
+                                " failed (disk full?): ", w < 0 ? std::strerror(errno) : "nothing written");
             p += w;
             n -= static_cast<std::size_t>(w);
         }
@@ -54,13 +54,13 @@ public:
         int rc;
         do rc = ::fsync(fd_);
         while (rc != 0 && errno == EINTR);
-        require<data_error>(rc == 0 || (directory && errno == EINVAL), who_, ": fsync of ", path_, " failed: ",
-                            std::strerror(errno));
+        require<data_error>(rc == 0 || (directory && errno == EINVAL), who_, ": fsync of ", path_,
+                            " failed: ", std::strerror(errno));
     }
     void close() const {
         const int fd = std::exchange(fd_, -1);
-        require<data_error>(::close(fd) == 0 || errno == EINTR, who_, ": closing ", path_, " failed: ",
-                            std::strerror(errno));
+        require<data_error>(::close(fd) == 0 || errno == EINTR, who_, ": closing ", path_,
+                            " failed: ", std::strerror(errno));
     }
 
 private:
@@ -77,7 +77,8 @@ namespace tricks::io {
 /// creating missing parent directories. Errors are tricks::data_error whose message starts with
 /// `who` ("tricks::checkpoint") and names the file and what failed. On an error the temporary is
 /// removed (best effort) and `path` is untouched.
-inline void write_file_durably(const std::filesystem::path& path, std::span<const std::string_view> parts, const char* who) {
+inline void write_file_durably(const std::filesystem::path& path, std::span<const std::string_view> parts,
+                               const char* who) {
     if (std::error_code dir_ec;
         path.has_parent_path() && !std::filesystem::create_directories(path.parent_path(), dir_ec) && dir_ec)
         throw data_error(tricks::detail::cat(who, ": cannot create directory ", path.parent_path().string(), " for ",

@@ -73,7 +73,9 @@ inline onnx_attribute onnx_int(std::string name, std::int64_t v) {
 inline onnx_attribute onnx_ints(std::string name, std::vector<std::int64_t> v) {
     return {std::move(name), onnx_attribute::kind::integers, 0, 0, std::move(v)};
 }
-inline onnx_attribute onnx_real(std::string name, float v) { return {std::move(name), onnx_attribute::kind::real, 0, v, {}}; }
+inline onnx_attribute onnx_real(std::string name, float v) {
+    return {std::move(name), onnx_attribute::kind::real, 0, v, {}};
+}
 
 /// Builds the graph in forward order. Values are named by the path of the layer that produced them
 /// ("1.0.branch.3": body element 1, its element 0, the residual's branch, its element 3); the model's
@@ -111,15 +113,22 @@ public:
             dims_ = in;
             walk(l.shortcut, path + ".shortcut");
             const std::string s = value();
-            require<error>(!fixed_ || (dims_.h == out.h && dims_.w == out.w), "tricks::onnx: at a ", o_.height, "x", o_.width,
-                           " input, the block ", path, " has a ", out.h, "x", out.w, " branch and a ", dims_.h, "x", dims_.w,
-                           " shortcut");
+            require<error>(!fixed_ || (dims_.h == out.h && dims_.w == out.w), "tricks::onnx: at a ", o_.height, "x",
+                           o_.width, " input, the block ", path, " has a ", out.h, "x", out.w, " branch and a ",
+                           dims_.h, "x", dims_.w, " shortcut");
             node("Add", path + ".add", {a, s}, {});
             node("Relu", path + ".relu", {cur_}, {});
         } else if constexpr (nn::is_conv_v<L>) {
             flush();
-            conv_ = pending_conv{path, value(), hwio_to_oihw(l.weight.value.data(), L::kernel, L::in_channels, L::out_channels),
-                                 {}, L::out_channels, L::in_channels, L::kernel, L::stride, L::pad};
+            conv_ = pending_conv{path,
+                                 value(),
+                                 hwio_to_oihw(l.weight.value.data(), L::kernel, L::in_channels, L::out_channels),
+                                 {},
+                                 L::out_channels,
+                                 L::in_channels,
+                                 L::kernel,
+                                 L::stride,
+                                 L::pad};
         } else if constexpr (nn::is_batch_norm_v<L>) {
             batch_norm(l, path);
         } else if constexpr (nn::is_relu_v<L>) {
@@ -140,14 +149,17 @@ public:
             std::vector<float> wt(static_cast<std::size_t>(in) * out);
             const float* w = l.weight.value.data();  // [In][Out]
             for (int i = 0; i < in; ++i)
-                for (int c = 0; c < out; ++c) wt[static_cast<std::size_t>(c) * in + i] = w[static_cast<std::size_t>(i) * out + c];
+                for (int c = 0; c < out; ++c)
+                    wt[static_cast<std::size_t>(c) * in + i] = w[static_cast<std::size_t>(i) * out + c];
             init(path + ".weight", {out, in}, std::move(wt));
             init(path + ".bias", {out}, span_copy(l.bias.value));
             node("Gemm", path, {cur_, path + ".weight", path + ".bias"}, {onnx_int("transB", 1)});
         } else if constexpr (nn::is_identity_v<L>) {
             // no node: the value passes through
         } else {
-            static_assert(onnx_unknown_layer<L>, "tricks::io::export_onnx: a layer type the ONNX exporter does not know; add it to io/onnx.hpp");
+            static_assert(
+                onnx_unknown_layer<L>,
+                "tricks::io::export_onnx: a layer type the ONNX exporter does not know; add it to io/onnx.hpp");
         }
     }
 
@@ -239,8 +251,8 @@ private:
 template <nn::model_type Model>
 onnx_graph build_onnx_graph(Model& m, const onnx_export_options& o = {}) {
     require<error>(o.opset >= 11 && o.opset <= 21, "tricks::onnx: opset ", o.opset, " is not supported (11 to 21)");
-    require<error>(o.batch >= 0 && o.height >= 0 && o.width >= 0, "tricks::onnx: negative input dimension (batch ", o.batch,
-                   ", height ", o.height, ", width ", o.width, "); 0 leaves one symbolic");
+    require<error>(o.batch >= 0 && o.height >= 0 && o.width >= 0, "tricks::onnx: negative input dimension (batch ",
+                   o.batch, ", height ", o.height, ", width ", o.width, "); 0 leaves one symbolic");
     onnx_graph g;
     g.name = Model::name();
     g.opset = o.opset;
@@ -250,7 +262,8 @@ onnx_graph build_onnx_graph(Model& m, const onnx_export_options& o = {}) {
             ". Input: float32 NCHW images normalised as in training, (pixel / 255 - mean) / std per channel; "
             "the graph holds no normalisation. Output: logits, no softmax.";
     auto dim = [](int v, const char* name) { return v > 0 ? onnx_dim{v, {}} : onnx_dim{0, name}; };
-    g.input = {"input", {dim(o.batch, "N"), onnx_dim{Model::input_channels, {}}, dim(o.height, "H"), dim(o.width, "W")}};
+    g.input = {"input",
+               {dim(o.batch, "N"), onnx_dim{Model::input_channels, {}}, dim(o.height, "H"), dim(o.width, "W")}};
     g.output = {"logits", {dim(o.batch, "N"), onnx_dim{Model::classes, {}}}};
     g.metadata = {{"tricks.model", Model::name()},
                   {"tricks.fingerprint", std::to_string(Model::fingerprint())},

@@ -49,7 +49,7 @@ struct onnx_graph {
     int opset = 13;
     std::int64_t ir_version = 7;
     onnx_value input, output;
-    std::vector<onnx_node> nodes;            // in topological (forward) order
+    std::vector<onnx_node> nodes;  // in topological (forward) order
     std::vector<onnx_tensor> initializers;
     std::vector<std::pair<std::string, std::string>> metadata;  // ModelProto.metadata_props
 };
@@ -60,8 +60,9 @@ constexpr std::int64_t onnx_ir_version(int opset) noexcept {
 }
 
 /// Serialises `g` (an onnx.ModelProto) to `out`, atomically: a temporary file next to it, flushed
-/// to disk, then renamed over `out` (its directory is created when missing; io/durable_file.hpp). Errors throw tricks::data_error naming the file. Defined in
-/// the tricks::onnx library (src/onnx_writer.cpp).
+/// to disk, then renamed over `out` (its directory is created when missing; io/durable_file.hpp).
+/// Errors throw tricks::data_error naming the file. Defined in the tricks::onnx library
+/// (src/onnx_writer.cpp).
 void write_onnx(onnx_graph g, const std::filesystem::path& out);
 
 }  // namespace tricks::io

@@ -46,10 +46,27 @@
 
 namespace tricks::io {
 
-static_assert(std::endian::native == std::endian::little, "tricks::io: safetensors files assume a little-endian machine");
+static_assert(std::endian::native == std::endian::little,
+              "tricks::io: safetensors files assume a little-endian machine");
 
 /// The element types of the format (the reference implementation's names by st_dtype_name).
-enum class st_dtype : std::uint8_t { boolean, u8, i8, u16, i16, u32, i32, u64, i64, f16, bf16, f32, f64, f8_e4m3, f8_e5m2 };
+enum class st_dtype : std::uint8_t {
+    boolean,
+    u8,
+    i8,
+    u16,
+    i16,
+    u32,
+    i32,
+    u64,
+    i64,
+    f16,
+    bf16,
+    f32,
+    f64,
+    f8_e4m3,
+    f8_e5m2
+};
 
 }  // namespace tricks::io
 
@@ -62,7 +79,7 @@ struct st_dtype_entry {
 };
 /// Indexed by st_dtype's value.
 inline constexpr st_dtype_entry st_dtypes[] = {
-    {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"U16", 2}, {"I16", 2},     {"U32", 4},     {"I32", 4},    {"U64", 8},
+    {"BOOL", 1}, {"U8", 1},  {"I8", 1},   {"U16", 2}, {"I16", 2}, {"U32", 4},     {"I32", 4},     {"U64", 8},
     {"I64", 8},  {"F16", 2}, {"BF16", 2}, {"F32", 4}, {"F64", 8}, {"F8_E4M3", 1}, {"F8_E5M2", 1},
 };
 inline constexpr std::size_t st_dtype_count = sizeof st_dtypes / sizeof st_dtypes[0];
@@ -130,7 +147,6 @@ struct st_tensor_info {
     }
 };
 
-
 /// A safetensors file, read into memory and validated whole by the constructor: every accessor
 /// after it works on a file known to be consistent.
 class safetensors_file {
@@ -140,7 +156,8 @@ public:
 
     explicit safetensors_file(const std::filesystem::path& path) : path_(path.string()) {
         std::error_code ec;
-        require<data_error>(!std::filesystem::is_directory(path, ec), "tricks::safetensors: ", path_, " is a directory");
+        require<data_error>(!std::filesystem::is_directory(path, ec), "tricks::safetensors: ", path_,
+                            " is a directory");
         std::ifstream f(path, std::ios::binary);
         require<data_error>(static_cast<bool>(f), "tricks::safetensors: cannot open ", path_);
         std::size_t got = 0, chunk = std::size_t{1} << 16;
@@ -176,11 +193,12 @@ public:
         const auto it = index_.find(name);
         if (it == index_.end()) {
             std::string some;
-            for (std::size_t i = 0; i < tensors_.size() && i < 5; ++i) some += (i ? ", '" : "'") + tensors_[i].name + "'";
+            for (std::size_t i = 0; i < tensors_.size() && i < 5; ++i)
+                some += (i ? ", '" : "'") + tensors_[i].name + "'";
             if (tensors_.size() > 5) some += ", ...";
-            throw data_error(tricks::detail::cat("tricks::safetensors: ", path_, ": no tensor '", name, "' (the file holds ",
-                                                 tensors_.size(), " tensor", tensors_.size() == 1 ? "" : "s",
-                                                 some.empty() ? "" : ": ", some, ")"));
+            throw data_error(tricks::detail::cat("tricks::safetensors: ", path_, ": no tensor '", name,
+                                                 "' (the file holds ", tensors_.size(), " tensor",
+                                                 tensors_.size() == 1 ? "" : "s", some.empty() ? "" : ": ", some, ")"));
         }
         return tensors_[it->second];
     }
@@ -220,9 +238,9 @@ public:
                 }
                 break;
             default:
-                throw data_error(tricks::detail::cat("tricks::safetensors: ", path_, ": tensor '", name, "' has dtype ",
-                                                     st_dtype_name(t.dtype),
-                                                     "; floats() reads F32, F16, BF16 and F64 (bytes() gives the raw data)"));
+                throw data_error(tricks::detail::cat(
+                    "tricks::safetensors: ", path_, ": tensor '", name, "' has dtype ", st_dtype_name(t.dtype),
+                    "; floats() reads F32, F16, BF16 and F64 (bytes() gives the raw data)"));
         }
         return out;
     }
@@ -239,8 +257,8 @@ private:
                             " bytes, a safetensors file starts with an 8-byte header length");
         std::uint64_t n;
         std::memcpy(&n, all_.data(), 8);
-        require<data_error>(n <= max_header_bytes, where(), "header length ", n, " exceeds the limit of ", max_header_bytes,
-                            " bytes (not a safetensors file?)");
+        require<data_error>(n <= max_header_bytes, where(), "header length ", n, " exceeds the limit of ",
+                            max_header_bytes, " bytes (not a safetensors file?)");
         require<data_error>(n <= all_.size() - 8, where(), "header length ", n, " runs past the end of the file (",
                             all_.size() - 8, " bytes after the length)");
         data_start_ = 8 + static_cast<std::size_t>(n);
@@ -299,8 +317,8 @@ private:
     }
 
     void read_metadata(const nlohmann::json& v) {
-        require<data_error>(v.is_object(), where(), "\"__metadata__\" must be an object of strings, found ", v.type_name(),
-                            " ", tricks::detail::st_show(v));
+        require<data_error>(v.is_object(), where(), "\"__metadata__\" must be an object of strings, found ",
+                            v.type_name(), " ", tricks::detail::st_show(v));
         for (const auto& [k, s] : v.items()) {
             require<data_error>(s.is_string(), where(), "\"__metadata__\" key '", k, "' must map to a string, found ",
                                 s.type_name(), " ", tricks::detail::st_show(s));
@@ -308,7 +326,8 @@ private:
         }
     }
 
-    [[nodiscard]] st_tensor_info read_entry(const std::string& key, const nlohmann::json& v, std::uint64_t buffer) const {
+    [[nodiscard]] st_tensor_info read_entry(const std::string& key, const nlohmann::json& v,
+                                            std::uint64_t buffer) const {
         using nlohmann::json;
         const std::string at = tricks::detail::cat(where(), "tensor '", key, "': ");
         require<data_error>(v.is_object(), at, "the entry must be an object with dtype, shape and data_offsets, found ",
@@ -335,8 +354,8 @@ private:
         t.dtype = *d;
 
         const json& shape = field("shape");
-        require<data_error>(shape.is_array(), at, "\"shape\" must be an array of integers, found ", shape.type_name(), " ",
-                            tricks::detail::st_show(shape));
+        require<data_error>(shape.is_array(), at, "\"shape\" must be an array of integers, found ", shape.type_name(),
+                            " ", tricks::detail::st_show(shape));
         // The element count as the reference computes it: a checked product, left to right.
         std::uint64_t numel = 1;
         bool overflow = false;
@@ -347,8 +366,8 @@ private:
             const auto dim = tricks::detail::st_uint(e);
             require<data_error>(dim.has_value(), at, "shape ", tricks::detail::st_show(shape), ": dimension ", i,
                                 " is negative");
-            require<data_error>(*dim <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()), at, "shape ",
-                                tricks::detail::st_show(shape), ": dimension ", i, " is too large");
+            require<data_error>(*dim <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()), at,
+                                "shape ", tricks::detail::st_show(shape), ": dimension ", i, " is too large");
             if (*dim != 0 && numel > std::numeric_limits<std::uint64_t>::max() / *dim) overflow = true;
             numel *= *dim;
             t.shape.push_back(static_cast<std::int64_t>(*dim));
@@ -390,8 +409,8 @@ private:
         const st_tensor_info* last = nullptr;
         for (const std::size_t i : by_offset) {
             const st_tensor_info& t = tensors_[i];
-            require<data_error>(t.begin >= covered, where(), "tensor '", t.name, "' (data_offsets [", t.begin, ", ", t.end,
-                                "]) overlaps tensor '", last ? last->name : "", "' (data_offsets [",
+            require<data_error>(t.begin >= covered, where(), "tensor '", t.name, "' (data_offsets [", t.begin, ", ",
+                                t.end, "]) overlaps tensor '", last ? last->name : "", "' (data_offsets [",
                                 last ? last->begin : 0, ", ", last ? last->end : 0, "])");
             require<data_error>(t.begin == covered, where(), "bytes [", covered, ", ", t.begin,
                                 ") of the data buffer belong to no tensor (a gap before tensor '", t.name, "')");
@@ -416,7 +435,8 @@ private:
 class safetensors_writer {
 public:
     /// Adds a float tensor stored as F32, F16 or BF16 (both rounded to nearest even).
-    void add(std::string name, std::vector<std::int64_t> shape, std::span<const float> values, st_dtype as = st_dtype::f32) {
+    void add(std::string name, std::vector<std::int64_t> shape, std::span<const float> values,
+             st_dtype as = st_dtype::f32) {
         require<data_error>(as == st_dtype::f32 || as == st_dtype::f16 || as == st_dtype::bf16,
                             "tricks::safetensors: tensor '", name, "': floats are stored as F32, F16 or BF16, not ",
                             st_dtype_name(as));
@@ -427,8 +447,9 @@ public:
         } else {
             data.resize(values.size() * 2);
             for (std::size_t i = 0; i < values.size(); ++i) {
-                const std::uint16_t bits = as == st_dtype::f16 ? Eigen::numext::bit_cast<std::uint16_t>(half(values[i]))
-                                                               : Eigen::numext::bit_cast<std::uint16_t>(bfloat16(values[i]));
+                const std::uint16_t bits = as == st_dtype::f16
+                                               ? Eigen::numext::bit_cast<std::uint16_t>(half(values[i]))
+                                               : Eigen::numext::bit_cast<std::uint16_t>(bfloat16(values[i]));
                 std::memcpy(data.data() + 2 * i, &bits, 2);
             }
         }
@@ -487,8 +508,8 @@ private:
                                 nlohmann::json(shape).dump(), ": the element count overflows 64 bits");
             numel *= u;
         }
-        require<data_error>(numel == count, at, "shape ", nlohmann::json(shape).dump(), " holds ", numel, " elements, but ",
-                            count, " values were given");
+        require<data_error>(numel == count, at, "shape ", nlohmann::json(shape).dump(), " holds ", numel,
+                            " elements, but ", count, " values were given");
     }
 
     void push(std::string name, st_dtype dtype, std::vector<std::int64_t> shape, std::string data) {

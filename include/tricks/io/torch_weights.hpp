@@ -71,8 +71,10 @@ inline std::string shape_text(const std::vector<std::int64_t>& s) {
 
 template <class Model>
 constexpr bool timm_avg_down() {
-    if constexpr (requires { Model::options::d; }) return Model::options::d;
-    else return false;
+    if constexpr (requires { Model::options::d; })
+        return Model::options::d;
+    else
+        return false;
 }
 
 /// Builds the list of a model's tensors under PyTorch's names, in state-dict order.
@@ -85,8 +87,14 @@ public:
 private:
     template <class C>
     void add_conv(C& c, const std::string& prefix) {
-        torch_tensor t{prefix + ".weight", {C::out_channels, C::in_channels, C::kernel, C::kernel}, c.weight.value.data(),
-                       c.weight.value.size(), torch_tensor::layout::conv_filter, C::kernel, C::in_channels, C::out_channels};
+        torch_tensor t{prefix + ".weight",
+                       {C::out_channels, C::in_channels, C::kernel, C::kernel},
+                       c.weight.value.data(),
+                       c.weight.value.size(),
+                       torch_tensor::layout::conv_filter,
+                       C::kernel,
+                       C::in_channels,
+                       C::out_channels};
         out_.push_back(std::move(t));
     }
     template <class B>
@@ -99,8 +107,15 @@ private:
     }
     template <class L>
     void add_linear(L& l, const std::string& prefix) {
-        torch_tensor w{prefix + ".weight", {L::out_channels, L::in_channels}, l.weight.value.data(), l.weight.value.size(),
-                       torch_tensor::layout::linear_weight, 1, L::in_channels, L::out_channels, true};
+        torch_tensor w{prefix + ".weight",
+                       {L::out_channels, L::in_channels},
+                       l.weight.value.data(),
+                       l.weight.value.size(),
+                       torch_tensor::layout::linear_weight,
+                       1,
+                       L::in_channels,
+                       L::out_channels,
+                       true};
         torch_tensor b{prefix + ".bias", {L::out_channels}, l.bias.value.data(), l.bias.value.size()};
         b.classifier = true;
         out_.push_back(std::move(w));
@@ -118,10 +133,13 @@ private:
         (
             [&](auto& c, auto position) {
                 using T = std::remove_cvref_t<decltype(c)>;
-                if constexpr (decltype(position)::value == 0) walk_stem(c);
-                else if constexpr (nn::is_linear_v<T>) add_linear(c, "fc");
+                if constexpr (decltype(position)::value == 0)
+                    walk_stem(c);
+                else if constexpr (nn::is_linear_v<T>)
+                    add_linear(c, "fc");
                 else if constexpr (nn::is_global_avg_pool_v<T>) {
-                } else walk_stage(c, "layer" + std::to_string(++stage));
+                } else
+                    walk_stage(c, "layer" + std::to_string(++stage));
             }(std::get<I>(body.layers), std::integral_constant<std::size_t, I>{}),
             ...);
     }
@@ -157,8 +175,10 @@ private:
     }
     template <class L, class F>
     static void each_block(L& l, F&& f) {
-        if constexpr (nn::is_residual_v<L>) f(l);
-        else if constexpr (nn::is_sequential_v<L>) std::apply([&](auto&... c) { (each_block(c, f), ...); }, l.layers);
+        if constexpr (nn::is_residual_v<L>)
+            f(l);
+        else if constexpr (nn::is_sequential_v<L>)
+            std::apply([&](auto&... c) { (each_block(c, f), ...); }, l.layers);
         else if constexpr (nn::is_repeat_v<L>) {
             for (auto& c : l.items) each_block(c, f);
         } else
@@ -169,15 +189,19 @@ private:
         int conv = 0, bn = 0;
         nn::visit_leaves(r.branch, [&](auto& l) {
             using T = std::remove_cvref_t<decltype(l)>;
-            if constexpr (nn::is_conv_v<T>) add_conv(l, prefix + ".conv" + std::to_string(++conv));
-            else if constexpr (nn::is_batch_norm_v<T>) add_bn(l, prefix + ".bn" + std::to_string(++bn));
+            if constexpr (nn::is_conv_v<T>)
+                add_conv(l, prefix + ".conv" + std::to_string(++conv));
+            else if constexpr (nn::is_batch_norm_v<T>)
+                add_bn(l, prefix + ".bn" + std::to_string(++bn));
         });
         // torchvision: downsample.0 conv, .1 BN; timm's avg_down: .0 pool (or identity), .1 conv, .2 BN
         int index = timm_avg_down<Model>() ? 1 : 0;
         nn::visit_leaves(r.shortcut, [&](auto& l) {
             using T = std::remove_cvref_t<decltype(l)>;
-            if constexpr (nn::is_conv_v<T>) add_conv(l, prefix + ".downsample." + std::to_string(index++));
-            else if constexpr (nn::is_batch_norm_v<T>) add_bn(l, prefix + ".downsample." + std::to_string(index++));
+            if constexpr (nn::is_conv_v<T>)
+                add_conv(l, prefix + ".downsample." + std::to_string(index++));
+            else if constexpr (nn::is_batch_norm_v<T>)
+                add_bn(l, prefix + ".downsample." + std::to_string(index++));
         });
     }
 
@@ -187,7 +211,9 @@ private:
 /// PyTorch's layout -> ours.
 inline void from_torch_layout(const torch_tensor& t, const std::vector<float>& src) {
     switch (t.kind) {
-        case torch_tensor::layout::same: std::copy(src.begin(), src.end(), t.data); break;
+        case torch_tensor::layout::same:
+            std::copy(src.begin(), src.end(), t.data);
+            break;
         case torch_tensor::layout::conv_filter:  // [co][ci][y][x] -> [y][x][ci][co]
             for (int co = 0; co < t.cout; ++co)
                 for (int ci = 0; ci < t.cin; ++ci)
@@ -207,7 +233,9 @@ inline void from_torch_layout(const torch_tensor& t, const std::vector<float>& s
 inline std::vector<float> to_torch_layout(const torch_tensor& t) {
     std::vector<float> dst(t.count);
     switch (t.kind) {
-        case torch_tensor::layout::same: std::copy(t.data, t.data + t.count, dst.begin()); break;
+        case torch_tensor::layout::same:
+            std::copy(t.data, t.data + t.count, dst.begin());
+            break;
         case torch_tensor::layout::conv_filter:
             for (int co = 0; co < t.cout; ++co)
                 for (int ci = 0; ci < t.cin; ++ci)
@@ -251,9 +279,10 @@ void load_torch_weights(Model& m, const std::filesystem::path& path, const torch
     for (const auto& t : want) {
         known.insert(t.name);
         if (o.skip_classifier && t.classifier) continue;
-        require<data_error>(f.contains(t.name), "tricks::io::load_torch_weights: ", file, " has no tensor '", t.name,
-                            "' (", Model::name(), " needs it with shape ", detail::shape_text(t.shape), ")",
-                            t.classifier ? "; torch_load_options::skip_classifier loads everything but the classifier" : "");
+        require<data_error>(
+            f.contains(t.name), "tricks::io::load_torch_weights: ", file, " has no tensor '", t.name, "' (",
+            Model::name(), " needs it with shape ", detail::shape_text(t.shape), ")",
+            t.classifier ? "; torch_load_options::skip_classifier loads everything but the classifier" : "");
         const auto& info = f.info(t.name);
         require<data_error>(info.shape == t.shape, "tricks::io::load_torch_weights: ", file, ": tensor '", t.name,
                             "' has shape ", detail::shape_text(info.shape), ", ", Model::name(), " expects ",
@@ -262,14 +291,15 @@ void load_torch_weights(Model& m, const std::filesystem::path& path, const torch
     }
     for (const auto& info : f.tensors()) {
         if (known.contains(info.name) || detail::is_num_batches_tracked(info.name)) continue;
-        throw data_error(tricks::detail::cat("tricks::io::load_torch_weights: ", file, ": unexpected tensor '", info.name, "' ",
-                                     detail::shape_text(info.shape), ", which ", Model::name(),
-                                     " does not have (another architecture or naming?)"));
+        throw data_error(tricks::detail::cat("tricks::io::load_torch_weights: ", file, ": unexpected tensor '",
+                                             info.name, "' ", detail::shape_text(info.shape), ", which ", Model::name(),
+                                             " does not have (another architecture or naming?)"));
     }
     // Everything checked: convert (a conversion error, e.g. an integer dtype, names the key).
     std::vector<std::vector<float>> values;
     values.reserve(want.size());
-    for (const auto& t : want) values.push_back(o.skip_classifier && t.classifier ? std::vector<float>{} : f.floats(t.name));
+    for (const auto& t : want)
+        values.push_back(o.skip_classifier && t.classifier ? std::vector<float>{} : f.floats(t.name));
     for (std::size_t i = 0; i < want.size(); ++i)
         if (!(o.skip_classifier && want[i].classifier)) detail::from_torch_layout(want[i], values[i]);
 }

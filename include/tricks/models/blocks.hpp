@@ -31,26 +31,25 @@ struct shortcut_for<C, C, 1, true> {
     using type = nn::identity<C>;
 };
 template <int Cin, int Cout, int S>
-    requires(S > 1)
-struct shortcut_for<Cin, Cout, S, true> {
-    using type = nn::sequential<nn::avg_pool<Cin, S, S, 0, true, false>, nn::conv<Cin, Cout, 1, 1, 0>, nn::batch_norm<Cout>>;
+requires(S > 1) struct shortcut_for<Cin, Cout, S, true> {
+    using type =
+        nn::sequential<nn::avg_pool<Cin, S, S, 0, true, false>, nn::conv<Cin, Cout, 1, 1, 0>, nn::batch_norm<Cout>>;
 };
 
 /// Basic block (ResNet-18/34 and the CIFAR nets): 3x3 (stride S) -> BN -> ReLU -> 3x3 -> BN.
 template <int Cin, int Cout, int S, bool AvgDown>
-using basic_block = nn::residual<
-    nn::sequential<nn::conv<Cin, Cout, 3, S, 1>, nn::batch_norm<Cout>, nn::relu<Cout>, nn::conv<Cout, Cout, 3, 1, 1>,
-                   nn::batch_norm<Cout>>,
-    typename shortcut_for<Cin, Cout, S, AvgDown>::type>;
+using basic_block = nn::residual<nn::sequential<nn::conv<Cin, Cout, 3, S, 1>, nn::batch_norm<Cout>, nn::relu<Cout>,
+                                                nn::conv<Cout, Cout, 3, 1, 1>, nn::batch_norm<Cout>>,
+                                 typename shortcut_for<Cin, Cout, S, AvgDown>::type>;
 
 /// Bottleneck block (ResNet-50+): 1x1 -> 3x3 -> 1x1 (x4 expansion). ResNet-A puts the stride on
 /// the first 1x1; ResNet-B (StrideOn3x3) on the 3x3.
 template <int Cin, int Mid, int S, bool StrideOn3x3, bool AvgDown>
-using bottleneck_block = nn::residual<
-    nn::sequential<nn::conv<Cin, Mid, 1, StrideOn3x3 ? 1 : S, 0>, nn::batch_norm<Mid>, nn::relu<Mid>,
-                   nn::conv<Mid, Mid, 3, StrideOn3x3 ? S : 1, 1>, nn::batch_norm<Mid>, nn::relu<Mid>,
-                   nn::conv<Mid, 4 * Mid, 1, 1, 0>, nn::batch_norm<4 * Mid>>,
-    typename shortcut_for<Cin, 4 * Mid, S, AvgDown>::type>;
+using bottleneck_block =
+    nn::residual<nn::sequential<nn::conv<Cin, Mid, 1, StrideOn3x3 ? 1 : S, 0>, nn::batch_norm<Mid>, nn::relu<Mid>,
+                                nn::conv<Mid, Mid, 3, StrideOn3x3 ? S : 1, 1>, nn::batch_norm<Mid>, nn::relu<Mid>,
+                                nn::conv<Mid, 4 * Mid, 1, 1, 0>, nn::batch_norm<4 * Mid>>,
+                 typename shortcut_for<Cin, 4 * Mid, S, AvgDown>::type>;
 
 /// N blocks: the first changes channels/stride, the other N-1 are one repeated type.
 template <class First, class Rest, int N>

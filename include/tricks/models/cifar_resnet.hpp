@@ -28,7 +28,8 @@ struct cifar_stem {
 };
 template <int Cin, int W>
 struct cifar_stem<Cin, W, true> {
-    using type = nn::sequential<conv_bn_relu<Cin, W / 2, 3, 1>, conv_bn_relu<W / 2, W / 2, 3, 1>, conv_bn_relu<W / 2, W, 3, 1>>;
+    using type =
+        nn::sequential<conv_bn_relu<Cin, W / 2, 3, 1>, conv_bn_relu<W / 2, W / 2, 3, 1>, conv_bn_relu<W / 2, W, 3, 1>>;
 };
 
 template <int Depth, class P>

@@ -47,8 +47,10 @@ inline std::uint64_t next_weights_version() noexcept {
 template <class L, class F>
 void visit_layers(L& l, F& f) {
     f(l);
-    if constexpr (nn::model_type<L>) visit_layers(static_cast<typename L::body_type&>(l), f);
-    else if constexpr (nn::Composite<L>) l.for_each_child([&](auto& c) { visit_layers(c, f); });
+    if constexpr (nn::model_type<L>)
+        visit_layers(static_cast<typename L::body_type&>(l), f);
+    else if constexpr (nn::Composite<L>)
+        l.for_each_child([&](auto& c) { visit_layers(c, f); });
 }
 
 /// Every batch norm's run-time settings (eps, momentum): not parameters or buffers, so not in the
@@ -56,7 +58,8 @@ void visit_layers(L& l, F& f) {
 template <class Model>
 void bn_settings(Model& m, std::vector<float>& out) {
     auto f = [&](auto& l) {
-        if constexpr (nn::is_batch_norm_v<std::remove_cvref_t<decltype(l)>>) out.push_back(l.eps), out.push_back(l.momentum);
+        if constexpr (nn::is_batch_norm_v<std::remove_cvref_t<decltype(l)>>)
+            out.push_back(l.eps), out.push_back(l.momentum);
     };
     visit_layers(m, f);
 }
@@ -64,7 +67,8 @@ template <class Model>
 void set_bn_settings(Model& m, const std::vector<float>& in) {
     std::size_t i = 0;
     auto f = [&](auto& l) {
-        if constexpr (nn::is_batch_norm_v<std::remove_cvref_t<decltype(l)>>) l.eps = in[i], l.momentum = in[i + 1], i += 2;
+        if constexpr (nn::is_batch_norm_v<std::remove_cvref_t<decltype(l)>>)
+            l.eps = in[i], l.momentum = in[i + 1], i += 2;
     };
     visit_layers(m, f);
 }
@@ -100,10 +104,12 @@ public:
     const tensor<float>& forward(const tensor<float>& x, const nn::context& ctx) {
         require<error>(generation_ > 0, "tricks::inference_pool: forward() before load()");
         require<error>(ctx.phase == nn::mode::eval,
-                       "tricks::inference_pool: evaluation mode only (training-mode batch norm needs the whole batch's statistics)");
+                       "tricks::inference_pool: evaluation mode only (training-mode batch norm needs the whole batch's "
+                       "statistics)");
         const shape4 in = x.shape();
-        require<shape_error>(in.n > 0 && in.c == Model::in_channels, "tricks::inference_pool: expected a non-empty batch with ",
-                             Model::in_channels, " channels, got ", in);
+        require<shape_error>(in.n > 0 && in.c == Model::in_channels,
+                             "tricks::inference_pool: expected a non-empty batch with ", Model::in_channels,
+                             " channels, got ", in);
         if (fixed_ > 0) return run(x, ctx, fixed_);
         const int threads = backend::max_threads();
         // Up to 16 images (32 was no faster anywhere measured, and every copy keeps buffers for its
@@ -111,7 +117,8 @@ public:
         const int most = std::min(16, (in.n + threads - 1) / threads);
         const tuned key{in.h, in.w, threads, most, 0};  // a small batch does not decide for larger ones
         for (const auto& t : tuned_)
-            if (t.h == key.h && t.w == key.w && t.threads == key.threads && t.most == key.most) return run(x, ctx, t.chunk);
+            if (t.h == key.h && t.w == key.w && t.threads == key.threads && t.most == key.most)
+                return run(x, ctx, t.chunk);
         std::vector<int> candidates;
         for (int c = 2; c <= most; c *= 2) candidates.push_back(c);
         if (candidates.size() < 2) {  // nothing to choose from
@@ -124,7 +131,8 @@ public:
             for (std::size_t i = 0; i < candidates.size(); ++i) {
                 const auto t0 = std::chrono::steady_clock::now();
                 (void)run(x, ctx, candidates[i]);
-                best[i] = std::min(best[i], std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+                best[i] =
+                    std::min(best[i], std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
             }
         tuned pick = key;
         pick.chunk = candidates[static_cast<std::size_t>(std::min_element(best.begin(), best.end()) - best.begin())];
@@ -152,7 +160,8 @@ private:
         const int threads = std::min(backend::max_threads(), chunks);
         while (static_cast<int>(copies_.size()) < threads) {
             copies_.push_back(std::make_unique<replica>());
-            copies_.back()->model->for_each_parameter([](nn::parameter& p) { p.grad = tensor<float>(); });  // never trained
+            copies_.back()->model->for_each_parameter(
+                [](nn::parameter& p) { p.grad = tensor<float>(); });  // never trained
         }
         for (int t = 0; t < threads; ++t) refresh(*copies_[static_cast<std::size_t>(t)]);
         nn::context copy_ctx = ctx;
@@ -173,11 +182,14 @@ private:
                 try {
                     const int b = c * chunk, n = std::min(in.n, b + chunk) - b;
                     r.x.resize({n, in.h, in.w, in.c});
-                    std::memcpy(r.x.data(), x.data() + static_cast<std::size_t>(b) * image, static_cast<std::size_t>(n) * image * sizeof(float));
+                    std::memcpy(r.x.data(), x.data() + static_cast<std::size_t>(b) * image,
+                                static_cast<std::size_t>(n) * image * sizeof(float));
                     const tensor<float>& y = r.model->forward(r.x, copy_ctx);
-                    require<shape_error>(y.size() == static_cast<std::size_t>(n) * out_image, "tricks::inference_pool: output ", y.shape(),
-                                         " is not ", n, " x ", od.h, " x ", od.w, " x ", Model::out_channels);
-                    std::memcpy(y_.data() + static_cast<std::size_t>(b) * out_image, y.data(), y.size() * sizeof(float));
+                    require<shape_error>(y.size() == static_cast<std::size_t>(n) * out_image,
+                                         "tricks::inference_pool: output ", y.shape(), " is not ", n, " x ", od.h,
+                                         " x ", od.w, " x ", Model::out_channels);
+                    std::memcpy(y_.data() + static_cast<std::size_t>(b) * out_image, y.data(),
+                                y.size() * sizeof(float));
                 } catch (...) {
                     failed_[t] = std::current_exception();
                 }
@@ -198,13 +210,15 @@ private:
         if (r.generation == generation_) return;
         std::size_t at = 0;
         auto take = [&](tensor<float>& t) {
-            require<error>(at + t.size() <= snapshot_.size(), "tricks::inference_pool: the loaded model does not match the pool's model type");
+            require<error>(at + t.size() <= snapshot_.size(),
+                           "tricks::inference_pool: the loaded model does not match the pool's model type");
             std::copy_n(snapshot_.data() + at, t.size(), t.data());
             at += t.size();
         };
         r.model->for_each_parameter([&](nn::parameter& p) { take(p.value); });
         r.model->for_each_buffer(take);
-        require<error>(at == snapshot_.size(), "tricks::inference_pool: the loaded model does not match the pool's model type");
+        require<error>(at == snapshot_.size(),
+                       "tricks::inference_pool: the loaded model does not match the pool's model type");
         detail::set_bn_settings(*r.model, settings_);
         r.generation = generation_;
     }

@@ -26,7 +26,7 @@ struct width : any {};
 
 /// The base of every model option type: its kind.
 template <class Kind>
-    requires std::derived_from<Kind, option_kind::any>
+requires std::derived_from<Kind, option_kind::any>
 struct model_option {
     using kind = Kind;
 };
@@ -59,7 +59,8 @@ struct in_channels : model_option<option_kind::in_channels> {
 };
 template <int W>
 struct width : model_option<option_kind::width> {
-    static_assert(W > 0 && W % 2 == 0, "tricks::width: the width must be a positive even number (the deep stem uses W/2)");
+    static_assert(W > 0 && W % 2 == 0,
+                  "tricks::width: the width must be a positive even number (the deep stem uses W/2)");
     static constexpr int value = W;
 };
 
@@ -72,8 +73,10 @@ concept known_option = tricks::detail::kind_in_family<O, option_kind::any>;
 /// The number an option carries (classes<N>, in_channels<C>, width<W>), 0 for a tag.
 template <class O>
 constexpr int option_value() noexcept {
-    if constexpr (requires { O::value; }) return O::value;
-    else return 0;
+    if constexpr (requires { O::value; })
+        return O::value;
+    else
+        return 0;
 }
 
 /// The number of the option of kind K among Os, or Default.

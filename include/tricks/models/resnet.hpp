@@ -32,7 +32,8 @@ struct resnet_layout {
 /// with stride 2). Both end with a 3x3 stride-2 max-pool.
 template <int Cin, bool Deep>
 struct imagenet_stem {
-    using type = nn::sequential<nn::conv<Cin, 64, 7, 2, 3>, nn::batch_norm<64>, nn::relu<64>, nn::max_pool<64, 3, 2, 1>>;
+    using type =
+        nn::sequential<nn::conv<Cin, 64, 7, 2, 3>, nn::batch_norm<64>, nn::relu<64>, nn::max_pool<64, 3, 2, 1>>;
 };
 template <int Cin>
 struct imagenet_stem<Cin, true> {
@@ -43,19 +44,18 @@ struct imagenet_stem<Cin, true> {
 template <int Depth, class P, bool Bottleneck = resnet_layout<Depth>::bottleneck>
 struct resnet_body {
     using L = resnet_layout<Depth>;
-    using type = nn::sequential<typename imagenet_stem<P::in_channels, P::c>::type,
-                                bottleneck_stage<64, 64, 1, L::n1, P::b, P::d>,
-                                bottleneck_stage<256, 128, 2, L::n2, P::b, P::d>,
-                                bottleneck_stage<512, 256, 2, L::n3, P::b, P::d>,
-                                bottleneck_stage<1024, 512, 2, L::n4, P::b, P::d>, nn::global_avg_pool<2048>,
-                                nn::linear<2048, P::classes>>;
+    using type = nn::sequential<
+        typename imagenet_stem<P::in_channels, P::c>::type, bottleneck_stage<64, 64, 1, L::n1, P::b, P::d>,
+        bottleneck_stage<256, 128, 2, L::n2, P::b, P::d>, bottleneck_stage<512, 256, 2, L::n3, P::b, P::d>,
+        bottleneck_stage<1024, 512, 2, L::n4, P::b, P::d>, nn::global_avg_pool<2048>, nn::linear<2048, P::classes>>;
 };
 template <int Depth, class P>
 struct resnet_body<Depth, P, false> {
     using L = resnet_layout<Depth>;
-    using type = nn::sequential<typename imagenet_stem<P::in_channels, P::c>::type, basic_stage<64, 64, 1, L::n1, P::d>,
-                                basic_stage<64, 128, 2, L::n2, P::d>, basic_stage<128, 256, 2, L::n3, P::d>,
-                                basic_stage<256, 512, 2, L::n4, P::d>, nn::global_avg_pool<512>, nn::linear<512, P::classes>>;
+    using type =
+        nn::sequential<typename imagenet_stem<P::in_channels, P::c>::type, basic_stage<64, 64, 1, L::n1, P::d>,
+                       basic_stage<64, 128, 2, L::n2, P::d>, basic_stage<128, 256, 2, L::n3, P::d>,
+                       basic_stage<256, 512, 2, L::n4, P::d>, nn::global_avg_pool<512>, nn::linear<512, P::classes>>;
 };
 
 /// The paper's letter after the depth ("-B", "-C", "-D") when the tweaks are its cumulative ones

@@ -97,8 +97,8 @@ private:
             mean_ = running_mean;  // the backward's constants: the statistics the forward used
             inv_std_.resize({1, 1, 1, C});
             for (int c = 0; c < C; ++c) inv_std_.data()[c] = 1.f / std::sqrt(running_var.data()[c] + eps);
-            backend::batch_norm_forward_eval<Relu>(g, x.data(), gamma.value.data(), beta.value.data(), running_mean.data(),
-                                                   running_var.data(), y.data(), ws_);
+            backend::batch_norm_forward_eval<Relu>(g, x.data(), gamma.value.data(), beta.value.data(),
+                                                   running_mean.data(), running_var.data(), y.data(), ws_);
         } else if (ctx.phase == mode::train) {
             mean_.resize({1, 1, 1, C});
             inv_std_.resize({1, 1, 1, C});
@@ -106,8 +106,8 @@ private:
                                                     mean_.data(), inv_std_.data(), running_mean.data(),
                                                     running_var.data(), ws_);
         } else {
-            backend::batch_norm_forward_eval<Relu>(g, x.data(), gamma.value.data(), beta.value.data(), running_mean.data(),
-                                                   running_var.data(), y.data(), ws_);
+            backend::batch_norm_forward_eval<Relu>(g, x.data(), gamma.value.data(), beta.value.data(),
+                                                   running_mean.data(), running_var.data(), y.data(), ws_);
         }
         ctx.round(y);  // rounding commutes with max(., 0): the fused output has the unfused bits
         return y;
@@ -115,11 +115,11 @@ private:
     template <bool Relu>
     const tensor<float>& backward_from(const tensor<float>& dy, const tensor<float>* relu_y, const context& ctx) {
         require<error>(!mean_.empty(), "tricks::batch_norm: backward without a training-mode forward");
-        require<shape_error>(dy.shape() == x_->shape(), "tricks::batch_norm: gradient ", dy.shape(), " differs from the input ",
-                             x_->shape());
+        require<shape_error>(dy.shape() == x_->shape(), "tricks::batch_norm: gradient ", dy.shape(),
+                             " differs from the input ", x_->shape());
         if constexpr (Relu)
-            require<shape_error>(relu_y->shape() == x_->shape(), "tricks::batch_norm: fused ReLU output ", relu_y->shape(),
-                                 " differs from the input ", x_->shape());
+            require<shape_error>(relu_y->shape() == x_->shape(), "tricks::batch_norm: fused ReLU output ",
+                                 relu_y->shape(), " differs from the input ", x_->shape());
         const backend::batch_norm_geometry g{x_->shape().pixels(), C, eps, momentum, ctx.sync_batch_norm};
         dx_.resize(x_->shape());
         backend::batch_norm_backward<Relu>(g, x_->data(), dy.data(), gamma.value.data(), mean_.data(), inv_std_.data(),

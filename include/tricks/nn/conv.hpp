@@ -43,7 +43,8 @@ struct conv {
         const auto g = geometry(x.shape());
         y_.resize(g.out());
         const float* w = weights(ctx);
-        backend::conv2d_forward(g, x.data(), w, y_.data(), backend::thread_scratch(), {}, ctx.conv, prepared(g, w, ctx));
+        backend::conv2d_forward(g, x.data(), w, y_.data(), backend::thread_scratch(), {}, ctx.conv,
+                                prepared(g, w, ctx));
         ctx.round(y_);
         return y_;
     }
@@ -51,8 +52,8 @@ struct conv {
     /// Evaluation-mode forward with the batch norm after it folded in (and the ReLU after that when
     /// relu): writes epi(conv(x)) into `out`, the buffer of the last layer folded. sequential calls it
     /// in evaluation mode with FP32 storage; the values equal the layers run one after another.
-    const tensor<float>& forward_affine(const tensor<float>& x, const context& ctx, backend::conv_epilogue epi, bool relu,
-                                        tensor<float>& out) {
+    const tensor<float>& forward_affine(const tensor<float>& x, const context& ctx, backend::conv_epilogue epi,
+                                        bool relu, tensor<float>& out) {
         check_channels("tricks::conv", x, Cin);
         require<error>(ctx.folds_into_convolutions(),
                        "tricks::conv: a folded batch norm needs evaluation mode, FP32 storage and context::fuse");
@@ -61,14 +62,17 @@ struct conv {
         out.resize(g.out());
         epi.relu = relu;
         const float* w = weights(ctx);
-        backend::conv2d_forward(g, x.data(), w, out.data(), backend::thread_scratch(), epi, ctx.conv, prepared(g, w, ctx));
+        backend::conv2d_forward(g, x.data(), w, out.data(), backend::thread_scratch(), epi, ctx.conv,
+                                prepared(g, w, ctx));
         return out;
     }
 
     const tensor<float>& backward(const tensor<float>& dy, const context& ctx, bool need_dx) {
         const auto g = geometry(x_->shape());
-        require<shape_error>(dy.shape() == g.out(), "tricks::conv: backward got dy ", dy.shape(), ", expected ", g.out());
-        backend::conv2d_backward_filter(g, x_->data(), dy.data(), weight.grad.data(), backend::thread_scratch(), ctx.conv);
+        require<shape_error>(dy.shape() == g.out(), "tricks::conv: backward got dy ", dy.shape(), ", expected ",
+                             g.out());
+        backend::conv2d_backward_filter(g, x_->data(), dy.data(), weight.grad.data(), backend::thread_scratch(),
+                                        ctx.conv);
         if (need_dx) {
             dx_.resize(g.in);
             // the weights forward() used (rounded once there under mixed precision)

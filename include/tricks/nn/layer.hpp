@@ -43,13 +43,17 @@ concept Layer = requires(L& l, const tensor<float>& t, const context& ctx, rng& 
 template <class L>
 concept Composite = requires {
     { L::is_composite } -> std::convertible_to<bool>;
-} && L::is_composite;
+}
+&&L::is_composite;
 
 /// Checks an input tensor against a layer's compile-time channel count.
 inline void check_channels(const char* who, shape4 x, int expected) {
-    require<shape_error>(x.c == expected, who, ": expected ", expected, " input channels, got ", x.c, " (input ", x, ")");
+    require<shape_error>(x.c == expected, who, ": expected ", expected, " input channels, got ", x.c, " (input ", x,
+                         ")");
     require<shape_error>(x.n > 0, who, ": batch must be > 0, got input ", x);
 }
-inline void check_channels(const char* who, const tensor<float>& x, int expected) { check_channels(who, x.shape(), expected); }
+inline void check_channels(const char* who, const tensor<float>& x, int expected) {
+    check_channels(who, x.shape(), expected);
+}
 
 }  // namespace tricks::nn

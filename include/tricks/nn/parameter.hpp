@@ -19,10 +19,14 @@ enum class role : std::uint8_t { weight, bias, bn_gamma, bn_beta };
 
 constexpr std::string_view role_name(role r) noexcept {
     switch (r) {
-        case role::weight: return "weight";
-        case role::bias: return "bias";
-        case role::bn_gamma: return "bn_gamma";
-        case role::bn_beta: return "bn_beta";
+        case role::weight:
+            return "weight";
+        case role::bias:
+            return "bias";
+        case role::bn_gamma:
+            return "bn_gamma";
+        case role::bn_beta:
+            return "bn_beta";
     }
     return "?";
 }

@@ -43,8 +43,7 @@ struct residual {
         if constexpr (Branch::folds_residual()) {
             // Evaluation with FP32 storage: the add and the ReLU run in the branch's last convolution
             // (its epilogue reads the shortcut), the same values as below without the pass over y.
-            if (ctx.folds_into_convolutions())
-                return branch.forward_residual(x, ctx, shortcut.forward(x, ctx), y_);
+            if (ctx.folds_into_convolutions()) return branch.forward_residual(x, ctx, shortcut.forward(x, ctx), y_);
         }
         const tensor<float>& a = branch.forward(x, ctx);
         const tensor<float>& s = shortcut.forward(x, ctx);

@@ -109,23 +109,27 @@ struct sequential {
     /// Whether the sequence ends in a convolution that can fold the batch norm after it (and with
     /// it a residual block's add and ReLU: forward_residual).
     static constexpr bool folds_residual() {
-        if constexpr (size >= 2) return foldable<size - 2>();
-        else return false;
+        if constexpr (size >= 2)
+            return foldable<size - 2>();
+        else
+            return false;
     }
 
     /// Evaluation with FP32 storage, for a residual block's branch: relu(this(x) + s) into `out`, the
     /// last batch norm, the add of the shortcut s and the ReLU in the last convolution's epilogue
     /// (the same values as the branch, add_relu_forward after it; the residual's caller checks the
     /// conditions: mode, storage, context::fuse).
-    const tensor<float>& forward_residual(const tensor<float>& x, const context& ctx, const tensor<float>& s, tensor<float>& out) {
-        static_assert(folds_residual(), "tricks::sequential::forward_residual: the sequence must end in conv, batch_norm");
+    const tensor<float>& forward_residual(const tensor<float>& x, const context& ctx, const tensor<float>& s,
+                                          tensor<float>& out) {
+        static_assert(folds_residual(),
+                      "tricks::sequential::forward_residual: the sequence must end in conv, batch_norm");
         fused_ = ctx.fuse;
         const tensor<float>& h = forward_from<0, size - 2>(x, ctx);
         using last_conv = layer_t<size - 2>;
         const dims d = last_conv::out_dims({h.shape().h, h.shape().w});
         const shape4 expect{h.shape().n, d.h, d.w, last_conv::out_channels};
-        require<shape_error>(s.shape() == expect, "tricks::residual: branch output ", expect, " and shortcut output ", s.shape(),
-                             " differ");
+        require<shape_error>(s.shape() == expect, "tricks::residual: branch output ", expect, " and shortcut output ",
+                             s.shape(), " differ");
         auto epi = std::get<size - 1>(layers).eval_affine();  // a backend::conv_epilogue
         epi.residual = s.data();
         return std::get<size - 2>(layers).forward_affine(h, ctx, epi, true, out);
@@ -164,20 +168,26 @@ private:
     /// Whether layers I and I + 1 (both before End) can run as one (batch_norm, relu).
     template <std::size_t I, std::size_t End = size>
     static constexpr bool fusable() {
-        if constexpr (I + 1 < End) return fuses_with_next<layer_t<I>, layer_t<I + 1>>;
-        else return false;
+        if constexpr (I + 1 < End)
+            return fuses_with_next<layer_t<I>, layer_t<I + 1>>;
+        else
+            return false;
     }
     /// Whether layer I can fold layer I + 1 (conv + batch_norm) in evaluation mode, and whether a
     /// fusable activation follows them (all before End).
     template <std::size_t I, std::size_t End = size>
     static constexpr bool foldable() {
-        if constexpr (I + 1 < End) return folds_next_in_eval<layer_t<I>, layer_t<I + 1>>;
-        else return false;
+        if constexpr (I + 1 < End)
+            return folds_next_in_eval<layer_t<I>, layer_t<I + 1>>;
+        else
+            return false;
     }
     template <std::size_t I, std::size_t End = size>
     static constexpr bool activation_after_fold() {
-        if constexpr (I + 2 < End) return fusable_activation<layer_t<I + 2>>;
-        else return false;
+        if constexpr (I + 2 < End)
+            return fusable_activation<layer_t<I + 2>>;
+        else
+            return false;
     }
     /// Layers [I, End) on x.
     template <std::size_t I, std::size_t End = size>
@@ -191,13 +201,17 @@ private:
                 auto& conv = std::get<I>(layers);
                 auto& bn = std::get<I + 1>(layers);
                 if constexpr (activation_after_fold<I, End>())
-                    return forward_from<I + 3, End>(conv.forward_affine(x, ctx, bn.eval_affine(), true, std::get<I + 2>(layers).output()), ctx);
+                    return forward_from<I + 3, End>(
+                        conv.forward_affine(x, ctx, bn.eval_affine(), true, std::get<I + 2>(layers).output()), ctx);
                 else
-                    return forward_from<I + 2, End>(conv.forward_affine(x, ctx, bn.eval_affine(), false, bn.output()), ctx);
+                    return forward_from<I + 2, End>(conv.forward_affine(x, ctx, bn.eval_affine(), false, bn.output()),
+                                                    ctx);
             }
             return forward_from<I + 1, End>(std::get<I>(layers).forward(x, ctx), ctx);
         } else if constexpr (fusable<I, End>()) {
-            if (fused_) return forward_from<I + 2, End>(std::get<I>(layers).forward_relu(x, ctx, std::get<I + 1>(layers).output()), ctx);
+            if (fused_)
+                return forward_from<I + 2, End>(
+                    std::get<I>(layers).forward_relu(x, ctx, std::get<I + 1>(layers).output()), ctx);
             return forward_from<I + 1, End>(std::get<I>(layers).forward(x, ctx), ctx);
         } else {
             return forward_from<I + 1, End>(std::get<I>(layers).forward(x, ctx), ctx);
@@ -209,15 +223,20 @@ private:
         if constexpr (I >= 1) {
             if constexpr (fusable<I - 1>()) {
                 if (fused_) {  // layers I - 1 and I ran as one: one backward for both
-                    const tensor<float>& d = std::get<I - 1>(layers).backward_relu(dy, std::get<I>(layers).output(), ctx);
-                    if constexpr (I == 1) return d;
-                    else return backward_from<I - 2>(d, ctx, need_dx, first);
+                    const tensor<float>& d =
+                        std::get<I - 1>(layers).backward_relu(dy, std::get<I>(layers).output(), ctx);
+                    if constexpr (I == 1)
+                        return d;
+                    else
+                        return backward_from<I - 2>(d, ctx, need_dx, first);
                 }
             }
         }
         const tensor<float>& d = std::get<I>(layers).backward(dy, ctx, I == 0 ? need_dx : I > first);
-        if constexpr (I == 0) return d;
-        else return backward_from<I - 1>(d, ctx, need_dx, first);
+        if constexpr (I == 0)
+            return d;
+        else
+            return backward_from<I - 1>(d, ctx, need_dx, first);
     }
 
     bool fused_ = true;  // how the last forward ran (its backward runs the same way)

@@ -2,8 +2,9 @@
 // Walking a model's structure: what kind of layer a type is, and visit_leaves(), which calls a
 // function on every leaf layer (conv, batch_norm, relu, pools, linear, identity) in forward order:
 // a model as its body, a composite's children as its for_each_child lists them (a sequential's
-// layers left to right, a repeat's copies in turn, a residual's branch then its shortcut). Weight import/export (io/torch_weights.hpp) and the ONNX exporter
-// (io/onnx.hpp) walk models with it; the order is that of for_each_parameter/for_each_buffer.
+// layers left to right, a repeat's copies in turn, a residual's branch then its shortcut). Weight
+// import/export (io/torch_weights.hpp) and the ONNX exporter (io/onnx.hpp) walk models with it; the
+// order is that of for_each_parameter/for_each_buffer.
 #include <type_traits>
 
 #include "tricks/nn/batch_norm.hpp"
@@ -60,21 +61,35 @@ struct is_identity<identity<C>> : std::true_type {};
 }  // namespace detail
 
 // (batch_norm's trait is detail::is_batch_norm, from residual.hpp)
-template <class T> inline constexpr bool is_sequential_v = detail::is_sequential<T>::value;
-template <class T> inline constexpr bool is_repeat_v = detail::is_repeat<T>::value;
-template <class T> inline constexpr bool is_residual_v = detail::is_residual<T>::value;
-template <class T> inline constexpr bool is_conv_v = detail::is_conv<T>::value;
-template <class T> inline constexpr bool is_batch_norm_v = detail::is_batch_norm<T>::value;
-template <class T> inline constexpr bool is_linear_v = detail::is_linear<T>::value;
-template <class T> inline constexpr bool is_max_pool_v = detail::is_max_pool<T>::value;
-template <class T> inline constexpr bool is_avg_pool_v = detail::is_avg_pool<T>::value;
-template <class T> inline constexpr bool is_global_avg_pool_v = detail::is_global_avg_pool<T>::value;
-template <class T> inline constexpr bool is_relu_v = detail::is_relu<T>::value;
-template <class T> inline constexpr bool is_identity_v = detail::is_identity<T>::value;
+template <class T>
+inline constexpr bool is_sequential_v = detail::is_sequential<T>::value;
+template <class T>
+inline constexpr bool is_repeat_v = detail::is_repeat<T>::value;
+template <class T>
+inline constexpr bool is_residual_v = detail::is_residual<T>::value;
+template <class T>
+inline constexpr bool is_conv_v = detail::is_conv<T>::value;
+template <class T>
+inline constexpr bool is_batch_norm_v = detail::is_batch_norm<T>::value;
+template <class T>
+inline constexpr bool is_linear_v = detail::is_linear<T>::value;
+template <class T>
+inline constexpr bool is_max_pool_v = detail::is_max_pool<T>::value;
+template <class T>
+inline constexpr bool is_avg_pool_v = detail::is_avg_pool<T>::value;
+template <class T>
+inline constexpr bool is_global_avg_pool_v = detail::is_global_avg_pool<T>::value;
+template <class T>
+inline constexpr bool is_relu_v = detail::is_relu<T>::value;
+template <class T>
+inline constexpr bool is_identity_v = detail::is_identity<T>::value;
 
 /// A model type (models::network): a sequential body with model-level members.
 template <class T>
-concept model_type = requires { typename T::body_type; } && std::is_base_of_v<typename T::body_type, T>;
+concept model_type = requires {
+    typename T::body_type;
+}
+&&std::is_base_of_v<typename T::body_type, T>;
 
 /// A layer with no layers inside it.
 template <class T>
@@ -89,7 +104,8 @@ void visit_leaves(L& l, F&& f) {
     } else if constexpr (Composite<L>) {
         l.for_each_child([&](auto& child) { visit_leaves(child, f); });
     } else {
-        static_assert(is_leaf_v<L>, "tricks::nn::visit_leaves: a layer type this visitor does not know; add it to nn/visit.hpp");
+        static_assert(is_leaf_v<L>,
+                      "tricks::nn::visit_leaves: a layer type this visitor does not know; add it to nn/visit.hpp");
         f(l);
     }
 }

@@ -57,9 +57,10 @@ public:
         : base(std::move(o)), ctx_(std::make_unique<backend::gpu::context>(gpu_options)) {
         require<error>(backend::cuda::available(), "tricks::trainer<..., backend::cuda>: no CUDA device is available");
         const options plain;
-        for (const auto& [given, name] : {std::pair{this->opt_.freeze_stages != plain.freeze_stages, "freeze_stages"},
-                                          std::pair{this->opt_.freeze_bn_stats != plain.freeze_bn_stats, "freeze_bn_stats"},
-                                          std::pair{this->opt_.backbone_lr_scale != plain.backbone_lr_scale, "backbone_lr_scale"}})
+        for (const auto& [given, name] :
+             {std::pair{this->opt_.freeze_stages != plain.freeze_stages, "freeze_stages"},
+              std::pair{this->opt_.freeze_bn_stats != plain.freeze_bn_stats, "freeze_bn_stats"},
+              std::pair{this->opt_.backbone_lr_scale != plain.backbone_lr_scale, "backbone_lr_scale"}})
             require<error>(!given, "tricks::trainer<..., backend::cuda>: options.", name,
                            " is not supported by the CUDA backend yet (the CPU trainer has it); init_weights is");
         require<error>(!this->opt_.communicator || this->opt_.communicator->size() == 1,
@@ -99,7 +100,8 @@ public:
         const double* loss = nullptr;
         {
             const auto timed = ctx_->time("loss");
-            loss = g::softmax_cross_entropy_async<element>(n, K, z.data(), q, dz_.data(), nullptr, nullptr, scale, *ctx_);
+            loss =
+                g::softmax_cross_entropy_async<element>(n, K, z.data(), q, dz_.data(), nullptr, nullptr, scale, *ctx_);
         }
         distill_loss_ = nullptr;
         if constexpr (Recipe::distills) {
@@ -150,7 +152,8 @@ private:
         double loss = 0, dist = 0;
         TRICKS_CUDA_CHECK(cudaMemcpyAsync(&loss, dloss, sizeof loss, cudaMemcpyDeviceToHost, ctx_->stream()));
         if (distill_loss_)
-            TRICKS_CUDA_CHECK(cudaMemcpyAsync(&dist, distill_loss_, sizeof dist, cudaMemcpyDeviceToHost, ctx_->stream()));
+            TRICKS_CUDA_CHECK(
+                cudaMemcpyAsync(&dist, distill_loss_, sizeof dist, cudaMemcpyDeviceToHost, ctx_->stream()));
         const auto t2 = clock::now();
         ctx_->synchronize();
         const auto t3 = clock::now();

@@ -37,12 +37,11 @@ body_parts parts_of(Model& m) {
     int i = 0;
     std::apply(
         [&](auto&... part) {
-            ((
-                 [&](auto& l) {
-                     if constexpr (nn::is_linear_v<std::remove_cvref_t<decltype(l)>>) p.classifier = i;
-                     l.for_each_parameter([&](nn::parameter&) { p.part_of_parameter.push_back(i); });
-                     ++i;
-                 }(part)),
+            (([&](auto& l) {
+                 if constexpr (nn::is_linear_v<std::remove_cvref_t<decltype(l)>>) p.classifier = i;
+                 l.for_each_parameter([&](nn::parameter&) { p.part_of_parameter.push_back(i); });
+                 ++i;
+             }(part)),
              ...);
         },
         static_cast<Body&>(m).layers);
@@ -54,11 +53,12 @@ template <class Model>
 void check_finetune_options(Model& m, const options& o) {
     const body_parts p = parts_of(m);
     const int max_frozen = p.classifier >= 0 ? p.classifier : p.count;
-    require<error>(o.freeze_stages >= 0 && o.freeze_stages <= max_frozen, "tricks::trainer: options.freeze_stages = ",
-                   o.freeze_stages, "; ", Model::name(), " has ", max_frozen,
-                   " parts before its classifier (stem, stages, global pool): expected 0 .. ", max_frozen);
+    require<error>(o.freeze_stages >= 0 && o.freeze_stages <= max_frozen,
+                   "tricks::trainer: options.freeze_stages = ", o.freeze_stages, "; ", Model::name(), " has ",
+                   max_frozen, " parts before its classifier (stem, stages, global pool): expected 0 .. ", max_frozen);
     require<error>(std::isfinite(o.backbone_lr_scale) && o.backbone_lr_scale >= 0,
-                   "tricks::trainer: options.backbone_lr_scale = ", o.backbone_lr_scale, "; expected a finite value >= 0");
+                   "tricks::trainer: options.backbone_lr_scale = ", o.backbone_lr_scale,
+                   "; expected a finite value >= 0");
 }
 
 /// The lr multiplier of each parameter (parameters() order): 0 for a frozen part, 1 for the
@@ -69,7 +69,9 @@ std::vector<float> finetune_lr_scales(Model& m, const options& o) {
     std::vector<float> s;
     s.reserve(p.part_of_parameter.size());
     for (int part : p.part_of_parameter)
-        s.push_back(part < o.freeze_stages ? 0.f : part == p.classifier ? 1.f : static_cast<float>(o.backbone_lr_scale));
+        s.push_back(part < o.freeze_stages ? 0.f
+                    : part == p.classifier ? 1.f
+                                           : static_cast<float>(o.backbone_lr_scale));
     return s;
 }
 
@@ -90,14 +92,13 @@ void prepare_finetune(Model& m, const options& o) {
     int i = 0;
     std::apply(
         [&](auto&... part) {
-            ((
-                 [&](auto& l) {
-                     const bool frozen = o.freeze_bn_stats || i < o.freeze_stages;
-                     nn::visit_leaves(l, [&](auto& leaf) {
-                         if constexpr (nn::is_batch_norm_v<std::remove_cvref_t<decltype(leaf)>>) leaf.frozen_stats = frozen;
-                     });
-                     ++i;
-                 }(part)),
+            (([&](auto& l) {
+                 const bool frozen = o.freeze_bn_stats || i < o.freeze_stages;
+                 nn::visit_leaves(l, [&](auto& leaf) {
+                     if constexpr (nn::is_batch_norm_v<std::remove_cvref_t<decltype(leaf)>>) leaf.frozen_stats = frozen;
+                 });
+                 ++i;
+             }(part)),
              ...);
         },
         static_cast<Body&>(m).layers);

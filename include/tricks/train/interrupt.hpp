@@ -27,7 +27,8 @@ namespace detail {
 /// state training has: a signal handler can reach nothing else. Lock-free, so setting it from the
 /// handler is async-signal-safe.
 inline std::atomic<int> stop_signal{0};
-static_assert(std::atomic<int>::is_always_lock_free, "tricks: the stop flag must be lock-free to be set from a signal handler");
+static_assert(std::atomic<int>::is_always_lock_free,
+              "tricks: the stop flag must be lock-free to be set from a signal handler");
 
 inline void on_stop_signal(int sig) noexcept {
     int none = 0;
@@ -69,7 +70,8 @@ private:
         sa.sa_flags = SA_RESTART;  // file reads and writes in flight go on; the flag is polled per step
         installed = ::sigaction(sig, &sa, nullptr) == 0;
     }
-    struct sigaction old_int_ {}, old_term_ {};
+    struct sigaction old_int_ {
+    }, old_term_{};
     bool int_installed_ = false, term_installed_ = false;
 };
 

@@ -24,18 +24,20 @@ inline void smoothed_target(int label, int classes, double eps, float* q, int da
     for (int k = 0; k < classes; ++k) q[k] = k < data_classes ? off : 0.f;
     q[label] = static_cast<float>(1.0 - eps);
 }
-inline void smoothed_target(int label, int classes, double eps, float* q) { smoothed_target(label, classes, eps, q, classes); }
+inline void smoothed_target(int label, int classes, double eps, float* q) {
+    smoothed_target(label, classes, eps, q, classes);
+}
 
 /// Targets of a batch: (n, 1, 1, K), row i = smoothed_target(labels[i]); labels must lie in
 /// [0, data_classes) (default: all K outputs are classes of the data).
 inline void make_targets(std::span<const int> labels, int classes, double eps, tensor<float>& q, int data_classes = 0) {
     if (data_classes <= 0) data_classes = classes;
-    require<error>(data_classes <= classes, "tricks::loss: the data has ", data_classes, " classes, the model ", classes,
-                   " outputs");
+    require<error>(data_classes <= classes, "tricks::loss: the data has ", data_classes, " classes, the model ",
+                   classes, " outputs");
     q.resize({static_cast<int>(labels.size()), 1, 1, classes});
     for (std::size_t i = 0; i < labels.size(); ++i) {
-        require<error>(labels[i] >= 0 && labels[i] < data_classes, "tricks::loss: label ", labels[i], " at batch index ", i,
-                       " is outside [0, ", data_classes, ")");
+        require<error>(labels[i] >= 0 && labels[i] < data_classes, "tricks::loss: label ", labels[i],
+                       " at batch index ", i, " is outside [0, ", data_classes, ")");
         smoothed_target(labels[i], classes, eps, q.data() + i * static_cast<std::size_t>(classes), data_classes);
     }
 }
@@ -74,8 +76,8 @@ inline void apply_mixup(const mixup_draw& d, tensor<float>& t, tensor<float>& sc
 
 /// Distillation term of paper §5.3: T^2 * CE(softmax(r/T), softmax(z/T)), averaged over the batch.
 /// Adds its gradient T^2 * (softmax(z/T) - softmax(r/T)) / T / n into dz; returns the term.
-inline double distillation_term(int n, int k, const float* z, const float* r, double T, float* dz,
-                                tensor<float>& pz, tensor<float>& pr) {
+inline double distillation_term(int n, int k, const float* z, const float* r, double T, float* dz, tensor<float>& pz,
+                                tensor<float>& pr) {
     pz.resize({n, 1, 1, k});
     pr.resize({n, 1, 1, k});
     backend::softmax(n, k, r, static_cast<float>(T), pr.data());

@@ -23,7 +23,7 @@ struct precision : any {};
 
 /// The base of every training policy type: its kind.
 template <class Kind>
-    requires std::derived_from<Kind, policy_kind::any>
+requires std::derived_from<Kind, policy_kind::any>
 struct policy {
     using kind = Kind;
 };
@@ -42,7 +42,7 @@ struct nesterov {};
 ///   g = grad + wd * w;  v = mu * v + g;  w -= lr * (nesterov ? g + mu * v : v)
 template <class... Options>
 struct sgd : policy<policy_kind::optimizer> {
-    static_assert(((std::is_same_v<Options, nesterov>) && ...),
+    static_assert(((std::is_same_v<Options, nesterov>)&&...),
                   "tricks::optim::sgd: unknown option; valid options are optim::nesterov");
     static constexpr bool is_nesterov = (std::is_same_v<Options, nesterov> || ...);
 };

@@ -22,8 +22,8 @@ public:
         char bar[width + 1];
         for (int i = 0; i < width; ++i) bar[i] = i < filled ? '#' : '.';
         bar[width] = 0;
-        std::fprintf(stderr, "\r\033[Kepoch %d/%d [%s] %ld/%ld loss %.4f lr %.4f %.0f img/s ETA %s", epoch + 1, epochs, bar,
-                     step + 1, steps, loss, lr, images_per_s, clock(eta_s).c);
+        std::fprintf(stderr, "\r\033[Kepoch %d/%d [%s] %ld/%ld loss %.4f lr %.4f %.0f img/s ETA %s", epoch + 1, epochs,
+                     bar, step + 1, steps, loss, lr, images_per_s, clock(eta_s).c);
         std::fflush(stderr);
     }
 

@@ -129,12 +129,16 @@ struct recipe {
 
     /// The step milestones (epochs), for lr::step.
     static constexpr auto milestones() noexcept {
-        if constexpr (step) return schedule_policy::milestones;
-        else return static_cast<const int*>(nullptr);
+        if constexpr (step)
+            return schedule_policy::milestones;
+        else
+            return static_cast<const int*>(nullptr);
     }
     static constexpr int milestone_count() noexcept {
-        if constexpr (step) return schedule_policy::count;
-        else return 0;
+        if constexpr (step)
+            return schedule_policy::count;
+        else
+            return 0;
     }
 };
 

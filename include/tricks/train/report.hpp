@@ -41,16 +41,20 @@ inline std::vector<setting> report_settings(const run_facts& facts, const option
 /// One row per epoch, a column per field of epoch_record (epoch_columns).
 inline void write_csv(const std::filesystem::path& p, const history& h) {
     auto f = detail::open_out(p);
-    std::apply([&](const auto&... c) {
-        const char* sep = "";
-        ((f << sep << c.name, sep = ","), ...);
-    }, epoch_columns);
+    std::apply(
+        [&](const auto&... c) {
+            const char* sep = "";
+            ((f << sep << c.name, sep = ","), ...);
+        },
+        epoch_columns);
     f << '\n';
     for (const auto& r : h.epochs) {
-        std::apply([&](const auto&... c) {
-            const char* sep = "";
-            ((f << sep << r.*(c.member), sep = ","), ...);
-        }, epoch_columns);
+        std::apply(
+            [&](const auto&... c) {
+                const char* sep = "";
+                ((f << sep << r.*(c.member), sep = ","), ...);
+            },
+            epoch_columns);
         f << '\n';
     }
 }
@@ -58,12 +62,12 @@ inline void write_csv(const std::filesystem::path& p, const history& h) {
 /// The run's facts, every setting by name ("settings"), and the epochs (epoch_columns).
 inline void write_json(const std::filesystem::path& p, const run_facts& facts, const options& o, const history& h) {
     auto f = detail::open_out(p);
-    f << "{\n  \"model\": " << detail::json_string(facts.model) << ",\n  \"recipe\": " << detail::json_string(facts.recipe)
+    f << "{\n  \"model\": " << detail::json_string(facts.model)
+      << ",\n  \"recipe\": " << detail::json_string(facts.recipe)
       << ",\n  \"dataset\": " << detail::json_string(facts.dataset) << ",\n  \"parameters\": " << facts.parameters
       << ",\n  \"macs_per_image\": " << facts.macs << ",\n  \"threads\": " << facts.threads
-      << ",\n  \"device\": " << detail::json_string(facts.device)
-      << ",\n  \"total_seconds\": " << facts.total_seconds << ",\n  \"final_test_top1\": " << h.final_top1()
-      << ",\n  \"settings\": {";
+      << ",\n  \"device\": " << detail::json_string(facts.device) << ",\n  \"total_seconds\": " << facts.total_seconds
+      << ",\n  \"final_test_top1\": " << h.final_top1() << ",\n  \"settings\": {";
     const std::vector<setting> settings = detail::report_settings(facts, o);
     for (std::size_t i = 0; i < settings.size(); ++i)
         f << (i ? ", " : "") << detail::json_string(settings[i].name) << ": " << settings[i].json;
@@ -71,10 +75,12 @@ inline void write_json(const std::filesystem::path& p, const run_facts& facts, c
     for (std::size_t i = 0; i < h.epochs.size(); ++i) {
         const auto& r = h.epochs[i];
         f << "    {";
-        std::apply([&](const auto&... c) {
-            const char* sep = "";
-            ((f << sep << '"' << c.name << "\": " << r.*(c.member), sep = ", "), ...);
-        }, epoch_columns);
+        std::apply(
+            [&](const auto&... c) {
+                const char* sep = "";
+                ((f << sep << '"' << c.name << "\": " << r.*(c.member), sep = ", "), ...);
+            },
+            epoch_columns);
         f << "}" << (i + 1 < h.epochs.size() ? "," : "") << "\n";
     }
     f << "  ]\n}\n";
@@ -88,7 +94,8 @@ inline std::string markdown_report(const run_facts& facts, const options& o, con
       << "| | |\n|---|---|\n"
       << "| model | " << facts.model << " |\n| recipe | " << facts.recipe << " |\n| data | " << facts.dataset << " |\n"
       << "| parameters | " << facts.parameters << " |\n| MACs / image | " << facts.macs << " |\n"
-      << "| epochs x batch | " << o.epochs << " x " << o.batch << " |\n| base lr, wd | " << o.lr << ", " << o.weight_decay << " |\n"
+      << "| epochs x batch | " << o.epochs << " x " << o.batch << " |\n| base lr, wd | " << o.lr << ", "
+      << o.weight_decay << " |\n"
       << "| seed, threads | " << o.seed << ", " << facts.threads << " |\n"
       << "| CPU convolutions | " << backend::to_string(o.conv_algorithm) << " |\n"
       << "| device | " << facts.device << " |\n"
@@ -97,12 +104,13 @@ inline std::string markdown_report(const run_facts& facts, const options& o, con
       << "| epoch | train loss | test top-1 | test loss | lr | images/s | seconds | peak RSS (MiB) |\n"
       << "|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for (const auto& r : h.epochs)
-        s << "| " << r.epoch << " | " << std::setprecision(4) << r.train_loss << " | " << std::setprecision(2) << 100 * r.test_top1
-          << "% | " << std::setprecision(4) << r.test_loss << " | " << std::setprecision(5) << r.lr << " | " << std::setprecision(0)
-          << r.images_per_s << " | " << std::setprecision(1) << r.seconds << " | " << std::setprecision(0) << r.peak_rss_mib
-          << " |\n";
+        s << "| " << r.epoch << " | " << std::setprecision(4) << r.train_loss << " | " << std::setprecision(2)
+          << 100 * r.test_top1 << "% | " << std::setprecision(4) << r.test_loss << " | " << std::setprecision(5) << r.lr
+          << " | " << std::setprecision(0) << r.images_per_s << " | " << std::setprecision(1) << r.seconds << " | "
+          << std::setprecision(0) << r.peak_rss_mib << " |\n";
     s << "\n## Settings\n\n| setting | value | on resume |\n|---|---|---|\n";
-    for (const auto& x : detail::report_settings(facts, o)) s << "| " << x.name << " | " << x.value << " | " << to_string(x.rule) << " |\n";
+    for (const auto& x : detail::report_settings(facts, o))
+        s << "| " << x.name << " | " << x.value << " | " << to_string(x.rule) << " |\n";
     return s.str();
 }
 

@@ -50,7 +50,8 @@ struct lr_schedule {
         const double p = peak();
         if (t < warmup_steps) return p * static_cast<double>(t + 1) / static_cast<double>(warmup_steps);
         switch (decay) {
-            case decay_kind::constant: return p;
+            case decay_kind::constant:
+                return p;
             case decay_kind::cosine: {
                 const double T = static_cast<double>(total_steps - warmup_steps);
                 const double tt = static_cast<double>(t - warmup_steps);
@@ -69,9 +70,10 @@ struct lr_schedule {
     }
 
     void validate() const {
-        require<training_error>(base_lr >= 0 && std::isfinite(base_lr), "tricks::lr_schedule: lr must be finite and >= 0, got ", base_lr);
-        require<training_error>(total_steps > 0, "tricks::lr_schedule: no training steps (epochs x steps per epoch = ",
-                                total_steps, ")");
+        require<training_error>(base_lr >= 0 && std::isfinite(base_lr),
+                                "tricks::lr_schedule: lr must be finite and >= 0, got ", base_lr);
+        require<training_error>(
+            total_steps > 0, "tricks::lr_schedule: no training steps (epochs x steps per epoch = ", total_steps, ")");
         require<training_error>(warmup_steps >= 0 && warmup_steps <= total_steps, "tricks::lr_schedule: warmup of ",
                                 warmup_steps, " steps is longer than the whole run (", total_steps, " steps)");
     }

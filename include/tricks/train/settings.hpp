@@ -64,12 +64,16 @@ inline std::string exact_text(double v) {
 /// The (text, JSON) forms of an option's value.
 inline std::pair<std::string, std::string> setting_forms(int v) { return {std::to_string(v), std::to_string(v)}; }
 inline std::pair<std::string, std::string> setting_forms(long v) { return {std::to_string(v), std::to_string(v)}; }
-inline std::pair<std::string, std::string> setting_forms(std::uint64_t v) { return {std::to_string(v), std::to_string(v)}; }
+inline std::pair<std::string, std::string> setting_forms(std::uint64_t v) {
+    return {std::to_string(v), std::to_string(v)};
+}
 inline std::pair<std::string, std::string> setting_forms(double v) {
     const std::string t = exact_text(v);
     return {t, v - v == 0 ? t : json_string(t)};  // JSON has no inf or nan: those become strings
 }
-inline std::pair<std::string, std::string> setting_forms(bool v) { return {v ? "true" : "false", v ? "true" : "false"}; }
+inline std::pair<std::string, std::string> setting_forms(bool v) {
+    return {v ? "true" : "false", v ? "true" : "false"};
+}
 inline std::pair<std::string, std::string> setting_forms(backend::conv_algo v) {
     return {backend::to_string(v), json_string(backend::to_string(v))};
 }
@@ -115,8 +119,10 @@ struct any_value {
 };
 template <class T, class... A>
 constexpr std::size_t member_count() {
-    if constexpr (requires { T{A{}..., any_value{}}; }) return member_count<T, A..., any_value>();
-    else return sizeof...(A);
+    if constexpr (requires { T{A{}..., any_value{}}; })
+        return member_count<T, A..., any_value>();
+    else
+        return sizeof...(A);
 }
 
 }  // namespace detail
@@ -167,12 +173,15 @@ static_assert(std::tuple_size_v<decltype(option_fields)> == detail::member_count
 /// The settings of `o`, in option_fields order.
 inline std::vector<setting> option_settings(const options& o) {
     std::vector<setting> out;
-    std::apply([&](const auto&... f) {
-        (out.push_back([&] {
-            auto [text, json] = detail::setting_forms(o.*(f.member));
-            return setting{f.name, std::move(text), std::move(json), f.rule};
-        }()), ...);
-    }, option_fields);
+    std::apply(
+        [&](const auto&... f) {
+            (out.push_back([&] {
+                auto [text, json] = detail::setting_forms(o.*(f.member));
+                return setting{f.name, std::move(text), std::move(json), f.rule};
+            }()),
+             ...);
+        },
+        option_fields);
     return out;
 }
 

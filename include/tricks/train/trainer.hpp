@@ -46,17 +46,17 @@
 namespace tricks {
 
 struct epoch_record {
-    int epoch = 0;              // 1-based
-    double train_loss = 0;      // mean over the epoch's steps (the loss that was optimised)
-    double test_top1 = 0;       // fraction in [0, 1]
-    double test_loss = 0;       // plain cross-entropy on the test set
-    double lr = 0;              // lr of the epoch's last step
-    double images_per_s = 0;    // training throughput (forward + backward + update)
-    double seconds = 0;         // wall time of the epoch including evaluation
+    int epoch = 0;                   // 1-based
+    double train_loss = 0;           // mean over the epoch's steps (the loss that was optimised)
+    double test_top1 = 0;            // fraction in [0, 1]
+    double test_loss = 0;            // plain cross-entropy on the test set
+    double lr = 0;                   // lr of the epoch's last step
+    double images_per_s = 0;         // training throughput (forward + backward + update)
+    double seconds = 0;              // wall time of the epoch including evaluation
     std::int64_t skipped_steps = 0;  // fp16_mixed: steps skipped on gradient overflow (cumulative)
     double loss_scale = 1;
-    double peak_rss_mib = 0;    // the process's peak resident memory at the epoch's end (MiB; the
-                                // high-water mark since the process started: growth means a leak)
+    double peak_rss_mib = 0;  // the process's peak resident memory at the epoch's end (MiB; the
+                              // high-water mark since the process started: growth means a leak)
 };
 
 namespace detail {
@@ -128,7 +128,8 @@ template <class Derived, class Model, class Recipe>
 class trainer_base {
 protected:
     using teacher_type = typename Recipe::teacher;
-    using teacher_slot = std::conditional_t<Recipe::distills, teacher_type, Model>;  // Model when not distilling (unused)
+    using teacher_slot =
+        std::conditional_t<Recipe::distills, teacher_type, Model>;  // Model when not distilling (unused)
 
 public:
     using model_type = Model;
@@ -187,9 +188,10 @@ public:
         check_policy_numbers();
         check_source(train);
         check_source(test);
-        require<error>(train.height() == test.height() && train.width() == test.width(), "tricks::trainer: training images (",
-                       train.name(), ") are ", train.height(), "x", train.width(), ", test images (", test.name(), ") ",
-                       test.height(), "x", test.width(), "; both need the same size");
+        require<error>(train.height() == test.height() && train.width() == test.width(),
+                       "tricks::trainer: training images (", train.name(), ") are ", train.height(), "x", train.width(),
+                       ", test images (", test.name(), ") ", test.height(), "x", test.width(),
+                       "; both need the same size");
         require<error>(train.size() >= static_cast<std::size_t>(opt_.batch), "tricks::trainer: batch ", opt_.batch,
                        " is larger than the training set (", train.size(), " images)");
         if constexpr (requires { train.normalisation(); }) {
@@ -226,7 +228,7 @@ public:
         const int K = Model::classes;
         const auto run_start = std::chrono::steady_clock::now();
         const int first_epoch = static_cast<int>(hist_.epochs.size());
-        long steps_run = 0;  // by this call (for the ETA)
+        long steps_run = 0;                       // by this call (for the ETA)
         const detail::stop_signal_scope signals;  // SIGINT/SIGTERM: finish the step, save, throw interrupted
 
         const int last_epoch = opt_.stop_after_epochs > 0 ? std::min(opt_.epochs, opt_.stop_after_epochs) : opt_.epochs;
@@ -266,10 +268,12 @@ public:
                 train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
                 ++steps_run;
                 const double left = static_cast<double>(static_cast<long>(opt_.epochs) * steps - t - 1);
-                const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
-                progress.step(e, opt_.epochs, s, steps, loss_sum / static_cast<double>(s + 1), lr,
-                              static_cast<double>(opt_.batch) * static_cast<double>(s + 1) / std::max(train_seconds, 1e-9),
-                              elapsed / static_cast<double>(steps_run) * left);
+                const double elapsed =
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
+                progress.step(
+                    e, opt_.epochs, s, steps, loss_sum / static_cast<double>(s + 1), lr,
+                    static_cast<double>(opt_.batch) * static_cast<double>(s + 1) / std::max(train_seconds, 1e-9),
+                    elapsed / static_cast<double>(steps_run) * left);
                 if (const int sig = agreed_stop_signal(); sig != 0) {
                     stop_inside_epoch({s + 1, loss_sum, train_seconds, epoch_seconds()});
                     stopped_by_signal(sig, e, s + 1, steps);
@@ -293,7 +297,8 @@ public:
             progress.epoch_done(e, opt_.epochs, rec.train_loss, rec.test_top1, rec.lr, rec.images_per_s, rec.seconds,
                                 elapsed / (e + 1 - first_epoch) * (opt_.epochs - e - 1));
             if (!opt_.checkpoint.empty() && leader()) save(opt_.checkpoint);
-            if (const int sig = agreed_stop_signal(); sig != 0 && e + 1 < last_epoch) stopped_by_signal(sig, e, steps, steps);
+            if (const int sig = agreed_stop_signal(); sig != 0 && e + 1 < last_epoch)
+                stopped_by_signal(sig, e, steps, steps);
         }
         return hist_;
     }
@@ -301,7 +306,8 @@ public:
     /// Top-1 accuracy and cross-entropy on a dataset, in evaluation mode (running BN statistics),
     /// with the training set's normalisation.
     evaluation evaluate(const data::dataset& d) {
-        require<error>(!aug_.mean.empty(), "tricks::trainer: evaluate() before fit() or resume(): the input normalisation is unknown");
+        require<error>(!aug_.mean.empty(),
+                       "tricks::trainer: evaluate() before fit() or resume(): the input normalisation is unknown");
         return evaluate(data::memory_source{&d, aug_});
     }
 
@@ -410,7 +416,9 @@ protected:
     /// is not resumed; its model section still loads with io::load_model.
     static constexpr std::int64_t checkpoint_format = 2;
 
-    static void write_column(io::checkpoint_writer& w, const char* name, double v) { w.f64(std::string("history.") + name, v); }
+    static void write_column(io::checkpoint_writer& w, const char* name, double v) {
+        w.f64(std::string("history.") + name, v);
+    }
     static void write_column(io::checkpoint_writer& w, const char* name, std::integral auto v) {
         w.i64(std::string("history.") + name, static_cast<std::int64_t>(v));
     }
@@ -418,8 +426,10 @@ protected:
     static void read_column(io::checkpoint_reader& r, const char* name, T& v) {
         const std::string field = std::string("history.") + name;
         if (!r.next_is(field)) return;  // a column added after the file was written keeps its default
-        if constexpr (std::is_integral_v<T>) v = static_cast<T>(r.i64(field));
-        else v = r.f64(field);
+        if constexpr (std::is_integral_v<T>)
+            v = static_cast<T>(r.i64(field));
+        else
+            v = r.f64(field);
     }
 
     /// Where a run stopped inside an epoch: steps done and the epoch's sums so far.
@@ -461,8 +471,9 @@ protected:
     /// aside: threads, workers, progress, ...). Refused on every rank, each naming its difference.
     void check_same_settings_on_every_rank() {
         if (world_size() == 1) return;
-        require<error>(opt_.batch % world_size() == 0, "tricks::trainer: batch ", opt_.batch, " is not divisible by the ",
-                       world_size(), " ranks of this data-parallel run; the global batch is split evenly between them");
+        require<error>(opt_.batch % world_size() == 0, "tricks::trainer: batch ", opt_.batch,
+                       " is not divisible by the ", world_size(),
+                       " ranks of this data-parallel run; the global batch is split evenly between them");
         std::vector<std::pair<std::string, std::string>> mine;
         std::string text;
         for (const auto& x : settings())
@@ -482,16 +493,18 @@ protected:
             }
             for (std::size_t i = 0; i < std::max(mine.size(), theirs.size()) && why.empty(); ++i)
                 if (i >= mine.size() || i >= theirs.size() || mine[i] != theirs[i])
-                    why = i < mine.size() && i < theirs.size() && mine[i].first == theirs[i].first
-                              ? detail::cat(mine[i].first, " = ", mine[i].second, " where rank 0 has ", theirs[i].second)
-                              : detail::cat("other settings than rank 0 (", i < mine.size() ? mine[i].first : "-", " vs ",
-                                            i < theirs.size() ? theirs[i].first : "-", ")");
+                    why =
+                        i < mine.size() && i < theirs.size() && mine[i].first == theirs[i].first
+                            ? detail::cat(mine[i].first, " = ", mine[i].second, " where rank 0 has ", theirs[i].second)
+                            : detail::cat("other settings than rank 0 (", i < mine.size() ? mine[i].first : "-", " vs ",
+                                          i < theirs.size() ? theirs[i].first : "-", ")");
         }
         double refused = why.empty() ? 0.0 : 1.0;
         opt_.communicator->sum(std::span<double>(&refused, 1));
         if (refused == 0) return;
         throw error(why.empty()
-                        ? detail::cat("tricks::trainer: ", refused, " other rank(s) of this data-parallel run have settings ",
+                        ? detail::cat("tricks::trainer: ", refused,
+                                      " other rank(s) of this data-parallel run have settings ",
                                       "other than rank 0's (each names its own); every rank needs the same settings")
                         : detail::cat("tricks::trainer: rank ", world_rank(), " of ", world_size(), " has ", why,
                                       "; every rank of a data-parallel run needs the same settings"));
@@ -499,14 +512,16 @@ protected:
     /// After the checkpoint of a stop on `sig`: says where the run stopped and how to go on (stderr
     /// and the exception's message).
     [[noreturn]] void stopped_by_signal(int sig, int e, long s, long steps) const {
-        const std::string where = s < steps ? detail::cat("after step ", s, " of ", steps, " of epoch ", e + 1, "/", opt_.epochs)
-                                            : detail::cat("after epoch ", e + 1, "/", opt_.epochs);
+        const std::string where =
+            s < steps ? detail::cat("after step ", s, " of ", steps, " of epoch ", e + 1, "/", opt_.epochs)
+                      : detail::cat("after epoch ", e + 1, "/", opt_.epochs);
         const std::string msg =
             opt_.checkpoint.empty()
                 ? detail::cat("tricks::trainer: ", detail::signal_name(sig), ": stopped ", where,
                               "; no checkpoint was written (options.checkpoint is empty), so the run cannot be resumed")
-                : detail::cat("tricks::trainer: ", detail::signal_name(sig), ": stopped ", where, "; the run is saved in ",
-                              opt_.checkpoint.string(), ": resume() from it with the same settings to continue exactly "
+                : detail::cat("tricks::trainer: ", detail::signal_name(sig), ": stopped ", where,
+                              "; the run is saved in ", opt_.checkpoint.string(),
+                              ": resume() from it with the same settings to continue exactly "
                               "where it stopped");
         std::fprintf(stderr, "%s\n", msg.c_str());
         std::fflush(stderr);
@@ -518,13 +533,14 @@ protected:
         io::load_model(r, *model_);
         require<data_error>(r.next_is("run.format"), "tricks::trainer: ", path.string(),
                             " was written by an earlier tricks (trainer checkpoint format 1, before the run settings "
-                            "were saved by name); this build resumes format ", checkpoint_format,
-                            " only. Its model still loads with io::load_model");
+                            "were saved by name); this build resumes format ",
+                            checkpoint_format, " only. Its model still loads with io::load_model");
         const std::int64_t format = r.i64("run.format");
-        require<data_error>(format == checkpoint_format, "tricks::trainer: ", path.string(), ": trainer checkpoint format ",
-                            format, ", this build resumes format ", checkpoint_format);
+        require<data_error>(format == checkpoint_format, "tricks::trainer: ", path.string(),
+                            ": trainer checkpoint format ", format, ", this build resumes format ", checkpoint_format);
         const std::int64_t count = r.i64("run.settings");
-        require<data_error>(count >= 0 && count <= 4096, "tricks::trainer: ", path.string(), ": ", count, " run settings");
+        require<data_error>(count >= 0 && count <= 4096, "tricks::trainer: ", path.string(), ": ", count,
+                            " run settings");
         std::vector<setting> saved;
         for (std::int64_t i = 0; i < count; ++i) {
             setting x;
@@ -545,7 +561,8 @@ protected:
             check_setting(path, x, was ? was->value : std::string("(absent)"));
         }
         const std::int64_t done = r.i64("run.epochs_done");
-        require<data_error>(done >= 0 && done <= 1'000'000, "tricks::trainer: ", path.string(), ": ", done, " epochs done");
+        require<data_error>(done >= 0 && done <= 1'000'000, "tricks::trainer: ", path.string(), ": ", done,
+                            " epochs done");
         epoch_progress inside;  // absent in the first format-2 files (no mid-epoch checkpoints then)
         if (r.next_is("run.epoch_steps")) {
             inside.steps = static_cast<long>(r.i64("run.epoch_steps"));
@@ -553,7 +570,8 @@ protected:
             inside.train_seconds = r.f64("run.epoch_train_seconds");
             inside.seconds = r.f64("run.epoch_seconds");
         }
-        require<data_error>(inside.steps >= 0, "tricks::trainer: ", path.string(), ": ", inside.steps, " steps into an epoch");
+        require<data_error>(inside.steps >= 0, "tricks::trainer: ", path.string(), ": ", inside.steps,
+                            " steps into an epoch");
         for (auto& v : self().velocity()) r.floats("optim.velocity", v.span());
         loss_scaler scaler = scaler_;
         scaler.scale = r.f64("scaler.scale");
@@ -563,9 +581,9 @@ protected:
         const auto normalisation = [&](const char* name) {
             const std::string bytes = r.str(name);
             const std::size_t channels = static_cast<std::size_t>(Model::input_channels);
-            require<data_error>(bytes.empty() || bytes.size() == channels * sizeof(float), "tricks::checkpoint: ",
-                                path.string(), ": field '", name, "' holds ", bytes.size() / sizeof(float),
-                                " floats, expected 0 or ", channels);
+            require<data_error>(bytes.empty() || bytes.size() == channels * sizeof(float),
+                                "tricks::checkpoint: ", path.string(), ": field '", name, "' holds ",
+                                bytes.size() / sizeof(float), " floats, expected 0 or ", channels);
             std::vector<float> v(bytes.size() / sizeof(float));
             if (!v.empty()) std::memcpy(v.data(), bytes.data(), bytes.size());
             return v;
@@ -577,7 +595,8 @@ protected:
             std::apply([&](const auto&... c) { (read_column(r, c.name, rec.*(c.member)), ...); }, epoch_columns);
             h.epochs.push_back(rec);
         }
-        require<data_error>(r.at_end(), "tricks::checkpoint: ", path.string(), ": unexpected data after the last field");
+        require<data_error>(r.at_end(), "tricks::checkpoint: ", path.string(),
+                            ": unexpected data after the last field");
         scaler_ = scaler;
         aug_.mean = std::move(mean);
         aug_.stddev = std::move(stddev);
@@ -605,7 +624,8 @@ protected:
         if (saved == now.value || now.rule == on_resume::may_change) return;
         if (now.rule == on_resume::must_match && allowed_to_change(now.name)) return;
         throw data_error(detail::cat(
-            "tricks::trainer: ", path.string(), " was written with ", now.name, " = ", saved, ", this run has ", now.value,
+            "tricks::trainer: ", path.string(), " was written with ", now.name, " = ", saved, ", this run has ",
+            now.value,
             now.rule == on_resume::fixed
                 ? std::string("; this setting cannot change on resume (it defines the model, the data or the steps "
                               "of the run the checkpoint is a point of)")
@@ -628,8 +648,9 @@ protected:
             const setting* x = find_setting(s, a);
             require<error>(x != nullptr || a.starts_with("data."), "tricks::trainer: options.resume_allow names '", a,
                            "', which is not a run setting; the settings that may be allowed to change are ", valid);
-            require<error>(x != nullptr && x->rule == on_resume::must_match, "tricks::trainer: options.resume_allow names '",
-                           a, "', which ", x && x->rule == on_resume::may_change ? "may change anyway" : "can never change on resume",
+            require<error>(x != nullptr && x->rule == on_resume::must_match,
+                           "tricks::trainer: options.resume_allow names '", a, "', which ",
+                           x && x->rule == on_resume::may_change ? "may change anyway" : "can never change on resume",
                            "; the settings that may be allowed to change are ", valid);
         }
     }
@@ -677,8 +698,10 @@ protected:
     template <class Source>
     int data_workers(const Source&) const {
         if (opt_.data_workers > 0) return opt_.data_workers;
-        if constexpr (std::is_same_v<Source, data::memory_source>) return 1;
-        else return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+        if constexpr (std::is_same_v<Source, data::memory_source>)
+            return 1;
+        else
+            return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     }
 
     /// The error a non-finite loss raises under fp32 (fp16_mixed skips the step instead).
@@ -708,14 +731,14 @@ protected:
         const auto check = [&](bool has_policy, const char* name, const auto& value, const auto& default_value,
                                const char* what, const char* policy) {
             if (has_policy || value == default_value) return;
-            throw training_error(detail::cat("tricks::trainer: options.", name, " = ", detail::setting_forms(value).first,
-                                             " given, but the recipe has no ", what, " (", policy,
-                                             "); add it to the recipe or leave options.", name, " at its default (",
-                                             detail::setting_forms(default_value).first, "). Recipe: ", Recipe::describe()));
+            throw training_error(detail::cat(
+                "tricks::trainer: options.", name, " = ", detail::setting_forms(value).first,
+                " given, but the recipe has no ", what, " (", policy, "); add it to the recipe or leave options.", name,
+                " at its default (", detail::setting_forms(default_value).first, "). Recipe: ", Recipe::describe()));
         };
         check(Recipe::mixup, "mixup_alpha", opt_.mixup_alpha, plain.mixup_alpha, "mixup", "mix::mixup");
-        check(Recipe::label_smoothing, "label_smoothing", opt_.label_smoothing, plain.label_smoothing, "label smoothing",
-              "loss::label_smoothing");
+        check(Recipe::label_smoothing, "label_smoothing", opt_.label_smoothing, plain.label_smoothing,
+              "label smoothing", "loss::label_smoothing");
         constexpr const char* distill = "loss::distill<Teacher>";
         check(Recipe::distills, "distill_temperature", opt_.distill_temperature, plain.distill_temperature,
               "knowledge distillation", distill);
@@ -723,11 +746,14 @@ protected:
               "knowledge distillation", distill);
         constexpr const char* fp16 = "precision::fp16_mixed";
         check(Recipe::fp16, "loss_scale", opt_.loss_scale, plain.loss_scale, "FP16 loss scaling", fp16);
-        check(Recipe::fp16, "loss_scale_window", opt_.loss_scale_window, plain.loss_scale_window, "FP16 loss scaling", fp16);
-        check(Recipe::warmup, "warmup_epochs", opt_.warmup_epochs, plain.warmup_epochs, "lr warmup", "lr::warmup<epochs<m>>");
+        check(Recipe::fp16, "loss_scale_window", opt_.loss_scale_window, plain.loss_scale_window, "FP16 loss scaling",
+              fp16);
+        check(Recipe::warmup, "warmup_epochs", opt_.warmup_epochs, plain.warmup_epochs, "lr warmup",
+              "lr::warmup<epochs<m>>");
         check(Recipe::step, "step_milestones", opt_.step_milestones, plain.step_milestones, "lr::step decay",
               "lr::step<epochs<e>...>");
-        require<training_error>(opt_.warmup_epochs >= -1, "tricks::trainer: options.warmup_epochs = ", opt_.warmup_epochs,
+        require<training_error>(opt_.warmup_epochs >= -1,
+                                "tricks::trainer: options.warmup_epochs = ", opt_.warmup_epochs,
                                 "; expected >= 0, or -1 for the recipe's lr::warmup<epochs<m>>");
     }
 
@@ -742,19 +768,22 @@ protected:
         require<training_error>(Recipe::step, "tricks::trainer: options.step_milestones = ", milestone_text(m),
                                 " given, but the recipe has no lr::step decay (", Recipe::describe(), ")");
         for (std::size_t i = 0; i < m.size(); ++i)
-            require<training_error>(m[i] >= 1 && (i == 0 || m[i] > m[i - 1]), "tricks::trainer: options.step_milestones = ",
-                                    milestone_text(m), ": milestones must be epochs >= 1 in increasing order (entry ", i,
-                                    " is ", m[i], ")");
+            require<training_error>(m[i] >= 1 && (i == 0 || m[i] > m[i - 1]),
+                                    "tricks::trainer: options.step_milestones = ", milestone_text(m),
+                                    ": milestones must be epochs >= 1 in increasing order (entry ", i, " is ", m[i],
+                                    ")");
         return m;
     }
     /// lr::step's epochs (none without lr::step).
-    static std::vector<int> recipe_milestones() { return {Recipe::milestones(), Recipe::milestones() + Recipe::milestone_count()}; }
+    static std::vector<int> recipe_milestones() {
+        return {Recipe::milestones(), Recipe::milestones() + Recipe::milestone_count()};
+    }
     static std::string milestone_text(const std::vector<int>& m) { return m.empty() ? "none" : epoch_list(m, ","); }
 
     options opt_;
-    std::filesystem::path resumed_from_;        // the checkpoint resume() read, if any
-    std::vector<setting> resumed_data_;         // its data.* settings, compared by fit()
-    std::vector<setting> data_settings_;        // the training data's identity (note_training_data)
+    std::filesystem::path resumed_from_;  // the checkpoint resume() read, if any
+    std::vector<setting> resumed_data_;   // its data.* settings, compared by fit()
+    std::vector<setting> data_settings_;  // the training data's identity (note_training_data)
     std::unique_ptr<Model> model_;
     std::unique_ptr<teacher_slot> teacher_;
     std::vector<nn::parameter*> params_;
@@ -782,8 +811,8 @@ class trainer : public detail::trainer_base<trainer<Model, Recipe, Backend>, Mod
 
 public:
     explicit trainer(options o = {}) : base(std::move(o)) {
-        opt_state_ = sgd_optimizer(this->params_, sgd_config{this->opt_.momentum, this->opt_.weight_decay, Recipe::nesterov,
-                                                              Recipe::no_bias_decay});
+        opt_state_ = sgd_optimizer(this->params_, sgd_config{this->opt_.momentum, this->opt_.weight_decay,
+                                                             Recipe::nesterov, Recipe::no_bias_decay});
         opt_state_.set_lr_scales(this->lr_scales_);
     }
 
@@ -793,7 +822,9 @@ public:
 
 private:
     double train_step(tensor<float>& x, const tensor<float>& q, double lr, long t, int e, long s) {
-        const nn::context ctx{.phase = nn::mode::train, .store = base::storage(), .conv = this->opt_.conv_algorithm,
+        const nn::context ctx{.phase = nn::mode::train,
+                              .store = base::storage(),
+                              .conv = this->opt_.conv_algorithm,
                               .sync_batch_norm = sync_batch_norm() ? this->opt_.communicator.get() : nullptr};
         const int n = x.shape().n, K = Model::classes;
         ctx.round(x);  // the input as the storage precision holds it
@@ -801,7 +832,8 @@ private:
         dz_.resize(z.shape());
         double loss = backend::softmax_cross_entropy(n, K, z.data(), q.data(), dz_.data());
         if constexpr (Recipe::distills) {
-            const nn::context teacher_ctx{.phase = nn::mode::eval, .store = nn::storage::fp32, .conv = this->opt_.conv_algorithm};
+            const nn::context teacher_ctx{
+                .phase = nn::mode::eval, .store = nn::storage::fp32, .conv = this->opt_.conv_algorithm};
             const tensor<float>& r = teacher_pool_.forward(x, teacher_ctx);
             loss += distillation_term(n, K, z.data(), r.data(), this->opt_.distill_temperature, dz_.data(), pz_, pr_);
         }

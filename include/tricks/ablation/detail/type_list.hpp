@@ -17,8 +17,7 @@ struct take<type_list<Ts...>, 0, type_list<Taken...>> {
     using type = type_list<Taken...>;
 };
 template <class T, class... Ts, std::size_t N, class... Taken>
-    requires(N > 0)
-struct take<type_list<T, Ts...>, N, type_list<Taken...>> {
+requires(N > 0) struct take<type_list<T, Ts...>, N, type_list<Taken...>> {
     using type = typename take<type_list<Ts...>, N - 1, type_list<Taken..., T>>::type;
 };
 
@@ -30,8 +29,7 @@ struct at<type_list<T, Ts...>, 0> {
     using type = T;
 };
 template <class T, class... Ts, std::size_t I>
-    requires(I > 0)
-struct at<type_list<T, Ts...>, I> {
+requires(I > 0) struct at<type_list<T, Ts...>, I> {
     using type = typename at<type_list<Ts...>, I - 1>::type;
 };
 

@@ -85,9 +85,9 @@ void bn_apply(std::size_t pixels, int C, const float* x, const float* a, const f
 /// backward pass), and updates the running statistics. Relu: y = max(BN(x), 0), the ReLU that
 /// follows the BN in one pass (the same values as the two layers one after the other).
 template <bool Relu = false>
-void batch_norm_forward_train(const batch_norm_geometry& g, const float* x, const float* gamma,
-                              const float* beta, float* y, float* save_mean, float* save_inv_std,
-                              float* running_mean, float* running_var, workspace& ws) {
+void batch_norm_forward_train(const batch_norm_geometry& g, const float* x, const float* gamma, const float* beta,
+                              float* y, float* save_mean, float* save_inv_std, float* running_mean, float* running_var,
+                              workspace& ws) {
     require<shape_error>(g.pixels > 0 && g.channels > 0, "tricks::batch_norm: empty input (pixels=", g.pixels,
                          ", channels=", g.channels, ")");
     const int C = g.channels;
@@ -138,9 +138,8 @@ inline void batch_norm_eval_affine(int channels, float eps, const float* gamma, 
 
 /// Evaluation-mode forward with the running statistics (Relu: fused with the following ReLU).
 template <bool Relu = false>
-void batch_norm_forward_eval(const batch_norm_geometry& g, const float* x, const float* gamma,
-                             const float* beta, const float* running_mean, const float* running_var,
-                             float* y, workspace& ws) {
+void batch_norm_forward_eval(const batch_norm_geometry& g, const float* x, const float* gamma, const float* beta,
+                             const float* running_mean, const float* running_var, float* y, workspace& ws) {
     const int C = g.channels;
     float* a = ws.get(64, static_cast<std::size_t>(2 * C));
     float* b = a + C;
@@ -228,14 +227,22 @@ void bn_backward_passes(const batch_norm_geometry& g, const float* x, const floa
 /// running ones, batch_norm::frozen_stats): dgamma and dbeta as above, dx = gamma * inv_std * dy.
 template <bool Relu = false>
 void batch_norm_backward(const batch_norm_geometry& g, const float* x, const float* dy, const float* gamma,
-                         const float* save_mean, const float* save_inv_std, float* dx, float* dgamma,
-                         float* dbeta, workspace& ws, const float* relu_y = nullptr, bool frozen_stats = false) {
+                         const float* save_mean, const float* save_inv_std, float* dx, float* dgamma, float* dbeta,
+                         workspace& ws, const float* relu_y = nullptr, bool frozen_stats = false) {
     if constexpr (Relu) require<error>(relu_y != nullptr, "tricks::batch_norm_backward: fused ReLU without its output");
     switch (g.channels) {  // the same arithmetic in the same order for every case: the same bits
-        case 16: return detail::bn_backward_passes<Relu, 16>(g, x, dy, gamma, save_mean, save_inv_std, dx, dgamma, dbeta, ws, relu_y, frozen_stats);
-        case 32: return detail::bn_backward_passes<Relu, 32>(g, x, dy, gamma, save_mean, save_inv_std, dx, dgamma, dbeta, ws, relu_y, frozen_stats);
-        case 64: return detail::bn_backward_passes<Relu, 64>(g, x, dy, gamma, save_mean, save_inv_std, dx, dgamma, dbeta, ws, relu_y, frozen_stats);
-        default: return detail::bn_backward_passes<Relu, 0>(g, x, dy, gamma, save_mean, save_inv_std, dx, dgamma, dbeta, ws, relu_y, frozen_stats);
+        case 16:
+            return detail::bn_backward_passes<Relu, 16>(g, x, dy, gamma, save_mean, save_inv_std, dx, dgamma, dbeta, ws,
+                                                        relu_y, frozen_stats);
+        case 32:
+            return detail::bn_backward_passes<Relu, 32>(g, x, dy, gamma, save_mean, save_inv_std, dx, dgamma, dbeta, ws,
+                                                        relu_y, frozen_stats);
+        case 64:
+            return detail::bn_backward_passes<Relu, 64>(g, x, dy, gamma, save_mean, save_inv_std, dx, dgamma, dbeta, ws,
+                                                        relu_y, frozen_stats);
+        default:
+            return detail::bn_backward_passes<Relu, 0>(g, x, dy, gamma, save_mean, save_inv_std, dx, dgamma, dbeta, ws,
+                                                       relu_y, frozen_stats);
     }
 }
 

@@ -61,8 +61,11 @@ inline void im2col_tile(const conv_geometry& g, const float* x_img, int p0, int 
             }
             for (int kx = 0; kx < g.kw; ++kx) {
                 const int ix = ix0 + kx;
-                if (ix < 0 || ix >= W) std::memset(dst + kx * cin, 0, sizeof(float) * cin);
-                else std::memcpy(dst + kx * cin, x_img + (static_cast<std::size_t>(iy) * W + ix) * cin, sizeof(float) * cin);
+                if (ix < 0 || ix >= W)
+                    std::memset(dst + kx * cin, 0, sizeof(float) * cin);
+                else
+                    std::memcpy(dst + kx * cin, x_img + (static_cast<std::size_t>(iy) * W + ix) * cin,
+                                sizeof(float) * cin);
             }
         }
     }
@@ -105,8 +108,8 @@ inline bool direct_conv_suits(const conv_geometry& g) noexcept {
 
 /// PX output pixels (ox0 ... ox0 + PX - 1 of row oy) x CB output channels (co0 ...) of one image.
 template <int PX, int CB>
-inline void direct_block(const conv_geometry& g, const float* xp, const float* w, float* y_img, int oy, int ox0, int co0,
-                         const conv_epilogue& epi) {
+inline void direct_block(const conv_geometry& g, const float* xp, const float* w, float* y_img, int oy, int ox0,
+                         int co0, const conv_epilogue& epi) {
     static_assert(CB == 8 || CB == 16 || CB == 32);
     constexpr int VW = CB >= 16 ? 16 : 8, V = CB / VW;
     using vec = vecf<VW>;
@@ -135,7 +138,8 @@ inline void direct_block(const conv_geometry& g, const float* xp, const float* w
     if (!epi.empty()) {  // on the registers: the same x * a + b, + s and max(., 0) as the layers after it
         for (int v = 0; v < V; ++v) {
             const vector_epilogue<VW> e(epi, co0 + VW * v);
-            for (int px = 0; px < PX; ++px) acc[px][v] = e(acc[px][v], at + static_cast<std::size_t>(px) * cout + VW * v);
+            for (int px = 0; px < PX; ++px)
+                acc[px][v] = e(acc[px][v], at + static_cast<std::size_t>(px) * cout + VW * v);
         }
     }
     float* yo = y_img + at;
@@ -146,7 +150,8 @@ inline void direct_block(const conv_geometry& g, const float* xp, const float* w
 template <int CB>
 inline void direct_row(const conv_geometry& g, const float* xp, const float* w, float* y_img, int oy, int co0,
                        const conv_epilogue& epi) {
-    in_blocks<8>(g.out_w(), [&](auto px, int ox) { direct_block<decltype(px)::value, CB>(g, xp, w, y_img, oy, ox, co0, epi); });
+    in_blocks<8>(g.out_w(),
+                 [&](auto px, int ox) { direct_block<decltype(px)::value, CB>(g, xp, w, y_img, oy, ox, co0, epi); });
 }
 
 /// y = epi(conv(x, w)) by the direct kernel; images are split over the threads (static schedule).
@@ -175,8 +180,8 @@ inline void direct_conv_forward(const conv_geometry& g, const float* x, const fl
 /// Backward-filter of one image for one tap (ky, kx), CIB input x CB output channels from (ci0, co0):
 /// part[tap][ci][co] += sum over the image's output pixels of x_pad[pixel + tap][ci] * dy[pixel][co].
 template <int CIB, int CB>
-inline void direct_filter_block(const conv_geometry& g, const float* xp, const float* dy_img, float* part, int ky, int kx,
-                                int ci0, int co0) {
+inline void direct_filter_block(const conv_geometry& g, const float* xp, const float* dy_img, float* part, int ky,
+                                int kx, int ci0, int co0) {
     static_assert(CB == 8 || CB == 16);
     constexpr int V = 1;
     using vec = vecf<CB>;
@@ -221,7 +226,8 @@ inline void direct_filter_image(const conv_geometry& g, const float* xp, const f
 /// "Measurements".) Each dw[tap][co] is summed over the pixels in the same order as there, with one
 /// FMA per term.
 template <int K, int CB>
-inline void direct_filter_single_channel(const conv_geometry& g, const float* xp, const float* dy_img, float* part, int co0) {
+inline void direct_filter_single_channel(const conv_geometry& g, const float* xp, const float* dy_img, float* part,
+                                         int co0) {
     constexpr int VW = CB >= 16 ? 16 : 8;
     using vec = vecf<VW>;
     const int WP = g.in.w + 2 * g.pad, S = g.stride, cout = g.out_c, oh = g.out_h(), ow = g.out_w();
@@ -255,7 +261,8 @@ inline bool direct_filter_suits(const conv_geometry& g) noexcept {
 
 /// dw by the direct kernel: a fixed number of groups of images (a function of the batch only), each
 /// summed in image order into its own partial, the partials added in group order.
-inline void direct_conv_backward_filter(const conv_geometry& g, const float* x, const float* dy, float* dw, workspace& ws) {
+inline void direct_conv_backward_filter(const conv_geometry& g, const float* x, const float* dy, float* dw,
+                                        workspace& ws) {
     const std::size_t wsize = static_cast<std::size_t>(g.k()) * g.out_c;
     const std::size_t in_img = static_cast<std::size_t>(g.in.h) * g.in.w * g.in.c;
     const std::size_t out_img = static_cast<std::size_t>(g.out_h()) * g.out_w() * g.out_c;
@@ -301,7 +308,8 @@ inline void flip_transpose_filter(const conv_geometry& g, const float* w, float*
             const float* src = w + static_cast<std::size_t>((g.kh - 1 - ky) * g.kw + (g.kw - 1 - kx)) * C * CO;
             float* dst = wt + static_cast<std::size_t>(ky * g.kw + kx) * CO * C;
             for (int co = 0; co < CO; ++co)
-                for (int ci = 0; ci < C; ++ci) dst[static_cast<std::size_t>(co) * C + ci] = src[static_cast<std::size_t>(ci) * CO + co];
+                for (int ci = 0; ci < C; ++ci)
+                    dst[static_cast<std::size_t>(co) * C + ci] = src[static_cast<std::size_t>(ci) * CO + co];
         }
 }
 
@@ -366,7 +374,8 @@ inline void conv2d_forward(const conv_geometry& g, const float* x, const float* 
             // it, which gave an image other bits in another batch (models::inference_pool promises the same).
             gemm_rows<dense_rows>(x + r0 * k, static_cast<int>(nr), k, w, cout, y + r0 * cout);
             if (!epi.empty())  // in cache
-                apply_epilogue(y + r0 * cout, y + r0 * cout, static_cast<std::size_t>(nr), cout, epi.from(static_cast<std::size_t>(r0) * cout));
+                apply_epilogue(y + r0 * cout, y + r0 * cout, static_cast<std::size_t>(nr), cout,
+                               epi.from(static_cast<std::size_t>(r0) * cout));
         }
         return;
     }
@@ -391,7 +400,8 @@ inline void conv2d_forward(const conv_geometry& g, const float* x, const float* 
         im2col_tile(g, x + img * in_img, p0, cnt, col);
         float* yt = y + (static_cast<std::size_t>(img) * opix + p0) * cout;
         map(yt, cnt, cout).noalias() = cmap_u(col, cnt, k) * W;
-        if (!epi.empty()) apply_epilogue(yt, yt, static_cast<std::size_t>(cnt), cout, epi.from(static_cast<std::size_t>(yt - y)));
+        if (!epi.empty())
+            apply_epilogue(yt, yt, static_cast<std::size_t>(cnt), cout, epi.from(static_cast<std::size_t>(yt - y)));
     }
 }
 
@@ -421,8 +431,10 @@ inline void conv2d_backward_data(const conv_geometry& g, const float* dy, const 
         const std::size_t slot = static_cast<std::size_t>(max_threads());
         float* wt = ws.get(slot, static_cast<std::size_t>(k) * cout);
         flip_transpose_filter(g, w, wt);
-        if (uses_winograd(t, algo)) winograd_forward(t, dy, wt, dx, ws, {}, slot + 1);
-        else direct_conv_forward(t, dy, wt, dx, ws);
+        if (uses_winograd(t, algo))
+            winograd_forward(t, dy, wt, dx, ws, {}, slot + 1);
+        else
+            direct_conv_forward(t, dy, wt, dx, ws);
         return;
     }
     // col2im scatters into overlapping windows, so one image is handled by one thread, its tiles in order.
@@ -471,7 +483,8 @@ inline void conv2d_backward_filter(const conv_geometry& g, const float* x, const
     const std::size_t nthreads = static_cast<std::size_t>(max_threads());
     // slots [0, groups): partial dW; slots [groups, groups + threads): im2col tiles.
     ws.reserve(static_cast<std::size_t>(groups), wsize);
-    for (std::size_t s = 0; s < nthreads; ++s) ws.get(static_cast<std::size_t>(groups) + s, pw ? 1 : static_cast<std::size_t>(tile) * k);
+    for (std::size_t s = 0; s < nthreads; ++s)
+        ws.get(static_cast<std::size_t>(groups) + s, pw ? 1 : static_cast<std::size_t>(tile) * k);
 #pragma omp parallel for schedule(static)
     for (std::ptrdiff_t gi = 0; gi < groups; ++gi) {
         float* part = ws.get(static_cast<std::size_t>(gi), 0);

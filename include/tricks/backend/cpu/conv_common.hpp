@@ -33,8 +33,8 @@ struct conv_geometry {
     void validate(const char* who) const {
         require<shape_error>(in.n > 0, who, ": batch must be > 0, got n=", in.n);
         require<shape_error>(in.c > 0 && out_c > 0, who, ": channels must be > 0, got cin=", in.c, " cout=", out_c);
-        require<shape_error>(kh > 0 && kw > 0 && stride > 0 && pad >= 0, who, ": bad kernel ", kh, "x", kw,
-                             " stride ", stride, " pad ", pad);
+        require<shape_error>(kh > 0 && kw > 0 && stride > 0 && pad >= 0, who, ": bad kernel ", kh, "x", kw, " stride ",
+                             stride, " pad ", pad);
         require<shape_error>(in.h + 2 * pad >= kh && in.w + 2 * pad >= kw, who, ": kernel ", kh, "x", kw,
                              " is larger than the padded input ", in.h + 2 * pad, "x", in.w + 2 * pad, " (input ", in,
                              ", pad ", pad, ")");
@@ -74,7 +74,8 @@ inline void storev(float* p, vecf<N> v) noexcept {
 /// N copies of a (one broadcast; `vecf<N>{} + a` would add the zeros, since 0 + a is not a for a = -0).
 template <int N>
 inline vecf<N> splat(float a) noexcept {
-    return [a]<std::size_t... I>(std::index_sequence<I...>) { return vecf<N>{((void)I, a)...}; }(std::make_index_sequence<N>{});
+    return [a]<std::size_t... I>(std::index_sequence<I...>) { return vecf<N>{((void)I, a)...}; }
+    (std::make_index_sequence<N>{});
 }
 
 /// c + a * b rounded once where the machine has FMA. Spelled out because GCC's contraction of
@@ -108,7 +109,8 @@ inline vecf<N> fmadd(vecf<N> a, vecf<N> b, vecf<N> c) noexcept {
 #endif
     }
 #elif defined(__aarch64__)
-    for (int i = 0; i < N; ++i) c[i] = __builtin_fmaf(a[i], b[i], c[i]);  // FMA always there: never contracted by chance
+    for (int i = 0; i < N; ++i)
+        c[i] = __builtin_fmaf(a[i], b[i], c[i]);  // FMA always there: never contracted by chance
     return c;
 #else
     return c + a * b;  // no FMA instruction: nothing to contract
@@ -143,7 +145,8 @@ inline void in_blocks(int n, F&& f) {
     for (; i + B <= n; i += B) f(std::integral_constant<int, B>{}, i);
     [&]<int... R>(std::integer_sequence<int, R...>) {
         ((n - i == R + 1 ? (f(std::integral_constant<int, R + 1>{}, i), 0) : 0), ...);
-    }(std::make_integer_sequence<int, B - 1>{});
+    }
+    (std::make_integer_sequence<int, B - 1>{});
 }
 
 /// Calls f(std::integral_constant<int, n>{}) for the channel counts the kernels are compiled for
@@ -151,11 +154,21 @@ inline void in_blocks(int n, F&& f) {
 template <class F>
 inline void with_channels(int n, F&& f) {
     switch (n) {
-        case 8: f(std::integral_constant<int, 8>{}); break;
-        case 16: f(std::integral_constant<int, 16>{}); break;
-        case 32: f(std::integral_constant<int, 32>{}); break;
-        case 64: f(std::integral_constant<int, 64>{}); break;
-        default: f(std::integral_constant<int, 0>{}); break;
+        case 8:
+            f(std::integral_constant<int, 8>{});
+            break;
+        case 16:
+            f(std::integral_constant<int, 16>{});
+            break;
+        case 32:
+            f(std::integral_constant<int, 32>{});
+            break;
+        case 64:
+            f(std::integral_constant<int, 64>{});
+            break;
+        default:
+            f(std::integral_constant<int, 0>{});
+            break;
     }
 }
 
@@ -201,7 +214,8 @@ inline void gemm_rows(const float* a, int rows, int K, const float* b, int cols,
         constexpr int KC = decltype(kc)::value;
         auto columns = [&](auto cb, int co) {
             in_blocks<12>(rows, [&](auto r, int r0) {
-                gemm_block<Rows, decltype(r)::value, decltype(cb)::value, KC>(a + r0 * lda, K, b + co, cols, c + r0 * ldc + co, ldc);
+                gemm_block<Rows, decltype(r)::value, decltype(cb)::value, KC>(a + r0 * lda, K, b + co, cols,
+                                                                              c + r0 * ldc + co, ldc);
             });
         };
         int co = 0;
@@ -225,12 +239,13 @@ inline void pad_image(const conv_geometry& g, const float* x_img, float* xp, int
     const int H = g.in.h, W = g.in.w, C = g.in.c, P = g.pad;
     const std::size_t row = static_cast<std::size_t>(pw) * C, left = static_cast<std::size_t>(P) * C;
     const std::size_t right = static_cast<std::size_t>(pw - W - P) * C;
-    std::memset(xp, 0, sizeof(float) * row * P);                                                  // top rows
+    std::memset(xp, 0, sizeof(float) * row * P);                                                       // top rows
     std::memset(xp + (static_cast<std::size_t>(H) + P) * row, 0, sizeof(float) * row * (ph - H - P));  // bottom rows
     for (int y = 0; y < H; ++y) {
         float* r = xp + (static_cast<std::size_t>(y) + P) * row;
         std::memset(r, 0, sizeof(float) * left);
-        std::memcpy(r + left, x_img + static_cast<std::size_t>(y) * W * C, sizeof(float) * static_cast<std::size_t>(W) * C);
+        std::memcpy(r + left, x_img + static_cast<std::size_t>(y) * W * C,
+                    sizeof(float) * static_cast<std::size_t>(W) * C);
         std::memset(r + left + static_cast<std::size_t>(W) * C, 0, sizeof(float) * right);
     }
 }

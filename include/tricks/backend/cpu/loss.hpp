@@ -37,7 +37,8 @@ inline void softmax(int n, int k, const float* z, float temperature, float* p) {
         const float m = *std::max_element(zi, zi + k);
         double se = 0;
         for (int j = 0; j < k; ++j) se += std::exp(static_cast<double>(zi[j] - m) / temperature);
-        for (int j = 0; j < k; ++j) pi[j] = static_cast<float>(std::exp(static_cast<double>(zi[j] - m) / temperature) / se);
+        for (int j = 0; j < k; ++j)
+            pi[j] = static_cast<float>(std::exp(static_cast<double>(zi[j] - m) / temperature) / se);
     }
 }
 

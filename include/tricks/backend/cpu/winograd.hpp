@@ -78,7 +78,9 @@ struct winograd_1d<2> {
 template <>
 struct winograd_1d<4> {
     static constexpr int alpha = 6;
-    template <class T>  // B^T d, B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
+    template <
+        class
+        T>  // B^T d, B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
     static void input(const T (&d)[6], T (&r)[6]) {
         const T a = d[4] - 4.f * d[2], b = d[3] - 4.f * d[1], c = d[4] - d[2], e = 2.f * (d[3] - d[1]);
         r[0] = 4.f * d[0] - 5.f * d[2] + d[4];
@@ -146,8 +148,10 @@ struct winograd_tiles {
 template <class F>
 inline void with_vectors(int n, F&& f) {
     with_channels(n, [&](auto cc) {
-        if (n % 16 == 0) f(std::integral_constant<int, 16>{}, cc);
-        else f(std::integral_constant<int, 8>{}, cc);
+        if (n % 16 == 0)
+            f(std::integral_constant<int, 16>{}, cc);
+        else
+            f(std::integral_constant<int, 8>{}, cc);
     });
 }
 
@@ -177,22 +181,24 @@ template <int In, int Out, class F>
 inline void transform_filter_pairs(const float* src, std::size_t cc, F&& f, float* dst) {
     using vec = vecf<16>;
     for (std::size_t e = 0; e < cc; e += 16)
-        separable_2d<In, Out, vec>([&](int i, int j) { return loadv<16>(src + static_cast<std::size_t>(i * In + j) * cc + e); }, f,
-                                   [&](int i, int j, vec v) { storev<16>(dst + static_cast<std::size_t>(i * Out + j) * cc + e, v); });
+        separable_2d<In, Out, vec>(
+            [&](int i, int j) { return loadv<16>(src + static_cast<std::size_t>(i * In + j) * cc + e); }, f,
+            [&](int i, int j, vec v) { storev<16>(dst + static_cast<std::size_t>(i * Out + j) * cc + e, v); });
 }
 
 /// U[pos][ci][co] = (G g G^T)[pos] for the HWIO filter w[ky][kx][ci][co].
 template <int M>
 inline void winograd_filter_transform(const float* w, int cin, int cout, float* u) {
-    transform_filter_pairs<3, M + 2>(w, static_cast<std::size_t>(cin) * cout,
-                                     [](const auto& in, auto& out) { winograd_1d<M>::filter(in, out); }, u);
+    transform_filter_pairs<3, M + 2>(
+        w, static_cast<std::size_t>(cin) * cout, [](const auto& in, auto& out) { winograd_1d<M>::filter(in, out); }, u);
 }
 
 /// dw[ky][kx][ci][co] = (G^T dU G)[ky][kx] for dU[pos][ci][co]: the adjoint of the filter transform.
 template <int M>
 inline void winograd_filter_transform_adjoint(const float* du, int cin, int cout, float* dw) {
-    transform_filter_pairs<M + 2, 3>(du, static_cast<std::size_t>(cin) * cout,
-                                     [](const auto& in, auto& out) { winograd_1d<M>::filter_adjoint(in, out); }, dw);
+    transform_filter_pairs<M + 2, 3>(
+        du, static_cast<std::size_t>(cin) * cout,
+        [](const auto& in, auto& out) { winograd_1d<M>::filter_adjoint(in, out); }, dw);
 }
 
 /// V[t][pos][c] = (B^T d B)[pos] for the tiles [t0, t0 + count) of one zero-padded image (by
@@ -242,14 +248,15 @@ inline void winograd_output_transform(const conv_geometry& g, const winograd_til
         const float* mt = m + k * winograd_tiles<M>::stride(CO);
         for (int c = 0; c < CO; c += VW) {
             const vector_epilogue<VW> e(epi, c);
-            separable_2d<A, M, vec>([&](int i, int j) { return loadv<VW>(mt + static_cast<std::size_t>(i * A + j) * CO + c); },
-                                    [](const auto& in, auto& out) { tf::output(in, out); },
-                                    [&](int i, int j, vec v) {
-                                        if (i < rows && j < cols) {
-                                            const std::size_t at = (static_cast<std::size_t>(oy + i) * ow + ox + j) * CO + c;
-                                            storev<VW>(yi + at, e(v, at));
-                                        }
-                                    });
+            separable_2d<A, M, vec>(
+                [&](int i, int j) { return loadv<VW>(mt + static_cast<std::size_t>(i * A + j) * CO + c); },
+                [](const auto& in, auto& out) { tf::output(in, out); },
+                [&](int i, int j, vec v) {
+                    if (i < rows && j < cols) {
+                        const std::size_t at = (static_cast<std::size_t>(oy + i) * ow + ox + j) * CO + c;
+                        storev<VW>(yi + at, e(v, at));
+                    }
+                });
         }
     }
 }
@@ -267,8 +274,9 @@ inline void winograd_grad_transform(const conv_geometry& g, const winograd_tiles
         for (int c = 0; c < CO; c += VW)
             separable_2d<M, A, vec>(
                 [&](int i, int j) {
-                    return oy + i < oh && ox + j < ow ? loadv<VW>(di + (static_cast<std::size_t>(oy + i) * ow + ox + j) * CO + c)
-                                                      : vec{};
+                    return oy + i < oh && ox + j < ow
+                               ? loadv<VW>(di + (static_cast<std::size_t>(oy + i) * ow + ox + j) * CO + c)
+                               : vec{};
                 },
                 [](const auto& in, auto& out) { tf::grad(in, out); },
                 [&](int i, int j, vec v) { storev<VW>(dst + static_cast<std::size_t>(i * A + j) * CO + c, v); });
@@ -283,8 +291,8 @@ inline void winograd_gemm(const float* v, int rows, int K, const float* u, int c
 
 /// dU (CIB x CB; rows cout apart) += V^T dM over `tiles` rows (V's rows lda apart, dM's ldd apart).
 template <int CIB, int CB>
-inline void winograd_filter_block(const float* v, std::size_t lda, const float* dm, std::size_t ldd, int cout, int tiles,
-                                  float* du) {
+inline void winograd_filter_block(const float* v, std::size_t lda, const float* dm, std::size_t ldd, int cout,
+                                  int tiles, float* du) {
     constexpr int VW = CB >= 16 ? 16 : 8, NV = CB / VW;
     using vec = vecf<VW>;
     vec acc[CIB][NV];
@@ -335,7 +343,8 @@ inline void winograd_conv_forward(const conv_geometry& g, const float* x, const 
     const int C = g.in.c, CO = g.out_c, per = tl.per_image();
     const int ph = tl.padded_h(), pw = tl.padded_w();
     // an item: `imgs` whole images (small images) in one block, or one image in blocks of B tiles
-    const int imgs = std::max(1, winograd_block_tiles / per), B = imgs > 1 ? imgs * per : std::min(winograd_block_tiles, per);
+    const int imgs = std::max(1, winograd_block_tiles / per),
+              B = imgs > 1 ? imgs * per : std::min(winograd_block_tiles, per);
     const int items = (g.in.n + imgs - 1) / imgs;
     const std::size_t in_img = static_cast<std::size_t>(g.in.h) * g.in.w * C;
     const std::size_t out_img = static_cast<std::size_t>(g.out_h()) * g.out_w() * CO;
@@ -353,7 +362,7 @@ inline void winograd_conv_forward(const conv_geometry& g, const float* x, const 
     auto output = [&](const float* m, int t0, int nt, int img) {
         with_vectors(CO, [&](auto vw, auto cc) {
             winograd_output_transform<M, decltype(vw)::value, decltype(cc)::value>(g, tl, m, t0, nt, y + img * out_img,
-                                                                                  epi.from(img * out_img));
+                                                                                   epi.from(img * out_img));
         });
     };
 #pragma omp parallel for schedule(static)
@@ -397,7 +406,8 @@ inline void winograd_conv_backward_filter(const conv_geometry& g, const float* x
     const std::size_t chunk_tiles = static_cast<std::size_t>(chunk) * per;
     const std::size_t in_img = static_cast<std::size_t>(g.in.h) * g.in.w * C;
     const std::size_t out_img = static_cast<std::size_t>(g.out_h()) * g.out_w() * CO;
-    const std::size_t usize = tiles::positions * static_cast<std::size_t>(C) * CO, wsize = 9 * static_cast<std::size_t>(C) * CO;
+    const std::size_t usize = tiles::positions * static_cast<std::size_t>(C) * CO,
+                      wsize = 9 * static_cast<std::size_t>(C) * CO;
     const int groups = std::min(g.in.n, 16);
     const std::size_t G = static_cast<std::size_t>(groups), T = static_cast<std::size_t>(max_threads());
     // slots [0, G): the groups' partial dw; then per thread a padded image, V and dM of a chunk, dU.
@@ -455,21 +465,28 @@ inline int winograd_tile(const conv_geometry& g) noexcept {
 
 inline void winograd_forward(const conv_geometry& g, const float* x, const float* w, float* y, workspace& ws,
                              const conv_epilogue& epi, std::size_t slot0, const float* u = nullptr) {
-    if (winograd_tile(g) == 4) winograd_conv_forward<4>(g, x, w, y, ws, epi, slot0, u);
-    else winograd_conv_forward<2>(g, x, w, y, ws, epi, slot0, u);
+    if (winograd_tile(g) == 4)
+        winograd_conv_forward<4>(g, x, w, y, ws, epi, slot0, u);
+    else
+        winograd_conv_forward<2>(g, x, w, y, ws, epi, slot0, u);
 }
 /// The transformed filter winograd_forward(g, ...) reads for the weights w (positions x cin x cout floats).
 inline void winograd_prepare_filter(const conv_geometry& g, const float* w, float* u) {
-    if (winograd_tile(g) == 4) winograd_filter_transform<4>(w, g.in.c, g.out_c, u);
-    else winograd_filter_transform<2>(w, g.in.c, g.out_c, u);
+    if (winograd_tile(g) == 4)
+        winograd_filter_transform<4>(w, g.in.c, g.out_c, u);
+    else
+        winograd_filter_transform<2>(w, g.in.c, g.out_c, u);
 }
 inline std::size_t winograd_filter_size(const conv_geometry& g) {
     const std::size_t positions = winograd_tile(g) == 4 ? winograd_tiles<4>::positions : winograd_tiles<2>::positions;
     return positions * static_cast<std::size_t>(g.in.c) * g.out_c;
 }
-inline void winograd_backward_filter(const conv_geometry& g, const float* x, const float* dy, float* dw, workspace& ws) {
-    if (winograd_tile(g) == 4) winograd_conv_backward_filter<4>(g, x, dy, dw, ws);
-    else winograd_conv_backward_filter<2>(g, x, dy, dw, ws);
+inline void winograd_backward_filter(const conv_geometry& g, const float* x, const float* dy, float* dw,
+                                     workspace& ws) {
+    if (winograd_tile(g) == 4)
+        winograd_conv_backward_filter<4>(g, x, dy, dw, ws);
+    else
+        winograd_conv_backward_filter<2>(g, x, dy, dw, ws);
 }
 
 }  // namespace detail

@@ -143,7 +143,8 @@ void bn_partials(const bn_layout& l, Op op, double* partial, context& ctx) {
 /// Sum of the chunk partials of accumulator k, channel c, in chunk order.
 __device__ inline double bn_total(const bn_layout& l, const double* partial, int n, int k, int c) {
     double s = 0;
-    for (int ch = 0; ch < l.chunks; ++ch) s += partial[(static_cast<std::size_t>(ch) * n + k) * static_cast<std::size_t>(l.c) + c];
+    for (int ch = 0; ch < l.chunks; ++ch)
+        s += partial[(static_cast<std::size_t>(ch) * n + k) * static_cast<std::size_t>(l.c) + c];
     return s;
 }
 
@@ -156,8 +157,8 @@ __global__ void bn_mean_kernel(bn_layout l, const double* __restrict__ partial, 
 /// inv_std, running statistics, and y = x * a + b's per-channel a, b (as the CPU kernel).
 template <class = void>
 __global__ void bn_stats_kernel(bn_layout l, const double* __restrict__ partial, const float* __restrict__ mean,
-                                const float* __restrict__ gamma, const float* __restrict__ beta, float eps, float momentum,
-                                float* __restrict__ inv_std, float* __restrict__ running_mean,
+                                const float* __restrict__ gamma, const float* __restrict__ beta, float eps,
+                                float momentum, float* __restrict__ inv_std, float* __restrict__ running_mean,
                                 float* __restrict__ running_var, float* __restrict__ ab) {
     for (int c = static_cast<int>(global_thread()); c < l.c; c += static_cast<int>(grid_stride())) {
         const double ss = bn_total(l, partial, 1, 0, c);
@@ -252,22 +253,24 @@ void batch_norm_forward_train(const batch_norm_geometry& g, const T* x, const fl
             l, partial, save_mean, gamma, beta, g.eps, g.momentum, save_inv_std, running_mean, running_var, ab);
         TRICKS_CUDA_CHECK_LAUNCH("bn_stats_kernel");
         const std::size_t total = g.pixels * static_cast<std::size_t>(g.channels);
-        detail::bn_apply_kernel<T><<<detail::blocks_for(total), detail::threads_per_block, 0, ctx.stream()>>>(
-            total, g.channels, x, ab, y);
+        detail::bn_apply_kernel<T>
+            <<<detail::blocks_for(total), detail::threads_per_block, 0, ctx.stream()>>>(total, g.channels, x, ab, y);
         TRICKS_CUDA_CHECK_LAUNCH("bn_apply_kernel");
         return;
     }
     auto& p = detail::bn_plan_for<T>(g, shape, ctx, "tricks::gpu::batch_norm_forward_train");
     const float alpha = 1.f, zero = 0.f;
-    TRICKS_CUDA_CHECK(cudnnBatchNormalizationForwardTraining(
-        ctx.cudnn(), detail::bn_mode(ctx), &alpha, &zero, p.x, x, p.x, y, p.param, gamma, beta,
-        static_cast<double>(g.momentum), running_mean, running_var, static_cast<double>(g.eps), save_mean, save_inv_std));
+    TRICKS_CUDA_CHECK(cudnnBatchNormalizationForwardTraining(ctx.cudnn(), detail::bn_mode(ctx), &alpha, &zero, p.x, x,
+                                                             p.x, y, p.param, gamma, beta,
+                                                             static_cast<double>(g.momentum), running_mean, running_var,
+                                                             static_cast<double>(g.eps), save_mean, save_inv_std));
 }
 
 /// Evaluation-mode forward with the running statistics (our kernel, see the top of this file).
 template <device_element T>
 void batch_norm_forward_eval(const batch_norm_geometry& g, const T* x, const float* gamma, const float* beta,
-                             const float* running_mean, const float* running_var, T* y, context& ctx, shape4 shape = {}) {
+                             const float* running_mean, const float* running_var, T* y, context& ctx,
+                             shape4 shape = {}) {
     (void)detail::bn_shape(g, shape, "tricks::gpu::batch_norm_forward_eval");
     const std::size_t total = g.pixels * static_cast<std::size_t>(g.channels);
     detail::bn_eval_kernel<T><<<detail::blocks_for(total), detail::threads_per_block, 0, ctx.stream()>>>(
@@ -286,8 +289,9 @@ void batch_norm_backward(const batch_norm_geometry& g, const T* x, const T* dy, 
         float* k = nullptr;
         double* partial = detail::bn_scratch(l, 2, &k, ctx);
         detail::bn_partials<2>(l, detail::bn_bwd_op<T>{x, dy, save_mean}, partial, ctx);
-        detail::bn_grad_stats_kernel<><<<detail::blocks_for(static_cast<std::size_t>(g.channels)), detail::threads_per_block,
-                                         0, ctx.stream()>>>(l, partial, gamma, save_inv_std, dgamma, dbeta, k);
+        detail::bn_grad_stats_kernel<>
+            <<<detail::blocks_for(static_cast<std::size_t>(g.channels)), detail::threads_per_block, 0, ctx.stream()>>>(
+                l, partial, gamma, save_inv_std, dgamma, dbeta, k);
         TRICKS_CUDA_CHECK_LAUNCH("bn_grad_stats_kernel");
         const std::size_t total = g.pixels * static_cast<std::size_t>(g.channels);
         detail::bn_dx_kernel<T><<<detail::blocks_for(total), detail::threads_per_block, 0, ctx.stream()>>>(
@@ -297,8 +301,8 @@ void batch_norm_backward(const batch_norm_geometry& g, const T* x, const T* dy, 
     }
     auto& p = detail::bn_plan_for<T>(g, shape, ctx, "tricks::gpu::batch_norm_backward");
     const float one = 1.f, zero = 0.f;
-    TRICKS_CUDA_CHECK(cudnnBatchNormalizationBackward(ctx.cudnn(), detail::bn_mode(ctx), &one, &zero, &one, &zero, p.x, x,
-                                                      p.x, dy, p.x, dx, p.param, gamma, dgamma, dbeta,
+    TRICKS_CUDA_CHECK(cudnnBatchNormalizationBackward(ctx.cudnn(), detail::bn_mode(ctx), &one, &zero, &one, &zero, p.x,
+                                                      x, p.x, dy, p.x, dx, p.param, gamma, dgamma, dbeta,
                                                       static_cast<double>(g.eps), save_mean, save_inv_std));
 }
 

@@ -39,8 +39,10 @@ __host__ __device__ __forceinline__ float to_float(float x) { return x; }
 __host__ __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
 template <class T>
 __host__ __device__ __forceinline__ T from_float(float x) {
-    if constexpr (std::is_same_v<T, float>) return x;
-    else return __float2half_rn(x);
+    if constexpr (std::is_same_v<T, float>)
+        return x;
+    else
+        return __float2half_rn(x);
 }
 
 namespace detail {

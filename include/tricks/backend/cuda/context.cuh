@@ -193,7 +193,8 @@ public:
     explicit context(context_options opt = {}, int device = -1) : opt_(opt) {
         const char* env = std::getenv("TRICKS_GPU_PROFILE");
         prof_.enabled = opt_.profile || (env && env[0] == '1');
-        if (const char* w = std::getenv("TRICKS_GPU_WGRAD_GEMM"); w && (w[0] == '0' || w[0] == '1')) opt_.wgrad_gemm = w[0] == '1';
+        if (const char* w = std::getenv("TRICKS_GPU_WGRAD_GEMM"); w && (w[0] == '0' || w[0] == '1'))
+            opt_.wgrad_gemm = w[0] == '1';
         if (device >= 0) TRICKS_CUDA_CHECK(cudaSetDevice(device));
         TRICKS_CUDA_CHECK(cudaGetDevice(&device_));
         stream_ = gpu::stream::create();

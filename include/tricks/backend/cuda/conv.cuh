@@ -84,14 +84,17 @@ void choose_forward(conv_plan& p, const conv_geometry& g, context& ctx) {
     TRICKS_CUDA_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(ctx.cudnn(), &max));
     std::vector<cudnnConvolutionFwdAlgoPerf_t> r(static_cast<std::size_t>(std::max(max, 1)));
     if (ctx.options().benchmark)
-        TRICKS_CUDA_CHECK(cudnnFindConvolutionForwardAlgorithm(ctx.cudnn(), p.x, p.w, p.fwd_conv, p.y, max, &got, r.data()));
+        TRICKS_CUDA_CHECK(
+            cudnnFindConvolutionForwardAlgorithm(ctx.cudnn(), p.x, p.w, p.fwd_conv, p.y, max, &got, r.data()));
     else
-        TRICKS_CUDA_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(ctx.cudnn(), p.x, p.w, p.fwd_conv, p.y, max, &got, r.data()));
+        TRICKS_CUDA_CHECK(
+            cudnnGetConvolutionForwardAlgorithm_v7(ctx.cudnn(), p.x, p.w, p.fwd_conv, p.y, max, &got, r.data()));
     const int i = pick_algorithm(r.data(), got, ctx.options(), "forward", g);
     p.fwd_algo = r[i].algo;
     p.fwd_math = resolve_math(r[i].mathType, dt, ctx.options());
     p.fwd_conv.set_math(p.fwd_math);
-    TRICKS_CUDA_CHECK(cudnnGetConvolutionForwardWorkspaceSize(ctx.cudnn(), p.x, p.w, p.fwd_conv, p.y, p.fwd_algo, &p.fwd_ws));
+    TRICKS_CUDA_CHECK(
+        cudnnGetConvolutionForwardWorkspaceSize(ctx.cudnn(), p.x, p.w, p.fwd_conv, p.y, p.fwd_algo, &p.fwd_ws));
     p.fwd_ready = true;
 }
 
@@ -102,11 +105,11 @@ void choose_backward_data(conv_plan& p, const conv_geometry& g, context& ctx) {
     TRICKS_CUDA_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(ctx.cudnn(), &max));
     std::vector<cudnnConvolutionBwdDataAlgoPerf_t> r(static_cast<std::size_t>(std::max(max, 1)));
     if (ctx.options().benchmark)
-        TRICKS_CUDA_CHECK(
-            cudnnFindConvolutionBackwardDataAlgorithm(ctx.cudnn(), p.w, p.y, p.bwd_data_conv, p.x, max, &got, r.data()));
+        TRICKS_CUDA_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(ctx.cudnn(), p.w, p.y, p.bwd_data_conv, p.x, max,
+                                                                    &got, r.data()));
     else
-        TRICKS_CUDA_CHECK(
-            cudnnGetConvolutionBackwardDataAlgorithm_v7(ctx.cudnn(), p.w, p.y, p.bwd_data_conv, p.x, max, &got, r.data()));
+        TRICKS_CUDA_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(ctx.cudnn(), p.w, p.y, p.bwd_data_conv, p.x, max,
+                                                                      &got, r.data()));
     const int i = pick_algorithm(r.data(), got, ctx.options(), "backward-data", g);
     p.bwd_data_algo = r[i].algo;
     p.bwd_data_math = resolve_math(r[i].mathType, dt, ctx.options());
@@ -123,11 +126,11 @@ void choose_backward_filter(conv_plan& p, const conv_geometry& g, context& ctx) 
     TRICKS_CUDA_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(ctx.cudnn(), &max));
     std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> r(static_cast<std::size_t>(std::max(max, 1)));
     if (ctx.options().benchmark)
-        TRICKS_CUDA_CHECK(
-            cudnnFindConvolutionBackwardFilterAlgorithm(ctx.cudnn(), p.x, p.y, p.bwd_filter_conv, p.w, max, &got, r.data()));
+        TRICKS_CUDA_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(ctx.cudnn(), p.x, p.y, p.bwd_filter_conv, p.w,
+                                                                      max, &got, r.data()));
     else
-        TRICKS_CUDA_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(ctx.cudnn(), p.x, p.y, p.bwd_filter_conv, p.w, max,
-                                                                         &got, r.data()));
+        TRICKS_CUDA_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(ctx.cudnn(), p.x, p.y, p.bwd_filter_conv, p.w,
+                                                                        max, &got, r.data()));
     const int i = pick_algorithm(r.data(), got, ctx.options(), "backward-filter", g);
     p.bwd_filter_algo = r[i].algo;
     p.bwd_filter_math = resolve_math(r[i].mathType, dt, ctx.options());
@@ -158,9 +161,8 @@ __global__ void im2col_kernel(im2col_dims d, const T* __restrict__ x, T* __restr
         const int oy = static_cast<int>(t2 % d.oh);
         const std::size_t img = t2 / d.oh;
         const int iy = oy * d.stride - d.pad + ky, ix = ox * d.stride - d.pad + kx;
-        col[i] = (iy >= 0 && iy < d.h && ix >= 0 && ix < d.w)
-                     ? x[((img * d.h + iy) * d.w + ix) * d.c + ci]
-                     : from_float<T>(0.f);
+        col[i] = (iy >= 0 && iy < d.h && ix >= 0 && ix < d.w) ? x[((img * d.h + iy) * d.w + ix) * d.c + ci]
+                                                              : from_float<T>(0.f);
     }
 }
 inline bool use_gemm(const conv_geometry& g, const context& ctx) {
@@ -173,8 +175,8 @@ template <device_element T>
 void conv2d_forward(const conv_geometry& g, const T* x, const T* w, T* y, context& ctx) {
     g.validate("tricks::gpu::conv2d");
     if (detail::use_gemm(g, ctx)) {  // Y^T (Cout x P) = W (Cout x Cin) X^T
-        detail::gemm<T>(ctx.cublas(), CUBLAS_OP_T, CUBLAS_OP_N, g.out_c, static_cast<int>(g.in.pixels()), g.in.c, w, g.in.c,
-                        x, g.in.c, y, g.out_c);
+        detail::gemm<T>(ctx.cublas(), CUBLAS_OP_T, CUBLAS_OP_N, g.out_c, static_cast<int>(g.in.pixels()), g.in.c, w,
+                        g.in.c, x, g.in.c, y, g.out_c);
         return;
     }
     auto& p = detail::conv_plan_for<T>(g, ctx);
@@ -190,16 +192,16 @@ template <device_element T>
 void conv2d_backward_data(const conv_geometry& g, const T* dy, const T* w, T* dx, context& ctx) {
     g.validate("tricks::gpu::conv2d_backward_data");
     if (detail::use_gemm(g, ctx)) {  // dX^T (Cin x P) = W^T (Cin x Cout) dY^T
-        detail::gemm<T>(ctx.cublas(), CUBLAS_OP_N, CUBLAS_OP_N, g.in.c, static_cast<int>(g.in.pixels()), g.out_c, w, g.in.c,
-                        dy, g.out_c, dx, g.in.c);
+        detail::gemm<T>(ctx.cublas(), CUBLAS_OP_N, CUBLAS_OP_N, g.in.c, static_cast<int>(g.in.pixels()), g.out_c, w,
+                        g.in.c, dy, g.out_c, dx, g.in.c);
         return;
     }
     auto& p = detail::conv_plan_for<T>(g, ctx);
     if (!p.bwd_data_ready) detail::choose_backward_data<T>(p, g, ctx);
     void* ws = ctx.workspace().get(device_workspace::conv, p.bwd_data_ws);
     const float alpha = 1.f, beta = 0.f;
-    TRICKS_CUDA_CHECK(cudnnConvolutionBackwardData(ctx.cudnn(), &alpha, p.w, w, p.y, dy, p.bwd_data_conv, p.bwd_data_algo,
-                                                   ws, p.bwd_data_ws, &beta, p.x, dx));
+    TRICKS_CUDA_CHECK(cudnnConvolutionBackwardData(ctx.cudnn(), &alpha, p.w, w, p.y, dy, p.bwd_data_conv,
+                                                   p.bwd_data_algo, ws, p.bwd_data_ws, &beta, p.x, dx));
 }
 
 /// dw = sum over the batch of the correlation of x with dy, overwritten (KRSC).
@@ -207,8 +209,8 @@ template <device_element T>
 void conv2d_backward_filter(const conv_geometry& g, const T* x, const T* dy, T* dw, context& ctx) {
     g.validate("tricks::gpu::conv2d_backward_filter");
     if (detail::use_gemm(g, ctx)) {  // dW^T (Cin x Cout) = X^T (Cin x P) dY (P x Cout)
-        detail::gemm<T>(ctx.cublas(), CUBLAS_OP_N, CUBLAS_OP_T, g.in.c, g.out_c, static_cast<int>(g.in.pixels()), x, g.in.c,
-                        dy, g.out_c, dw, g.in.c);
+        detail::gemm<T>(ctx.cublas(), CUBLAS_OP_N, CUBLAS_OP_T, g.in.c, g.out_c, static_cast<int>(g.in.pixels()), x,
+                        g.in.c, dy, g.out_c, dw, g.in.c);
         return;
     }
     const std::size_t out_pixels = g.out().pixels();
@@ -217,10 +219,11 @@ void conv2d_backward_filter(const conv_geometry& g, const T* x, const T* dy, T* 
         const int K = g.k();
         T* col = ctx.workspace().get_as<T>(device_workspace::conv, out_pixels * static_cast<std::size_t>(K));
         const detail::im2col_dims d{g.in.n, g.in.h, g.in.w, g.in.c, g.out_h(), g.out_w(), g.kh, g.kw, g.stride, g.pad};
-        detail::im2col_kernel<T><<<detail::blocks_for(out_pixels * K), detail::threads_per_block, 0, ctx.stream()>>>(d, x, col);
+        detail::im2col_kernel<T>
+            <<<detail::blocks_for(out_pixels * K), detail::threads_per_block, 0, ctx.stream()>>>(d, x, col);
         TRICKS_CUDA_CHECK_LAUNCH("im2col_kernel");
-        detail::gemm<T>(ctx.cublas(), CUBLAS_OP_N, CUBLAS_OP_T, K, g.out_c, static_cast<int>(out_pixels), col, K, dy, g.out_c,
-                        dw, K);
+        detail::gemm<T>(ctx.cublas(), CUBLAS_OP_N, CUBLAS_OP_T, K, g.out_c, static_cast<int>(out_pixels), col, K, dy,
+                        g.out_c, dw, K);
         return;
     }
     auto& p = detail::conv_plan_for<T>(g, ctx);
@@ -255,8 +258,10 @@ std::string conv2d_describe(const conv_geometry& g, context& ctx) {
     std::ostringstream os;
     auto one = [&os](const char* name, bool ready, int algo, int math, std::size_t ws) {
         os << name << ' ';
-        if (ready) os << "algo " << algo << " (math " << math << ", " << ws << " B)";
-        else os << "(not chosen yet)";
+        if (ready)
+            os << "algo " << algo << " (math " << math << ", " << ws << " B)";
+        else
+            os << "(not chosen yet)";
     };
     one("fwd", p.fwd_ready, p.fwd_algo, p.fwd_math, p.fwd_ws);
     os << " | ";

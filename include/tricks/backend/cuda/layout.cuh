@@ -26,7 +26,8 @@ void hwio_to_krsc(const conv_geometry& g, const T* hwio, T* krsc) {
     for (int co = 0; co < g.out_c; ++co)
         for (int ky = 0; ky < g.kh; ++ky)
             for (int kx = 0; kx < g.kw; ++kx)
-                for (int ci = 0; ci < g.in.c; ++ci) krsc[krsc_index(g, co, ky, kx, ci)] = hwio[hwio_index(g, co, ky, kx, ci)];
+                for (int ci = 0; ci < g.in.c; ++ci)
+                    krsc[krsc_index(g, co, ky, kx, ci)] = hwio[hwio_index(g, co, ky, kx, ci)];
 }
 
 template <class T>
@@ -34,7 +35,8 @@ void krsc_to_hwio(const conv_geometry& g, const T* krsc, T* hwio) {
     for (int co = 0; co < g.out_c; ++co)
         for (int ky = 0; ky < g.kh; ++ky)
             for (int kx = 0; kx < g.kw; ++kx)
-                for (int ci = 0; ci < g.in.c; ++ci) hwio[hwio_index(g, co, ky, kx, ci)] = krsc[krsc_index(g, co, ky, kx, ci)];
+                for (int ci = 0; ci < g.in.c; ++ci)
+                    hwio[hwio_index(g, co, ky, kx, ci)] = krsc[krsc_index(g, co, ky, kx, ci)];
 }
 
 }  // namespace tricks::backend::gpu

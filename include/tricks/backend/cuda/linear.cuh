@@ -65,7 +65,8 @@ void linear_backward(int n, int in, int out, const T* x, const T* w, const T* dy
     detail::gemm<T>(ctx.cublas(), CUBLAS_OP_N, CUBLAS_OP_T, out, in, n, dy, out, x, in, dw, out);
     if (db) {
         detail::column_sums_kernel<T>
-            <<<detail::blocks_for(static_cast<std::size_t>(out)), detail::threads_per_block, 0, ctx.stream()>>>(n, out, dy, db);
+            <<<detail::blocks_for(static_cast<std::size_t>(out)), detail::threads_per_block, 0, ctx.stream()>>>(n, out,
+                                                                                                                dy, db);
         TRICKS_CUDA_CHECK_LAUNCH("column_sums_kernel");
     }
 }

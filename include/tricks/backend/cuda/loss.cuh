@@ -48,7 +48,8 @@ __global__ void __launch_bounds__(loss_threads)
 /// mean = sum(row_loss) / n, written as double (and as float when out_f is not null).
 template <class = void>  // a template so the header can be included by several translation units
 __global__ void __launch_bounds__(loss_threads)
-    mean_loss_kernel(int n, const double* __restrict__ row_loss, double* __restrict__ out_d, float* __restrict__ out_f) {
+    mean_loss_kernel(int n, const double* __restrict__ row_loss, double* __restrict__ out_d,
+                     float* __restrict__ out_f) {
     double s = 0;
     for (int i = threadIdx.x; i < n; i += blockDim.x) s += row_loss[i];
     s = block_sum(s);
@@ -115,7 +116,6 @@ __global__ void __launch_bounds__(loss_threads)
     }
 }
 
-
 /// Row losses + the mean; returns the device address of the double mean (in the loss slot).
 template <class T>
 double* softmax_cross_entropy_launch(int n, int k, const T* z, const float* q, T* dz, float* p, float* loss_f,
@@ -158,7 +158,8 @@ template <device_element T>
 void softmax(int n, int k, const T* z, float temperature, float* p, context& ctx) {
     require<shape_error>(n > 0 && k > 0 && temperature > 0.f, "tricks::gpu::softmax: bad shape n=", n, " k=", k,
                          " or temperature ", temperature);
-    detail::softmax_rows_kernel<T><<<detail::row_blocks(n), detail::loss_threads, 0, ctx.stream()>>>(n, k, z, temperature, p);
+    detail::softmax_rows_kernel<T>
+        <<<detail::row_blocks(n), detail::loss_threads, 0, ctx.stream()>>>(n, k, z, temperature, p);
     TRICKS_CUDA_CHECK_LAUNCH("softmax_rows_kernel");
 }
 
@@ -169,13 +170,14 @@ void softmax(int n, int k, const T* z, float temperature, float* p, context& ctx
 template <device_element T, device_element R>
 const double* distillation_term_async(int n, int k, const T* z, const R* r, float temperature, T* dz,
                                       const float* dz_scale, context& ctx) {
-    require<shape_error>(n > 0 && k > 0 && temperature > 0.f, "tricks::gpu::distillation_term: bad shape n=", n, " k=", k,
-                         " or temperature ", temperature);
+    require<shape_error>(n > 0 && k > 0 && temperature > 0.f, "tricks::gpu::distillation_term: bad shape n=", n,
+                         " k=", k, " or temperature ", temperature);
     double* scratch = ctx.workspace().get_as<double>(device_workspace::misc, static_cast<std::size_t>(n) + 1);
-    detail::distill_rows_kernel<T, R>
-        <<<detail::row_blocks(n), detail::loss_threads, 0, ctx.stream()>>>(n, k, z, r, temperature, dz, dz_scale, scratch);
+    detail::distill_rows_kernel<T, R><<<detail::row_blocks(n), detail::loss_threads, 0, ctx.stream()>>>(
+        n, k, z, r, temperature, dz, dz_scale, scratch);
     TRICKS_CUDA_CHECK_LAUNCH("distill_rows_kernel");
-    detail::mean_loss_kernel<><<<1, detail::loss_threads, 0, ctx.stream()>>>(n, scratch, scratch + n, static_cast<float*>(nullptr));
+    detail::mean_loss_kernel<>
+        <<<1, detail::loss_threads, 0, ctx.stream()>>>(n, scratch, scratch + n, static_cast<float*>(nullptr));
     TRICKS_CUDA_CHECK_LAUNCH("mean_loss_kernel");
     return scratch + n;
 }

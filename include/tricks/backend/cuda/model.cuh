@@ -68,18 +68,22 @@ struct device_param {
 
     [[nodiscard]] std::size_t size() const noexcept { return master.size(); }
     [[nodiscard]] const G* value() const noexcept {
-        if constexpr (std::is_same_v<G, float>) return master.data();
-        else return copy.data();
+        if constexpr (std::is_same_v<G, float>)
+            return master.data();
+        else
+            return copy.data();
     }
-    [[nodiscard]] conv_geometry filter() const noexcept { return conv_geometry{shape4{1, 1, 1, cin}, cout, kh, kw, 1, 0}; }
+    [[nodiscard]] conv_geometry filter() const noexcept {
+        return conv_geometry{shape4{1, 1, 1, cin}, cout, kh, kw, 1, 0};
+    }
 
     /// Host value (and momentum, when given) -> device; the gradient buffer is allocated.
     void upload(const tensor<float>* host_velocity, context& ctx) {
         const std::size_t n = host->value.size();
         master.upload(device_layout(host->value.span()));
         if (host_velocity) {
-            require<shape_error>(host_velocity->size() == n, "tricks::gpu::device_param: momentum of ", host_velocity->size(),
-                                 " values for a parameter of ", n);
+            require<shape_error>(host_velocity->size() == n, "tricks::gpu::device_param: momentum of ",
+                                 host_velocity->size(), " values for a parameter of ", n);
             velocity.upload(device_layout(std::span<const float>(host_velocity->data(), n)));
         } else {
             velocity.resize(n);
@@ -109,8 +113,9 @@ struct device_param {
     }
 
     sgd_tensor<G> sgd_view(bool decay) {
-        return {master.data(), velocity.data(), grad.data(), std::is_same_v<G, float> ? nullptr : copy.data(), master.size(),
-                decay};
+        return {master.data(), velocity.data(),
+                grad.data(),   std::is_same_v<G, float> ? nullptr : copy.data(),
+                master.size(), decay};
     }
 
 private:
@@ -122,8 +127,10 @@ private:
     void host_layout(std::vector<float> d, std::span<float> h) const {
         require<shape_error>(d.size() == h.size(), "tricks::gpu::device_param: device holds ", d.size(),
                              " values, host parameter ", h.size());
-        if (kh) krsc_to_hwio(filter(), d.data(), h.data());
-        else std::copy(d.begin(), d.end(), h.begin());
+        if (kh)
+            krsc_to_hwio(filter(), d.data(), h.data());
+        else
+            std::copy(d.begin(), d.end(), h.begin());
     }
 };
 
@@ -139,9 +146,10 @@ struct device_statistic {
 /// one cannot run on backend::cuda.
 template <class L, device_element T>
 struct device_layer {
-    static_assert(sizeof(L) == 0,
-                  "tricks::backend::cuda: this layer type has no CUDA implementation (device twins exist for conv, "
-                  "batch_norm, relu, max_pool, avg_pool, global_avg_pool, linear, identity, sequential, repeat, residual)");
+    static_assert(
+        sizeof(L) == 0,
+        "tricks::backend::cuda: this layer type has no CUDA implementation (device twins exist for conv, "
+        "batch_norm, relu, max_pool, avg_pool, global_avg_pool, linear, identity, sequential, repeat, residual)");
 };
 
 // ---- layers -------------------------------------------------------------------------------------
@@ -184,7 +192,8 @@ struct device_layer<nn::conv<Cin, Cout, K, S, P>, T> {
     }
     const device_tensor<T>& backward(const device_tensor<T>& dy, const run_context& rc, bool need_dx) {
         const auto g = geometry(x_->shape);
-        require<shape_error>(dy.shape == g.out(), "tricks::gpu::conv: backward got dy ", dy.shape, ", expected ", g.out());
+        require<shape_error>(dy.shape == g.out(), "tricks::gpu::conv: backward got dy ", dy.shape, ", expected ",
+                             g.out());
         {
             const auto timed = rc.gpu->time("conv wgrad");
             conv2d_backward_filter<T>(g, x_->data(), dy.data(), weight.grad.data(), *rc.gpu);
@@ -233,8 +242,9 @@ struct device_layer<nn::batch_norm<C>, T> {
         if (rc.phase == nn::mode::train) {
             mean_.resize(C);
             inv_std_.resize(C);
-            batch_norm_forward_train<T>(g, x.data(), gamma.value(), beta.value(), y_.data(), mean_.data(), inv_std_.data(),
-                                        running_mean.value.data(), running_var.value.data(), *rc.gpu, x.shape);
+            batch_norm_forward_train<T>(g, x.data(), gamma.value(), beta.value(), y_.data(), mean_.data(),
+                                        inv_std_.data(), running_mean.value.data(), running_var.value.data(), *rc.gpu,
+                                        x.shape);
         } else {
             batch_norm_forward_eval<T>(g, x.data(), gamma.value(), beta.value(), running_mean.value.data(),
                                        running_var.value.data(), y_.data(), *rc.gpu, x.shape);
@@ -315,7 +325,8 @@ private:
 };
 
 template <int C, int K, int S, int P, bool Ceil, bool IncludePad, device_element T>
-struct device_layer<nn::avg_pool<C, K, S, P, Ceil, IncludePad>, T> : detail::stateless_twin<nn::avg_pool<C, K, S, P, Ceil, IncludePad>> {
+struct device_layer<nn::avg_pool<C, K, S, P, Ceil, IncludePad>, T>
+    : detail::stateless_twin<nn::avg_pool<C, K, S, P, Ceil, IncludePad>> {
     explicit device_layer(nn::avg_pool<C, K, S, P, Ceil, IncludePad>&) {}
     const device_tensor<T>& forward(const device_tensor<T>& x, const run_context& rc) {
         nn::check_channels("tricks::gpu::avg_pool", x.shape, C);
@@ -438,8 +449,10 @@ private:
     template <std::size_t I>
     const device_tensor<T>& backward_from(const device_tensor<T>& dy, const run_context& rc, bool need_dx) {
         const device_tensor<T>& d = std::get<I>(layers).backward(dy, rc, I == 0 ? need_dx : true);
-        if constexpr (I == 0) return d;
-        else return backward_from<I - 1>(d, rc, need_dx);
+        if constexpr (I == 0)
+            return d;
+        else
+            return backward_from<I - 1>(d, rc, need_dx);
     }
 };
 
@@ -457,7 +470,8 @@ struct device_layer<nn::repeat<L, N>, T> {
     }
     const device_tensor<T>& backward(const device_tensor<T>& dy, const run_context& rc, bool need_dx) {
         const device_tensor<T>* cur = &dy;
-        for (int i = N - 1; i >= 0; --i) cur = &items[static_cast<std::size_t>(i)].backward(*cur, rc, i == 0 ? need_dx : true);
+        for (int i = N - 1; i >= 0; --i)
+            cur = &items[static_cast<std::size_t>(i)].backward(*cur, rc, i == 0 ? need_dx : true);
         return *cur;
     }
     shape4 prepare(shape4 in, context& ctx) {
@@ -483,8 +497,8 @@ struct device_layer<nn::residual<Branch, Shortcut>, T> {
     const device_tensor<T>& forward(const device_tensor<T>& x, const run_context& rc) {
         const device_tensor<T>& a = branch.forward(x, rc);
         const device_tensor<T>& s = shortcut.forward(x, rc);
-        require<shape_error>(a.shape == s.shape, "tricks::gpu::residual: branch output ", a.shape, " and shortcut output ",
-                             s.shape, " differ");
+        require<shape_error>(a.shape == s.shape, "tricks::gpu::residual: branch output ", a.shape,
+                             " and shortcut output ", s.shape, " differ");
         y_.resize(a.shape);
         const auto timed = rc.gpu->time("residual add+relu");
         add_relu_forward<T>(y_.size(), a.data(), s.data(), y_.data(), *rc.gpu);
@@ -547,8 +561,8 @@ public:
     device_model& operator=(const device_model&) = delete;
 
     const device_tensor<T>& forward(const device_tensor<T>& x, nn::mode phase) {
-        require<shape_error>(x.shape.c == Model::input_channels, "tricks::gpu::device_model: ", Model::name(), " takes ",
-                             Model::input_channels, " input channels, got input ", x.shape);
+        require<shape_error>(x.shape.c == Model::input_channels, "tricks::gpu::device_model: ", Model::name(),
+                             " takes ", Model::input_channels, " input channels, got input ", x.shape);
         return body_.forward(x, run_context{phase, ctx_});
     }
     void backward(const device_tensor<T>& dz) { (void)body_.backward(dz, run_context{nn::mode::train, ctx_}, false); }
@@ -570,7 +584,8 @@ public:
         host.for_each_buffer([&](tensor<float>& b) { h.push_back(&b); });
         body_.for_each_statistic([&](device_statistic& st) { d.push_back(st.host); });
         require<error>(h == d, "tricks::gpu::device_model: ", Model::name(), ": the device twins visit ", d.size(),
-                       " statistics in another order than the host model's ", h.size(), " buffers (backend/cuda/model.cuh)");
+                       " statistics in another order than the host model's ", h.size(),
+                       " buffers (backend/cuda/model.cuh)");
     }
 
     /// Host parameters, BN statistics and (when given, one per parameter in host order) momentum -> device.
@@ -631,8 +646,10 @@ private:
         body_.for_each_param([&](auto& p) {
             const bool decay = decays_(p.host->kind);
             using G = std::remove_cvref_t<decltype(*p.grad.data())>;
-            if constexpr (std::is_same_v<G, T>) typed.push_back(p.sgd_view(decay));
-            else fp32.push_back(p.sgd_view(decay));
+            if constexpr (std::is_same_v<G, T>)
+                typed.push_back(p.sgd_view(decay));
+            else
+                fp32.push_back(p.sgd_view(decay));
         });
         // Under precision::fp32 (T = float) both kinds land in `typed`; fp32 stays empty.
         typed_ = sgd_multi<T>(typed);

@@ -41,7 +41,7 @@ struct sgd_tensor {
     const T* grad = nullptr;    // gradient in storage precision (scaled by S under loss scaling)
     T* model = nullptr;         // storage-precision copy written after the update; may be null
     std::size_t n = 0;
-    bool decay = true;          // weight decay applies (false for bias / BN under no_bias_decay)
+    bool decay = true;  // weight decay applies (false for bias / BN under no_bias_decay)
 };
 
 struct sgd_hyper {
@@ -114,7 +114,8 @@ __global__ void loss_scale_update_kernel(loss_scale_state* s) {
 /// Blocks along x for the multi-tensor kernels: enough for the largest tensor (8 elements per
 /// thread), at most 1024 (blocks of smaller tensors exit at once).
 inline unsigned multi_blocks_x(std::size_t max_n) {
-    return static_cast<unsigned>(std::clamp<std::size_t>((max_n + threads_per_block * 8 - 1) / (threads_per_block * 8), 1, 1024));
+    return static_cast<unsigned>(
+        std::clamp<std::size_t>((max_n + threads_per_block * 8 - 1) / (threads_per_block * 8), 1, 1024));
 }
 inline constexpr int max_grid_y = 65535;
 
@@ -133,7 +134,8 @@ public:
     /// scaler: device loss-scale state (dynamic_loss_scale::state()) or null for no scaling.
     void step(const sgd_hyper& h, const loss_scale_state* scaler, context& ctx) const {
         for (int first = 0; first < count_; first += detail::max_grid_y) {
-            const dim3 grid(detail::multi_blocks_x(max_n_), static_cast<unsigned>(std::min(count_ - first, detail::max_grid_y)));
+            const dim3 grid(detail::multi_blocks_x(max_n_),
+                            static_cast<unsigned>(std::min(count_ - first, detail::max_grid_y)));
             detail::sgd_kernel<T><<<grid, detail::threads_per_block, 0, ctx.stream()>>>(list_.data(), first, h, scaler);
             TRICKS_CUDA_CHECK_LAUNCH("sgd_kernel");
         }
@@ -141,8 +143,10 @@ public:
     /// Sets *flag (device int) to 1 if any gradient holds an inf or NaN (leaves it alone otherwise).
     void check_finite(int* flag, context& ctx) const {
         for (int first = 0; first < count_; first += detail::max_grid_y) {
-            const dim3 grid(detail::multi_blocks_x(max_n_), static_cast<unsigned>(std::min(count_ - first, detail::max_grid_y)));
-            detail::check_finite_multi_kernel<T><<<grid, detail::threads_per_block, 0, ctx.stream()>>>(list_.data(), first, flag);
+            const dim3 grid(detail::multi_blocks_x(max_n_),
+                            static_cast<unsigned>(std::min(count_ - first, detail::max_grid_y)));
+            detail::check_finite_multi_kernel<T>
+                <<<grid, detail::threads_per_block, 0, ctx.stream()>>>(list_.data(), first, flag);
             TRICKS_CUDA_CHECK_LAUNCH("check_finite_multi_kernel");
         }
     }
@@ -183,7 +187,8 @@ public:
     [[nodiscard]] const loss_scale_state* state() const noexcept { return state_.data(); }
     /// Device address of S (for softmax_cross_entropy_async's dz_scale).
     [[nodiscard]] const float* scale() const noexcept {
-        return reinterpret_cast<const float*>(reinterpret_cast<const char*>(state_.data()) + offsetof(loss_scale_state, scale));
+        return reinterpret_cast<const float*>(reinterpret_cast<const char*>(state_.data()) +
+                                              offsetof(loss_scale_state, scale));
     }
     [[nodiscard]] int* found_inf() noexcept {
         return reinterpret_cast<int*>(reinterpret_cast<char*>(state_.data()) + offsetof(loss_scale_state, found_inf));

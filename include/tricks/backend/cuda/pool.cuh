@@ -113,7 +113,8 @@ __global__ void global_avg_pool_backward_kernel(int n, int hw, int c, const T* _
 template <class T>
 pool_plan& pool_plan_for(const pool_geometry& g, cudnnPoolingMode_t mode, context& ctx) {
     constexpr cudnnDataType_t dt = dtype_traits<T>::cudnn;
-    const pool_key key{g.in.n, g.in.h, g.in.w, g.in.c, g.k, g.stride, g.pad, static_cast<int>(mode), static_cast<int>(dt)};
+    const pool_key key{
+        g.in.n, g.in.h, g.in.w, g.in.c, g.k, g.stride, g.pad, static_cast<int>(mode), static_cast<int>(dt)};
     auto& plans = ctx.pool_plans();
     if (auto it = plans.find(key); it != plans.end()) return *it->second;
     auto p = std::make_unique<pool_plan>();
@@ -140,7 +141,8 @@ void max_pool_forward(const pool_geometry& g, const T* x, T* y, context& ctx) {
 template <device_element T>
 void max_pool_backward(const pool_geometry& g, const T* x, const T* y, const T* dy, T* dx, context& ctx) {
     g.validate("tricks::gpu::max_pool_backward");
-    require<shape_error>(!g.ceil_mode, "tricks::gpu::max_pool_backward: ceil_mode is not supported by the CUDA backend");
+    require<shape_error>(!g.ceil_mode,
+                         "tricks::gpu::max_pool_backward: ceil_mode is not supported by the CUDA backend");
     auto& p = detail::pool_plan_for<T>(g, CUDNN_POOLING_MAX_DETERMINISTIC, ctx);
     const float one = 1.f, zero = 0.f;
     TRICKS_CUDA_CHECK(cudnnPoolingBackward(ctx.cudnn(), p.pool, &one, p.y, y, p.y, dy, p.x, x, &zero, p.x, dx));
@@ -154,11 +156,13 @@ void avg_pool_forward(const pool_geometry& g, const T* x, T* y, context& ctx, bo
     if (g.ceil_mode || force_kernel) {
         const auto d = detail::dims_of(g);
         const std::size_t total = g.out().size();
-        detail::avg_pool_forward_kernel<T><<<detail::blocks_for(total), detail::threads_per_block, 0, ctx.stream()>>>(d, x, y);
+        detail::avg_pool_forward_kernel<T>
+            <<<detail::blocks_for(total), detail::threads_per_block, 0, ctx.stream()>>>(d, x, y);
         TRICKS_CUDA_CHECK_LAUNCH("avg_pool_forward_kernel");
         return;
     }
-    const auto mode = g.count_include_pad ? CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING : CUDNN_POOLING_AVERAGE_COUNT_EXCLUDE_PADDING;
+    const auto mode =
+        g.count_include_pad ? CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING : CUDNN_POOLING_AVERAGE_COUNT_EXCLUDE_PADDING;
     auto& p = detail::pool_plan_for<T>(g, mode, ctx);
     const float one = 1.f, zero = 0.f;
     TRICKS_CUDA_CHECK(cudnnPoolingForward(ctx.cudnn(), p.pool, &one, p.x, x, &zero, p.y, y));
@@ -170,14 +174,16 @@ void avg_pool_backward(const pool_geometry& g, const T* dy, T* dx, context& ctx)
     g.validate("tricks::gpu::avg_pool_backward");
     const auto d = detail::dims_of(g);
     const std::size_t total = g.in.size();
-    detail::avg_pool_backward_kernel<T><<<detail::blocks_for(total), detail::threads_per_block, 0, ctx.stream()>>>(d, dy, dx);
+    detail::avg_pool_backward_kernel<T>
+        <<<detail::blocks_for(total), detail::threads_per_block, 0, ctx.stream()>>>(d, dy, dx);
     TRICKS_CUDA_CHECK_LAUNCH("avg_pool_backward_kernel");
 }
 
 /// (n, h, w, c) -> (n, 1, 1, c): the mean over each feature map.
 template <device_element T>
 void global_avg_pool_forward(shape4 in, const T* x, T* y, context& ctx) {
-    require<shape_error>(in.n > 0 && in.h > 0 && in.w > 0 && in.c > 0, "tricks::gpu::global_avg_pool: empty input ", in);
+    require<shape_error>(in.n > 0 && in.h > 0 && in.w > 0 && in.c > 0, "tricks::gpu::global_avg_pool: empty input ",
+                         in);
     const std::size_t total = static_cast<std::size_t>(in.n) * in.c;
     detail::global_avg_pool_forward_kernel<T>
         <<<detail::blocks_for(total), detail::threads_per_block, 0, ctx.stream()>>>(in.n, in.h * in.w, in.c, x, y);
@@ -186,7 +192,8 @@ void global_avg_pool_forward(shape4 in, const T* x, T* y, context& ctx) {
 
 template <device_element T>
 void global_avg_pool_backward(shape4 in, const T* dy, T* dx, context& ctx) {
-    require<shape_error>(in.n > 0 && in.h > 0 && in.w > 0 && in.c > 0, "tricks::gpu::global_avg_pool_backward: empty input ", in);
+    require<shape_error>(in.n > 0 && in.h > 0 && in.w > 0 && in.c > 0,
+                         "tricks::gpu::global_avg_pool_backward: empty input ", in);
     const std::size_t total = in.size();
     detail::global_avg_pool_backward_kernel<T>
         <<<detail::blocks_for(total), detail::threads_per_block, 0, ctx.stream()>>>(in.n, in.h * in.w, in.c, dy, dx);

@@ -141,7 +141,8 @@ public:
         cudnnConvolutionDescriptor_t d{};
         TRICKS_CUDA_CHECK(cudnnCreateConvolutionDescriptor(&d));
         convolution_descriptor out(d);
-        TRICKS_CUDA_CHECK(cudnnSetConvolution2dDescriptor(d, pad, pad, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION, compute));
+        TRICKS_CUDA_CHECK(
+            cudnnSetConvolution2dDescriptor(d, pad, pad, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION, compute));
         TRICKS_CUDA_CHECK(cudnnSetConvolutionMathType(d, math));
         return out;
     }
@@ -202,12 +203,14 @@ public:
     /// Synchronous copies (ordered with all work already queued on blocking streams).
     void upload(std::span<const T> host) {
         resize(host.size());
-        if (!host.empty()) TRICKS_CUDA_CHECK(cudaMemcpy(p_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
+        if (!host.empty())
+            TRICKS_CUDA_CHECK(cudaMemcpy(p_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
     }
     void download(std::span<T> host) const {
         require<cuda_error>(host.size() <= n_, "tricks::gpu::device_buffer::download: asked for ", host.size(),
                             " elements, buffer holds ", n_);
-        if (!host.empty()) TRICKS_CUDA_CHECK(cudaMemcpy(host.data(), p_, host.size() * sizeof(T), cudaMemcpyDeviceToHost));
+        if (!host.empty())
+            TRICKS_CUDA_CHECK(cudaMemcpy(host.data(), p_, host.size() * sizeof(T), cudaMemcpyDeviceToHost));
     }
     [[nodiscard]] std::vector<T> to_host() const {
         std::vector<T> v(n_);
