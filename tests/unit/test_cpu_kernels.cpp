@@ -585,8 +585,8 @@ TEST_CASE("cpu conv2d_forward: a residual in the epilogue gives the bits of add_
         for (const auto algo : {tb::conv_algo::winograd, tb::conv_algo::direct}) {
             for (const bool affine : {false, true}) {
                 for (const bool relu : {false, true}) {
-                    INFO(describe(c) << " algo " << std::string(tb::to_string(algo)) << " affine " << affine << " relu "
-                                     << relu);
+                    INFO(describe(e.c) << " algo " << std::string(tb::to_string(algo)) << " affine " << affine
+                                       << " relu " << relu);
                     tb::workspace ws;
                     tb::conv_epilogue before{};  // the convolution (and its folded BN) alone
                     if (affine) before.scale = scale.data(), before.shift = shift.data();
@@ -619,8 +619,8 @@ TEST_CASE("cpu forward kernels give an image the same bits in any batch (what mo
         const std::size_t xi = ref.x_size() / 7, yi = ref.y_size() / 7;
         for (const auto algo : {tb::conv_algo::winograd, tb::conv_algo::direct}) {
             for (const bool folded : {false, true}) {
-                INFO(describe(c) << " algo " << std::string(tb::to_string(algo))
-                                 << std::string(folded ? " with the folded BN + ReLU" : ""));
+                INFO(describe(e.c) << " algo " << std::string(tb::to_string(algo))
+                                   << std::string(folded ? " with the folded BN + ReLU" : ""));
                 tb::conv_epilogue epi{};
                 if (folded) epi.scale = scale.data(), epi.shift = shift.data(), epi.relu = true;
                 tb::workspace ws;
