@@ -45,7 +45,7 @@ run() {
   OMP_NUM_THREADS=1 TMPDIR="$dir/tmp" UBSAN_OPTIONS="print_stacktrace=1:${UBSAN_OPTIONS:-}" \
     "$out/$target" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
     -artifact_prefix="$dir/findings/" "$dir/corpus" >"$dir/log" 2>&1 || status=$?
-  grep -E '^stat::number_of_executed_units|^stat::peak_rss_mb|^#[0-9]+ *DONE' "$dir/log" | sed "s/^/fuzz: $target: /" >&2 || true
+  grep -E '^stat::number_of_executed_units|^stat::peak_rss_mb|^#[0-9]+[[:space:]]+DONE' "$dir/log" | sed "s/^/fuzz: $target: /" >&2 || true
   return "$status"
 }
 

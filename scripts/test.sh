@@ -25,10 +25,9 @@ normal_suite() {
 
 # The unit tests built with -fsanitize=address,undefined; any report (LeakSanitizer's too: the
 # OpenMP runtime's thread pools needed no suppression) fails the test. clang++-14 -O1 (with its
-# libomp), not GCC: on test_train.cpp GCC 12 -O2 took 303 s to compile with both sanitizers and
-# its tests 73-99 s to run, clang -O2 207 s, clang -O1 117 s and 52-53 s (GCC's UBSan
-# instrumentation is what costs); -g1 (line tables) is all a report needs. -Wno-pass-failed:
-# clang cannot vectorise the `omp simd` loops at -O1 and says so for each.
+# libomp), not GCC: GCC's sanitizer instrumentation made the build several times slower and the
+# tests slower too (docs/design.md, "Measurements"); -g1 (line tables) is all a report needs.
+# -Wno-pass-failed: clang cannot vectorise the `omp simd` loops at -O1 and says so for each.
 sanitize_suite() {
   local asan="$build-asan"
   local flags="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"

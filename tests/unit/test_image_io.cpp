@@ -23,7 +23,6 @@
 #include <random>
 #include <stdexcept>
 #include <string>
-#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -979,8 +978,12 @@ void check_region(const decoded_region& r, const image_u8& ref, crop_box box, in
 
 /// Boxes over a Wd x Hd image with targets: the whole image, the four borders and corners, a
 /// single pixel, thin strips, then random ones; targets chosen to reach every scale.
-std::vector<std::tuple<crop_box, int, int>> region_cases(int Wd, int Hd, std::uint32_t seed, int random_count) {
-    std::vector<std::tuple<crop_box, int, int>> cases{
+struct region_case {
+    crop_box box;
+    int tw, th;  // the target size
+};
+std::vector<region_case> region_cases(int Wd, int Hd, std::uint32_t seed, int random_count) {
+    std::vector<region_case> cases{
         {{0, 0, Wd, Hd}, Wd, Hd},              // d = 1, nothing to crop
         {{0, 0, Wd, Hd}, Wd / 2, Hd / 2},      // d = 2
         {{0, 0, Wd, Hd}, Wd / 8, Hd / 8},      // d = 8
@@ -1012,21 +1015,17 @@ void check_jpeg_regions(const bytes& file, int sw, int sh, int o, std::uint32_t 
     std::map<int, image_u8> ref;  // scale -> the whole image at that scale, displayed
     ref[1] = decode_image(file, "r.jpg");
     CHECK(same_image(ref[1], oriented(libjpeg_whole(file, 1), o)));
-    for (const auto& rc : region_cases(Wd, Hd, seed, random_count)) {
-        // plain references, not a structured binding: clang 14 (the sanitizer build) cannot capture
-        // those in CAPTURE's lambda
-        const crop_box& box = std::get<0>(rc);
-        const int tw = std::get<1>(rc), th = std::get<2>(rc);
-        CAPTURE(box.x);
-        CAPTURE(box.y);
-        CAPTURE(box.w);
-        CAPTURE(box.h);
-        CAPTURE(tw);
-        CAPTURE(th);
-        const decoded_region r = decode_region(file, "r.jpg", box, tw, th);
-        CHECK(r.scale_denom == expected_denom(box, tw, th, true));
+    for (const region_case& c : region_cases(Wd, Hd, seed, random_count)) {
+        CAPTURE(c.box.x);
+        CAPTURE(c.box.y);
+        CAPTURE(c.box.w);
+        CAPTURE(c.box.h);
+        CAPTURE(c.tw);
+        CAPTURE(c.th);
+        const decoded_region r = decode_region(file, "r.jpg", c.box, c.tw, c.th);
+        CHECK(r.scale_denom == expected_denom(c.box, c.tw, c.th, true));
         if (!ref.contains(r.scale_denom)) ref[r.scale_denom] = oriented(libjpeg_whole(file, r.scale_denom), o);
-        check_region(r, ref[r.scale_denom], box, tw, th, o, Wd, Hd);
+        check_region(r, ref[r.scale_denom], c.box, c.tw, c.th, o, Wd, Hd);
     }
 }
 
@@ -1149,16 +1148,14 @@ TEST_CASE("image_io: decode_region equals the whole-image decode at d = 1 and li
             const bytes file = write_png({.w = sw, .h = sh, .rows = px, .interlaced = interlaced});
             const image_u8 whole = decode_image(file, "r.png");
             CHECK(whole.pixels == px);
-            for (const auto& rc : region_cases(sw, sh, 7, 25)) {
-                const crop_box& box = std::get<0>(rc);  // not a binding: see check_jpeg_regions
-                const int tw = std::get<1>(rc), th = std::get<2>(rc);
-                CAPTURE(box.x);
-                CAPTURE(box.y);
-                CAPTURE(box.w);
-                CAPTURE(box.h);
-                const decoded_region r = decode_region(file, "r.png", box, tw, th);
+            for (const region_case& c : region_cases(sw, sh, 7, 25)) {
+                CAPTURE(c.box.x);
+                CAPTURE(c.box.y);
+                CAPTURE(c.box.w);
+                CAPTURE(c.box.h);
+                const decoded_region r = decode_region(file, "r.png", c.box, c.tw, c.th);
                 CHECK(r.scale_denom == 1);
-                check_region(r, whole, box, tw, th, 1, sw, sh);
+                check_region(r, whole, c.box, c.tw, c.th, 1, sw, sh);
             }
         }
     }
