@@ -170,6 +170,18 @@ private:
         const dims od = Model::out_dims({in.h, in.w});
         y_.resize({in.n, od.h, od.w, Model::out_channels});
         const std::size_t out_image = static_cast<std::size_t>(od.h) * od.w * Model::out_channels;
+        if (chunks == 1 && backend::max_threads() > 1) {
+            // One sub-batch (a batch smaller than the sub-batch size, batch 1 included): one copy runs it
+            // with every thread inside its kernels, whose tiles, and so bits, follow the shapes only.
+            replica& r = *copies_[0];
+            r.x.resize(in);
+            std::memcpy(r.x.data(), x.data(), x.size() * sizeof(float));
+            const tensor<float>& y = r.model->forward(r.x, copy_ctx);
+            require<shape_error>(y.size() == y_.size(), "tricks::inference_pool: output ", y.shape(), " is not ",
+                                 y_.shape());
+            std::memcpy(y_.data(), y.data(), y.size() * sizeof(float));
+            return y_;
+        }
         failed_.assign(static_cast<std::size_t>(threads), nullptr);  // kept: no allocation per batch
 #pragma omp parallel num_threads(threads)
         {

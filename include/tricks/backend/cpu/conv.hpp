@@ -1,10 +1,12 @@
 #pragma once
-// 2-D convolution on the CPU, NHWC activations, filters stored [kh][kw][cin][cout] (HWIO). Three
+// 2-D convolution on the CPU, NHWC activations, filters stored [kh][kw][cin][cout] (HWIO). Forward
 // algorithms, picked per shape (and by conv_algo): Winograd F(m x m, 3x3) for 3x3 stride-1 layers
-// (winograd.hpp), register-blocked direct kernels for narrow layers (<= 128 channels), and im2col +
-// GEMM otherwise: one GEMM per tile of output pixels, Y(tile x cout) = im2col(tile x k) * W(k x cout)
-// with k = kh*kw*cin. Eigen does the im2col GEMMs and the backward GEMMs; 1x1 forwards run on
-// gemm_rows (conv_common.hpp), whose results do not depend on the batch; this file does the data
+// (winograd.hpp), register-blocked direct kernels for narrow layers (<= 128 channels), and a GEMM
+// otherwise, Y(pixels x cout) = im2col(pixels x k) * W(k x cout) with k = kh*kw*cin: gemm_rows
+// (conv_common.hpp) for the narrow 1x1 layers, gemm_packed (K-chunked, packed panels, the epilogue
+// on the registers) for wide ones and for every other geometry, its A panels gathered straight from
+// the image. Both give an image the same bits in any batch. The backward passes use Eigen's GEMMs on
+// im2col tiles (or the direct and Winograd kernels where they apply); this file does the data
 // movement and the work split.
 //
 // Determinism: work is split into tiles whose boundaries depend only on the shapes, never on the
@@ -16,6 +18,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 #include "tricks/backend/cpu/conv_common.hpp"
 #include "tricks/backend/cpu/epilogue.hpp"
@@ -320,6 +323,80 @@ inline bool direct_backward_data_suits(const conv_geometry& g) noexcept {
            g.out_c <= 128;
 }
 
+/// Wide layers (128-2048 channels in or out: the ImageNet nets) run on gemm_packed; the narrow ones
+/// (the CIFAR-style nets, <= 64 channels) keep gemm_rows, whose compile-time K suits them.
+inline bool packed_gemm_suits(const conv_geometry& g) noexcept { return g.k() >= 128 || g.out_c >= 128; }
+
+/// Output pixels per tile of gemm_packed (whole register blocks of 12 rows).
+inline constexpr int packed_tile_rows = 20 * gemm_mr;
+
+/// The im2col matrix of a convolution read in place: row r = output pixel `row0 + r` of the batch
+/// (image-major), column k = (ky, kx, ci), zero where the window leaves the image.
+struct implicit_im2col {
+    const conv_geometry& g;
+    const float* x;
+    std::size_t row0;
+
+    /// dst[k * R + r] = A[p0 + r][k0 + k] for r < R, k < kn (gemm_packed's A panels).
+    void pack(int p0, int R, int k0, int kn, float* dst) const {
+        const int oh = g.out_h(), ow = g.out_w(), C = g.in.c;
+        for (int r = 0; r < R; ++r) {
+            const std::size_t p = row0 + static_cast<std::size_t>(p0 + r);
+            const int img = static_cast<int>(p / (static_cast<std::size_t>(oh) * ow));
+            const int pix = static_cast<int>(p % (static_cast<std::size_t>(oh) * ow)), oy = pix / ow, ox = pix % ow;
+            const float* xi = x + static_cast<std::size_t>(img) * g.in.h * g.in.w * C;
+            for (int k = k0; k < k0 + kn;) {
+                const int tap = k / C, c0 = k % C, run = std::min(C - c0, k0 + kn - k);
+                const int iy = oy * g.stride - g.pad + tap / g.kw, ix = ox * g.stride - g.pad + tap % g.kw;
+                float* d = dst + static_cast<std::size_t>(k - k0) * R + r;
+                if (iy < 0 || iy >= g.in.h || ix < 0 || ix >= g.in.w) {
+                    for (int j = 0; j < run; ++j) d[static_cast<std::size_t>(j) * R] = 0.f;
+                } else {
+                    const float* src = xi + (static_cast<std::size_t>(iy) * g.in.w + ix) * C + c0;
+                    for (int j = 0; j < run; ++j) d[static_cast<std::size_t>(j) * R] = src[j];
+                }
+                k += run;
+            }
+        }
+    }
+    /// A[r][k] (relative to row0).
+    [[nodiscard]] float at(int r, int k) const {
+        const int oh = g.out_h(), ow = g.out_w(), C = g.in.c;
+        const std::size_t p = row0 + static_cast<std::size_t>(r);
+        const int img = static_cast<int>(p / (static_cast<std::size_t>(oh) * ow));
+        const int pix = static_cast<int>(p % (static_cast<std::size_t>(oh) * ow)), oy = pix / ow, ox = pix % ow;
+        const int tap = k / C, iy = oy * g.stride - g.pad + tap / g.kw, ix = ox * g.stride - g.pad + tap % g.kw;
+        if (iy < 0 || iy >= g.in.h || ix < 0 || ix >= g.in.w) return 0.f;
+        return x[((static_cast<std::size_t>(img) * g.in.h + iy) * g.in.w + ix) * C + k % C];
+    }
+};
+
+/// y = epi(A * w) on gemm_packed, A the convolution's rows x k matrix (one row per output pixel of the
+/// batch): work items are tiles of packed_tile_rows rows times chunks of gemm_nc output channels, so
+/// a small batch (down to one 7x7 image) still spreads over the threads. operands(r0) gives the
+/// (pack_a, a) pair of gemm_packed for the rows from r0. Which item a thread takes changes nothing:
+/// every output is summed over k in order inside one item.
+template <class Operands>
+inline void packed_conv(const conv_geometry& g, float* y, workspace& ws, const conv_epilogue& epi,
+                        Operands&& operands, const float* w) {
+    const int k = g.k(), cout = g.out_c;
+    const std::ptrdiff_t rows = static_cast<std::ptrdiff_t>(g.in.n) * g.out_h() * g.out_w();
+    const std::ptrdiff_t tiles = (rows + packed_tile_rows - 1) / packed_tile_rows;
+    const int chunks = (cout + gemm_nc - 1) / gemm_nc;
+    ws.reserve(static_cast<std::size_t>(max_threads()), gemm_pack_floats(packed_tile_rows));
+#pragma omp parallel for schedule(static)
+    for (std::ptrdiff_t it = 0; it < tiles * chunks; ++it) {
+        const std::ptrdiff_t t = it / chunks;
+        const int n0 = static_cast<int>(it % chunks) * gemm_nc, nc = std::min(gemm_nc, cout - n0);
+        const std::ptrdiff_t r0 = t * packed_tile_rows, nr = std::min<std::ptrdiff_t>(packed_tile_rows, rows - r0);
+        conv_epilogue e = epi.from(static_cast<std::size_t>(r0) * cout + n0);
+        if (e.scale) e.scale += n0, e.shift += n0;
+        auto [pack_a, a] = operands(static_cast<std::size_t>(r0));
+        gemm_packed(pack_a, a, static_cast<int>(nr), k, w + n0, cout, nc, y + r0 * cout + n0,
+                    static_cast<std::size_t>(cout), ws.get(static_cast<std::size_t>(omp_get_thread_num()), 0), e);
+    }
+}
+
 }  // namespace detail
 
 /// A convolution's filter in the form its forward kernel reads, kept between calls while the weights
@@ -363,7 +440,7 @@ inline void conv2d_forward(const conv_geometry& g, const float* x, const float* 
     const int k = g.k(), cout = g.out_c;
     const int opix = g.out_h() * g.out_w();
     const cmap_u W(w, k, cout);
-    if (g.pointwise()) {  // 1x1 stride 1: the activations already are the GEMM operand
+    if (g.pointwise() && !packed_gemm_suits(g)) {  // 1x1 stride 1: the activations already are the GEMM operand
         const std::ptrdiff_t rows = static_cast<std::ptrdiff_t>(g.in.pixels());
         const std::ptrdiff_t block = 512;
         const std::ptrdiff_t tiles = (rows + block - 1) / block;
@@ -379,6 +456,19 @@ inline void conv2d_forward(const conv_geometry& g, const float* x, const float* 
         }
         return;
     }
+    if (g.pointwise()) {  // wide 1x1: the packed GEMM, A the activations themselves
+        packed_conv(g, y, ws, epi, [&](std::size_t r0) {
+            const float* a = x + r0 * static_cast<std::size_t>(k);
+            return std::pair{[a, k](int p0, int R, int k0, int kn, float* dst) {
+                                 for (int r = 0; r < R; ++r) {
+                                     const float* src = a + static_cast<std::size_t>(p0 + r) * k + k0;
+                                     for (int kk = 0; kk < kn; ++kk) dst[kk * R + r] = src[kk];
+                                 }
+                             },
+                             [a, k](int r, int kk) { return a[static_cast<std::size_t>(r) * k + kk]; }};
+        }, w);
+        return;
+    }
     if (uses_winograd(g, algo)) {
         winograd_forward(g, x, w, y, ws, epi, 0, prepared);
         return;
@@ -387,22 +477,13 @@ inline void conv2d_forward(const conv_geometry& g, const float* x, const float* 
         direct_conv_forward(g, x, w, y, ws, epi);
         return;
     }
-    const int tile = tile_pixels(k, opix);
-    const int tiles_per_img = (opix + tile - 1) / tile;
-    const std::ptrdiff_t tiles = static_cast<std::ptrdiff_t>(g.in.n) * tiles_per_img;
-    const std::size_t in_img = static_cast<std::size_t>(g.in.h) * g.in.w * g.in.c;
-    ws.reserve(static_cast<std::size_t>(max_threads()), static_cast<std::size_t>(tile) * k);
-#pragma omp parallel for schedule(static)
-    for (std::ptrdiff_t t = 0; t < tiles; ++t) {
-        const int img = static_cast<int>(t / tiles_per_img);
-        const int p0 = static_cast<int>(t % tiles_per_img) * tile, cnt = std::min(tile, opix - p0);
-        float* col = ws.get(static_cast<std::size_t>(omp_get_thread_num()), 0);
-        im2col_tile(g, x + img * in_img, p0, cnt, col);
-        float* yt = y + (static_cast<std::size_t>(img) * opix + p0) * cout;
-        map(yt, cnt, cout).noalias() = cmap_u(col, cnt, k) * W;
-        if (!epi.empty())
-            apply_epilogue(yt, yt, static_cast<std::size_t>(cnt), cout, epi.from(static_cast<std::size_t>(yt - y)));
-    }
+    // Any other geometry (strided or wide non-Winograd layers, large kernels): the packed GEMM with A
+    // gathered from the image (implicit im2col), over tiles of output pixels of the whole batch.
+    packed_conv(g, y, ws, epi, [&](std::size_t r0) {
+        const implicit_im2col A{g, x, r0};
+        return std::pair{[A](int p0, int R, int k0, int kn, float* dst) { A.pack(p0, R, k0, kn, dst); },
+                         [A](int r, int kk) { return A.at(r, kk); }};
+    }, w);
 }
 
 /// dx = conv^T(dy, w), overwritten.

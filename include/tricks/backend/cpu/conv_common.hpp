@@ -233,6 +233,104 @@ inline void gemm_rows(const float* a, int rows, int K, const float* b, int cols,
     });
 }
 
+// ---- packed GEMM for wide layers ----------------------------------------------------------------
+// gemm_rows walks the whole K for each 12-row block straight from the operands. With the ImageNet
+// nets' 256-2048 channels that re-reads A (K floats per row) from L3 for every block of columns, and
+// B's rows, K of them cols floats apart, fall into the same few L1 sets. gemm_packed instead takes K
+// in chunks of gemm_kc: per chunk it copies the rows' A values into 12-row panels ([k][12], read in
+// order) and, per block of columns, B's values into one contiguous [k][CB] panel (L1-resident while
+// every row block uses it), and continues each output's sum from where the previous chunk stored it.
+// An output's sum still runs over k = 0 ... K-1 in order, one fused multiply-add per term, whatever
+// block or chunk it falls in: the same bits as gemm_rows, and a row's result never depends on the
+// rows around it. The epilogue (conv_epilogue) is applied on the registers after the last chunk.
+
+inline constexpr int gemm_kc = 256;  // k per chunk: a 12 x kc A panel and a kc x 32 B panel stay in L1/L2
+inline constexpr int gemm_mr = 12;   // rows per register block (as gemm_rows)
+inline constexpr int gemm_nc = 256;  // columns per chunk: the chunk's C rows stay in L2 across the K chunks
+
+/// Floats of scratch gemm_packed needs for `rows` rows: the A panels of one chunk and one B panel.
+constexpr std::size_t gemm_pack_floats(int rows) noexcept {
+    return (static_cast<std::size_t>((rows + gemm_mr - 1) / gemm_mr) * gemm_mr + 32) * gemm_kc;
+}
+
+/// C (R x CB, rows ldc apart) = (first ? 0 : C) + Ap * Bp over kn steps; Ap: [k][R], Bp: [k][CB]. With
+/// `epi`, the epilogue is applied before the store; `at` is C's offset in the epilogue's layout.
+template <int R, int CB>
+inline void packed_block(const float* ap, const float* bp, int kn, float* c, std::size_t ldc, bool first,
+                         const conv_epilogue* epi, std::size_t at, int co) {
+    constexpr int VW = CB >= 16 ? 16 : 8, NV = CB / VW;
+    using vec = vecf<VW>;
+    vec acc[R][NV];
+    for (int r = 0; r < R; ++r)
+        for (int n = 0; n < NV; ++n) acc[r][n] = first ? vec{} : loadv<VW>(c + r * ldc + VW * n);
+    for (int k = 0; k < kn; ++k) {
+        vec bv[NV];
+        for (int n = 0; n < NV; ++n) bv[n] = loadv<VW>(bp + static_cast<std::size_t>(k) * CB + VW * n);
+        for (int r = 0; r < R; ++r) {
+            const float av = ap[k * R + r];
+            for (int n = 0; n < NV; ++n) acc[r][n] = fmadd<VW>(bv[n], splat<VW>(av), acc[r][n]);
+        }
+    }
+    if (epi)
+        for (int n = 0; n < NV; ++n) {
+            const vector_epilogue<VW> e(*epi, co + VW * n);
+            for (int r = 0; r < R; ++r) acc[r][n] = e(acc[r][n], at + r * ldc + VW * n);
+        }
+    for (int r = 0; r < R; ++r)
+        for (int n = 0; n < NV; ++n) storev<VW>(c + r * ldc + VW * n, acc[r][n]);
+}
+
+/// The epilogue on one value (apply_epilogue's expressions), for gemm_packed's last < 8 columns.
+inline float scalar_epilogue(const conv_epilogue& e, float v, std::size_t at, int col) noexcept {
+    if (e.scale) v = v * e.scale[col] + e.shift[col];
+    if (e.residual) v = v + e.residual[at];
+    return e.relu ? (v > 0.f ? v : 0.f) : v;
+}
+
+/// C = epi(A * B): `rows` rows, A rows x K (given by pack_a), B K x cols (rows ldb apart), C's rows ldc
+/// apart; epi's channels and residual are C's (offset them with C for a block of columns).
+/// pack_a(r0, R, k0, kn, dst) writes dst[k * R + r] = A[r0 + r][k0 + k] for r < R, k < kn; a(r, k)
+/// returns one value of A (the < 8 remainder columns). `pack`: gemm_pack_floats(rows) floats.
+template <class PackA, class ElemA>
+inline void gemm_packed(PackA&& pack_a, ElemA&& a, int rows, int K, const float* b, int ldb, int cols, float* c,
+                        std::size_t ldc, float* pack, const conv_epilogue& epi = {}) {
+    float* ap = pack;
+    float* bp = pack + static_cast<std::size_t>((rows + gemm_mr - 1) / gemm_mr) * gemm_mr * gemm_kc;
+    // Columns in chunks of gemm_nc (the chunk's C rows stay in L2 across the K chunks), then K.
+    for (int n0 = 0; n0 < cols; n0 += gemm_nc) {
+        const int n1 = std::min(cols, n0 + gemm_nc);
+        for (int k0 = 0; k0 < K; k0 += gemm_kc) {
+            const int kn = std::min(gemm_kc, K - k0);
+            const bool first = k0 == 0;
+            const conv_epilogue* e = k0 + kn == K && !epi.empty() ? &epi : nullptr;
+            in_blocks<gemm_mr>(rows, [&](auto r, int r0) {
+                pack_a(r0, decltype(r)::value, k0, kn, ap + static_cast<std::size_t>(r0) * kn);
+            });
+            auto columns = [&](auto cb, int co) {
+                constexpr int CB = decltype(cb)::value;
+                for (int k = 0; k < kn; ++k)
+                    std::memcpy(bp + static_cast<std::size_t>(k) * CB,
+                                b + static_cast<std::size_t>(k0 + k) * ldb + co, sizeof(float) * CB);
+                in_blocks<gemm_mr>(rows, [&](auto r, int r0) {
+                    packed_block<decltype(r)::value, CB>(ap + static_cast<std::size_t>(r0) * kn, bp, kn,
+                                                         c + r0 * ldc + co, ldc, first, e, r0 * ldc + co, co);
+                });
+            };
+            int co = n0;
+            for (; co + 32 <= n1; co += 32) columns(std::integral_constant<int, 32>{}, co);
+            for (; co + 16 <= n1; co += 16) columns(std::integral_constant<int, 16>{}, co);
+            if (co + 8 <= n1) columns(std::integral_constant<int, 8>{}, co), co += 8;
+            for (int r = 0; r < rows; ++r)  // fewer than 8 columns left: one fused multiply-add per k
+                for (int o = co; o < n1; ++o) {
+                    float s = first ? 0.f : c[r * ldc + o];
+                    for (int k = k0; k < k0 + kn; ++k)
+                        s = std::fma(a(r, k), b[static_cast<std::size_t>(k) * ldb + o], s);
+                    c[r * ldc + o] = e ? scalar_epilogue(*e, s, r * ldc + o, o) : s;
+                }
+        }
+    }
+}
+
 /// Zero-padded copy of one NHWC image into a ph x pw x c buffer (ph >= h + 2 pad, pw >= w + 2 pad):
 /// the image at row and column `pad`, zeros around it (beyond h + 2 pad / w + 2 pad as well).
 inline void pad_image(const conv_geometry& g, const float* x_img, float* xp, int ph, int pw) {

@@ -334,7 +334,7 @@ inline constexpr int winograd_filter_tiles = 64;
 /// y = epi(conv(x, w)) for a winograd_suits geometry with F(M x M, 3x3). Work items: a block of tiles
 /// of one image, or (small images) a group of whole images; each image is zero-padded into a per-thread
 /// buffer first. Workspace slots from `slot0`: the transformed filter, then per thread a padded image,
-/// a V block and an M block. `u`: the filter already transformed (winograd_prepare_filter), or null.
+/// a V block and an M block, then (fewer images than threads) the padded images. `u`: the filter already transformed (winograd_prepare_filter), or null.
 template <int M>
 inline void winograd_conv_forward(const conv_geometry& g, const float* x, const float* w, float* y, workspace& ws,
                                   const conv_epilogue& epi, std::size_t slot0, const float* u = nullptr) {
@@ -365,6 +365,27 @@ inline void winograd_conv_forward(const conv_geometry& g, const float* x, const 
                                                                                    epi.from(img * out_img));
         });
     };
+    if (imgs == 1 && g.in.n < static_cast<int>(T)) {
+        // Fewer images than threads (batch 1 in a serving process): the images are padded once into a
+        // shared buffer and the work items are the blocks of B tiles, so every thread gets some. The
+        // blocks, and so every sum, are the ones below: the same bits.
+        const int blocks = (per + B - 1) / B;
+        const std::size_t padded = static_cast<std::size_t>(ph) * pw * C;
+        float* xs = ws.get(slot0 + 1 + 3 * T, static_cast<std::size_t>(g.in.n) * padded);
+        for (int i = 0; i < g.in.n; ++i) pad_image(g, x + i * in_img, xs + i * padded, ph, pw);
+#pragma omp parallel for schedule(static)
+        for (int it = 0; it < g.in.n * blocks; ++it) {
+            const std::size_t th = static_cast<std::size_t>(omp_get_thread_num());
+            float* v = ws.get(slot0 + 1 + T + th, 0);
+            float* m = ws.get(slot0 + 1 + 2 * T + th, 0);
+            const int img = it / blocks, t0 = (it % blocks) * B, nt = std::min(B, per - t0);
+            input_transform<M>(xs + img * padded, pw, tl.tw, C, t0, nt, v);
+            for (std::size_t pos = 0; pos < tiles::positions; ++pos)
+                winograd_gemm<M>(v + pos * C, nt, C, u + pos * C * CO, CO, m + pos * CO);
+            output(m, t0, nt, img);
+        }
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (int it = 0; it < items; ++it) {
         const std::size_t th = static_cast<std::size_t>(omp_get_thread_num());
