@@ -438,8 +438,6 @@ inline void conv2d_forward(const conv_geometry& g, const float* x, const float* 
     using namespace detail;
     g.validate("tricks::conv2d");
     const int k = g.k(), cout = g.out_c;
-    const int opix = g.out_h() * g.out_w();
-    const cmap_u W(w, k, cout);
     if (g.pointwise() && !packed_gemm_suits(g)) {  // 1x1 stride 1: the activations already are the GEMM operand
         const std::ptrdiff_t rows = static_cast<std::ptrdiff_t>(g.in.pixels());
         const std::ptrdiff_t block = 512;
