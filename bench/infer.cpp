@@ -3,9 +3,13 @@
 // repeated batches. bench/onnx_compare.sh runs it against ONNX Runtime on the same network, batch,
 // size and thread count. bench_throughput measures the main job's training step and the inference
 // right after a weight update (the pool reloaded each time); this one keeps the weights, and runs
-// ResNet-50-D at 224x224 too. A benchmark, not a test.
-//   bench_infer [--model main|resnet50d] [--batch N] [--size N] [--threads N] [--iters N]
+// the ImageNet nets at 224x224 too (bench/compare_224.sh), and with --train their training step
+// (forward, cross-entropy, backward, Nesterov SGD step) on the model itself. It ends with the
+// process's peak resident memory. A benchmark, not a test.
+//   bench_infer [--model main|resnet18|resnet50|resnet50d] [--batch N] [--size N] [--threads N] [--iters N]
+//               [--train]
 #include <omp.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -15,10 +19,12 @@
 #include <string_view>
 #include <vector>
 
+#include <tricks/backend/cpu/loss.hpp>
 #include <tricks/models/cifar_resnet.hpp>
 #include <tricks/models/inference.hpp>
 #include <tricks/models/introspection.hpp>
 #include <tricks/models/resnet.hpp>
+#include <tricks/train/optim.hpp>
 
 namespace t = tricks;
 
@@ -27,9 +33,55 @@ namespace {
 /// The main job's network (examples/train's default: width 16, 1 channel, 10 classes).
 using main_net = t::models::cifar_resnet<20, t::width<16>, t::in_channels<1>, t::classes<10>, t::tweak::deep_stem,
                                          t::tweak::avg_down, t::init::zero_gamma>;
-/// examples/train's resnet50d (zero-gamma: the same network at inference).
+/// examples/train's resnet18, resnet50 and resnet50d (zero-gamma, as train builds them; 1000 classes).
+using resnet18 = t::models::resnet<18, t::init::zero_gamma>;
+using resnet50 = t::models::resnet<50, t::init::zero_gamma>;
 using resnet50d =
     t::models::resnet<50, t::tweak::stride_on_3x3, t::tweak::deep_stem, t::tweak::avg_down, t::init::zero_gamma>;
+
+double peak_rss_mb() {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    return static_cast<double>(u.ru_maxrss) / 1024.0;
+}
+
+double median(std::vector<double> s) {
+    std::sort(s.begin(), s.end());
+    return s[s.size() / 2];
+}
+
+/// Training steps of batch x side x side: forward (training mode), softmax cross-entropy, backward,
+/// Nesterov SGD with weight decay; images/s from the median step after one warm-up step.
+template <class Model>
+int train(int batch, int side, int iters) {
+    auto m = std::make_unique<Model>();
+    m->init(1);
+    t::tensor<float> x({batch, side, side, Model::input_channels});
+    t::rng r(1, 2);
+    for (auto& v : x.span()) v = static_cast<float>(r.normal());
+    constexpr int K = Model::out_channels;
+    t::tensor<float> q({batch, 1, 1, K}), dz({batch, 1, 1, K});
+    q.fill(0.f);
+    for (int i = 0; i < batch; ++i) q.data()[static_cast<std::size_t>(i) * K + (i * 7) % K] = 1.f;
+    const t::nn::context ctx{.phase = t::nn::mode::train};
+    t::sgd_optimizer opt(m->parameters(), t::sgd_config{0.9, 1e-4, true, true});
+    std::vector<double> s;
+    for (int i = 0; i < iters + 1; ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const auto& z = m->forward(x, ctx);
+        (void)t::backend::softmax_cross_entropy(batch, K, z.data(), q.data(), dz.data());
+        m->backward(dz, ctx, false);
+        opt.step(0.01);
+        if (i > 0) s.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    const double med = median(s);
+    std::printf("model %s, %dx%dx%d, batch %d, %d threads, training step %.1f ms (median of %d)\n",
+                Model::name().c_str(), side, side, Model::input_channels, batch, omp_get_max_threads(), med * 1e3,
+                iters);
+    std::printf("train_images_per_s %.2f\n", batch / med);
+    std::printf("peak_rss_mb %.0f\n", peak_rss_mb());
+    return 0;
+}
 
 template <class Model>
 int run(int batch, int side, int iters) {
@@ -49,13 +101,13 @@ int run(int batch, int side, int iters) {
         pool.forward(x, eval);
         s.push_back(std::chrono::duration<double>(clock::now() - t0).count());
     }
-    std::sort(s.begin(), s.end());
-    const double med = s[s.size() / 2];
+    const double med = median(s);
     std::printf("model %s, %dx%dx%d, batch %d, %d threads, %d-image sub-batches, %.1f ms per batch (median of %d)\n",
                 Model::name().c_str(), side, side, Model::input_channels, batch, omp_get_max_threads(), pool.chunk(),
                 med * 1e3, iters);
     std::printf("infer_images_per_s %.1f\n", batch / med);
     std::printf("gmacs_per_image %.3f\n", static_cast<double>(t::macs<Model>(side, side)) / 1e9);
+    std::printf("peak_rss_mb %.0f\n", peak_rss_mb());
     return 0;
 }
 
@@ -63,9 +115,19 @@ int run(int batch, int side, int iters) {
 
 int main(int argc, char** argv) {
     int batch = 16, side = 0, iters = 10;
+    bool training = false;
     std::string_view model = "main";
-    for (int i = 1; i + 1 < argc; i += 2) {
+    for (int i = 1; i < argc; i += 2) {
         const std::string_view a = argv[i];
+        if (a == "--train") {
+            training = true;
+            --i;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            std::fprintf(stderr, "bench_infer: %s needs a value\n", argv[i]);
+            return 2;
+        }
         const int v = std::atoi(argv[i + 1]);
         if (a == "--model")
             model = argv[i + 1];
@@ -80,14 +142,23 @@ int main(int argc, char** argv) {
         else {
             std::fprintf(
                 stderr,
-                "usage: bench_infer [--model main|resnet50d] [--batch N] [--size N] [--threads N] [--iters N]\n");
+                "usage: bench_infer [--model main|resnet18|resnet50|resnet50d] [--batch N] [--size N] [--threads N] "
+                "[--iters N] [--train]\n");
             return 2;
         }
     }
-    if (batch < 1 || iters < 1 || side < 0 || (model != "main" && model != "resnet50d")) {
-        std::fprintf(stderr, "bench_infer: --model main|resnet50d, --batch and --iters >= 1, --size >= 0\n");
+    const bool known = model == "main" || model == "resnet18" || model == "resnet50" || model == "resnet50d";
+    if (batch < 1 || iters < 1 || side < 0 || !known) {
+        std::fprintf(stderr,
+                     "bench_infer: --model main|resnet18|resnet50|resnet50d, --batch and --iters >= 1, --size >= 0\n");
         return 2;
     }
-    if (model == "main") return run<main_net>(batch, side ? side : 28, iters);
-    return run<resnet50d>(batch, side ? side : 224, iters);
+    auto go = [&]<class Model>(int default_side) {
+        const int sz = side ? side : default_side;
+        return training ? train<Model>(batch, sz, iters) : run<Model>(batch, sz, iters);
+    };
+    if (model == "main") return go.template operator()<main_net>(28);
+    if (model == "resnet18") return go.template operator()<resnet18>(224);
+    if (model == "resnet50") return go.template operator()<resnet50>(224);
+    return go.template operator()<resnet50d>(224);
 }
