@@ -278,8 +278,8 @@ const std::vector<conv_case>& conv_cases() {
         // The pointwise GEMM's column blocks of 32, 8 and a 4-column remainder, 12-row blocks with a
         // remainder, and a 512-row block split across images.
         {2, 17, 19, 24, 44, 1, 1, 1, 0},
-        // The packed GEMM (k and cout >= 128): 1x1 with two K chunks (256 + 44), two row tiles (240 + 46)
-        // and 4 x 32 + 8 + 4 output columns; a strided 3x3 reading its A panels from the image.
+        // A wide 1x1 (300 inputs, 4 x 32 + 8 + 4 output columns); the packed GEMM of a strided 3x3 with
+        // two K chunks (256 + 104) and 4 x 32 + 8 columns, its A panels gathered from the image.
         {2, 13, 11, 300, 140, 1, 1, 1, 0},
         {3, 9, 8, 40, 136, 3, 3, 2, 1},
     };
@@ -1543,8 +1543,8 @@ TEST_CASE("cpu conv2d and batch_norm results are bit-identical on 1, 2 and 3 thr
                                               {2, 24, 24, 16, 3, 3, 3, 1, 1}, {3, 9, 7, 5, 16, 7, 7, 2, 3},
                                               // one 26x23 image of 42 F(4x4) tiles: its blocks spread over
                                               // the threads; the packed GEMM over 2 row tiles x 2 column
-                                              // chunks, and strided with 3 K chunks
-                                              {1, 26, 23, 16, 16, 3, 3, 1, 1}, {1, 17, 16, 136, 264, 1, 1, 1, 0},
+                                              // chunks, and with 3 K chunks
+                                              {1, 26, 23, 16, 16, 3, 3, 1, 1}, {1, 33, 31, 16, 264, 3, 3, 2, 1},
                                               {2, 9, 9, 64, 128, 3, 3, 2, 1}};
         std::uint64_t stream = 1400;
         for (const auto& c : cases) {

@@ -3,9 +3,10 @@
 // algorithms, picked per shape (and by conv_algo): Winograd F(m x m, 3x3) for 3x3 stride-1 layers
 // (winograd.hpp), register-blocked direct kernels for narrow layers (<= 128 channels), and a GEMM
 // otherwise, Y(pixels x cout) = im2col(pixels x k) * W(k x cout) with k = kh*kw*cin: gemm_rows
-// (conv_common.hpp) for the narrow 1x1 layers, gemm_packed (K-chunked, packed panels, the epilogue
-// on the registers) for wide ones and for every other geometry, its A panels gathered straight from
-// the image. Both give an image the same bits in any batch. The backward passes use Eigen's GEMMs on
+// (conv_common.hpp) for 1x1 stride-1 layers, whose activations already are A, and gemm_packed
+// (K-chunked, packed panels, the epilogue on the registers) for every other geometry, its A panels
+// gathered straight from the image (strided 3x3 and 1x1 layers, wide 5x5 or 7x7 ones). Both give an
+// image the same bits in any batch. The backward passes use Eigen's GEMMs on
 // im2col tiles (or the direct and Winograd kernels where they apply); this file does the data
 // movement and the work split.
 //
@@ -323,10 +324,6 @@ inline bool direct_backward_data_suits(const conv_geometry& g) noexcept {
            g.out_c <= 128;
 }
 
-/// Wide layers (128-2048 channels in or out: the ImageNet nets) run on gemm_packed; the narrow ones
-/// (the CIFAR-style nets, <= 64 channels) keep gemm_rows, whose compile-time K suits them.
-inline bool packed_gemm_suits(const conv_geometry& g) noexcept { return g.k() >= 128 || g.out_c >= 128; }
-
 /// Output pixels per tile of gemm_packed (whole register blocks of 12 rows).
 inline constexpr int packed_tile_rows = 20 * gemm_mr;
 
@@ -438,7 +435,7 @@ inline void conv2d_forward(const conv_geometry& g, const float* x, const float* 
     using namespace detail;
     g.validate("tricks::conv2d");
     const int k = g.k(), cout = g.out_c;
-    if (g.pointwise() && !packed_gemm_suits(g)) {  // 1x1 stride 1: the activations already are the GEMM operand
+    if (g.pointwise()) {  // 1x1 stride 1: the activations already are the GEMM operand
         const std::ptrdiff_t rows = static_cast<std::ptrdiff_t>(g.in.pixels());
         const std::ptrdiff_t block = 512;
         const std::ptrdiff_t tiles = (rows + block - 1) / block;
@@ -452,19 +449,6 @@ inline void conv2d_forward(const conv_geometry& g, const float* x, const float* 
                 apply_epilogue(y + r0 * cout, y + r0 * cout, static_cast<std::size_t>(nr), cout,
                                epi.from(static_cast<std::size_t>(r0) * cout));
         }
-        return;
-    }
-    if (g.pointwise()) {  // wide 1x1: the packed GEMM, A the activations themselves
-        packed_conv(g, y, ws, epi, [&](std::size_t r0) {
-            const float* a = x + r0 * static_cast<std::size_t>(k);
-            return std::pair{[a, k](int p0, int R, int k0, int kn, float* dst) {
-                                 for (int r = 0; r < R; ++r) {
-                                     const float* src = a + static_cast<std::size_t>(p0 + r) * k + k0;
-                                     for (int kk = 0; kk < kn; ++kk) dst[kk * R + r] = src[kk];
-                                 }
-                             },
-                             [a, k](int r, int kk) { return a[static_cast<std::size_t>(r) * k + kk]; }};
-        }, w);
         return;
     }
     if (uses_winograd(g, algo)) {

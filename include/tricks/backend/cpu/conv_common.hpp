@@ -233,10 +233,12 @@ inline void gemm_rows(const float* a, int rows, int K, const float* b, int cols,
     });
 }
 
-// ---- packed GEMM for wide layers ----------------------------------------------------------------
-// gemm_rows walks the whole K for each 12-row block straight from the operands. With the ImageNet
-// nets' 256-2048 channels that re-reads A (K floats per row) from L3 for every block of columns, and
-// B's rows, K of them cols floats apart, fall into the same few L1 sets. gemm_packed instead takes K
+// ---- packed GEMM for the im2col geometries ---------------------------------------------------------
+// gemm_rows walks the whole K for each 12-row block straight from the operands, which suits a 1x1
+// layer's activations (measured as fast as the packed form below on ResNet-50's 1x1 layers:
+// docs/design.md, "Measurements"). A strided or large-kernel layer has no such matrix: its rows are
+// gathered from the image (the im2col matrix), K = 9 x 512 floats per row at the deepest 3x3, and
+// the filter (K x cout) is too large to stay in cache across small tiles. gemm_packed takes K
 // in chunks of gemm_kc: per chunk it copies the rows' A values into 12-row panels ([k][12], read in
 // order) and, per block of columns, B's values into one contiguous [k][CB] panel (L1-resident while
 // every row block uses it), and continues each output's sum from where the previous chunk stored it.
