@@ -4,8 +4,10 @@
 // runs one such sub-batch per core). Convolutions carry their folded batch norm (+ ReLU, + residual)
 // epilogue as the evaluation forward does. A benchmark, not a test.
 //
-//   bench_profile_224 [--depth 18|50] [--tweaks a|d] [--chunk 8] [--size 224] [--iters 5]
+//   bench_profile_224 [--depth 18|50] [--tweaks a|d] [--chunk 8] [--size 224] [--iters 5] [--threads 1]
 //
+// --threads N > 1 runs each kernel on N threads instead: what inference_pool does with a batch of
+// one sub-batch (batch 1).
 // --tweaks a: the original ResNet (7x7 stem, stride on the first 1x1, 1x1/2 shortcuts); d: ResNet-D
 // (B + C + D: stride on the 3x3, three 3x3 stem convs, avg-pool + 1x1 shortcuts), as examples/train's
 // resnet50d. Each kernel runs --iters times after one warm-up call; the median is reported, times
@@ -193,8 +195,8 @@ int run(int depth, bool tweak_d, int n, int size) {
 
     std::map<std::string, double> by_kind;
     double total = 0, flops = 0;
-    std::printf("resnet%d-%s, %dx%d, sub-batch %d on 1 thread (as one core of inference_pool)\n", depth,
-                tweak_d ? "D" : "A", size, size, n);
+    std::printf("resnet%d-%s, %dx%d, sub-batch %d on %d thread(s)\n", depth, tweak_d ? "D" : "A", size, size, n,
+                omp_get_max_threads());
     std::printf("%-12s %-24s %5s %10s %10s %9s\n", "kind", "shape", "calls", "ms/call", "ms/fwd", "GFLOP/s");
     for (const auto& r : rows) {
         const double per = r.ms * r.count;
@@ -212,14 +214,14 @@ int run(int depth, bool tweak_d, int n, int size) {
     for (const auto& [v, k] : kinds) std::printf("  %-12s %9.2f ms  %5.1f%%\n", k.c_str(), v, 100 * v / total);
     std::printf("  %-12s %9.2f ms  (sum of the kernels; %.1f GFLOP/s over the convolutions' direct FLOPs)\n", "total",
                 total, flops / (total * 1e6));
-    std::printf("whole forward (model.forward, 1 thread): %.2f ms, %.1f images/s per core\n", whole, n * 1000.0 / whole);
+    std::printf("whole forward (model.forward): %.2f ms, %.1f images/s\n", whole, n * 1000.0 / whole);
     return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    int depth = 50, chunk = 8, size = 224;
+    int depth = 50, chunk = 8, size = 224, threads = 1;
     bool tweak_d = true;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string_view a = argv[i], v = argv[i + 1];
@@ -234,13 +236,15 @@ int main(int argc, char** argv) {
             size = iv;
         else if (a == "--iters" && iv >= 1)
             iters = iv;
+        else if (a == "--threads" && iv >= 1)
+            threads = iv;
         else {
             std::fprintf(stderr,
                          "usage: bench_profile_224 [--depth 18|50] [--tweaks a|d] [--chunk N>=1] [--size N>=32] "
-                         "[--iters N>=1]\n");
+                         "[--iters N>=1] [--threads N>=1]\n");
             return 2;
         }
     }
-    omp_set_num_threads(1);
+    omp_set_num_threads(threads);
     return run(depth, tweak_d, chunk, size);
 }

@@ -436,18 +436,34 @@ inline void conv2d_forward(const conv_geometry& g, const float* x, const float* 
     g.validate("tricks::conv2d");
     const int k = g.k(), cout = g.out_c;
     if (g.pointwise()) {  // 1x1 stride 1: the activations already are the GEMM operand
+        // Work items: blocks of 512 rows x chunks of output channels, as many chunks as it takes to give
+        // every thread an item (a 7x7 image is one block). Our GEMM, not Eigen's: Eigen's kernels depend
+        // on the block's row count and a row's place in it, which gave an image other bits in another
+        // batch (models::inference_pool promises the same); a column chunk changes no sum.
         const std::ptrdiff_t rows = static_cast<std::ptrdiff_t>(g.in.pixels());
         const std::ptrdiff_t block = 512;
         const std::ptrdiff_t tiles = (rows + block - 1) / block;
+        const int most = std::max(1, cout / 32);  // chunks of at least 32 columns
+        const int chunks = static_cast<int>(std::min<std::ptrdiff_t>(most, (max_threads() + tiles - 1) / tiles));
+        const int per = (cout / 8 + chunks - 1) / chunks * 8;  // whole 8-column blocks, the rest in the last
 #pragma omp parallel for schedule(static)
-        for (std::ptrdiff_t t = 0; t < tiles; ++t) {
+        for (std::ptrdiff_t it = 0; it < tiles * chunks; ++it) {
+            const std::ptrdiff_t t = it / chunks;
+            const int n0 = static_cast<int>(it % chunks) * per, nc = it % chunks == chunks - 1 ? cout - n0 : per;
             const std::ptrdiff_t r0 = t * block, nr = std::min(block, rows - r0);
-            // Our GEMM, not Eigen's: Eigen's kernels depend on the block's row count and a row's place in
-            // it, which gave an image other bits in another batch (models::inference_pool promises the same).
-            gemm_rows<dense_rows>(x + r0 * k, static_cast<int>(nr), k, w, cout, y + r0 * cout);
-            if (!epi.empty())  // in cache
-                apply_epilogue(y + r0 * cout, y + r0 * cout, static_cast<std::size_t>(nr), cout,
-                               epi.from(static_cast<std::size_t>(r0) * cout));
+            float* yt = y + r0 * cout;
+            gemm_rows<dense_rows>(x + r0 * k, static_cast<int>(nr), k, w + n0, nc, yt + n0, cout,
+                                  static_cast<std::size_t>(cout));
+            if (epi.empty()) continue;
+            if (chunks == 1) {  // in cache
+                apply_epilogue(yt, yt, static_cast<std::size_t>(nr), cout, epi.from(static_cast<std::size_t>(r0) * cout));
+                continue;
+            }
+            for (std::ptrdiff_t r = 0; r < nr; ++r) {  // this chunk's columns, row by row
+                conv_epilogue e = epi.from(static_cast<std::size_t>(r0 + r) * cout + n0);
+                if (e.scale) e.scale += n0, e.shift += n0;
+                apply_epilogue(yt + r * cout + n0, yt + r * cout + n0, 1, nc, e);
+            }
         }
         return;
     }

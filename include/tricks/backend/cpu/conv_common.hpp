@@ -205,16 +205,19 @@ inline void gemm_block(const float* a, int k_rt, const float* b, int ldb, float*
 /// apart. Every element is summed over k in order, by the same expression in whichever register
 /// block (12 rows x 32/16/8 columns) or remainder loop it falls, so a row's result never depends
 /// on the rows around it: a convolution gives an image the same bits in any batch.
+/// ldb / ldc, when given (nonzero), are B's and C's row pitches: a block of columns of wider matrices.
 template <class Rows>
-inline void gemm_rows(const float* a, int rows, int K, const float* b, int cols, float* c) {
-    const std::size_t lda = Rows::stride(K), ldc = Rows::stride(cols);
+inline void gemm_rows(const float* a, int rows, int K, const float* b, int cols, float* c, int ldb_given = 0,
+                      std::size_t ldc_given = 0) {
+    const std::size_t lda = Rows::stride(K), ldc = ldc_given ? ldc_given : Rows::stride(cols);
+    const int ldb = ldb_given ? ldb_given : cols;
     // Register blocks of 12 rows x CB columns: up to 24 accumulators (12 rows measured faster than
     // fewer at 32 columns and than more at 16: docs/design.md, "Measurements").
     with_channels(K, [&](auto kc) {
         constexpr int KC = decltype(kc)::value;
         auto columns = [&](auto cb, int co) {
             in_blocks<12>(rows, [&](auto r, int r0) {
-                gemm_block<Rows, decltype(r)::value, decltype(cb)::value, KC>(a + r0 * lda, K, b + co, cols,
+                gemm_block<Rows, decltype(r)::value, decltype(cb)::value, KC>(a + r0 * lda, K, b + co, ldb,
                                                                               c + r0 * ldc + co, ldc);
             });
         };
@@ -227,7 +230,7 @@ inline void gemm_rows(const float* a, int rows, int K, const float* b, int cols,
         for (int r = 0; r < rows; ++r)
             for (int o = co; o < cols; ++o) {
                 float s = 0;
-                for (int k = 0; k < K; ++k) s = std::fma(a[r * lda + k], b[static_cast<std::size_t>(k) * cols + o], s);
+                for (int k = 0; k < K; ++k) s = std::fma(a[r * lda + k], b[static_cast<std::size_t>(k) * ldb + o], s);
                 c[r * ldc + o] = s;
             }
     });

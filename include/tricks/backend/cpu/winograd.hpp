@@ -386,6 +386,25 @@ inline void winograd_conv_forward(const conv_geometry& g, const float* x, const 
         }
         return;
     }
+    if (imgs > 1 && items < static_cast<int>(T)) {
+        // Fewer groups of small images than threads (batch 1 of a 7x7 or 14x14 layer): the transforms
+        // run on this thread, the per-position GEMMs (the same ones) on all of them.
+        float* xp = ws.get(slot0 + 1, 0);
+        float* v = ws.get(slot0 + 1 + T, 0);
+        float* m = ws.get(slot0 + 1 + 2 * T, 0);
+        for (int it = 0; it < items; ++it) {
+            const int i0 = it * imgs, ni = std::min(imgs, g.in.n - i0);
+            for (int k = 0; k < ni; ++k) {
+                pad_image(g, x + (i0 + k) * in_img, xp, ph, pw);
+                input_transform<M>(xp, pw, tl.tw, C, 0, per, v + static_cast<std::size_t>(k) * per * tiles::stride(C));
+            }
+#pragma omp parallel for schedule(static)
+            for (std::size_t pos = 0; pos < tiles::positions; ++pos)
+                winograd_gemm<M>(v + pos * C, ni * per, C, u + pos * C * CO, CO, m + pos * CO);
+            for (int k = 0; k < ni; ++k) output(m + static_cast<std::size_t>(k) * per * tiles::stride(CO), 0, per, i0 + k);
+        }
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (int it = 0; it < items; ++it) {
         const std::size_t th = static_cast<std::size_t>(omp_get_thread_num());
