@@ -158,7 +158,9 @@ inline void direct_row(const conv_geometry& g, const float* xp, const float* w, 
                  [&](auto px, int ox) { direct_block<decltype(px)::value, CB>(g, xp, w, y_img, oy, ox, co0, epi); });
 }
 
-/// y = epi(conv(x, w)) by the direct kernel; images are split over the threads (static schedule).
+/// y = epi(conv(x, w)) by the direct kernel; images are split over the threads (static schedule), or
+/// their output rows when there are fewer images than threads. Workspace slots: a padded image per
+/// thread, then (fewer images than threads) the padded images in slot threads + 1.
 inline void direct_conv_forward(const conv_geometry& g, const float* x, const float* w, float* y, workspace& ws,
                                 const conv_epilogue& epi = {}) {
     const std::size_t in_img = static_cast<std::size_t>(g.in.h) * g.in.w * g.in.c;
@@ -166,18 +168,32 @@ inline void direct_conv_forward(const conv_geometry& g, const float* x, const fl
     const std::size_t padded = static_cast<std::size_t>(g.in.h + 2 * g.pad) * (g.in.w + 2 * g.pad) * g.in.c;
     ws.reserve(static_cast<std::size_t>(max_threads()), padded);
     const int oh = g.out_h(), cout = g.out_c;
+    auto row = [&](const float* xp, float* yi, const conv_epilogue& ei, int oy) {
+        int co = 0;
+        for (; co + 32 <= cout; co += 32) direct_row<32>(g, xp, w, yi, oy, co, ei);
+        for (; co + 16 <= cout; co += 16) direct_row<16>(g, xp, w, yi, oy, co, ei);
+        if (co < cout) direct_row<8>(g, xp, w, yi, oy, co, ei);
+    };
+    if (g.in.n < max_threads()) {
+        // Fewer images than threads (batch 1): the images are padded once into a shared buffer and the
+        // work items are output rows, so every thread gets some. Each output's sum is the same.
+        // (slot threads + 1: backward-data keeps its flipped filter in slot `threads`)
+        float* xs = ws.get(static_cast<std::size_t>(max_threads()) + 1, static_cast<std::size_t>(g.in.n) * padded);
+        for (int img = 0; img < g.in.n; ++img) pad_image(g, x + img * in_img, xs + img * padded);
+#pragma omp parallel for schedule(static)
+        for (int it = 0; it < g.in.n * oh; ++it) {
+            const int img = it / oh;
+            row(xs + img * padded, y + img * out_img, epi.from(img * out_img), it % oh);
+        }
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (int img = 0; img < g.in.n; ++img) {
         float* xp = ws.get(static_cast<std::size_t>(omp_get_thread_num()), 0);
         pad_image(g, x + img * in_img, xp);
         float* yi = y + img * out_img;
         const conv_epilogue ei = epi.from(img * out_img);
-        for (int oy = 0; oy < oh; ++oy) {
-            int co = 0;
-            for (; co + 32 <= cout; co += 32) direct_row<32>(g, xp, w, yi, oy, co, ei);
-            for (; co + 16 <= cout; co += 16) direct_row<16>(g, xp, w, yi, oy, co, ei);
-            if (co < cout) direct_row<8>(g, xp, w, yi, oy, co, ei);
-        }
+        for (int oy = 0; oy < oh; ++oy) row(xp, yi, ei, oy);
     }
 }
 
