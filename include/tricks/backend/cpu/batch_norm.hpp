@@ -19,19 +19,11 @@
 
 #include "tricks/backend/cpu/epilogue.hpp"
 #include "tricks/backend/cpu/workspace.hpp"
+#include "tricks/backend/geometry.hpp"
 #include "tricks/core/error.hpp"
 #include "tricks/distributed/communicator.hpp"
 
 namespace tricks::backend {
-
-struct batch_norm_geometry {
-    std::size_t pixels = 0;  // n*h*w
-    int channels = 0;
-    float eps = 1e-5f;
-    float momentum = 0.1f;  // running = (1 - momentum) * running + momentum * batch
-    /// Non-null: synchronised statistics over these ranks (every rank calls with its shard).
-    distributed::communicator* across = nullptr;
-};
 
 namespace detail {
 inline std::ptrdiff_t bn_chunks(std::size_t pixels) {

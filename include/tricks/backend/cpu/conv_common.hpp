@@ -14,32 +14,11 @@
 #include <utility>
 
 #include "tricks/backend/cpu/epilogue.hpp"
+#include "tricks/backend/geometry.hpp"
 #include "tricks/core/error.hpp"
 #include "tricks/core/shape.hpp"
 
 namespace tricks::backend {
-
-struct conv_geometry {
-    shape4 in;      // input activations (n, h, w, cin)
-    int out_c = 0;  // output channels
-    int kh = 1, kw = 1, stride = 1, pad = 0;
-
-    [[nodiscard]] constexpr int out_h() const noexcept { return window_out(in.h, kh, stride, pad); }
-    [[nodiscard]] constexpr int out_w() const noexcept { return window_out(in.w, kw, stride, pad); }
-    [[nodiscard]] constexpr shape4 out() const noexcept { return {in.n, out_h(), out_w(), out_c}; }
-    [[nodiscard]] constexpr int k() const noexcept { return kh * kw * in.c; }
-    [[nodiscard]] constexpr bool pointwise() const noexcept { return kh == 1 && kw == 1 && stride == 1 && pad == 0; }
-
-    void validate(const char* who) const {
-        require<shape_error>(in.n > 0, who, ": batch must be > 0, got n=", in.n);
-        require<shape_error>(in.c > 0 && out_c > 0, who, ": channels must be > 0, got cin=", in.c, " cout=", out_c);
-        require<shape_error>(kh > 0 && kw > 0 && stride > 0 && pad >= 0, who, ": bad kernel ", kh, "x", kw, " stride ",
-                             stride, " pad ", pad);
-        require<shape_error>(in.h + 2 * pad >= kh && in.w + 2 * pad >= kw, who, ": kernel ", kh, "x", kw,
-                             " is larger than the padded input ", in.h + 2 * pad, "x", in.w + 2 * pad, " (input ", in,
-                             ", pad ", pad, ")");
-    }
-};
 
 namespace detail {
 

@@ -7,28 +7,11 @@
 #include <vector>
 
 #include "tricks/backend/cpu/workspace.hpp"
+#include "tricks/backend/geometry.hpp"
 #include "tricks/core/error.hpp"
 #include "tricks/core/shape.hpp"
 
 namespace tricks::backend {
-
-struct pool_geometry {
-    shape4 in;
-    int k = 2, stride = 2, pad = 0;
-    bool ceil_mode = false;
-    bool count_include_pad = true;  // average pool only
-
-    [[nodiscard]] constexpr int out_h() const noexcept { return window_out(in.h, k, stride, pad, ceil_mode); }
-    [[nodiscard]] constexpr int out_w() const noexcept { return window_out(in.w, k, stride, pad, ceil_mode); }
-    [[nodiscard]] constexpr shape4 out() const noexcept { return {in.n, out_h(), out_w(), in.c}; }
-    void validate(const char* who) const {
-        require<shape_error>(in.n > 0 && in.c > 0, who, ": empty input ", in);
-        require<shape_error>(k > 0 && stride > 0 && pad >= 0 && 2 * pad <= k, who, ": bad window ", k, " stride ",
-                             stride, " pad ", pad, " (pad must be at most half the window)");
-        require<shape_error>(in.h + 2 * pad >= k && in.w + 2 * pad >= k, who, ": window ", k,
-                             " is larger than the padded input ", in.h + 2 * pad, "x", in.w + 2 * pad);
-    }
-};
 
 /// Max-pool forward; `argmax` receives, per output element, the flat input index that won (the
 /// first maximum in window order), so the backward pass routes gradients without searching again.

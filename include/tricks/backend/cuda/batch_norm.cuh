@@ -16,7 +16,7 @@
 #include <algorithm>
 #include <climits>
 
-#include "tricks/backend/cpu/batch_norm.hpp"
+#include "tricks/backend/geometry.hpp"
 #include "tricks/backend/cuda/common.cuh"
 #include "tricks/backend/cuda/context.cuh"
 

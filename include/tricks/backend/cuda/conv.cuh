@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "tricks/backend/cpu/conv.hpp"
+#include "tricks/backend/geometry.hpp"
 #include "tricks/backend/cuda/common.cuh"
 #include "tricks/backend/cuda/context.cuh"
 #include "tricks/backend/cuda/layout.cuh"

@@ -5,7 +5,7 @@
 // Plain host code: any element type (float, tricks::half, __half).
 #include <cstddef>
 
-#include "tricks/backend/cpu/conv.hpp"
+#include "tricks/backend/geometry.hpp"
 
 namespace tricks::backend::gpu {
 

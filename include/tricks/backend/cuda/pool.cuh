@@ -11,7 +11,7 @@
 //  - average-pool backward (any mode) is the same small kernel's adjoint, written as a gather (one
 //    thread per input element, no atomics: deterministic); it needs neither x nor y.
 //  - global average pool forward/backward: small kernels.
-#include "tricks/backend/cpu/pool.hpp"
+#include "tricks/backend/geometry.hpp"
 #include "tricks/backend/cuda/common.cuh"
 #include "tricks/backend/cuda/context.cuh"
 
