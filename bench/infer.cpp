@@ -65,19 +65,27 @@ int train(int batch, int side, int iters) {
     for (int i = 0; i < batch; ++i) q.data()[static_cast<std::size_t>(i) * K + (i * 7) % K] = 1.f;
     const t::nn::context ctx{.phase = t::nn::mode::train};
     t::sgd_optimizer opt(m->parameters(), t::sgd_config{0.9, 1e-4, true, true});
-    std::vector<double> s;
+    std::vector<double> s, f, b;
+    using clock = std::chrono::steady_clock;
+    auto secs = [](clock::time_point a, clock::time_point z) { return std::chrono::duration<double>(z - a).count(); };
     for (int i = 0; i < iters + 1; ++i) {
-        const auto t0 = std::chrono::steady_clock::now();
+        const auto t0 = clock::now();
         const auto& z = m->forward(x, ctx);
+        const auto t1 = clock::now();
         (void)t::backend::softmax_cross_entropy(batch, K, z.data(), q.data(), dz.data());
         m->backward(dz, ctx, false);
+        const auto t2 = clock::now();
         opt.step(0.01);
-        if (i > 0) s.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        if (i == 0) continue;
+        s.push_back(secs(t0, clock::now()));
+        f.push_back(secs(t0, t1));
+        b.push_back(secs(t1, t2));
     }
     const double med = median(s);
-    std::printf("model %s, %dx%dx%d, batch %d, %d threads, training step %.1f ms (median of %d)\n",
+    std::printf("model %s, %dx%dx%d, batch %d, %d threads, training step %.1f ms (forward %.1f, loss + backward %.1f; "
+                "medians of %d)\n",
                 Model::name().c_str(), side, side, Model::input_channels, batch, omp_get_max_threads(), med * 1e3,
-                iters);
+                median(f) * 1e3, median(b) * 1e3, iters);
     std::printf("train_images_per_s %.2f\n", batch / med);
     std::printf("peak_rss_mb %.0f\n", peak_rss_mb());
     return 0;
