@@ -82,10 +82,11 @@ int train(int batch, int side, int iters) {
         b.push_back(secs(t1, t2));
     }
     const double med = median(s);
-    std::printf("model %s, %dx%dx%d, batch %d, %d threads, training step %.1f ms (forward %.1f, loss + backward %.1f; "
-                "medians of %d)\n",
-                Model::name().c_str(), side, side, Model::input_channels, batch, omp_get_max_threads(), med * 1e3,
-                median(f) * 1e3, median(b) * 1e3, iters);
+    std::printf(
+        "model %s, %dx%dx%d, batch %d, %d threads, training step %.1f ms (forward %.1f, loss + backward %.1f; "
+        "medians of %d)\n",
+        Model::name().c_str(), side, side, Model::input_channels, batch, omp_get_max_threads(), med * 1e3,
+        median(f) * 1e3, median(b) * 1e3, iters);
     std::printf("train_images_per_s %.2f\n", batch / med);
     std::printf("peak_rss_mb %.0f\n", peak_rss_mb());
     return 0;

@@ -146,7 +146,8 @@ int run(int depth, bool tweak_d, int n, int size) {
     for (const auto& [c, count] : p.convs) {
         const tb::conv_geometry g{{n, c.hw, c.hw, c.cin}, c.cout, c.k, c.k, c.stride, c.k / 2};
         const auto x = noise(g.in.size(), 1), w = noise(static_cast<std::size_t>(g.k()) * c.cout, 2);
-        const auto scale = noise(static_cast<std::size_t>(c.cout), 3), shift = noise(static_cast<std::size_t>(c.cout), 4);
+        const auto scale = noise(static_cast<std::size_t>(c.cout), 3),
+                   shift = noise(static_cast<std::size_t>(c.cout), 4);
         const auto res = noise(g.out().size(), 5);
         t::tensor<float> y(g.out());
         const tb::conv_epilogue epi{scale.data(), shift.data(), c.relu, c.residual ? res.data() : nullptr};

@@ -1537,18 +1537,25 @@ TEST_CASE("cpu conv2d and batch_norm results are bit-identical on 1, 2 and 3 thr
         // multi-tile images.
         // Winograd F(4x4): 20 images of 4 tiles (8 per forward block, 16 per filter chunk), 9 of 16;
         // F(2x2): 7 images of 9 tiles (5x5 output).
-        const std::vector<conv_case> cases = {{20, 8, 8, 8, 16, 3, 3, 1, 1},  {9, 14, 14, 32, 32, 3, 3, 1, 1},
-                                              {7, 5, 5, 16, 16, 3, 3, 1, 1},  {33, 7, 9, 16, 32, 3, 3, 2, 1},
-                                              {4, 32, 32, 8, 8, 1, 1, 1, 0},  {5, 3, 3, 128, 256, 3, 3, 1, 1},
-                                              {2, 24, 24, 16, 3, 3, 3, 1, 1}, {3, 9, 7, 5, 16, 7, 7, 2, 3},
+        const std::vector<conv_case> cases = {{20, 8, 8, 8, 16, 3, 3, 1, 1},
+                                              {9, 14, 14, 32, 32, 3, 3, 1, 1},
+                                              {7, 5, 5, 16, 16, 3, 3, 1, 1},
+                                              {33, 7, 9, 16, 32, 3, 3, 2, 1},
+                                              {4, 32, 32, 8, 8, 1, 1, 1, 0},
+                                              {5, 3, 3, 128, 256, 3, 3, 1, 1},
+                                              {2, 24, 24, 16, 3, 3, 3, 1, 1},
+                                              {3, 9, 7, 5, 16, 7, 7, 2, 3},
                                               // one image spread over the threads: 26x23 (42 F(4x4) tiles in
                                               // blocks), 7x7 (its Winograd GEMMs by position), a 1x1 by
                                               // column chunks, the direct kernel by output rows (forward and
                                               // backward-data); the packed GEMM over 2 row tiles x 2 column
                                               // chunks, and with 3 K chunks
-                                              {1, 26, 23, 16, 16, 3, 3, 1, 1}, {1, 7, 7, 32, 40, 3, 3, 1, 1},
-                                              {1, 15, 13, 8, 24, 3, 3, 2, 1},  {1, 12, 10, 16, 24, 3, 3, 1, 1},
-                                              {1, 9, 9, 48, 200, 1, 1, 1, 0}, {1, 33, 31, 16, 264, 3, 3, 2, 1},
+                                              {1, 26, 23, 16, 16, 3, 3, 1, 1},
+                                              {1, 7, 7, 32, 40, 3, 3, 1, 1},
+                                              {1, 15, 13, 8, 24, 3, 3, 2, 1},
+                                              {1, 12, 10, 16, 24, 3, 3, 1, 1},
+                                              {1, 9, 9, 48, 200, 1, 1, 1, 0},
+                                              {1, 33, 31, 16, 264, 3, 3, 2, 1},
                                               {2, 9, 9, 64, 128, 3, 3, 2, 1}};
         std::uint64_t stream = 1400;
         for (const auto& c : cases) {

@@ -390,8 +390,8 @@ struct implicit_im2col {
 /// (pack_a, a) pair of gemm_packed for the rows from r0. Which item a thread takes changes nothing:
 /// every output is summed over k in order inside one item.
 template <class Operands>
-inline void packed_conv(const conv_geometry& g, float* y, workspace& ws, const conv_epilogue& epi,
-                        Operands&& operands, const float* w) {
+inline void packed_conv(const conv_geometry& g, float* y, workspace& ws, const conv_epilogue& epi, Operands&& operands,
+                        const float* w) {
     const int k = g.k(), cout = g.out_c;
     const std::ptrdiff_t rows = static_cast<std::ptrdiff_t>(g.in.n) * g.out_h() * g.out_w();
     const std::ptrdiff_t tiles = (rows + packed_tile_rows - 1) / packed_tile_rows;
@@ -472,7 +472,8 @@ inline void conv2d_forward(const conv_geometry& g, const float* x, const float* 
                                   static_cast<std::size_t>(cout));
             if (epi.empty()) continue;
             if (chunks == 1) {  // in cache
-                apply_epilogue(yt, yt, static_cast<std::size_t>(nr), cout, epi.from(static_cast<std::size_t>(r0) * cout));
+                apply_epilogue(yt, yt, static_cast<std::size_t>(nr), cout,
+                               epi.from(static_cast<std::size_t>(r0) * cout));
                 continue;
             }
             for (std::ptrdiff_t r = 0; r < nr; ++r) {  // this chunk's columns, row by row
@@ -493,11 +494,14 @@ inline void conv2d_forward(const conv_geometry& g, const float* x, const float* 
     }
     // Any other geometry (strided or wide non-Winograd layers, large kernels): the packed GEMM with A
     // gathered from the image (implicit im2col), over tiles of output pixels of the whole batch.
-    packed_conv(g, y, ws, epi, [&](std::size_t r0) {
-        const implicit_im2col A{g, x, r0};
-        return std::pair{[A](int p0, int R, int k0, int kn, float* dst) { A.pack(p0, R, k0, kn, dst); },
-                         [A](int r, int kk) { return A.at(r, kk); }};
-    }, w);
+    packed_conv(
+        g, y, ws, epi,
+        [&](std::size_t r0) {
+            const implicit_im2col A{g, x, r0};
+            return std::pair{[A](int p0, int R, int k0, int kn, float* dst) { A.pack(p0, R, k0, kn, dst); },
+                             [A](int r, int kk) { return A.at(r, kk); }};
+        },
+        w);
 }
 
 /// dx = conv^T(dy, w), overwritten.

@@ -293,8 +293,8 @@ inline void gemm_packed(PackA&& pack_a, ElemA&& a, int rows, int K, const float*
             auto columns = [&](auto cb, int co) {
                 constexpr int CB = decltype(cb)::value;
                 for (int k = 0; k < kn; ++k)
-                    std::memcpy(bp + static_cast<std::size_t>(k) * CB,
-                                b + static_cast<std::size_t>(k0 + k) * ldb + co, sizeof(float) * CB);
+                    std::memcpy(bp + static_cast<std::size_t>(k) * CB, b + static_cast<std::size_t>(k0 + k) * ldb + co,
+                                sizeof(float) * CB);
                 in_blocks<gemm_mr>(rows, [&](auto r, int r0) {
                     packed_block<decltype(r)::value, CB>(ap + static_cast<std::size_t>(r0) * kn, bp, kn,
                                                          c + r0 * ldc + co, ldc, first, e, r0 * ldc + co, co);

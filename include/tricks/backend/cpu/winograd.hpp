@@ -401,7 +401,8 @@ inline void winograd_conv_forward(const conv_geometry& g, const float* x, const 
 #pragma omp parallel for schedule(static)
             for (std::size_t pos = 0; pos < tiles::positions; ++pos)
                 winograd_gemm<M>(v + pos * C, ni * per, C, u + pos * C * CO, CO, m + pos * CO);
-            for (int k = 0; k < ni; ++k) output(m + static_cast<std::size_t>(k) * per * tiles::stride(CO), 0, per, i0 + k);
+            for (int k = 0; k < ni; ++k)
+                output(m + static_cast<std::size_t>(k) * per * tiles::stride(CO), 0, per, i0 + k);
         }
         return;
     }
