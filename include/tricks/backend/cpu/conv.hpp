@@ -461,11 +461,14 @@ inline void conv2d_forward(const conv_geometry& g, const float* x, const float* 
         const std::ptrdiff_t tiles = (rows + block - 1) / block;
         const int most = std::max(1, cout / 32);  // chunks of at least 32 columns
         const int chunks = static_cast<int>(std::min<std::ptrdiff_t>(most, (max_threads() + tiles - 1) / tiles));
-        const int per = (cout / 8 + chunks - 1) / chunks * 8;  // whole 8-column blocks, the rest in the last
+        // chunk i: whole 8-column blocks [8 * floor(q i / chunks), ...) of the q = cout / 8, at least 32
+        // columns each; the last one also takes the < 8 columns left
+        const int q = cout / 8;
 #pragma omp parallel for schedule(static)
         for (std::ptrdiff_t it = 0; it < tiles * chunks; ++it) {
             const std::ptrdiff_t t = it / chunks;
-            const int n0 = static_cast<int>(it % chunks) * per, nc = it % chunks == chunks - 1 ? cout - n0 : per;
+            const int i = static_cast<int>(it % chunks);
+            const int n0 = q * i / chunks * 8, nc = (i == chunks - 1 ? cout : q * (i + 1) / chunks * 8) - n0;
             const std::ptrdiff_t r0 = t * block, nr = std::min(block, rows - r0);
             float* yt = y + r0 * cout;
             gemm_rows<dense_rows>(x + r0 * k, static_cast<int>(nr), k, w + n0, nc, yt + n0, cout,
