@@ -50,15 +50,21 @@ double median(std::vector<double> s) {
     return s[s.size() / 2];
 }
 
+/// batch x side x side x channels normal values (the same for every run).
+t::tensor<float> random_batch(int batch, int side, int channels) {
+    t::tensor<float> x({batch, side, side, channels});
+    t::rng r(1, 2);
+    for (auto& v : x.span()) v = static_cast<float>(r.normal());
+    return x;
+}
+
 /// Training steps of batch x side x side: forward (training mode), softmax cross-entropy, backward,
 /// Nesterov SGD with weight decay; images/s from the median step after one warm-up step.
 template <class Model>
 int train(int batch, int side, int iters) {
     auto m = std::make_unique<Model>();
     m->init(1);
-    t::tensor<float> x({batch, side, side, Model::input_channels});
-    t::rng r(1, 2);
-    for (auto& v : x.span()) v = static_cast<float>(r.normal());
+    const t::tensor<float> x = random_batch(batch, side, Model::input_channels);
     constexpr int K = Model::out_channels;
     t::tensor<float> q({batch, 1, 1, K}), dz({batch, 1, 1, K});
     q.fill(0.f);
@@ -96,9 +102,7 @@ template <class Model>
 int run(int batch, int side, int iters) {
     auto m = std::make_unique<Model>();
     m->init(1);
-    t::tensor<float> x({batch, side, side, Model::input_channels});
-    t::rng r(1, 2);
-    for (auto& v : x.span()) v = static_cast<float>(r.normal());
+    const t::tensor<float> x = random_batch(batch, side, Model::input_channels);
     t::models::inference_pool<Model> pool;
     pool.load(*m);
     const t::nn::context eval{.phase = t::nn::mode::eval};

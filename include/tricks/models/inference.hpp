@@ -173,10 +173,7 @@ private:
         if (chunks == 1 && backend::max_threads() > 1) {
             // One sub-batch (a batch smaller than the sub-batch size, batch 1 included): one copy runs it
             // with every thread inside its kernels, whose tiles, and so bits, follow the shapes only.
-            replica& r = *copies_[0];
-            r.x.resize(in);
-            std::memcpy(r.x.data(), x.data(), x.size() * sizeof(float));
-            const tensor<float>& y = r.model->forward(r.x, copy_ctx);
+            const tensor<float>& y = copies_[0]->model->forward(x, copy_ctx);  // the caller's batch as is
             require<shape_error>(y.size() == y_.size(), "tricks::inference_pool: output ", y.shape(), " is not ",
                                  y_.shape());
             std::memcpy(y_.data(), y.data(), y.size() * sizeof(float));

@@ -19,7 +19,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <utility>
 
 #include "tricks/backend/cpu/conv_common.hpp"
 #include "tricks/backend/cpu/epilogue.hpp"
@@ -384,14 +383,12 @@ struct implicit_im2col {
     }
 };
 
-/// y = epi(A * w) on gemm_packed, A the convolution's rows x k matrix (one row per output pixel of the
-/// batch): work items are tiles of packed_tile_rows rows times chunks of gemm_nc output channels, so
-/// a small batch (down to one 7x7 image) still spreads over the threads. operands(r0) gives the
-/// (pack_a, a) pair of gemm_packed for the rows from r0. Which item a thread takes changes nothing:
-/// every output is summed over k in order inside one item.
-template <class Operands>
-inline void packed_conv(const conv_geometry& g, float* y, workspace& ws, const conv_epilogue& epi, Operands&& operands,
-                        const float* w) {
+/// y = epi(im2col(x) * w) on gemm_packed, one row per output pixel of the batch, A gathered by
+/// implicit_im2col: work items are tiles of packed_tile_rows rows times chunks of gemm_nc output
+/// channels, so a small batch (down to one 7x7 image) still spreads over the threads. Which item a
+/// thread takes changes nothing: every output is summed over k in order inside one item.
+inline void packed_conv(const conv_geometry& g, const float* x, const float* w, float* y, workspace& ws,
+                        const conv_epilogue& epi) {
     const int k = g.k(), cout = g.out_c;
     const std::ptrdiff_t rows = static_cast<std::ptrdiff_t>(g.in.n) * g.out_h() * g.out_w();
     const std::ptrdiff_t tiles = (rows + packed_tile_rows - 1) / packed_tile_rows;
@@ -404,9 +401,11 @@ inline void packed_conv(const conv_geometry& g, float* y, workspace& ws, const c
         const std::ptrdiff_t r0 = t * packed_tile_rows, nr = std::min<std::ptrdiff_t>(packed_tile_rows, rows - r0);
         conv_epilogue e = epi.from(static_cast<std::size_t>(r0) * cout + n0);
         if (e.scale) e.scale += n0, e.shift += n0;
-        auto [pack_a, a] = operands(static_cast<std::size_t>(r0));
-        gemm_packed(pack_a, a, static_cast<int>(nr), k, w + n0, cout, nc, y + r0 * cout + n0,
-                    static_cast<std::size_t>(cout), ws.get(static_cast<std::size_t>(omp_get_thread_num()), 0), e);
+        const implicit_im2col A{g, x, static_cast<std::size_t>(r0)};
+        gemm_packed([&](int p0, int R, int k0, int kn, float* dst) { A.pack(p0, R, k0, kn, dst); },
+                    [&](int r, int kk) { return A.at(r, kk); }, static_cast<int>(nr), k, w + n0, cout, nc,
+                    y + r0 * cout + n0, static_cast<std::size_t>(cout),
+                    ws.get(static_cast<std::size_t>(omp_get_thread_num()), 0), e);
     }
 }
 
@@ -497,14 +496,7 @@ inline void conv2d_forward(const conv_geometry& g, const float* x, const float* 
     }
     // Any other geometry (strided or wide non-Winograd layers, large kernels): the packed GEMM with A
     // gathered from the image (implicit im2col), over tiles of output pixels of the whole batch.
-    packed_conv(
-        g, y, ws, epi,
-        [&](std::size_t r0) {
-            const implicit_im2col A{g, x, r0};
-            return std::pair{[A](int p0, int R, int k0, int kn, float* dst) { A.pack(p0, R, k0, kn, dst); },
-                             [A](int r, int kk) { return A.at(r, kk); }};
-        },
-        w);
+    packed_conv(g, x, w, y, ws, epi);
 }
 
 /// dx = conv^T(dy, w), overwritten.

@@ -264,13 +264,6 @@ inline void packed_block(const float* ap, const float* bp, int kn, float* c, std
         for (int n = 0; n < NV; ++n) storev<VW>(c + r * ldc + VW * n, acc[r][n]);
 }
 
-/// The epilogue on one value (apply_epilogue's expressions), for gemm_packed's last < 8 columns.
-inline float scalar_epilogue(const conv_epilogue& e, float v, std::size_t at, int col) noexcept {
-    if (e.scale) v = v * e.scale[col] + e.shift[col];
-    if (e.residual) v = v + e.residual[at];
-    return e.relu ? (v > 0.f ? v : 0.f) : v;
-}
-
 /// C = epi(A * B): `rows` rows, A rows x K (given by pack_a), B K x cols (rows ldb apart), C's rows ldc
 /// apart; epi's channels and residual are C's (offset them with C for a block of columns).
 /// pack_a(r0, R, k0, kn, dst) writes dst[k * R + r] = A[r0 + r][k0 + k] for r < R, k < kn; a(r, k)
@@ -309,7 +302,12 @@ inline void gemm_packed(PackA&& pack_a, ElemA&& a, int rows, int K, const float*
                     float s = first ? 0.f : c[r * ldc + o];
                     for (int k = k0; k < k0 + kn; ++k)
                         s = std::fma(a(r, k), b[static_cast<std::size_t>(k) * ldb + o], s);
-                    c[r * ldc + o] = e ? scalar_epilogue(*e, s, r * ldc + o, o) : s;
+                    c[r * ldc + o] = s;
+                    if (e) {  // apply_epilogue on this one value: its column's scale and shift, its residual
+                        conv_epilogue one = e->from(r * ldc + o);
+                        if (one.scale) one.scale += o, one.shift += o;
+                        apply_epilogue(c + r * ldc + o, c + r * ldc + o, 1, 1, one);
+                    }
                 }
         }
     }
