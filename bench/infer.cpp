@@ -78,7 +78,7 @@ int train(int batch, int side, int iters) {
         const auto t0 = clock::now();
         const auto& z = m->forward(x, ctx);
         const auto t1 = clock::now();
-        (void)t::backend::softmax_cross_entropy(batch, K, z.data(), q.data(), dz.data());
+        (void)t::backend::host::softmax_cross_entropy(batch, K, z.data(), q.data(), dz.data());
         m->backward(dz, ctx, false);
         const auto t2 = clock::now();
         opt.step(0.01);

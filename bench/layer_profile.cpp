@@ -22,6 +22,7 @@
 
 namespace t = tricks;
 namespace tb = tricks::backend;
+namespace th = tricks::backend::host;
 
 namespace {
 
@@ -78,7 +79,7 @@ std::vector<conv_shape> conv_shapes() {
 template <int W>
 int run(int batch) {
     std::vector<row> rows;
-    tb::workspace ws;
+    th::workspace ws;
     for (const auto& c : conv_shapes<W>()) {
         const tb::conv_geometry g{{batch, c.hw, c.hw, c.cin}, c.cout, c.k, c.k, c.stride, c.k / 2};
         // 64-byte aligned, as the network's tensors are (the vector kernels' loads then never split a line)
@@ -89,13 +90,13 @@ int run(int batch) {
         const std::string s = std::to_string(c.hw) + "x" + std::to_string(c.hw) + " " + std::to_string(c.cin) + "->" +
                               std::to_string(c.cout) + " k" + std::to_string(c.k) + "/" + std::to_string(c.stride);
         rows.push_back({"conv fwd", s, c.count,
-                        median_ms([&] { tb::conv2d_forward(g, x.data(), w.data(), y.data(), ws, {}, algo); }), fl});
+                        median_ms([&] { th::conv2d_forward(g, x.data(), w.data(), y.data(), ws, {}, algo); }), fl});
         if (!c.first)
             rows.push_back({"conv bwd-data", s, c.count,
-                            median_ms([&] { tb::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws, algo); }),
+                            median_ms([&] { th::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws, algo); }),
                             fl});
         rows.push_back({"conv bwd-filter", s, c.count,
-                        median_ms([&] { tb::conv2d_backward_filter(g, x.data(), dy.data(), dw.data(), ws, algo); }),
+                        median_ms([&] { th::conv2d_backward_filter(g, x.data(), dy.data(), dw.data(), ws, algo); }),
                         fl});
     }
     // Batch norm after every conv: (pixels, channels, plain, fused). A BN followed by a ReLU (the
@@ -114,24 +115,24 @@ int run(int batch) {
         const std::string s = std::to_string(b.hw) + "x" + std::to_string(b.hw) + "x" + std::to_string(b.c);
         if (b.plain) {
             rows.push_back({"bn fwd", s, b.plain, median_ms([&] {
-                                tb::batch_norm_forward_train(g, x.data(), gamma.data(), beta.data(), y.data(),
+                                th::batch_norm_forward_train(g, x.data(), gamma.data(), beta.data(), y.data(),
                                                              mean.data(), is.data(), rm.data(), rv.data(), ws);
                             }),
                             0});
             rows.push_back({"bn bwd", s, b.plain, median_ms([&] {
-                                tb::batch_norm_backward(g, x.data(), dy.data(), gamma.data(), mean.data(), is.data(),
+                                th::batch_norm_backward(g, x.data(), dy.data(), gamma.data(), mean.data(), is.data(),
                                                         dx.data(), dg.data(), db.data(), ws);
                             }),
                             0});
         }
         if (b.fused) {
             rows.push_back({"bn+relu fwd", s, b.fused, median_ms([&] {
-                                tb::batch_norm_forward_train<true>(g, x.data(), gamma.data(), beta.data(), y.data(),
+                                th::batch_norm_forward_train<true>(g, x.data(), gamma.data(), beta.data(), y.data(),
                                                                    mean.data(), is.data(), rm.data(), rv.data(), ws);
                             }),
                             0});
             rows.push_back({"bn+relu bwd", s, b.fused, median_ms([&] {
-                                tb::batch_norm_backward<true>(g, x.data(), dy.data(), gamma.data(), mean.data(),
+                                th::batch_norm_backward<true>(g, x.data(), dy.data(), gamma.data(), mean.data(),
                                                               is.data(), dx.data(), dg.data(), db.data(), ws, y.data());
                             }),
                             0});
@@ -148,11 +149,11 @@ int run(int batch) {
         std::vector<float> y(n), dx(n);
         const std::string s = std::to_string(e.hw) + "x" + std::to_string(e.hw) + "x" + std::to_string(e.c);
         rows.push_back(
-            {"add+relu fwd", s, e.adds, median_ms([&] { tb::add_relu_forward(n, a.data(), b.data(), y.data()); }), 0});
+            {"add+relu fwd", s, e.adds, median_ms([&] { th::add_relu_forward(n, a.data(), b.data(), y.data()); }), 0});
         // backward of a block end: relu mask + the sum of the two branch gradients
         rows.push_back({"add+relu bwd", s, e.adds, median_ms([&] {
-                            tb::relu_backward(n, a.data(), dy.data(), dx.data());
-                            tb::add(n, dx.data(), b.data(), y.data());
+                            th::relu_backward(n, a.data(), dy.data(), dx.data());
+                            th::add(n, dx.data(), b.data(), y.data());
                         }),
                         0});
     }
@@ -164,17 +165,17 @@ int run(int batch) {
             const auto x = noise(g.in.size(), 9), dy = noise(g.out().size(), 10);
             std::vector<float> y(g.out().size()), dx(g.in.size());
             rows.push_back({"pool fwd", "avg 2x2 ceil " + std::to_string(g.in.h), 1,
-                            median_ms([&] { tb::avg_pool_forward(g, x.data(), y.data()); }), 0});
+                            median_ms([&] { th::avg_pool_forward(g, x.data(), y.data()); }), 0});
             rows.push_back({"pool bwd", "avg 2x2 ceil " + std::to_string(g.in.h), 1,
-                            median_ms([&] { tb::avg_pool_backward(g, dy.data(), dx.data()); }), 0});
+                            median_ms([&] { th::avg_pool_backward(g, dy.data(), dx.data()); }), 0});
         }
         const t::shape4 in{batch, 7, 7, 4 * W};
         const auto x = noise(in.size(), 11), dy = noise(static_cast<std::size_t>(batch) * 4 * W, 12);
         std::vector<float> y(static_cast<std::size_t>(batch) * 4 * W), dx(in.size());
         rows.push_back(
-            {"pool fwd", "global 7x7", 1, median_ms([&] { tb::global_avg_pool_forward(in, x.data(), y.data()); }), 0});
+            {"pool fwd", "global 7x7", 1, median_ms([&] { th::global_avg_pool_forward(in, x.data(), y.data()); }), 0});
         rows.push_back({"pool bwd", "global 7x7", 1,
-                        median_ms([&] { tb::global_avg_pool_backward(in, dy.data(), dx.data()); }), 0});
+                        median_ms([&] { th::global_avg_pool_backward(in, dy.data(), dx.data()); }), 0});
     }
     // The whole network, one step: forward, loss, backward, optimizer (for the sum's sanity check).
     using model = t::models::cifar_resnet<20, t::width<W>, t::in_channels<1>, t::classes<10>, t::tweak::deep_stem,
@@ -196,7 +197,7 @@ int run(int batch) {
             const auto a = std::chrono::steady_clock::now();
             const auto& z = m->forward(xin, train);
             const auto a1 = std::chrono::steady_clock::now();
-            (void)tb::softmax_cross_entropy(batch, 10, z.data(), q.data(), dz.data());
+            (void)th::softmax_cross_entropy(batch, 10, z.data(), q.data(), dz.data());
             const auto a2 = std::chrono::steady_clock::now();
             m->backward(dz, train, false);
             const auto a3 = std::chrono::steady_clock::now();

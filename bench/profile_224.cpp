@@ -29,6 +29,7 @@
 
 namespace t = tricks;
 namespace tb = tricks::backend;
+namespace th = tricks::backend::host;
 
 namespace {
 
@@ -142,7 +143,7 @@ int run(int depth, bool tweak_d, int n, int size) {
         double ms, flops;
     };
     std::vector<row> rows;
-    tb::workspace ws;
+    th::workspace ws;
     for (const auto& [c, count] : p.convs) {
         const tb::conv_geometry g{{n, c.hw, c.hw, c.cin}, c.cout, c.k, c.k, c.stride, c.k / 2};
         const auto x = noise(g.in.size(), 1), w = noise(static_cast<std::size_t>(g.k()) * c.cout, 2);
@@ -150,16 +151,16 @@ int run(int depth, bool tweak_d, int n, int size) {
                    shift = noise(static_cast<std::size_t>(c.cout), 4);
         const auto res = noise(g.out().size(), 5);
         t::tensor<float> y(g.out());
-        const tb::conv_epilogue epi{scale.data(), shift.data(), c.relu, c.residual ? res.data() : nullptr};
-        tb::prepared_filter pf;
-        const float* prepared = tb::prepare_filter(g, w.data(), tb::conv_algo::winograd, 1, pf);
+        const th::conv_epilogue epi{scale.data(), shift.data(), c.relu, c.residual ? res.data() : nullptr};
+        th::prepared_filter pf;
+        const float* prepared = th::prepare_filter(g, w.data(), tb::conv_algo::winograd, 1, pf);
         const double fl = 2.0 * static_cast<double>(g.out().pixels()) * g.k() * c.cout;
         std::string kind = c.k == 1 ? "conv 1x1" : c.k == 3 ? "conv 3x3" : "conv 7x7";
         if (c.stride == 2) kind += "/2";
         const std::string s = std::to_string(c.hw) + " " + std::to_string(c.cin) + "->" + std::to_string(c.cout) +
                               (c.residual ? " +res" : "") + (c.relu ? " relu" : "");
         rows.push_back({kind, s, count, median_ms([&] {
-                            tb::conv2d_forward(g, x.data(), w.data(), y.data(), ws, epi, tb::conv_algo::winograd,
+                            th::conv2d_forward(g, x.data(), w.data(), y.data(), ws, epi, tb::conv_algo::winograd,
                                                prepared);
                         }),
                         fl});
@@ -169,20 +170,20 @@ int run(int depth, bool tweak_d, int n, int size) {
         std::vector<float> y(g.out().size());
         std::vector<std::int32_t> arg(g.out().size());
         rows.push_back({"max pool", "3x3/2 " + std::to_string(g.in.h) + "x" + std::to_string(g.in.c), 1,
-                        median_ms([&] { tb::max_pool_forward(g, x.data(), y.data(), arg.data()); }), 0});
+                        median_ms([&] { th::max_pool_forward(g, x.data(), y.data(), arg.data()); }), 0});
     }
     for (const auto& g : p.avg_pools) {
         const auto x = noise(g.in.size(), 7);
         std::vector<float> y(g.out().size());
         rows.push_back({"avg pool", "2x2/2 " + std::to_string(g.in.h) + "x" + std::to_string(g.in.c), 1,
-                        median_ms([&] { tb::avg_pool_forward(g, x.data(), y.data()); }), 0});
+                        median_ms([&] { th::avg_pool_forward(g, x.data(), y.data()); }), 0});
     }
     {
         const t::shape4 in{n, p.final_hw, p.final_hw, p.final_c};
         const auto x = noise(in.size(), 8);
         std::vector<float> y(static_cast<std::size_t>(n) * p.final_c);
         rows.push_back({"global pool", std::to_string(p.final_hw) + "x" + std::to_string(p.final_c), 1,
-                        median_ms([&] { tb::global_avg_pool_forward(in, x.data(), y.data()); }), 0});
+                        median_ms([&] { th::global_avg_pool_forward(in, x.data(), y.data()); }), 0});
     }
     double whole = 0;
     using r50d = t::models::resnet<50, t::tweak::stride_on_3x3, t::tweak::deep_stem, t::tweak::avg_down>;

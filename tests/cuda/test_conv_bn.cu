@@ -29,6 +29,7 @@ namespace {
 
 using namespace tt;
 namespace tb = tricks::backend;
+namespace th = tricks::backend::host;
 using tricks::shape4;
 
 constexpr double conv_rtol32 = 1e-4;
@@ -55,14 +56,14 @@ void conv_parity(gpu::context& ctx, const conv_case& c) {
     const fvec x = rounded<T>(uniform(nx, 11)), w = rounded<T>(uniform(nw, 12, -0.5f, 0.5f)),
                dy = rounded<T>(uniform(ny, 13));
 
-    tb::workspace ws;
+    th::workspace ws;
     fvec y_ref(ny), y_scale(ny), dx_ref(nx), dx_scale(nx), dw_ref(nw), dw_scale(nw);
-    tb::conv2d_forward(g, x.data(), w.data(), y_ref.data(), ws);
-    tb::conv2d_forward(g, abs(x).data(), abs(w).data(), y_scale.data(), ws);
-    tb::conv2d_backward_data(g, dy.data(), w.data(), dx_ref.data(), ws);
-    tb::conv2d_backward_data(g, abs(dy).data(), abs(w).data(), dx_scale.data(), ws);
-    tb::conv2d_backward_filter(g, x.data(), dy.data(), dw_ref.data(), ws);
-    tb::conv2d_backward_filter(g, abs(x).data(), abs(dy).data(), dw_scale.data(), ws);
+    th::conv2d_forward(g, x.data(), w.data(), y_ref.data(), ws);
+    th::conv2d_forward(g, abs(x).data(), abs(w).data(), y_scale.data(), ws);
+    th::conv2d_backward_data(g, dy.data(), w.data(), dx_ref.data(), ws);
+    th::conv2d_backward_data(g, abs(dy).data(), abs(w).data(), dx_scale.data(), ws);
+    th::conv2d_backward_filter(g, x.data(), dy.data(), dw_ref.data(), ws);
+    th::conv2d_backward_filter(g, abs(x).data(), abs(dy).data(), dw_scale.data(), ws);
 
     fvec w_krsc(nw);
     gpu::hwio_to_krsc(g, w.data(), w_krsc.data());
@@ -165,10 +166,10 @@ TRICKS_GPU_TEST(conv_negative_control_wrong_layout) {
     const tb::conv_geometry g{c.in, c.cout, c.k, c.k, c.stride, c.pad};
     const std::size_t nx = g.in.size(), ny = g.out().size(), nw = gpu::filter_elements(g);
     const fvec x = rounded<__half>(uniform(nx, 11)), w = rounded<__half>(uniform(nw, 12, -0.5f, 0.5f));
-    tb::workspace ws;
+    th::workspace ws;
     fvec y_ref(ny), y_scale(ny);
-    tb::conv2d_forward(g, x.data(), w.data(), y_ref.data(), ws);
-    tb::conv2d_forward(g, abs(x).data(), abs(w).data(), y_scale.data(), ws);
+    th::conv2d_forward(g, x.data(), w.data(), y_ref.data(), ws);
+    th::conv2d_forward(g, abs(x).data(), abs(w).data(), y_scale.data(), ws);
     auto dx_in = to_device<__half>(x);
     auto dw_hwio = to_device<__half>(w);  // not converted: wrong layout
     auto dy_out = nan_device<__half>(ny);
@@ -202,13 +203,13 @@ void bn_parity(gpu::context& ctx, const bn_case& c) {
     const fvec rm0 = uniform(C, 35, -0.1f, 0.1f), rv0 = uniform(C, 36, 0.5f, 1.5f);
 
     // CPU reference.
-    tb::workspace ws;
+    th::workspace ws;
     fvec y_ref(n), mean_ref(C), is_ref(C), rm_ref = rm0, rv_ref = rv0, ye_ref(n), dx_ref(n), dg_ref(C), db_ref(C);
-    tb::batch_norm_forward_train(g, x.data(), gamma.data(), beta.data(), y_ref.data(), mean_ref.data(), is_ref.data(),
+    th::batch_norm_forward_train(g, x.data(), gamma.data(), beta.data(), y_ref.data(), mean_ref.data(), is_ref.data(),
                                  rm_ref.data(), rv_ref.data(), ws);
-    tb::batch_norm_forward_eval(g, x.data(), gamma.data(), beta.data(), rm_ref.data(), rv_ref.data(), ye_ref.data(),
+    th::batch_norm_forward_eval(g, x.data(), gamma.data(), beta.data(), rm_ref.data(), rv_ref.data(), ye_ref.data(),
                                 ws);
-    tb::batch_norm_backward(g, x.data(), dy.data(), gamma.data(), mean_ref.data(), is_ref.data(), dx_ref.data(),
+    th::batch_norm_backward(g, x.data(), dy.data(), gamma.data(), mean_ref.data(), is_ref.data(), dx_ref.data(),
                             dg_ref.data(), db_ref.data(), ws);
 
     // Scales: sums of |terms| per channel (see the file comment), in double.

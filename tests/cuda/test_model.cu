@@ -78,7 +78,7 @@ void model_parity(double bound, const char* label) {
     cctx.round(xin);
     const auto& z = cpu.forward(xin, cctx);
     t::tensor<float> dz(z.shape());
-    (void)t::backend::softmax_cross_entropy(6, 10, z.data(), b.q.data(), dz.data());
+    (void)t::backend::host::softmax_cross_entropy(6, 10, z.data(), b.q.data(), dz.data());
     cpu.backward(dz, cctx, false);
 
     // Device.

@@ -26,6 +26,7 @@ namespace {
 
 using namespace tt;
 namespace tb = tricks::backend;
+namespace th = tricks::backend::host;
 using tricks::shape4;
 
 // ---- pooling ------------------------------------------------------------------------------------
@@ -38,9 +39,9 @@ void max_pool_parity(gpu::context& ctx, const tb::pool_geometry& g, const char* 
     const fvec x = rounded<T>(distinct(nx, 41, -40.f)), dy = rounded<T>(uniform(ny, 42));
     fvec y_ref(ny), dx_ref(nx), dx_scale(nx);
     std::vector<std::int32_t> arg(ny);
-    tb::max_pool_forward(g, x.data(), y_ref.data(), arg.data());
-    tb::max_pool_backward(g, dy.data(), arg.data(), dx_ref.data());
-    tb::max_pool_backward(g, abs(dy).data(), arg.data(), dx_scale.data());
+    th::max_pool_forward(g, x.data(), y_ref.data(), arg.data());
+    th::max_pool_backward(g, dy.data(), arg.data(), dx_ref.data());
+    th::max_pool_backward(g, abs(dy).data(), arg.data(), dx_scale.data());
 
     auto dx_in = to_device<T>(x), ddy = to_device<T>(dy), dy_out = nan_device<T>(ny), ddx = nan_device<T>(nx);
     gpu::max_pool_forward(g, dx_in.data(), dy_out.data(), ctx);
@@ -56,10 +57,10 @@ void avg_pool_parity(gpu::context& ctx, const tb::pool_geometry& g, const char* 
     const std::size_t nx = g.in.size(), ny = g.out().size();
     const fvec x = rounded<T>(uniform(nx, 43)), dy = rounded<T>(uniform(ny, 44));
     fvec y_ref(ny), y_scale(ny), dx_ref(nx), dx_scale(nx);
-    tb::avg_pool_forward(g, x.data(), y_ref.data());
-    tb::avg_pool_forward(g, abs(x).data(), y_scale.data());
-    tb::avg_pool_backward(g, dy.data(), dx_ref.data());
-    tb::avg_pool_backward(g, abs(dy).data(), dx_scale.data());
+    th::avg_pool_forward(g, x.data(), y_ref.data());
+    th::avg_pool_forward(g, abs(x).data(), y_scale.data());
+    th::avg_pool_backward(g, dy.data(), dx_ref.data());
+    th::avg_pool_backward(g, abs(dy).data(), dx_scale.data());
 
     auto dx_in = to_device<T>(x), ddy = to_device<T>(dy);
     auto dy_out = nan_device<T>(ny), dy_kernel = nan_device<T>(ny), ddx = nan_device<T>(nx);
@@ -92,10 +93,10 @@ void pooling_all(gpu::context& ctx) {
     const shape4 in{3, 5, 7, 6};
     const fvec x = rounded<T>(uniform(in.size(), 45)), dy = rounded<T>(uniform(3 * 6, 46));
     fvec y_ref(18), y_scale(18), dx_ref(in.size()), dx_scale(in.size());
-    tb::global_avg_pool_forward(in, x.data(), y_ref.data());
-    tb::global_avg_pool_forward(in, abs(x).data(), y_scale.data());
-    tb::global_avg_pool_backward(in, dy.data(), dx_ref.data());
-    tb::global_avg_pool_backward(in, abs(dy).data(), dx_scale.data());
+    th::global_avg_pool_forward(in, x.data(), y_ref.data());
+    th::global_avg_pool_forward(in, abs(x).data(), y_scale.data());
+    th::global_avg_pool_backward(in, dy.data(), dx_ref.data());
+    th::global_avg_pool_backward(in, abs(dy).data(), dx_scale.data());
     auto dx_in = to_device<T>(x), ddy = to_device<T>(dy), dy_out = nan_device<T>(18), ddx = nan_device<T>(in.size());
     gpu::global_avg_pool_forward(in, dx_in.data(), dy_out.data(), ctx);
     gpu::global_avg_pool_backward(in, ddy.data(), ddx.data(), ctx);
@@ -123,8 +124,8 @@ TRICKS_GPU_TEST(avg_pool_negative_control_divisor) {
     const std::size_t nx = g.in.size(), ny = g.out().size();
     const fvec x = rounded<__half>(uniform(nx, 43, 0.5f, 1.f));
     fvec y_ref(ny), y_scale(ny);
-    tb::avg_pool_forward(g, x.data(), y_ref.data());
-    tb::avg_pool_forward(g, abs(x).data(), y_scale.data());
+    th::avg_pool_forward(g, x.data(), y_ref.data());
+    th::avg_pool_forward(g, abs(x).data(), y_scale.data());
     g.count_include_pad = false;  // the GPU divides by the wrong count
     auto dx_in = to_device<__half>(x);
     auto dy_out = nan_device<__half>(ny);
@@ -147,9 +148,9 @@ void elementwise_all(gpu::context& ctx, std::size_t n, std::size_t offset) {
     // offset > 0 misaligns the pointers by `offset` elements: the element-by-element path.
     const fvec a = rounded<T>(uniform(n, 51)), b = rounded<T>(uniform(n, 52));
     fvec relu_ref(n), relu_b_ref(n), addrelu_ref(n), add_ref(n), s_ab(n);
-    tb::relu_forward(n, a.data(), relu_ref.data());
-    tb::relu_backward(n, relu_ref.data(), b.data(), relu_b_ref.data());
-    tb::add_relu_forward(n, a.data(), b.data(), addrelu_ref.data());
+    th::relu_forward(n, a.data(), relu_ref.data());
+    th::relu_backward(n, relu_ref.data(), b.data(), relu_b_ref.data());
+    th::add_relu_forward(n, a.data(), b.data(), addrelu_ref.data());
     for (std::size_t i = 0; i < n; ++i) {
         add_ref[i] = a[i] + b[i];
         s_ab[i] = std::fabs(a[i]) + std::fabs(b[i]);
@@ -218,10 +219,10 @@ void linear_parity(gpu::context& ctx, int n, int in, int out, bool bias) {
     const std::size_t ny = static_cast<std::size_t>(n) * out, nx = static_cast<std::size_t>(n) * in,
                       nw = static_cast<std::size_t>(in) * out;
     fvec y_ref(ny), y_s(ny), dx_ref(nx), dx_s(nx), dw_ref(nw), dw_s(nw), db_ref(out), db_s(out);
-    tb::linear_forward(n, in, out, x.data(), w.data(), bias ? b.data() : nullptr, y_ref.data());
-    tb::linear_forward(n, in, out, abs(x).data(), abs(w).data(), bias ? abs(b).data() : nullptr, y_s.data());
-    tb::linear_backward(n, in, out, x.data(), w.data(), dy.data(), dx_ref.data(), dw_ref.data(), db_ref.data());
-    tb::linear_backward(n, in, out, abs(x).data(), abs(w).data(), abs(dy).data(), dx_s.data(), dw_s.data(),
+    th::linear_forward(n, in, out, x.data(), w.data(), bias ? b.data() : nullptr, y_ref.data());
+    th::linear_forward(n, in, out, abs(x).data(), abs(w).data(), bias ? abs(b).data() : nullptr, y_s.data());
+    th::linear_backward(n, in, out, x.data(), w.data(), dy.data(), dx_ref.data(), dw_ref.data(), db_ref.data());
+    th::linear_backward(n, in, out, abs(x).data(), abs(w).data(), abs(dy).data(), dx_s.data(), dw_s.data(),
                         db_s.data());
 
     auto dx_in = to_device<T>(x), dw_in = to_device<T>(w), db_in = to_device<T>(b), ddy = to_device<T>(dy);
@@ -274,7 +275,7 @@ void loss_parity(gpu::context& ctx, int n, int k) {
     const std::size_t nk = static_cast<std::size_t>(n) * k;
     const fvec z = rounded<T>(uniform(nk, 72, -4.f, 4.f)), q = soft_targets(n, k);
     fvec dz_ref(nk), p_ref(nk), s_dz(nk);
-    const double loss_ref = tb::softmax_cross_entropy(n, k, z.data(), q.data(), dz_ref.data(), p_ref.data());
+    const double loss_ref = th::softmax_cross_entropy(n, k, z.data(), q.data(), dz_ref.data(), p_ref.data());
     for (std::size_t i = 0; i < nk; ++i) s_dz[i] = (std::fabs(p_ref[i]) + std::fabs(q[i])) / static_cast<float>(n);
 
     auto dz_in = to_device<T>(z);
@@ -308,7 +309,7 @@ void loss_parity(gpu::context& ctx, int n, int k) {
 
     // softmax with a temperature (distillation targets).
     fvec pt_ref(nk);
-    tb::softmax(n, k, z.data(), 3.f, pt_ref.data());
+    th::softmax(n, k, z.data(), 3.f, pt_ref.data());
     auto dpt = nan_device<float>(nk);
     gpu::softmax(n, k, dz_in.data(), 3.f, dpt.data(), ctx);
     EXPECT_CLOSE(tag + " softmax T=3", to_host(dpt), pt_ref, pt_ref, 1e-6, 1e-12);

@@ -163,7 +163,7 @@ void gradient_check(bn_kind kind) {
             0.0, q, 10);
         const tensor<float>& z = m->forward(xs, ctx);
         dz.resize(z.shape());
-        (void)backend::softmax_cross_entropy(per, 10, z.data(), q.data(), dz.data());
+        (void)backend::host::softmax_cross_entropy(per, 10, z.data(), q.data(), dz.data());
         m->backward(dz, ctx, false);
         const std::vector<float> g = grads_of(*m);
         if (r == 0)
@@ -186,7 +186,7 @@ void gradient_check(bn_kind kind) {
     make_targets(labels, 10, 0.0, q, 10);
     const tensor<float>& z = m->forward(x, ctx);
     dz.resize(z.shape());
-    (void)backend::softmax_cross_entropy(o.batch, 10, z.data(), q.data(), dz.data());
+    (void)backend::host::softmax_cross_entropy(o.batch, 10, z.data(), q.data(), dz.data());
     m->backward(dz, ctx, false);
     const std::vector<float> one_pass = grads_of(*m);
     double worst = 0, scale = 0;

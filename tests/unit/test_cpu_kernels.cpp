@@ -41,6 +41,7 @@
 namespace {
 
 namespace tb = tricks::backend;
+namespace th = tricks::backend::host;
 using tricks::shape4;
 using dvec = std::vector<double>;
 using fvec = std::vector<float>;
@@ -466,7 +467,7 @@ dvec softmax_ref(int n, int k, const dvec& z, double temperature) {
 
 TEST_CASE("cpu conv2d_forward matches a naive float64 convolution on awkward shapes") {
     for (const auto algo : {tb::conv_algo::winograd, tb::conv_algo::direct}) {
-        tb::workspace ws;  // one workspace for all shapes, as a layer reuses it: slots grow and are reused
+        th::workspace ws;  // one workspace for all shapes, as a layer reuses it: slots grow and are reused
         std::uint64_t stream = 100;
         for (const auto& c : conv_cases()) {
             INFO(describe(c) << " algo " << std::string(tb::to_string(algo)));
@@ -475,7 +476,7 @@ TEST_CASE("cpu conv2d_forward matches a naive float64 convolution on awkward sha
             CHECK(g.out() == shape4{c.n, ref.oh, ref.ow, c.cout});
             const fvec x = uniform_vec(ref.x_size(), stream++), w = uniform_vec(ref.w_size(), stream++);
             fvec y(ref.y_size(), nan_f);
-            tb::conv2d_forward(g, x.data(), w.data(), y.data(), ws, {}, algo);
+            th::conv2d_forward(g, x.data(), w.data(), y.data(), ws, {}, algo);
             const dvec want = ref.forward(to_d(x), to_d(w));
             const dvec scale = ref.forward(abs_d(x), abs_d(w));  // sum |x||w| per output (see file comment)
             check_close("y", y, want, scale, 1e-5);
@@ -490,9 +491,9 @@ TEST_CASE("cpu conv2d_forward: hand-computed values (the reference itself is rig
     const fvec w = {1, 2, 3, 4};
     conv_case c{1, 3, 3, 1, 1, 2, 2, 1, 1};
     const dvec want1 = {4, 11, 18, 9, 18, 37, 47, 21, 36, 67, 77, 33, 14, 23, 26, 9};
-    tb::workspace ws;
+    th::workspace ws;
     fvec y(16, nan_f);
-    tb::conv2d_forward(geometry(c), x.data(), w.data(), y.data(), ws);
+    th::conv2d_forward(geometry(c), x.data(), w.data(), y.data(), ws);
     check_close("y stride 1", y, want1, dvec(16, 1.0), 0.0);
     const ref_conv ref(c);
     check_close("reference stride 1", fvec(want1.begin(), want1.end()), ref.forward(to_d(x), to_d(w)), dvec(16, 1.0),
@@ -500,13 +501,13 @@ TEST_CASE("cpu conv2d_forward: hand-computed values (the reference itself is rig
     c.stride = 2;
     const dvec want2 = {4, 18, 36, 77};
     fvec y2(4, nan_f);
-    tb::conv2d_forward(geometry(c), x.data(), w.data(), y2.data(), ws);
+    th::conv2d_forward(geometry(c), x.data(), w.data(), y2.data(), ws);
     check_close("y stride 2", y2, want2, dvec(4, 1.0), 0.0);
 }
 
 TEST_CASE("cpu conv2d_backward_data and conv2d_backward_filter match naive float64 adjoints") {
     for (const auto algo : {tb::conv_algo::winograd, tb::conv_algo::direct}) {
-        tb::workspace ws;
+        th::workspace ws;
         std::uint64_t stream = 200;
         for (const auto& c : conv_cases()) {
             INFO(describe(c) << " algo " << std::string(tb::to_string(algo)));
@@ -515,8 +516,8 @@ TEST_CASE("cpu conv2d_backward_data and conv2d_backward_filter match naive float
             const fvec x = uniform_vec(ref.x_size(), stream++), w = uniform_vec(ref.w_size(), stream++);
             const fvec dy = uniform_vec(ref.y_size(), stream++);
             fvec dx(ref.x_size(), nan_f), dw(ref.w_size(), nan_f);
-            tb::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws, algo);
-            tb::conv2d_backward_filter(g, x.data(), dy.data(), dw.data(), ws, algo);
+            th::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws, algo);
+            th::conv2d_backward_filter(g, x.data(), dy.data(), dw.data(), ws, algo);
             check_close("dx", dx, ref.backward_data(to_d(dy), to_d(w)), ref.backward_data(abs_d(dy), abs_d(w)), 1e-5);
             check_close("dw", dw, ref.backward_filter(to_d(x), to_d(dy)), ref.backward_filter(abs_d(x), abs_d(dy)),
                         1e-5);
@@ -527,7 +528,7 @@ TEST_CASE("cpu conv2d_backward_data and conv2d_backward_filter match naive float
 TEST_CASE("cpu conv2d: conv_algo picks the algorithm (Winograd rounds differently where it applies, nowhere else)") {
     // Guards the dispatch: if Winograd silently stopped running (or ran where it does not apply),
     // the tests above would still pass, since both algorithms meet the same tolerance.
-    tb::workspace ws;
+    th::workspace ws;
     std::uint64_t stream = 240;
     for (const auto& c : {conv_case{4, 14, 14, 16, 16, 3, 3, 1, 1}, conv_case{4, 14, 14, 16, 16, 3, 3, 2, 1},
                           conv_case{4, 14, 14, 12, 16, 3, 3, 1, 1}, conv_case{4, 14, 14, 16, 16, 1, 1, 1, 0}}) {
@@ -541,9 +542,9 @@ TEST_CASE("cpu conv2d: conv_algo picks the algorithm (Winograd rounds differentl
         for (int a = 0; a < 2; ++a) {
             const auto algo = a == 0 ? tb::conv_algo::winograd : tb::conv_algo::direct;
             y[a].assign(ref.y_size(), nan_f), dx[a].assign(ref.x_size(), nan_f), dw[a].assign(ref.w_size(), nan_f);
-            tb::conv2d_forward(g, x.data(), w.data(), y[a].data(), ws, {}, algo);
-            tb::conv2d_backward_data(g, dy.data(), w.data(), dx[a].data(), ws, algo);
-            tb::conv2d_backward_filter(g, x.data(), dy.data(), dw[a].data(), ws, algo);
+            th::conv2d_forward(g, x.data(), w.data(), y[a].data(), ws, {}, algo);
+            th::conv2d_backward_data(g, dy.data(), w.data(), dx[a].data(), ws, algo);
+            th::conv2d_backward_filter(g, x.data(), dy.data(), dw[a].data(), ws, algo);
         }
         CHECK(tricks_test::same_bits(y[0], y[1]) == !winograd);
         CHECK(tricks_test::same_bits(dx[0], dx[1]) == !winograd);
@@ -591,19 +592,19 @@ TEST_CASE("cpu conv2d_forward: a residual in the epilogue gives the bits of add_
                 for (const bool relu : {false, true}) {
                     INFO(describe(e.c) << " algo " << std::string(tb::to_string(algo)) << " affine " << affine
                                        << " relu " << relu);
-                    tb::workspace ws;
-                    tb::conv_epilogue before{};  // the convolution (and its folded BN) alone
+                    th::workspace ws;
+                    th::conv_epilogue before{};  // the convolution (and its folded BN) alone
                     if (affine) before.scale = scale.data(), before.shift = shift.data();
                     fvec expect(ref.y_size(), nan_f), got(ref.y_size(), nan_f);
-                    tb::conv2d_forward(g, x.data(), w.data(), expect.data(), ws, before, algo);
+                    th::conv2d_forward(g, x.data(), w.data(), expect.data(), ws, before, algo);
                     if (relu)
-                        tb::add_relu_forward(expect.size(), expect.data(), s.data(), expect.data());
+                        th::add_relu_forward(expect.size(), expect.data(), s.data(), expect.data());
                     else
-                        tb::add(expect.size(), expect.data(), s.data(), expect.data());
-                    tb::conv_epilogue fused = before;
+                        th::add(expect.size(), expect.data(), s.data(), expect.data());
+                    th::conv_epilogue fused = before;
                     fused.residual = s.data();
                     fused.relu = relu;
-                    tb::conv2d_forward(g, x.data(), w.data(), got.data(), ws, fused, algo);
+                    th::conv2d_forward(g, x.data(), w.data(), got.data(), ws, fused, algo);
                     CHECK(tricks_test::same_bits(got, expect));
                 }
             }
@@ -625,17 +626,17 @@ TEST_CASE("cpu forward kernels give an image the same bits in any batch (what mo
             for (const bool folded : {false, true}) {
                 INFO(describe(e.c) << " algo " << std::string(tb::to_string(algo))
                                    << std::string(folded ? " with the folded BN + ReLU" : ""));
-                tb::conv_epilogue epi{};
+                th::conv_epilogue epi{};
                 if (folded) epi.scale = scale.data(), epi.shift = shift.data(), epi.relu = true;
-                tb::workspace ws;
+                th::workspace ws;
                 fvec all(ref.y_size(), nan_f);
-                tb::conv2d_forward(g, x.data(), w.data(), all.data(), ws, epi, algo);
+                th::conv2d_forward(g, x.data(), w.data(), all.data(), ws, epi, algo);
                 for (const int chunk : {1, 2, 3}) {
                     fvec parts(ref.y_size(), nan_f);
                     for (int b = 0; b < 7; b += chunk) {
                         auto gb = g;
                         gb.in.n = std::min(chunk, 7 - b);
-                        tb::conv2d_forward(gb, x.data() + b * xi, w.data(), parts.data() + b * yi, ws, epi, algo);
+                        th::conv2d_forward(gb, x.data() + b * xi, w.data(), parts.data() + b * yi, ws, epi, algo);
                     }
                     CAPTURE(chunk);
                     CHECK(tricks_test::same_bits(parts, all));
@@ -649,11 +650,11 @@ TEST_CASE("cpu forward kernels give an image the same bits in any batch (what mo
                w = uniform_vec(static_cast<std::size_t>(in) * out, stream++);
     const fvec b = uniform_vec(static_cast<std::size_t>(out), stream++);
     fvec all(static_cast<std::size_t>(n) * out, nan_f);
-    tb::linear_forward(n, in, out, x.data(), w.data(), b.data(), all.data());
+    th::linear_forward(n, in, out, x.data(), w.data(), b.data(), all.data());
     for (const int chunk : {1, 2, 3, 5}) {
         fvec parts(all.size(), nan_f);
         for (int r = 0; r < n; r += chunk)
-            tb::linear_forward(std::min(chunk, n - r), in, out, x.data() + r * in, w.data(), b.data(),
+            th::linear_forward(std::min(chunk, n - r), in, out, x.data() + r * in, w.data(), b.data(),
                                parts.data() + r * out);
         CAPTURE(chunk);
         CHECK(tricks_test::same_bits(parts, all));
@@ -684,7 +685,7 @@ TEST_CASE("cpu conv2d gradients agree with central finite differences in float64
                                           {1, 5, 4, 2, 3, 5, 3, 1, 2},
                                           {2, 3, 3, 3, 2, 1, 1, 1, 0},
                                           {1, 7, 7, 2, 2, 7, 7, 2, 3}};
-    tb::workspace ws;
+    th::workspace ws;
     std::uint64_t stream = 300;
     for (const auto& c : cases) {
         INFO(describe(c));
@@ -708,8 +709,8 @@ TEST_CASE("cpu conv2d gradients agree with central finite differences in float64
             fd_w[i] = (dot(ref.forward(xd, wp), rd) - dot(ref.forward(xd, wm), rd)) / (2 * h);
         }
         fvec dx(xd.size(), nan_f), dw(wd.size(), nan_f);
-        tb::conv2d_backward_data(g, r.data(), w.data(), dx.data(), ws);
-        tb::conv2d_backward_filter(g, x.data(), r.data(), dw.data(), ws);
+        th::conv2d_backward_data(g, r.data(), w.data(), dx.data(), ws);
+        th::conv2d_backward_filter(g, x.data(), r.data(), dw.data(), ws);
         check_close("dL/dx vs finite differences", dx, fd_x, ref.backward_data(abs_d(r), abs_d(w)), 1e-5, 1e-10);
         check_close("dL/dw vs finite differences", dw, fd_w, ref.backward_filter(abs_d(x), abs_d(r)), 1e-5, 1e-10);
     }
@@ -720,8 +721,8 @@ TEST_CASE("cpu conv2d 1x1 stride 2: skipped input pixels get exactly zero gradie
     const ref_conv ref(c);
     const fvec w = uniform_vec(ref.w_size(), 350), dy = uniform_vec(ref.y_size(), 351);
     fvec dx(ref.x_size(), nan_f);
-    tb::workspace ws;
-    tb::conv2d_backward_data(geometry(c), dy.data(), w.data(), dx.data(), ws);
+    th::workspace ws;
+    th::conv2d_backward_data(geometry(c), dy.data(), w.data(), dx.data(), ws);
     int nonzero_skipped = 0, zero_used = 0;
     for (int n = 0; n < c.n; ++n)
         for (int y = 0; y < c.h; ++y)
@@ -782,7 +783,7 @@ TEST_CASE("cpu batch_norm defaults: momentum 0.1, eps 1e-5") {
 }
 
 TEST_CASE("cpu batch_norm_forward_train matches float64 batch statistics and updates running stats") {
-    tb::workspace ws;
+    th::workspace ws;
     std::uint64_t stream = 400;
     for (const auto& bc : bn_cases) {
         INFO("bn n=" << bc.n << " " << bc.h << "x" << bc.w << " c=" << bc.c);
@@ -791,7 +792,7 @@ TEST_CASE("cpu batch_norm_forward_train matches float64 batch statistics and upd
         const std::size_t P = in.P;
         const int C = in.C;
         fvec y(P * C, nan_f), mean(C, nan_f), inv_std(C, nan_f), rmean = in.rmean, rvar = in.rvar;
-        tb::batch_norm_forward_train(g, in.x.data(), in.gamma.data(), in.beta.data(), y.data(), mean.data(),
+        th::batch_norm_forward_train(g, in.x.data(), in.gamma.data(), in.beta.data(), y.data(), mean.data(),
                                      inv_std.data(), rmean.data(), rvar.data(), ws);
         const double eps = g.eps, mom = 0.1;
         const auto ref = bn_forward_ref(P, C, to_d(in.x), to_d(in.gamma), to_d(in.beta), eps);
@@ -826,7 +827,7 @@ TEST_CASE("cpu batch_norm_forward_train matches float64 batch statistics and upd
 }
 
 TEST_CASE("cpu batch_norm_forward_eval uses the running statistics") {
-    tb::workspace ws;
+    th::workspace ws;
     for (const auto& bc : bn_cases) {
         INFO("bn n=" << bc.n << " " << bc.h << "x" << bc.w << " c=" << bc.c);
         auto in = make_bn(bc, 500);
@@ -837,7 +838,7 @@ TEST_CASE("cpu batch_norm_forward_eval uses the running statistics") {
         const std::size_t P = in.P;
         const int C = in.C;
         fvec y(P * C, nan_f);
-        tb::batch_norm_forward_eval(g, in.x.data(), in.gamma.data(), in.beta.data(), in.rmean.data(), in.rvar.data(),
+        th::batch_norm_forward_eval(g, in.x.data(), in.gamma.data(), in.beta.data(), in.rmean.data(), in.rvar.data(),
                                     y.data(), ws);
         dvec want(P * C), scale(P * C);
         for (std::size_t p = 0; p < P; ++p)
@@ -852,7 +853,7 @@ TEST_CASE("cpu batch_norm_forward_eval uses the running statistics") {
 }
 
 TEST_CASE("cpu batch_norm_backward matches the float64 chain rule") {
-    tb::workspace ws;
+    th::workspace ws;
     std::uint64_t stream = 600;
     for (const auto& bc : bn_cases) {
         INFO("bn n=" << bc.n << " " << bc.h << "x" << bc.w << " c=" << bc.c);
@@ -861,10 +862,10 @@ TEST_CASE("cpu batch_norm_backward matches the float64 chain rule") {
         const std::size_t P = in.P;
         const int C = in.C;
         fvec y(P * C), mean(C), inv_std(C), rmean = in.rmean, rvar = in.rvar;
-        tb::batch_norm_forward_train(g, in.x.data(), in.gamma.data(), in.beta.data(), y.data(), mean.data(),
+        th::batch_norm_forward_train(g, in.x.data(), in.gamma.data(), in.beta.data(), y.data(), mean.data(),
                                      inv_std.data(), rmean.data(), rvar.data(), ws);
         fvec dx(P * C, nan_f), dgamma(C, nan_f), dbeta(C, nan_f);
-        tb::batch_norm_backward(g, in.x.data(), in.dy.data(), in.gamma.data(), mean.data(), inv_std.data(), dx.data(),
+        th::batch_norm_backward(g, in.x.data(), in.dy.data(), in.gamma.data(), mean.data(), inv_std.data(), dx.data(),
                                 dgamma.data(), dbeta.data(), ws);
         dvec dx_want, dg_want, db_want;
         bn_backward_ref(P, C, to_d(in.x), to_d(in.dy), to_d(in.gamma), g.eps, dx_want, dg_want, db_want);
@@ -961,7 +962,7 @@ TEST_CASE(
                 first += out.pixels;
                 threads.emplace_back([&, r] {
                     thread_rank comm(group, r);
-                    tb::workspace ws;
+                    th::workspace ws;
                     tb::batch_norm_geometry g;
                     g.pixels = out.pixels;
                     g.channels = C;
@@ -972,12 +973,12 @@ TEST_CASE(
                     out.inv_std.assign(C, nan_f);
                     out.rmean = in.rmean;
                     out.rvar = in.rvar;
-                    tb::batch_norm_forward_train(g, x, in.gamma.data(), in.beta.data(), out.y.data(), out.mean.data(),
+                    th::batch_norm_forward_train(g, x, in.gamma.data(), in.beta.data(), out.y.data(), out.mean.data(),
                                                  out.inv_std.data(), out.rmean.data(), out.rvar.data(), ws);
                     out.dx.assign(out.pixels * C, nan_f);
                     out.dgamma.assign(C, nan_f);
                     out.dbeta.assign(C, nan_f);
-                    tb::batch_norm_backward(g, x, in.dy.data() + out.first * C, in.gamma.data(), out.mean.data(),
+                    th::batch_norm_backward(g, x, in.dy.data() + out.first * C, in.gamma.data(), out.mean.data(),
                                             out.inv_std.data(), out.dx.data(), out.dgamma.data(), out.dbeta.data(), ws);
                 });
             }
@@ -1038,7 +1039,7 @@ TEST_CASE("cpu batch_norm gradients agree with central finite differences throug
     // float rounding, which is bounded as in the backward test (rtol 1e-5 of the term magnitudes);
     // atol 1e-7 covers the truncation term.
     const std::vector<bn_case> cases = {{2, 3, 5, 3}, {1, 2, 3, 2}, {3, 1, 1, 4}};
-    tb::workspace ws;
+    th::workspace ws;
     std::uint64_t stream = 700;
     for (const auto& bc : cases) {
         INFO("bn n=" << bc.n << " " << bc.h << "x" << bc.w << " c=" << bc.c);
@@ -1065,10 +1066,10 @@ TEST_CASE("cpu batch_norm gradients agree with central finite differences throug
             fd_b[c] = fd(bd, c, [&](const dvec& v) { return L(xd, gd, v); });
         }
         fvec y(P * C), mean(C), inv_std(C), rmean = in.rmean, rvar = in.rvar;
-        tb::batch_norm_forward_train(g, in.x.data(), in.gamma.data(), in.beta.data(), y.data(), mean.data(),
+        th::batch_norm_forward_train(g, in.x.data(), in.gamma.data(), in.beta.data(), y.data(), mean.data(),
                                      inv_std.data(), rmean.data(), rvar.data(), ws);
         fvec dx(P * C, nan_f), dgamma(C, nan_f), dbeta(C, nan_f);
-        tb::batch_norm_backward(g, in.x.data(), in.dy.data(), in.gamma.data(), mean.data(), inv_std.data(), dx.data(),
+        th::batch_norm_backward(g, in.x.data(), in.dy.data(), in.gamma.data(), mean.data(), inv_std.data(), dx.data(),
                                 dgamma.data(), dbeta.data(), ws);
         const auto ref = bn_forward_ref(P, C, xd, gd, bd, eps);
         dvec dx_scale(P * C), dg_scale(C, 0.0), db_scale(C, 0.0);
@@ -1123,7 +1124,7 @@ TEST_CASE("cpu max_pool forward/backward match a naive reference") {
         const dvec xd = to_d(x);
         fvec y(ref.y_size(), nan_f);
         std::vector<std::int32_t> arg(ref.y_size(), -7);
-        tb::max_pool_forward(g, x.data(), y.data(), arg.data());
+        th::max_pool_forward(g, x.data(), y.data(), arg.data());
         dvec want(ref.y_size());
         std::vector<std::size_t> want_arg(ref.y_size());
         for (int n = 0; n < c.n; ++n)
@@ -1141,7 +1142,7 @@ TEST_CASE("cpu max_pool forward/backward match a naive reference") {
 
         const fvec dy = uniform_vec(ref.y_size(), stream++);
         fvec dx(ref.x_size(), nan_f);
-        tb::max_pool_backward(g, dy.data(), arg.data(), dx.data());
+        th::max_pool_backward(g, dy.data(), arg.data(), dx.data());
         dvec dx_want(ref.x_size(), 0.0), dx_scale(ref.x_size(), 0.0);
         for (std::size_t o = 0; o < want_arg.size(); ++o) {
             dx_want[want_arg[o]] += dy[o];
@@ -1188,8 +1189,8 @@ TEST_CASE("cpu avg_pool forward/backward match a naive reference (ceil mode, pad
                         scale[o] = a / div;
                     }
         fvec y(ref.y_size(), nan_f), dx(ref.x_size(), nan_f);
-        tb::avg_pool_forward(g, x.data(), y.data());
-        tb::avg_pool_backward(g, dy.data(), dx.data());
+        th::avg_pool_forward(g, x.data(), y.data());
+        th::avg_pool_backward(g, dy.data(), dx.data());
         check_close("y", y, want, scale, 1e-6);
         check_close("dx", dx, dx_want, dx_scale, 1e-6);
     }
@@ -1208,13 +1209,13 @@ TEST_CASE("cpu avg_pool 2x2 s2 ceil, padding not counted, on 5x7: edge windows d
     fvec x(35);
     for (int i = 0; i < 35; ++i) x[i] = static_cast<float>(i);  // x[r][c] = 7r + c
     fvec y(12, nan_f);
-    tb::avg_pool_forward(g, x.data(), y.data());
+    th::avg_pool_forward(g, x.data(), y.data());
     CHECK(y[0] == doctest::Approx((0 + 1 + 7 + 8) / 4.0));
     CHECK(y[3] == doctest::Approx((6 + 13) / 2.0));   // last column: 2 valid of 4
     CHECK(y[8] == doctest::Approx((28 + 29) / 2.0));  // last row: 2 valid of 4
     CHECK(y[11] == doctest::Approx(34.0));            // corner: 1 valid of 4
     fvec dy(12, 1.f), dx(35, nan_f);
-    tb::avg_pool_backward(g, dy.data(), dx.data());
+    th::avg_pool_backward(g, dy.data(), dx.data());
     CHECK(dx[0] == doctest::Approx(0.25));
     CHECK(dx[6] == doctest::Approx(0.5));
     CHECK(dx[28] == doctest::Approx(0.5));
@@ -1238,8 +1239,8 @@ TEST_CASE("cpu global_avg_pool forward/backward match a naive reference") {
                     dx_want[i] = dy[static_cast<std::size_t>(n) * s.c + c] / static_cast<double>(hw);
                 }
         fvec y(want.size(), nan_f), dx(s.size(), nan_f);
-        tb::global_avg_pool_forward(s, x.data(), y.data());
-        tb::global_avg_pool_backward(s, dy.data(), dx.data());
+        th::global_avg_pool_forward(s, x.data(), y.data());
+        th::global_avg_pool_backward(s, dy.data(), dx.data());
         check_close("y", y, want, scale, 1e-5);
         check_close("dx", dx, dx_want, abs_d(dx_want), 1e-6);
     }
@@ -1257,9 +1258,9 @@ TEST_CASE("cpu relu and add_relu forward/backward") {
     x[2] = 1e-30f;
     x[3] = -1e-30f;
     fvec y(n, nan_f), dx(n, nan_f), s(n, nan_f);
-    tb::relu_forward(n, x.data(), y.data());
-    tb::relu_backward(n, y.data(), dy.data(), dx.data());
-    tb::add_relu_forward(n, x.data(), b.data(), s.data());
+    th::relu_forward(n, x.data(), y.data());
+    th::relu_backward(n, y.data(), dy.data(), dx.data());
+    th::add_relu_forward(n, x.data(), b.data(), s.data());
     std::size_t bad_y = 0, bad_dx = 0, bad_s = 0;
     for (std::size_t i = 0; i < n; ++i) {
         bad_y += y[i] != (x[i] > 0 ? x[i] : 0.f);
@@ -1276,7 +1277,7 @@ TEST_CASE("cpu relu and add_relu forward/backward") {
     CHECK(dx[0] == 0.f);
     // In place: dx aliases dy.
     fvec inplace = dy;
-    tb::relu_backward(n, y.data(), inplace.data(), inplace.data());
+    th::relu_backward(n, y.data(), inplace.data(), inplace.data());
     CHECK(tricks_test::same_bits(inplace, dx));
 }
 
@@ -1299,13 +1300,13 @@ TEST_CASE("cpu linear_forward/backward match a naive reference and finite differ
         const dvec xd = to_d(x), wd = to_d(w), bd = to_d(b), rd = to_d(r);
         const dvec* bp = c.bias ? &bd : nullptr;
         fvec y(ny, nan_f);
-        tb::linear_forward(c.n, c.in, c.out, x.data(), w.data(), c.bias ? b.data() : nullptr, y.data());
+        th::linear_forward(c.n, c.in, c.out, x.data(), w.data(), c.bias ? b.data() : nullptr, y.data());
         const dvec absb = abs_d(bd);
         check_close("y", y, linear_ref(c.n, c.in, c.out, xd, wd, bp),
                     linear_ref(c.n, c.in, c.out, abs_d(xd), abs_d(wd), c.bias ? &absb : nullptr), 1e-5);
 
         fvec dx(nx, nan_f), dw(nw, nan_f), db(c.out, nan_f);
-        tb::linear_backward(c.n, c.in, c.out, x.data(), w.data(), r.data(), dx.data(), dw.data(), db.data());
+        th::linear_backward(c.n, c.in, c.out, x.data(), w.data(), r.data(), dx.data(), dw.data(), db.data());
         // Naive adjoints: dx = r W^T, dw = x^T r, db = column sums of r.
         dvec dx_want(nx, 0.0), dx_scale(nx, 0.0), dw_want(nw, 0.0), dw_scale(nw, 0.0), db_want(c.out, 0.0),
             db_scale(c.out, 0.0);
@@ -1354,7 +1355,7 @@ TEST_CASE("cpu linear_forward/backward match a naive reference and finite differ
 
         // Optional outputs: dx and db may be null; dw is still computed.
         fvec dw2(nw, nan_f);
-        tb::linear_backward(c.n, c.in, c.out, x.data(), w.data(), r.data(), nullptr, dw2.data(), nullptr);
+        th::linear_backward(c.n, c.in, c.out, x.data(), w.data(), r.data(), nullptr, dw2.data(), nullptr);
         CHECK(tricks_test::same_bits(dw2, dw));
     }
 }
@@ -1365,7 +1366,7 @@ TEST_CASE("cpu softmax_cross_entropy: closed forms, float64 reference and finite
         fvec z(n * k, 3.75f), q(n * k, 0.f);
         for (int i = 0; i < n; ++i) q[i * k + (3 * i + 1) % k] = 1.f;  // hard labels
         fvec dz(n * k, nan_f), p(n * k, nan_f);
-        const double loss = tb::softmax_cross_entropy(n, k, z.data(), q.data(), dz.data(), p.data());
+        const double loss = th::softmax_cross_entropy(n, k, z.data(), q.data(), dz.data(), p.data());
         CHECK(loss == doctest::Approx(std::log(10.0)).epsilon(1e-12));
         for (int i = 0; i < n * k; ++i) {
             CHECK(p[i] == doctest::Approx(0.1).epsilon(1e-7));
@@ -1373,14 +1374,14 @@ TEST_CASE("cpu softmax_cross_entropy: closed forms, float64 reference and finite
         }
         // Soft targets (label smoothing, eps = 0.1): still log K when the logits carry no information.
         for (int i = 0; i < n * k; ++i) q[i] = q[i] == 1.f ? 0.9f + 0.1f / k : 0.1f / k;
-        CHECK(tb::softmax_cross_entropy(n, k, z.data(), q.data(), nullptr) ==
+        CHECK(th::softmax_cross_entropy(n, k, z.data(), q.data(), nullptr) ==
               doctest::Approx(std::log(10.0)).epsilon(1e-6));
     }
     SUBCASE("two classes: loss = log(1 + exp(-a)) for logits (a, 0) and label 0") {
         for (const float a : {-3.f, -0.5f, 0.f, 1.25f, 8.f}) {
             const fvec z = {a, 0.f}, q = {1.f, 0.f};
             fvec dz(2, nan_f);
-            const double loss = tb::softmax_cross_entropy(1, 2, z.data(), q.data(), dz.data());
+            const double loss = th::softmax_cross_entropy(1, 2, z.data(), q.data(), dz.data());
             const double s = 1.0 / (1.0 + std::exp(-static_cast<double>(a)));  // p_0
             CHECK(loss == doctest::Approx(std::log1p(std::exp(-static_cast<double>(a)))).epsilon(1e-12));
             CHECK(dz[0] == doctest::Approx(s - 1.0).epsilon(1e-6));
@@ -1403,7 +1404,7 @@ TEST_CASE("cpu softmax_cross_entropy: closed forms, float64 reference and finite
         }
         const dvec zd = to_d(z), qd = to_d(q);
         fvec dz(n * k, nan_f), p(n * k, nan_f);
-        const double loss = tb::softmax_cross_entropy(n, k, z.data(), q.data(), dz.data(), p.data());
+        const double loss = th::softmax_cross_entropy(n, k, z.data(), q.data(), dz.data(), p.data());
         CHECK(loss == doctest::Approx(cross_entropy_ref(n, k, zd, qd)).epsilon(1e-6));
         const double h = 1e-5;
         dvec fd(n * k), scale(n * k);
@@ -1421,7 +1422,7 @@ TEST_CASE("cpu softmax_cross_entropy: closed forms, float64 reference and finite
     SUBCASE("large logits stay finite") {
         const fvec z = {1000.f, 0.f, -1000.f, 999.f}, q = {0.f, 0.f, 0.5f, 0.5f};
         fvec dz(4, nan_f);
-        const double loss = tb::softmax_cross_entropy(1, 4, z.data(), q.data(), dz.data());
+        const double loss = th::softmax_cross_entropy(1, 4, z.data(), q.data(), dz.data());
         CHECK(loss == doctest::Approx(cross_entropy_ref(1, 4, to_d(z), to_d(q))).epsilon(1e-9));
         for (float v : dz) CHECK(std::isfinite(v));
     }
@@ -1432,11 +1433,11 @@ TEST_CASE("cpu softmax with temperature matches exp(z/T) / sum exp(z/T)") {
     const fvec z = uniform_vec(n * k, 1300, -5.f, 5.f);
     const fvec q(n * k, 1.f / k);
     fvec p_ce(n * k, nan_f);
-    tb::softmax_cross_entropy(n, k, z.data(), q.data(), nullptr, p_ce.data());
+    th::softmax_cross_entropy(n, k, z.data(), q.data(), nullptr, p_ce.data());
     for (const float T : {1.f, 0.5f, 2.f, 4.f, 20.f}) {
         INFO("T=" << T);
         fvec p(n * k, nan_f);
-        tb::softmax(n, k, z.data(), T, p.data());
+        th::softmax(n, k, z.data(), T, p.data());
         const dvec want = softmax_ref(n, k, to_d(z), T);
         // exp((z - m) / T) with z - m rounded in float: relative error ~u * |z - m| / T <= 1.2e-6 at T = 0.5.
         check_close("p", p, want, want, 4e-6);
@@ -1454,15 +1455,15 @@ TEST_CASE("cpu softmax with temperature matches exp(z/T) / sum exp(z/T)") {
 // =================================================================================================
 
 TEST_CASE("cpu conv2d rejects bad shapes with a tricks::shape_error naming the numbers") {
-    tb::workspace ws;
+    th::workspace ws;
     fvec buf(4096, 0.f);
     auto all_three = [&](const tb::conv_geometry& g, const std::vector<std::string>& parts) {
         for (int which = 0; which < 3; ++which) {
             INFO("entry point " << which);
             const std::string msg = shape_error_message([&] {
-                if (which == 0) tb::conv2d_forward(g, buf.data(), buf.data(), buf.data(), ws);
-                if (which == 1) tb::conv2d_backward_data(g, buf.data(), buf.data(), buf.data(), ws);
-                if (which == 2) tb::conv2d_backward_filter(g, buf.data(), buf.data(), buf.data(), ws);
+                if (which == 0) th::conv2d_forward(g, buf.data(), buf.data(), buf.data(), ws);
+                if (which == 1) th::conv2d_backward_data(g, buf.data(), buf.data(), buf.data(), ws);
+                if (which == 2) th::conv2d_backward_filter(g, buf.data(), buf.data(), buf.data(), ws);
             });
             INFO("message: " << msg);
             CHECK(contains(msg, "tricks::"));
@@ -1481,13 +1482,13 @@ TEST_CASE("cpu conv2d rejects bad shapes with a tricks::shape_error naming the n
     }
     SUBCASE("is a tricks::error") {
         CHECK_THROWS_AS(
-            tb::conv2d_forward(geometry(conv_case{0, 5, 5, 3, 4, 3, 3, 1, 1}), buf.data(), buf.data(), buf.data(), ws),
+            th::conv2d_forward(geometry(conv_case{0, 5, 5, 3, 4, 3, 3, 1, 1}), buf.data(), buf.data(), buf.data(), ws),
             tricks::error);
     }
     SUBCASE("a kernel exactly as large as the padded input is fine") {
         const conv_case c{1, 3, 4, 1, 1, 5, 6, 1, 1};
         fvec y(1, nan_f);
-        CHECK_NOTHROW(tb::conv2d_forward(geometry(c), buf.data(), buf.data(), y.data(), ws));
+        CHECK_NOTHROW(th::conv2d_forward(geometry(c), buf.data(), buf.data(), y.data(), ws));
         CHECK(y[0] == 0.f);
     }
 }
@@ -1504,9 +1505,9 @@ TEST_CASE("cpu pooling rejects a window larger than the padded input") {
         INFO((is_max ? "max_pool" : "avg_pool"));
         const std::string msg = shape_error_message([&] {
             if (is_max)
-                tb::max_pool_forward(g, buf.data(), buf.data(), arg.data());
+                th::max_pool_forward(g, buf.data(), buf.data(), arg.data());
             else
-                tb::avg_pool_forward(g, buf.data(), buf.data());
+                th::avg_pool_forward(g, buf.data(), buf.data());
         });
         INFO("message: " << msg);
         CHECK(contains(msg, "tricks::"));
@@ -1514,10 +1515,10 @@ TEST_CASE("cpu pooling rejects a window larger than the padded input") {
         CHECK(contains(msg, "3x4"));
     }
     g.pad = 1;  // padded 5x6: the 5-window now fits
-    CHECK_NOTHROW(tb::max_pool_forward(g, buf.data(), buf.data(), arg.data()));
-    CHECK_NOTHROW(tb::avg_pool_forward(g, buf.data(), buf.data()));
+    CHECK_NOTHROW(th::max_pool_forward(g, buf.data(), buf.data(), arg.data()));
+    CHECK_NOTHROW(th::avg_pool_forward(g, buf.data(), buf.data()));
     g.in = {0, 3, 4, 2};
-    CHECK_THROWS_AS(tb::avg_pool_forward(g, buf.data(), buf.data()), tricks::shape_error);
+    CHECK_THROWS_AS(th::avg_pool_forward(g, buf.data(), buf.data()), tricks::shape_error);
 }
 
 // =================================================================================================
@@ -1566,17 +1567,17 @@ TEST_CASE("cpu conv2d and batch_norm results are bit-identical on 1, 2 and 3 thr
                 const fvec x = uniform_vec(ref.x_size(), stream++), w = uniform_vec(ref.w_size(), stream++),
                            dy = uniform_vec(ref.y_size(), stream++);
                 std::vector<fvec> ys, dxs, dws;
-                tb::workspace shared_ws;               // reused across thread counts (grows when threads are added)
+                th::workspace shared_ws;               // reused across thread counts (grows when threads are added)
                 for (const int threads : {1, 3, 2}) {  // shared_ws grows at 3 threads, is reused at 2
                     omp_set_num_threads(threads);
                     REQUIRE(omp_get_max_threads() == threads);
-                    tb::workspace ws;
+                    th::workspace ws;
                     fvec y(ref.y_size(), nan_f), dx(ref.x_size(), nan_f), dw(ref.w_size(), nan_f),
                         dw2(ref.w_size(), nan_f);
-                    tb::conv2d_forward(g, x.data(), w.data(), y.data(), ws, {}, algo);
-                    tb::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws, algo);
-                    tb::conv2d_backward_filter(g, x.data(), dy.data(), dw.data(), ws, algo);
-                    tb::conv2d_backward_filter(g, x.data(), dy.data(), dw2.data(), shared_ws, algo);
+                    th::conv2d_forward(g, x.data(), w.data(), y.data(), ws, {}, algo);
+                    th::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws, algo);
+                    th::conv2d_backward_filter(g, x.data(), dy.data(), dw.data(), ws, algo);
+                    th::conv2d_backward_filter(g, x.data(), dy.data(), dw2.data(), shared_ws, algo);
                     CHECK(tricks_test::same_bits(dw, dw2));
                     ys.push_back(std::move(y));
                     dxs.push_back(std::move(dx));
@@ -1602,12 +1603,12 @@ TEST_CASE("cpu conv2d and batch_norm results are bit-identical on 1, 2 and 3 thr
             for (const int threads : {1, 2, 3}) {
                 omp_set_num_threads(threads);
                 REQUIRE(omp_get_max_threads() == threads);
-                tb::workspace ws;
+                th::workspace ws;
                 fvec y(P * C, nan_f), mean(C, nan_f), inv_std(C, nan_f), rmean = in.rmean, rvar = in.rvar;
                 fvec dx(P * C, nan_f), dgamma(C, nan_f), dbeta(C, nan_f);
-                tb::batch_norm_forward_train(g, in.x.data(), in.gamma.data(), in.beta.data(), y.data(), mean.data(),
+                th::batch_norm_forward_train(g, in.x.data(), in.gamma.data(), in.beta.data(), y.data(), mean.data(),
                                              inv_std.data(), rmean.data(), rvar.data(), ws);
-                tb::batch_norm_backward(g, in.x.data(), in.dy.data(), in.gamma.data(), mean.data(), inv_std.data(),
+                th::batch_norm_backward(g, in.x.data(), in.dy.data(), in.gamma.data(), mean.data(), inv_std.data(),
                                         dx.data(), dgamma.data(), dbeta.data(), ws);
                 runs.push_back({y, mean, inv_std, rmean, rvar, dx, dgamma, dbeta});
             }

@@ -936,12 +936,12 @@ TEST_CASE("models: a convolution keeps its transformed filter while context::wei
     CHECK(same_bits(d.forward(xb, v9_fp16), d16));
     CHECK(same_bits(d.forward(xb, v9), d32));
 
-    tricks::backend::prepared_filter p;
+    tricks::backend::host::prepared_filter p;
     const tricks::backend::conv_geometry g{{1, 14, 14, 16}, 16, 3, 3, 1, 1};
     CHECK_THROWS_WITH_AS(
-        tricks::backend::prepare_filter(g, c.weight.value.data(), tricks::backend::conv_algo::winograd, 0, p),
+        tricks::backend::host::prepare_filter(g, c.weight.value.data(), tricks::backend::conv_algo::winograd, 0, p),
         doctest::Contains("version 0"), tricks::error);
-    CHECK(tricks::backend::prepare_filter(g, c.weight.value.data(), tricks::backend::conv_algo::direct, 1, p) ==
+    CHECK(tricks::backend::host::prepare_filter(g, c.weight.value.data(), tricks::backend::conv_algo::direct, 1, p) ==
           nullptr);
 }
 

@@ -497,7 +497,7 @@ TEST_CASE("softmax cross-entropy with label-smoothed targets equals its closed f
     tensor<float> q;
     make_targets(labels, K, eps, q);
     std::vector<float> dz(n * K);
-    const double loss = backend::softmax_cross_entropy(n, K, z.data(), q.data(), dz.data());
+    const double loss = backend::host::softmax_cross_entropy(n, K, z.data(), q.data(), dz.data());
     // closed form: -sum_k q_k log p_k = lse(z) - (1 - eps) z_y - eps / (K - 1) sum_{k != y} z_k
     double expect = 0;
     for (int i = 0; i < n; ++i) {
@@ -519,7 +519,7 @@ TEST_CASE("softmax cross-entropy with label-smoothed targets equals its closed f
 
     // pinned numbers: a uniform prediction costs log K whatever the smoothing ...
     std::vector<float> zero(n * K, 0.f);
-    CHECK(backend::softmax_cross_entropy(n, K, zero.data(), q.data(), nullptr) ==
+    CHECK(backend::host::softmax_cross_entropy(n, K, zero.data(), q.data(), nullptr) ==
           doctest::Approx(std::log(10.0)).epsilon(1e-6));
     // ... and the best possible prediction, softmax(z) = q, costs the entropy of q:
     // -(0.9 ln 0.9 + 9 (0.1/9) ln(0.1/9)) = 0.544805..., with zero gradient
@@ -527,7 +527,8 @@ TEST_CASE("softmax cross-entropy with label-smoothed targets equals its closed f
     for (int i = 0; i < n * K; ++i) zq[static_cast<std::size_t>(i)] = std::log(q[static_cast<std::size_t>(i)]);
     const double hq = -(0.9 * std::log(0.9) + 0.1 * std::log(0.1 / 9));
     CHECK(hq == doctest::Approx(0.5448054311).epsilon(1e-9));
-    CHECK(backend::softmax_cross_entropy(n, K, zq.data(), q.data(), dz.data()) == doctest::Approx(hq).epsilon(1e-6));
+    CHECK(backend::host::softmax_cross_entropy(n, K, zq.data(), q.data(), dz.data()) ==
+          doctest::Approx(hq).epsilon(1e-6));
     for (float g : dz) CHECK(std::fabs(g) < 1e-7);
 }
 

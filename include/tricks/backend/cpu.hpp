@@ -1,8 +1,8 @@
 #pragma once
 // backend::cpu — the default backend: our register-blocked kernels, Winograd and Eigen GEMMs, OpenMP
 // over the cores. The tag type only names the backend (trainer<Model, Recipe, backend::cpu>); it has no
-// member functions. The kernels are free functions in namespace tricks::backend (the headers below),
-// and the tricks::nn layers call them directly. backend::cuda's kernels (namespace backend::gpu) have
+// member functions. The kernels are free functions in namespace tricks::backend::host (the headers
+// below), and the tricks::nn layers call them directly. backend::cuda's kernels (namespace backend::gpu) have
 // the same names, geometry and argument order, and are called by the layers' device twins
 // (backend/cuda/model.cuh). See docs/design.md, "The CPU path".
 #include "tricks/backend/cpu/batch_norm.hpp"

@@ -111,7 +111,7 @@ public:
                              "tricks::inference_pool: expected a non-empty batch with ", Model::in_channels,
                              " channels, got ", in);
         if (fixed_ > 0) return run(x, ctx, fixed_);
-        const int threads = backend::max_threads();
+        const int threads = backend::host::max_threads();
         // Up to 16 images (32 was no faster anywhere measured, and every copy keeps buffers for its
         // largest sub-batch), and no more than a thread's share of the batch: beyond it threads idle.
         const int most = std::min(16, (in.n + threads - 1) / threads);
@@ -157,7 +157,7 @@ private:
         const shape4 in = x.shape();
         last_chunk_ = chunk;
         const int chunks = (in.n + chunk - 1) / chunk;
-        const int threads = std::min(backend::max_threads(), chunks);
+        const int threads = std::min(backend::host::max_threads(), chunks);
         while (static_cast<int>(copies_.size()) < threads) {
             copies_.push_back(std::make_unique<replica>());
             copies_.back()->model->for_each_parameter(
@@ -170,7 +170,7 @@ private:
         const dims od = Model::out_dims({in.h, in.w});
         y_.resize({in.n, od.h, od.w, Model::out_channels});
         const std::size_t out_image = static_cast<std::size_t>(od.h) * od.w * Model::out_channels;
-        if (chunks == 1 && backend::max_threads() > 1) {
+        if (chunks == 1 && backend::host::max_threads() > 1) {
             // One sub-batch (a batch smaller than the sub-batch size, batch 1 included): one copy runs it
             // with every thread inside its kernels, whose tiles, and so bits, follow the shapes only.
             const tensor<float>& y = copies_[0]->model->forward(x, copy_ctx);  // the caller's batch as is

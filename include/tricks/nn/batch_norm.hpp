@@ -54,10 +54,10 @@ struct batch_norm {
 
     /// Evaluation mode as a per-channel affine y = x * a + b (from the running statistics), for a
     /// convolution before this BN to apply to its outputs (sequential folds conv + BN that way).
-    backend::conv_epilogue eval_affine() {
+    backend::host::conv_epilogue eval_affine() {
         affine_.resize({1, 1, 1, 2 * C});
-        backend::batch_norm_eval_affine(C, eps, gamma.value.data(), beta.value.data(), running_mean.data(),
-                                        running_var.data(), affine_.data(), affine_.data() + C);
+        backend::host::batch_norm_eval_affine(C, eps, gamma.value.data(), beta.value.data(), running_mean.data(),
+                                              running_var.data(), affine_.data(), affine_.data() + C);
         return {affine_.data(), affine_.data() + C, false};
     }
     /// The output buffer (a folded convolution writes it; see eval_affine).
@@ -97,17 +97,17 @@ private:
             mean_ = running_mean;  // the backward's constants: the statistics the forward used
             inv_std_.resize({1, 1, 1, C});
             for (int c = 0; c < C; ++c) inv_std_.data()[c] = 1.f / std::sqrt(running_var.data()[c] + eps);
-            backend::batch_norm_forward_eval<Relu>(g, x.data(), gamma.value.data(), beta.value.data(),
-                                                   running_mean.data(), running_var.data(), y.data(), ws_);
+            backend::host::batch_norm_forward_eval<Relu>(g, x.data(), gamma.value.data(), beta.value.data(),
+                                                         running_mean.data(), running_var.data(), y.data(), ws_);
         } else if (ctx.phase == mode::train) {
             mean_.resize({1, 1, 1, C});
             inv_std_.resize({1, 1, 1, C});
-            backend::batch_norm_forward_train<Relu>(g, x.data(), gamma.value.data(), beta.value.data(), y.data(),
-                                                    mean_.data(), inv_std_.data(), running_mean.data(),
-                                                    running_var.data(), ws_);
+            backend::host::batch_norm_forward_train<Relu>(g, x.data(), gamma.value.data(), beta.value.data(), y.data(),
+                                                          mean_.data(), inv_std_.data(), running_mean.data(),
+                                                          running_var.data(), ws_);
         } else {
-            backend::batch_norm_forward_eval<Relu>(g, x.data(), gamma.value.data(), beta.value.data(),
-                                                   running_mean.data(), running_var.data(), y.data(), ws_);
+            backend::host::batch_norm_forward_eval<Relu>(g, x.data(), gamma.value.data(), beta.value.data(),
+                                                         running_mean.data(), running_var.data(), y.data(), ws_);
         }
         ctx.round(y);  // rounding commutes with max(., 0): the fused output has the unfused bits
         return y;
@@ -122,16 +122,16 @@ private:
                                  relu_y->shape(), " differs from the input ", x_->shape());
         const backend::batch_norm_geometry g{x_->shape().pixels(), C, eps, momentum, ctx.sync_batch_norm};
         dx_.resize(x_->shape());
-        backend::batch_norm_backward<Relu>(g, x_->data(), dy.data(), gamma.value.data(), mean_.data(), inv_std_.data(),
-                                           dx_.data(), gamma.grad.data(), beta.grad.data(), ws_,
-                                           Relu ? relu_y->data() : nullptr, frozen_stats);
+        backend::host::batch_norm_backward<Relu>(g, x_->data(), dy.data(), gamma.value.data(), mean_.data(),
+                                                 inv_std_.data(), dx_.data(), gamma.grad.data(), beta.grad.data(), ws_,
+                                                 Relu ? relu_y->data() : nullptr, frozen_stats);
         ctx.round(dx_);
         return dx_;
     }
 
     const tensor<float>* x_ = nullptr;
     tensor<float> y_, dx_, mean_, inv_std_, affine_;
-    backend::workspace ws_;
+    backend::host::workspace ws_;
 };
 
 }  // namespace tricks::nn

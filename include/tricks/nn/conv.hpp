@@ -43,8 +43,8 @@ struct conv {
         const auto g = geometry(x.shape());
         y_.resize(g.out());
         const float* w = weights(ctx);
-        backend::conv2d_forward(g, x.data(), w, y_.data(), backend::thread_scratch(), {}, ctx.conv,
-                                prepared(g, w, ctx));
+        backend::host::conv2d_forward(g, x.data(), w, y_.data(), backend::host::thread_scratch(), {}, ctx.conv,
+                                      prepared(g, w, ctx));
         ctx.round(y_);
         return y_;
     }
@@ -52,7 +52,7 @@ struct conv {
     /// Evaluation-mode forward with the batch norm after it folded in (and the ReLU after that when
     /// relu): writes epi(conv(x)) into `out`, the buffer of the last layer folded. sequential calls it
     /// in evaluation mode with FP32 storage; the values equal the layers run one after another.
-    const tensor<float>& forward_affine(const tensor<float>& x, const context& ctx, backend::conv_epilogue epi,
+    const tensor<float>& forward_affine(const tensor<float>& x, const context& ctx, backend::host::conv_epilogue epi,
                                         bool relu, tensor<float>& out) {
         check_channels("tricks::conv", x, Cin);
         require<error>(ctx.folds_into_convolutions(),
@@ -62,8 +62,8 @@ struct conv {
         out.resize(g.out());
         epi.relu = relu;
         const float* w = weights(ctx);
-        backend::conv2d_forward(g, x.data(), w, out.data(), backend::thread_scratch(), epi, ctx.conv,
-                                prepared(g, w, ctx));
+        backend::host::conv2d_forward(g, x.data(), w, out.data(), backend::host::thread_scratch(), epi, ctx.conv,
+                                      prepared(g, w, ctx));
         return out;
     }
 
@@ -71,13 +71,13 @@ struct conv {
         const auto g = geometry(x_->shape());
         require<shape_error>(dy.shape() == g.out(), "tricks::conv: backward got dy ", dy.shape(), ", expected ",
                              g.out());
-        backend::conv2d_backward_filter(g, x_->data(), dy.data(), weight.grad.data(), backend::thread_scratch(),
-                                        ctx.conv);
+        backend::host::conv2d_backward_filter(g, x_->data(), dy.data(), weight.grad.data(),
+                                              backend::host::thread_scratch(), ctx.conv);
         if (need_dx) {
             dx_.resize(g.in);
             // the weights forward() used (rounded once there under mixed precision)
             const float* w = ctx.store == storage::fp32 ? weight.value.data() : w_work_.data();
-            backend::conv2d_backward_data(g, dy.data(), w, dx_.data(), backend::thread_scratch(), ctx.conv);
+            backend::host::conv2d_backward_data(g, dy.data(), w, dx_.data(), backend::host::thread_scratch(), ctx.conv);
             ctx.round(dx_);
         }
         return dx_;
@@ -105,12 +105,13 @@ private:
     const float* prepared(const backend::conv_geometry& g, const float* w, const context& ctx) {
         if (!ctx.weights_version) return nullptr;
         const std::uint64_t key = ctx.weights_version * 4 + static_cast<std::uint64_t>(ctx.store);
-        return backend::prepare_filter(g, w, ctx.conv, key, filter_);
+        return backend::host::prepare_filter(g, w, ctx.conv, key, filter_);
     }
 
     const tensor<float>* x_ = nullptr;
-    backend::prepared_filter filter_;
-    tensor<float> y_, dx_, w_work_;  // the kernels' scratch is backend::thread_scratch(), shared by the thread's layers
+    backend::host::prepared_filter filter_;
+    tensor<float> y_, dx_,
+        w_work_;  // the kernels' scratch is backend::host::thread_scratch(), shared by the thread's layers
 };
 
 }  // namespace tricks::nn

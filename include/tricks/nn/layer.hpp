@@ -4,7 +4,7 @@
 //  - run-time state: parameters (value + grad, tagged by role), buffers, cached activations;
 //  - forward(x, ctx) -> const tensor& y, backward(dy, ctx, need_dx) -> const tensor& dx;
 //  - init(rng, options) and visitors over parameters and buffers (in a fixed order).
-// Layers own their outputs (convolutions share their thread's scratch, backend::thread_scratch()), so a
+// Layers own their outputs (convolutions share their thread's scratch, backend::host::thread_scratch()), so a
 // warmed-up step allocates nothing.
 #include <concepts>
 #include <cstdint>

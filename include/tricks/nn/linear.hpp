@@ -39,7 +39,7 @@ struct linear {
             ctx.round(w_work_);
             w = w_work_.data();
         }
-        backend::linear_forward(x.shape().n, In, Out, x.data(), w, bias.value.data(), y_.data());
+        backend::host::linear_forward(x.shape().n, In, Out, x.data(), w, bias.value.data(), y_.data());
         // logits stay FP32: the loss is computed in FP32 under mixed precision (as AMP does)
         return y_;
     }
@@ -47,8 +47,8 @@ struct linear {
         const int n = x_->shape().n;
         dx_.resize(x_->shape());
         const float* w = ctx.store == storage::fp32 ? weight.value.data() : w_work_.data();
-        backend::linear_backward(n, In, Out, x_->data(), w, dy.data(), need_dx ? dx_.data() : nullptr,
-                                 weight.grad.data(), bias.grad.data());
+        backend::host::linear_backward(n, In, Out, x_->data(), w, dy.data(), need_dx ? dx_.data() : nullptr,
+                                       weight.grad.data(), bias.grad.data());
         ctx.round(dx_);
         return dx_;
     }

@@ -59,7 +59,7 @@ struct context {
     /// The CPU convolutions' algorithm (backend/conv_algo.hpp): Winograd for 3x3 stride-1 layers by default.
     backend::conv_algo conv = backend::conv_algo::winograd;
     /// Nonzero: the caller promises that every weight is what it was in the earlier forwards with this
-    /// value, so a convolution may keep its transformed filter (backend::prepared_filter) from one call
+    /// value, so a convolution may keep its transformed filter (backend::host::prepared_filter) from one call
     /// to the next. models::inference_pool's copies run with one fresh value per load(). 0 (training,
     /// where every step moves the weights): no promise, the filter is transformed on every call.
     std::uint64_t weights_version = 0;

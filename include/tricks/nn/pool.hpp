@@ -27,12 +27,12 @@ struct max_pool {
         g_ = {x.shape(), K, Stride, Pad, false, true};
         y_.resize(g_.out());
         argmax_.resize(y_.size());
-        backend::max_pool_forward(g_, x.data(), y_.data(), argmax_.data());
+        backend::host::max_pool_forward(g_, x.data(), y_.data(), argmax_.data());
         return y_;
     }
     const tensor<float>& backward(const tensor<float>& dy, const context&, bool) {
         dx_.resize(g_.in);
-        backend::max_pool_backward(g_, dy.data(), argmax_.data(), dx_.data());
+        backend::host::max_pool_backward(g_, dy.data(), argmax_.data(), dx_.data());
         return dx_;
     }
     template <class F>
@@ -66,13 +66,13 @@ struct avg_pool {
         check_channels("tricks::avg_pool", x, C);
         g_ = {x.shape(), K, Stride, Pad, CeilMode, CountIncludePad};
         y_.resize(g_.out());
-        backend::avg_pool_forward(g_, x.data(), y_.data());
+        backend::host::avg_pool_forward(g_, x.data(), y_.data());
         ctx.round(y_);
         return y_;
     }
     const tensor<float>& backward(const tensor<float>& dy, const context& ctx, bool) {
         dx_.resize(g_.in);
-        backend::avg_pool_backward(g_, dy.data(), dx_.data());
+        backend::host::avg_pool_backward(g_, dy.data(), dx_.data());
         ctx.round(dx_);
         return dx_;
     }
@@ -98,13 +98,13 @@ struct global_avg_pool {
         check_channels("tricks::global_avg_pool", x, C);
         in_ = x.shape();
         y_.resize({in_.n, 1, 1, C});
-        backend::global_avg_pool_forward(in_, x.data(), y_.data());
+        backend::host::global_avg_pool_forward(in_, x.data(), y_.data());
         ctx.round(y_);
         return y_;
     }
     const tensor<float>& backward(const tensor<float>& dy, const context& ctx, bool) {
         dx_.resize(in_);
-        backend::global_avg_pool_backward(in_, dy.data(), dx_.data());
+        backend::host::global_avg_pool_backward(in_, dy.data(), dx_.data());
         ctx.round(dx_);
         return dx_;
     }

@@ -21,12 +21,12 @@ struct relu {
     const tensor<float>& forward(const tensor<float>& x, const context&) {
         check_channels("tricks::relu", x, C);
         y_.resize(x.shape());
-        backend::relu_forward(x.size(), x.data(), y_.data());
+        backend::host::relu_forward(x.size(), x.data(), y_.data());
         return y_;  // rounding is a no-op: max(x, 0) of a representable value is representable
     }
     const tensor<float>& backward(const tensor<float>& dy, const context&, bool) {
         dx_.resize(y_.shape());
-        backend::relu_backward(y_.size(), y_.data(), dy.data(), dx_.data());
+        backend::host::relu_backward(y_.size(), y_.data(), dy.data(), dx_.data());
         return dx_;
     }
     /// The output buffer, which a batch_norm before this ReLU writes when the two run fused

@@ -50,17 +50,17 @@ struct residual {
         require<shape_error>(a.shape() == s.shape(), "tricks::residual: branch output ", a.shape(),
                              " and shortcut output ", s.shape(), " differ");
         y_.resize(a.shape());
-        backend::add_relu_forward(y_.size(), a.data(), s.data(), y_.data());
+        backend::host::add_relu_forward(y_.size(), a.data(), s.data(), y_.data());
         ctx.round(y_);
         return y_;
     }
     const tensor<float>& backward(const tensor<float>& dy, const context& ctx, bool need_dx) {
         ds_.resize(y_.shape());
-        backend::relu_backward(y_.size(), y_.data(), dy.data(), ds_.data());
+        backend::host::relu_backward(y_.size(), y_.data(), dy.data(), ds_.data());
         const tensor<float>& db = branch.backward(ds_, ctx, true);
         const tensor<float>& dsc = shortcut.backward(ds_, ctx, true);
         dx_.resize(db.shape());
-        backend::add(dx_.size(), db.data(), dsc.data(), dx_.data());
+        backend::host::add(dx_.size(), db.data(), dsc.data(), dx_.data());
         ctx.round(dx_);
         (void)need_dx;
         return dx_;

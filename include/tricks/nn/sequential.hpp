@@ -130,7 +130,7 @@ struct sequential {
         const shape4 expect{h.shape().n, d.h, d.w, last_conv::out_channels};
         require<shape_error>(s.shape() == expect, "tricks::residual: branch output ", expect, " and shortcut output ",
                              s.shape(), " differ");
-        auto epi = std::get<size - 1>(layers).eval_affine();  // a backend::conv_epilogue
+        auto epi = std::get<size - 1>(layers).eval_affine();  // a backend::host::conv_epilogue
         epi.residual = s.data();
         return std::get<size - 2>(layers).forward_affine(h, ctx, epi, true, out);
     }

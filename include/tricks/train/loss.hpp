@@ -80,8 +80,8 @@ inline double distillation_term(int n, int k, const float* z, const float* r, do
                                 tensor<float>& pr) {
     pz.resize({n, 1, 1, k});
     pr.resize({n, 1, 1, k});
-    backend::softmax(n, k, r, static_cast<float>(T), pr.data());
-    backend::softmax(n, k, z, static_cast<float>(T), pz.data());
+    backend::host::softmax(n, k, r, static_cast<float>(T), pr.data());
+    backend::host::softmax(n, k, z, static_cast<float>(T), pz.data());
     double total = 0;
     for (std::size_t i = 0; i < static_cast<std::size_t>(n) * k; ++i) {
         if (pr[i] > 0) total -= static_cast<double>(pr[i]) * std::log(std::max(static_cast<double>(pz[i]), 1e-45));

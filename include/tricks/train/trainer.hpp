@@ -332,7 +332,7 @@ public:
             const float* z = self().eval_logits(x);
             make_targets(labels, K, 0.0, q);
             const int n = x.shape().n;
-            loss += backend::softmax_cross_entropy(n, K, z, q.data(), nullptr) * n;
+            loss += backend::host::softmax_cross_entropy(n, K, z, q.data(), nullptr) * n;
             for (int i = 0; i < n; ++i) {
                 const float* zi = z + static_cast<std::size_t>(i) * K;
                 int best = 0;
@@ -830,7 +830,7 @@ private:
         ctx.round(x);  // the input as the storage precision holds it
         const tensor<float>& z = this->model_->forward(x, ctx);
         dz_.resize(z.shape());
-        double loss = backend::softmax_cross_entropy(n, K, z.data(), q.data(), dz_.data());
+        double loss = backend::host::softmax_cross_entropy(n, K, z.data(), q.data(), dz_.data());
         if constexpr (Recipe::distills) {
             const nn::context teacher_ctx{
                 .phase = nn::mode::eval, .store = nn::storage::fp32, .conv = this->opt_.conv_algorithm};

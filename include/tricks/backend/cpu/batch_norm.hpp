@@ -23,7 +23,7 @@
 #include "tricks/core/error.hpp"
 #include "tricks/distributed/communicator.hpp"
 
-namespace tricks::backend {
+namespace tricks::backend::host {
 
 namespace detail {
 inline std::ptrdiff_t bn_chunks(std::size_t pixels) {
@@ -238,4 +238,4 @@ void batch_norm_backward(const batch_norm_geometry& g, const float* x, const flo
     }
 }
 
-}  // namespace tricks::backend
+}  // namespace tricks::backend::host

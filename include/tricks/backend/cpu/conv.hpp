@@ -27,7 +27,7 @@
 #include "tricks/core/error.hpp"
 #include "tricks/core/shape.hpp"
 
-namespace tricks::backend {
+namespace tricks::backend::host {
 
 namespace detail {
 
@@ -606,4 +606,4 @@ inline void conv2d_backward_filter(const conv_geometry& g, const float* x, const
     }
 }
 
-}  // namespace tricks::backend
+}  // namespace tricks::backend::host

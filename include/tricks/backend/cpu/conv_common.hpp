@@ -18,7 +18,7 @@
 #include "tricks/core/error.hpp"
 #include "tricks/core/shape.hpp"
 
-namespace tricks::backend {
+namespace tricks::backend::host {
 
 namespace detail {
 
@@ -335,4 +335,4 @@ inline void pad_image(const conv_geometry& g, const float* x_img, float* xp) {
 }
 
 }  // namespace detail
-}  // namespace tricks::backend
+}  // namespace tricks::backend::host

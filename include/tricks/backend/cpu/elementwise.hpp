@@ -6,7 +6,7 @@
 
 #include "tricks/backend/cpu/workspace.hpp"
 
-namespace tricks::backend {
+namespace tricks::backend::host {
 
 inline void relu_forward(std::size_t n, const float* x, float* y) {
     const std::ptrdiff_t N = static_cast<std::ptrdiff_t>(n);
@@ -38,4 +38,4 @@ inline void add(std::size_t n, const float* a, const float* b, float* y) {
     for (std::ptrdiff_t i = 0; i < N; ++i) y[i] = a[i] + b[i];
 }
 
-}  // namespace tricks::backend
+}  // namespace tricks::backend::host

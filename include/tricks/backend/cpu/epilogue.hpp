@@ -6,7 +6,7 @@
 // layer-by-layer evaluation give the same values.
 #include <cstddef>
 
-namespace tricks::backend {
+namespace tricks::backend::host {
 
 struct conv_epilogue {
     const float* scale = nullptr;  // per output channel; null: no affine
@@ -53,4 +53,4 @@ inline void apply_epilogue(const float* x, float* y, std::size_t rows, int chann
     }
 }
 
-}  // namespace tricks::backend
+}  // namespace tricks::backend::host

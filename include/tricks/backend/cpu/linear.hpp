@@ -11,7 +11,7 @@
 
 #include "tricks/core/error.hpp"
 
-namespace tricks::backend {
+namespace tricks::backend::host {
 
 namespace detail {
 using lin_mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
@@ -53,4 +53,4 @@ inline void linear_backward(int n, int in, int out, const float* x, const float*
     }
 }
 
-}  // namespace tricks::backend
+}  // namespace tricks::backend::host

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
-namespace tricks::backend {
+namespace tricks::backend::host {
 
 /// Returns the mean loss; writes dz (may be null) and the probabilities p (may be null).
 /// Accumulates in double: the loss is reported and compared bit for bit across runs.
@@ -42,4 +42,4 @@ inline void softmax(int n, int k, const float* z, float temperature, float* p) {
     }
 }
 
-}  // namespace tricks::backend
+}  // namespace tricks::backend::host

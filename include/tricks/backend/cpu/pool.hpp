@@ -11,7 +11,7 @@
 #include "tricks/core/error.hpp"
 #include "tricks/core/shape.hpp"
 
-namespace tricks::backend {
+namespace tricks::backend::host {
 
 /// Max-pool forward; `argmax` receives, per output element, the flat input index that won (the
 /// first maximum in window order), so the backward pass routes gradients without searching again.
@@ -141,4 +141,4 @@ inline void global_avg_pool_backward(shape4 in, const float* dy, float* dx) {
     }
 }
 
-}  // namespace tricks::backend
+}  // namespace tricks::backend::host

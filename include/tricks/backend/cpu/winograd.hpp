@@ -24,7 +24,7 @@
 #include "tricks/backend/cpu/conv_common.hpp"
 #include "tricks/backend/cpu/workspace.hpp"
 
-namespace tricks::backend {
+namespace tricks::backend::host {
 
 namespace detail {
 
@@ -531,4 +531,4 @@ inline void winograd_backward_filter(const conv_geometry& g, const float* x, con
 }
 
 }  // namespace detail
-}  // namespace tricks::backend
+}  // namespace tricks::backend::host

@@ -11,7 +11,7 @@
 
 #include "tricks/core/tensor.hpp"
 
-namespace tricks::backend {
+namespace tricks::backend::host {
 
 class workspace {
 public:
@@ -60,4 +60,4 @@ constexpr std::size_t work_size(Counts... n) noexcept {
     return (std::size_t{1} * ... * static_cast<std::size_t>(n));
 }
 
-}  // namespace tricks::backend
+}  // namespace tricks::backend::host
