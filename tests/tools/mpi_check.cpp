@@ -76,6 +76,33 @@ void check_sum(std::size_t n) {
                       " ranks = rank-order sum, bit for bit"));
 }
 
+/// start_sum(): several sums in flight at once (more rounds than mpi_world's lanes, one longer than
+/// a round), each with the bits of the rank-order sum.
+void check_started_sums() {
+    const std::vector<std::size_t> sizes = {1, 7, 1000003, 3, distributed::mpi_world::bucket + 5, 64, 9, 5, 2};
+    std::vector<std::vector<float>> mine(sizes.size()), want(sizes.size());
+    for (std::size_t k = 0; k < sizes.size(); ++k) {
+        mine[k].resize(sizes[k]);
+        want[k].resize(sizes[k]);
+        for (std::size_t i = 0; i < sizes[k]; ++i) {
+            mine[k][i] = input<float>(world->rank(), i + 7 * k);
+            float acc = input<float>(0, i + 7 * k);
+            for (int r = 1; r < world->size(); ++r) acc += input<float>(r, i + 7 * k);
+            want[k][i] = acc;
+        }
+    }
+    for (std::size_t k = 0; k < sizes.size(); ++k) {
+        world->start_sum(std::span<float>(mine[k]));
+        world->progress();
+    }
+    world->finish_sums();
+    bool same = true;
+    for (std::size_t k = 0; k < sizes.size(); ++k)
+        same = same && std::memcmp(mine[k].data(), want[k].data(), sizes[k] * sizeof(float)) == 0;
+    check(same, detail::cat(sizes.size(), " started sums in flight at once over ", world->size(),
+                            " ranks = rank-order sums, bit for bit"));
+}
+
 options small_options() {
     options o;
     o.epochs = 2;
@@ -209,8 +236,102 @@ void gradient_check(bn_kind kind) {
                       ": max relative difference ", worst_stat));
 }
 
+/// The sharded evaluation of a data-parallel trainer (each rank a slice of the test set, counts
+/// summed) against this rank evaluating every test image itself: the same top-1, exactly, and the
+/// same loss up to the order of its sum. The test set's size is not divisible by the ranks.
+template <class Trainer>
+void evaluation_check(Trainer& t, const data::dataset& train, const data::dataset& test) {
+    const evaluation sharded = t.evaluate(test);
+    const auto st = data::compute_stats(train);
+    data::augment_options aug;
+    aug.mean = st.mean;
+    aug.stddev = st.stddev;
+    data::batch_loader<data::memory_source> all(data::memory_source{&test, aug}, 7, false, 1, false, 0);
+    all.start_epoch(0);
+    models::inference_pool<net> pool;
+    pool.load(t.model());
+    const nn::context ctx{.phase = nn::mode::eval, .store = nn::storage::fp32};
+    tensor<float> x, q;
+    std::vector<int> labels;
+    std::size_t correct = 0, images = 0;
+    double loss = 0;
+    while (all.next(x, labels)) {
+        const tensor<float>& z = pool.forward(x, ctx);
+        const int n = x.shape().n;
+        make_targets(labels, 10, 0.0, q, 10);
+        loss += backend::host::softmax_cross_entropy(n, 10, z.data(), q.data(), nullptr) * n;
+        for (int i = 0; i < n; ++i) {
+            const float* zi = z.data() + static_cast<std::size_t>(i) * 10;
+            correct += std::max_element(zi, zi + 10) - zi == labels[static_cast<std::size_t>(i)];
+        }
+        images += static_cast<std::size_t>(n);
+    }
+    const double top1 = static_cast<double>(correct) / static_cast<double>(images);
+    check(sharded.images == images && sharded.top1 == top1 && std::abs(sharded.loss - loss / images) <= 1e-6 * loss,
+          detail::cat("evaluation over ", world->size(), " ranks of ", test.n, " images = one process's: top-1 ",
+                      sharded.top1, " vs ", top1, ", loss ", sharded.loss, " vs ", loss / images));
+}
+
+/// The trainer's gradient buckets (train/gradient_buckets.hpp) with buckets small enough for ~40
+/// of them, started from the layers' ready calls during a real backward pass (a residual's shortcut
+/// finishes after its branch: not in parameter order): every gradient and running statistic is
+/// the mean over the ranks of one blocking sum of everything, bit for bit. Then with the first
+/// layers frozen (their buckets never fill and start at the end).
+void bucket_check() {
+    const auto data = tricks_test::synthetic_digits(16, 5, 93);
+    tensor<float> x({16, data.h, data.w, 1});
+    for (std::size_t i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(data.pixels[i]) / 255.0f - 0.3f;
+    tensor<float> q;
+    const std::vector<int> labels(data.labels.begin(), data.labels.end());
+    make_targets(labels, 10, 0.0, q, 10);
+    for (std::size_t frozen : {std::size_t{0}, std::size_t{2}}) {
+        std::vector<float> via_buckets, via_one_sum;
+        for (bool buckets_on : {true, false}) {
+            net m;
+            m.init(3);
+            detail::gradient_buckets buckets(200);
+            const nn::context ctx{
+                .phase = nn::mode::train, .store = nn::storage::fp32, .gradients = buckets_on ? &buckets : nullptr};
+            // the ranks' inputs differ: rank r's images are shifted by r
+            tensor<float> xr = x;
+            for (auto& v : xr.span()) v += 0.1f * static_cast<float>(world->rank());
+            const tensor<float>& z = m.forward(xr, ctx);
+            tensor<float> dz(z.shape());
+            (void)backend::host::softmax_cross_entropy(16, 10, z.data(), q.data(), dz.data());
+            const auto params = m.parameters();
+            const auto buffers = m.buffers();
+            if (buckets_on) buckets.begin(*world, ctx, params, buffers);
+            if (frozen > 0)
+                m.backward_from_layer(dz, ctx, frozen);
+            else
+                m.backward(dz, ctx, false);
+            std::vector<float> all;
+            if (buckets_on) {
+                buckets.finish(world->size());
+                check(buckets.buckets() > 2 * distributed::mpi_world::lanes,
+                      detail::cat("the bucket check has ", buckets.buckets(), " buckets"));
+            } else {
+                for (auto* p : params) all.insert(all.end(), p->grad.span().begin(), p->grad.span().end());
+                for (auto* b : buffers) all.insert(all.end(), b->span().begin(), b->span().end());
+                world->sum(std::span<float>(all));
+                std::size_t at = 0;
+                for (auto* p : params)
+                    for (auto& v : p->grad.span()) v = all[at++] / static_cast<float>(world->size());
+                for (auto* b : buffers)
+                    for (auto& v : b->span()) v = all[at++] / static_cast<float>(world->size());
+            }
+            std::vector<float>& out = buckets_on ? via_buckets : via_one_sum;
+            out = grads_of(m);
+            for (auto* b : buffers) out.insert(out.end(), b->span().begin(), b->span().end());
+        }
+        check(tricks_test::same_bits(via_buckets, via_one_sum),
+              detail::cat("gradients and running statistics summed in buckets during the backward pass",
+                          frozen ? " (first 2 layers frozen)" : "", " = one sum after it, bit for bit"));
+    }
+}
+
 void train_check(const std::filesystem::path& dir) {
-    const auto train = tricks_test::synthetic_digits(512, 3, 92), test = tricks_test::synthetic_digits(64, 4, 92);
+    const auto train = tricks_test::synthetic_digits(512, 3, 92), test = tricks_test::synthetic_digits(67, 4, 92);
     std::vector<float> by_threads[2];
     double top1 = 0;
     for (int threads : {1, 2}) {
@@ -220,6 +341,7 @@ void train_check(const std::filesystem::path& dir) {
         const history h = t.fit(train, test);
         by_threads[threads - 1] = tricks_test::state_of(t.model());
         top1 = h.final_top1();
+        if (threads == 1) evaluation_check(t, train, test);
         check(same_on_every_rank(by_threads[threads - 1]),
               detail::cat("a 2-epoch fit with ", threads, " thread(s) per rank: every rank holds the same model"));
     }
@@ -326,10 +448,12 @@ int main(int argc, char** argv) {
             check_sum<float>(n);
             check_sum<double>(n);
         }
+        check_started_sums();
     } else if (mode == "gradient") {
         gradient_check(bn_kind::per_rank);
         gradient_check(bn_kind::frozen);
         gradient_check(bn_kind::synced);
+        bucket_check();
     } else if (mode == "train") {
         train_check(dir);
     } else if (mode == "settings") {

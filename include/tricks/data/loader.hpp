@@ -70,6 +70,27 @@ struct memory_source {
     void prepare(std::size_t i, bool train, rng& r, float* out) const { prepare_image(*ds, i, opts, train, r, out); }
 };
 
+/// The images [begin, end) of a source, as a source: a data-parallel evaluation gives each rank
+/// one slice of the test set. A view like the source it holds.
+template <batch_source Source>
+struct slice_source {
+    Source src;
+    std::size_t begin = 0, end = 0;
+
+    slice_source(Source s, std::size_t b, std::size_t e) : src(std::move(s)), begin(b), end(e) {
+        require(b <= e && e <= src.size(), "tricks::data::slice_source: ", src.name(), ": images [", b, ", ", e,
+                ") of ", src.size());
+    }
+    [[nodiscard]] std::size_t size() const noexcept { return end - begin; }
+    [[nodiscard]] int height() const { return src.height(); }
+    [[nodiscard]] int width() const { return src.width(); }
+    [[nodiscard]] int channels() const { return src.channels(); }
+    [[nodiscard]] int classes() const { return src.classes(); }
+    [[nodiscard]] int label(std::size_t i) const { return src.label(begin + i); }
+    [[nodiscard]] std::string name() const { return src.name(); }
+    void prepare(std::size_t i, bool train, rng& r, float* out) const { src.prepare(begin + i, train, r, out); }
+};
+
 /// The batches of a source, built by `workers` threads (0: inside next()).
 template <batch_source Source>
 class batch_loader {

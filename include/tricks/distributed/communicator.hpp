@@ -24,6 +24,16 @@ public:
     /// Every rank calls it with the same size.
     virtual void sum(std::span<float> data) = 0;
     virtual void sum(std::span<double> data) = 0;
+    /// Starts sum(data) and returns at once where the transport can overlap it with the caller's
+    /// work (this default sums before it returns). `data` holds the sum, with sum()'s bits, once
+    /// finish_sums() returns; the caller leaves it alone until then. Every rank starts the same
+    /// sizes in the same order. Blocking sum() and broadcast() may run while started sums are in
+    /// flight.
+    virtual void start_sum(std::span<float> data) { sum(data); }
+    /// Lets the started sums advance; cheap, for calling between pieces of the caller's work.
+    virtual void progress() {}
+    /// Returns once every started sum is complete.
+    virtual void finish_sums() {}
     /// Every rank's `text` becomes rank `root`'s.
     virtual void broadcast(std::string& text, int root) = 0;
     /// Ends every process of the job with exit status `code` after printing `reason` on stderr, so

@@ -22,9 +22,11 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <exception>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tricks/core/error.hpp"
@@ -55,10 +57,11 @@ public:
     /// otherwise wait for this one in their next collective forever.
     ~mpi_world() override {
         if (std::uncaught_exceptions() > 0 && size_ > 1) MPI_Abort(MPI_COMM_WORLD, 1);
-        if (!owns_) return;
         int finalised = 0;
         MPI_Finalized(&finalised);
-        if (!finalised) MPI_Finalize();
+        if (finalised) return;
+        for (auto& c : lane_comms_) MPI_Comm_free(&c);
+        if (owns_) MPI_Finalize();
     }
 
     /// Whether an MPI launcher started this process (Open MPI, MPICH/Hydra, PMIx and Slurm set
@@ -74,6 +77,32 @@ public:
 
     void sum(std::span<float> data) override { fixed_order_sum(data, MPI_FLOAT); }
     void sum(std::span<double> data) override { fixed_order_sum(data, MPI_DOUBLE); }
+
+    void start_sum(std::span<float> data) override {
+        if (size_ == 1) return;
+        if (lane_comms_.empty()) {  // collective, and every rank's first start_sum is the same call
+            lane_comms_.resize(lanes, MPI_COMM_NULL);
+            for (auto& c : lane_comms_) check(MPI_Comm_dup(MPI_COMM_WORLD, &c), "MPI_Comm_dup");
+        }
+        for (std::size_t at = 0; at < data.size(); at += bucket) {
+            flights_.emplace_back(round_plan<float>(data.data() + at, std::min(bucket, data.size() - at),
+                                                    static_cast<std::size_t>(size_), static_cast<std::size_t>(rank_)),
+                                  rounds_++ % lanes);
+        }
+        advance();
+    }
+    void progress() override {
+        if (!flights_.empty()) advance();
+    }
+    void finish_sums() override {
+        while (!flights_.empty()) {
+            advance();
+            if (flights_.empty()) break;
+            in_flight& f = flights_.front();  // the first round never waits for a lane: its request is live
+            check(MPI_Wait(&f.request, MPI_STATUS_IGNORE), "MPI_Wait");
+            // MPI_Wait left a null request, which tests as complete: advance() takes the next stage
+        }
+    }
 
     void broadcast(std::string& text, int root) override {
         require(root >= 0 && root < size_, "tricks::distributed::mpi_world::broadcast: root ", root, " of ", size_,
@@ -96,6 +125,9 @@ public:
 
     /// Elements per reduction round: bounds the receive buffer (size() x this / size() elements).
     static constexpr std::size_t bucket = std::size_t{1} << 22;
+    /// start_sum(): how many rounds may be in flight at once (each on its own duplicate of
+    /// MPI_COMM_WORLD).
+    static constexpr std::size_t lanes = 4;
 
 private:
     static constexpr std::size_t chunk_limit = std::size_t{1} << 30;
@@ -108,39 +140,102 @@ private:
         throw error(tricks::detail::cat("tricks::distributed::mpi_world: ", what, " failed: ", std::string(text, len)));
     }
 
+    /// One round of a fixed-order sum: n elements at d, split into size() chunks; rank c sums chunk c.
     template <class T>
-    void fixed_order_sum(std::span<T> data, MPI_Datatype type) {
-        if (size_ == 1) return;
-        const auto W = static_cast<std::size_t>(size_), me = static_cast<std::size_t>(rank_);
-        std::vector<int> counts(W), displs(W), recv_counts(W), recv_displs(W);
-        std::vector<T>& pieces = buffer(T{});
-        for (std::size_t at = 0; at < data.size(); at += bucket) {
-            const std::size_t n = std::min(bucket, data.size() - at);
-            T* d = data.data() + at;
+    struct round_plan {
+        T* d = nullptr;
+        std::size_t mine = 0, first = 0;  // this rank's chunk: elements [first, first + mine)
+        std::vector<int> counts, displs, recv_counts, recv_displs;
+
+        round_plan(T* data, std::size_t n, std::size_t W, std::size_t me)
+            : d(data), counts(W), displs(W), recv_counts(W), recv_displs(W) {
             const auto lo = [&](std::size_t c) { return n * c / W; };
             for (std::size_t c = 0; c < W; ++c) {
                 counts[c] = static_cast<int>(lo(c + 1) - lo(c));
                 displs[c] = static_cast<int>(lo(c));
             }
-            const std::size_t mine = lo(me + 1) - lo(me);
+            first = lo(me);
+            mine = lo(me + 1) - first;
             for (std::size_t r = 0; r < W; ++r) {
                 recv_counts[r] = static_cast<int>(mine);
                 recv_displs[r] = static_cast<int>(r * mine);
             }
-            pieces.resize(W * mine);
-            check(MPI_Alltoallv(d, counts.data(), displs.data(), type, pieces.data(), recv_counts.data(),
-                                recv_displs.data(), type, MPI_COMM_WORLD),
-                  "MPI_Alltoallv");
-            T* out = d + lo(me);
+        }
+        /// This rank's chunk := the ranks' pieces of it added in rank order.
+        void add_pieces(const T* pieces, std::size_t W) const {
+            T* out = d + first;
             for (std::size_t i = 0; i < mine; ++i) {
                 T acc = pieces[i];
                 for (std::size_t r = 1; r < W; ++r) acc += pieces[r * mine + i];  // rank order
                 out[i] = acc;
             }
-            check(MPI_Allgatherv(MPI_IN_PLACE, 0, type, d, counts.data(), displs.data(), type, MPI_COMM_WORLD),
+        }
+    };
+
+    template <class T>
+    void fixed_order_sum(std::span<T> data, MPI_Datatype type) {
+        if (size_ == 1) return;
+        const auto W = static_cast<std::size_t>(size_), me = static_cast<std::size_t>(rank_);
+        std::vector<T>& pieces = buffer(T{});
+        for (std::size_t at = 0; at < data.size(); at += bucket) {
+            const round_plan<T> p(data.data() + at, std::min(bucket, data.size() - at), W, me);
+            pieces.resize(W * p.mine);
+            check(MPI_Alltoallv(p.d, p.counts.data(), p.displs.data(), type, pieces.data(), p.recv_counts.data(),
+                                p.recv_displs.data(), type, MPI_COMM_WORLD),
+                  "MPI_Alltoallv");
+            p.add_pieces(pieces.data(), W);
+            check(MPI_Allgatherv(MPI_IN_PLACE, 0, type, p.d, p.counts.data(), p.displs.data(), type, MPI_COMM_WORLD),
                   "MPI_Allgatherv");
         }
     }
+
+    // start_sum(): each round is an `in_flight` on one of `lanes` duplicates of MPI_COMM_WORLD
+    // (round k on lane k mod lanes). MPI wants the collectives of a communicator started in the
+    // same order on every rank; a round starts its MPI_Ialltoallv only once the round before it on
+    // its lane has finished its MPI_Iallgatherv, so each lane sees the rounds' two collectives in
+    // start order on every rank, however the ranks' timing differs, while up to `lanes` rounds
+    // overlap.
+    struct in_flight {
+        in_flight(round_plan<float> p, std::size_t l) : plan(std::move(p)), lane(l) {}
+        round_plan<float> plan;
+        std::size_t lane = 0;
+        int stage = 0;  // 0 waits for its lane, 1 exchanging pieces, 2 gathering sums, 3 done
+        MPI_Request request = MPI_REQUEST_NULL;
+        std::vector<float> pieces;
+    };
+
+    /// Advances every started round as far as it can go without waiting.
+    void advance() {
+        const auto W = static_cast<std::size_t>(size_);
+        std::size_t busy = 0;  // bit l: an earlier round still holds lane l
+        for (in_flight& f : flights_) {
+            const std::size_t bit = std::size_t{1} << f.lane;
+            if (f.stage == 0 && (busy & bit) == 0) {
+                f.pieces.resize(W * f.plan.mine);
+                check(MPI_Ialltoallv(f.plan.d, f.plan.counts.data(), f.plan.displs.data(), MPI_FLOAT, f.pieces.data(),
+                                     f.plan.recv_counts.data(), f.plan.recv_displs.data(), MPI_FLOAT,
+                                     lane_comms_[f.lane], &f.request),
+                      "MPI_Ialltoallv");
+                f.stage = 1;
+            }
+            if (f.stage == 1 && completed(f.request)) {
+                f.plan.add_pieces(f.pieces.data(), W);
+                check(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, f.plan.d, f.plan.counts.data(), f.plan.displs.data(),
+                                      MPI_FLOAT, lane_comms_[f.lane], &f.request),
+                      "MPI_Iallgatherv");
+                f.stage = 2;
+            }
+            if (f.stage == 2 && completed(f.request)) f.stage = 3;
+            if (f.stage != 3) busy |= bit;
+        }
+        while (!flights_.empty() && flights_.front().stage == 3) flights_.pop_front();
+    }
+    bool completed(MPI_Request& r) {
+        int done = 0;
+        check(MPI_Test(&r, &done, MPI_STATUS_IGNORE), "MPI_Test");
+        return done != 0;
+    }
+
     std::vector<float>& buffer(float) noexcept { return float_pieces_; }
     std::vector<double>& buffer(double) noexcept { return double_pieces_; }
 
@@ -148,6 +243,9 @@ private:
     bool owns_ = false;
     std::vector<float> float_pieces_;
     std::vector<double> double_pieces_;
+    std::vector<MPI_Comm> lane_comms_;  // start_sum()'s duplicates of MPI_COMM_WORLD
+    std::deque<in_flight> flights_;     // started rounds, in start order
+    std::size_t rounds_ = 0;
 };
 
 }  // namespace tricks::distributed

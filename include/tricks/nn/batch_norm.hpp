@@ -125,6 +125,8 @@ private:
         backend::host::batch_norm_backward<Relu>(g, x_->data(), dy.data(), gamma.value.data(), mean_.data(),
                                                  inv_std_.data(), dx_.data(), gamma.grad.data(), beta.grad.data(), ws_,
                                                  Relu ? relu_y->data() : nullptr, frozen_stats);
+        ctx.gradient_ready(gamma);
+        ctx.gradient_ready(beta);
         ctx.round(dx_);
         return dx_;
     }

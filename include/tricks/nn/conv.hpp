@@ -73,6 +73,7 @@ struct conv {
                              g.out());
         backend::host::conv2d_backward_filter(g, x_->data(), dy.data(), weight.grad.data(),
                                               backend::host::thread_scratch(), ctx.conv);
+        ctx.gradient_ready(weight);
         if (need_dx) {
             dx_.resize(g.in);
             // the weights forward() used (rounded once there under mixed precision)

@@ -49,6 +49,8 @@ struct linear {
         const float* w = ctx.store == storage::fp32 ? weight.value.data() : w_work_.data();
         backend::host::linear_backward(n, In, Out, x_->data(), w, dy.data(), need_dx ? dx_.data() : nullptr,
                                        weight.grad.data(), bias.grad.data());
+        ctx.gradient_ready(weight);
+        ctx.gradient_ready(bias);
         ctx.round(dx_);
         return dx_;
     }

@@ -44,6 +44,15 @@ struct parameter {
     }
 };
 
+/// Told by each layer's backward pass when the gradients of its parameters are final (the trainer's
+/// data-parallel gradient buckets start their sums from it while the backward pass goes on).
+struct gradient_sink {
+    virtual void ready(parameter& p) = 0;
+
+protected:
+    ~gradient_sink() = default;
+};
+
 enum class mode : std::uint8_t { train, eval };
 
 /// Storage precision of activations and weights as seen by the kernels. FP32 accumulation always.
@@ -66,6 +75,14 @@ struct context {
     /// Non-null in training: batch norms take their statistics over every rank of this
     /// communicator's batches (synchronised batch norm, options::sync_batch_norm).
     distributed::communicator* sync_batch_norm = nullptr;
+    /// Non-null in data-parallel training: told of every parameter whose gradient a backward pass
+    /// has finished.
+    gradient_sink* gradients = nullptr;
+
+    /// Tells `gradients` (if any) that `p`'s gradient is final for this step.
+    void gradient_ready(parameter& p) const {
+        if (gradients != nullptr) gradients->ready(p);
+    }
 
     /// Whether evaluation runs its batch norms, ReLUs and residual adds inside the convolutions'
     /// epilogues (evaluation with FP32 storage and `fuse`); the values are the layer-by-layer ones.

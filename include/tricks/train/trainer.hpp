@@ -33,6 +33,7 @@
 #include "tricks/io/checkpoint.hpp"
 #include "tricks/models/inference.hpp"
 #include "tricks/train/finetune.hpp"
+#include "tricks/train/gradient_buckets.hpp"
 #include "tricks/train/interrupt.hpp"
 #include "tricks/train/loss.hpp"
 #include "tricks/train/optim.hpp"
@@ -311,42 +312,68 @@ public:
         return evaluate(data::memory_source{&d, aug_});
     }
 
-    /// Top-1 accuracy and cross-entropy on any loader source, in evaluation mode.
+    /// Top-1 accuracy and cross-entropy on any loader source, in evaluation mode. In a
+    /// data-parallel run (options.communicator) every rank must call it: each evaluates its slice
+    /// of the images ([size r / W, size (r + 1) / W) on rank r of W) and the counts and loss sums
+    /// are added over the ranks. An image's logits are the same bits in any batch, so top-1 is
+    /// exactly one process's; the loss may differ from it by the rounding of its sum.
     template <data::batch_source Source>
     evaluation evaluate(const Source& d) {
         check_source(d);
+        if (world_size() == 1) return evaluate_part(d).result();
+        const auto W = static_cast<std::size_t>(world_size()), r = static_cast<std::size_t>(world_rank());
+        const std::size_t n = d.size();
+        partial_evaluation part = evaluate_part(data::slice_source<Source>(d, n * r / W, n * (r + 1) / W));
+        double sums[3] = {part.loss, static_cast<double>(part.correct), static_cast<double>(part.images)};
+        opt_.communicator->sum(std::span<double>(sums));  // exact for counts below 2^53
+        return partial_evaluation{sums[0], static_cast<std::size_t>(sums[1]), static_cast<std::size_t>(sums[2])}
+            .result();
+    }
+
+private:
+    struct partial_evaluation {
+        double loss = 0;  // summed over the images
+        std::size_t correct = 0, images = 0;
+        [[nodiscard]] evaluation result() const {
+            evaluation ev;
+            ev.images = images;
+            ev.top1 = images ? static_cast<double>(correct) / static_cast<double>(images) : 0.0;
+            ev.loss = images ? loss / static_cast<double>(images) : 0.0;
+            return ev;
+        }
+    };
+    template <data::batch_source Source>
+    partial_evaluation evaluate_part(const Source& d) {
+        partial_evaluation ev;
+        self().eval_begin();
+        if (d.size() == 0) return ev;
         // At most ~64 MB of input per batch (500 images at 28x28, 111 at 224x224).
         const std::size_t image_bytes = static_cast<std::size_t>(d.height()) * static_cast<std::size_t>(d.width()) *
                                         static_cast<std::size_t>(d.channels()) * sizeof(float);
         const int batch = static_cast<int>(std::clamp<std::size_t>((std::size_t{64} << 20) / image_bytes, 1, 500));
         data::batch_loader<Source> l(d, batch, false, opt_.seed, false, data_workers(d));
         l.start_epoch(0);
-        self().eval_begin();
         tensor<float> x, q;
         std::vector<int> labels;
-        evaluation ev;
-        double loss = 0;
-        std::size_t correct = 0;
         const int K = Model::classes;
         while (l.next(x, labels)) {
             const float* z = self().eval_logits(x);
             make_targets(labels, K, 0.0, q);
             const int n = x.shape().n;
-            loss += backend::host::softmax_cross_entropy(n, K, z, q.data(), nullptr) * n;
+            ev.loss += backend::host::softmax_cross_entropy(n, K, z, q.data(), nullptr) * n;
             for (int i = 0; i < n; ++i) {
                 const float* zi = z + static_cast<std::size_t>(i) * K;
                 int best = 0;
                 for (int k = 1; k < K; ++k)
                     if (zi[k] > zi[best]) best = k;
-                correct += best == labels[static_cast<std::size_t>(i)];
+                ev.correct += best == labels[static_cast<std::size_t>(i)];
             }
             ev.images += static_cast<std::size_t>(n);
         }
-        ev.top1 = ev.images ? static_cast<double>(correct) / static_cast<double>(ev.images) : 0.0;
-        ev.loss = ev.images ? loss / static_cast<double>(ev.images) : 0.0;
         return ev;
     }
 
+public:
     /// The run's settings (train/settings.hpp), by name: every field of options (warmup_epochs and
     /// step_milestones as the run uses them: -1 and empty stand for the recipe type's values), the
     /// model, the recipe, and the identity of the training data once fit() or resume() knows it.
@@ -818,14 +845,15 @@ public:
 
     /// Data parallelism: wall seconds this rank spent in the gradient sums (waiting for the other
     /// ranks included) since the trainer was made; 0 with one rank.
-    [[nodiscard]] double communication_seconds() const noexcept { return comm_seconds_; }
+    [[nodiscard]] double communication_seconds() const noexcept { return buckets_.seconds(); }
 
 private:
     double train_step(tensor<float>& x, const tensor<float>& q, double lr, long t, int e, long s) {
         const nn::context ctx{.phase = nn::mode::train,
                               .store = base::storage(),
                               .conv = this->opt_.conv_algorithm,
-                              .sync_batch_norm = sync_batch_norm() ? this->opt_.communicator.get() : nullptr};
+                              .sync_batch_norm = sync_batch_norm() ? this->opt_.communicator.get() : nullptr,
+                              .gradients = this->world_size() > 1 ? &buckets_ : nullptr};
         const int n = x.shape().n, K = Model::classes;
         ctx.round(x);  // the input as the storage precision holds it
         const tensor<float>& z = this->model_->forward(x, ctx);
@@ -843,6 +871,9 @@ private:
             const float S = static_cast<float>(this->scaler_.scale);
             for (auto& v : dz_.span()) v *= S;
         }
+        if (this->world_size() > 1)  // the running statistics' sum starts now, the gradients' during the backward
+            buckets_.begin(*this->opt_.communicator, ctx, this->params_,
+                           sync_batch_norm() ? std::vector<tensor<float>*>{} : this->model_->buffers());
         if (this->opt_.freeze_stages > 0)  // no gradients for the frozen parts (finetune.hpp)
             this->model_->backward_from_layer(dz_, ctx, static_cast<std::size_t>(this->opt_.freeze_stages));
         else
@@ -852,7 +883,7 @@ private:
             for (auto* p : this->params_) ctx.round(p->grad);  // gradients as FP16/BF16 buffers hold them
         }
         if (this->world_size() > 1) {
-            average_over_ranks();
+            buckets_.finish(this->world_size());
             if constexpr (Recipe::fp16 || Recipe::bf16)
                 for (auto* p : this->params_) ctx.round(p->grad);
         }
@@ -869,31 +900,6 @@ private:
         return eval_pool_.forward(x, ctx).data();
     }
     [[nodiscard]] bool sync_batch_norm() const noexcept { return this->opt_.sync_batch_norm && this->world_size() > 1; }
-    /// Data parallelism: every rank's gradients (each the mean over its batch / ranks images)
-    /// become their mean over the ranks, the gradient of the global batch's mean loss; the batch
-    /// norms' running statistics become their mean too, so every rank holds the same model after
-    /// every step (and a checkpoint of rank 0 is every rank's). One fixed-order sum of one buffer.
-    /// Synchronised batch norms computed their running statistics from the global batch, the same
-    /// bits on every rank: those are left as they are (a mean of n equal values may round).
-    void average_over_ranks() {
-        std::size_t n = 0;
-        for (auto* p : this->params_) n += p->grad.size();
-        const auto buffers = sync_batch_norm() ? decltype(this->model_->buffers()){} : this->model_->buffers();
-        for (auto* b : buffers) n += b->size();
-        flat_.resize(n);
-        float* at = flat_.data();
-        for (auto* p : this->params_) at = std::copy_n(p->grad.data(), p->grad.size(), at);
-        for (auto* b : buffers) at = std::copy_n(b->data(), b->size(), at);
-        const auto t0 = std::chrono::steady_clock::now();
-        this->opt_.communicator->sum(std::span<float>(flat_));
-        comm_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        const auto ranks = static_cast<float>(this->world_size());
-        const float* from = flat_.data();
-        for (auto* p : this->params_)
-            for (auto& v : p->grad.span()) v = *from++ / ranks;
-        for (auto* b : buffers)
-            for (auto& v : b->span()) v = *from++ / ranks;
-    }
     void sync_to_host() {}
     void sync_to_device() {}
     /// The teacher's weights never change: its pool keeps their transformed filters for the whole run.
@@ -905,8 +911,14 @@ private:
 
     sgd_optimizer opt_state_;
     tensor<float> dz_, pz_, pr_;
-    std::vector<float> flat_;  // average_over_ranks()
-    double comm_seconds_ = 0;
+    /// Data parallelism: every rank's gradients (each the mean over its batch / ranks images)
+    /// become their mean over the ranks, the gradient of the global batch's mean loss; the batch
+    /// norms' running statistics become their mean too, so every rank holds the same model after
+    /// every step (and a checkpoint of rank 0 is every rank's). Fixed-order sums in buckets that
+    /// start during the backward pass (gradient_buckets.hpp). Synchronised batch norms computed
+    /// their running statistics from the global batch, the same bits on every rank: those are left
+    /// as they are (a mean of n equal values may round).
+    detail::gradient_buckets buckets_;
     models::inference_pool<Model> eval_pool_;
     models::inference_pool<typename base::teacher_slot> teacher_pool_;
 };
