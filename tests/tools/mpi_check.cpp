@@ -272,7 +272,7 @@ void evaluation_check(Trainer& t, const data::dataset& train, const data::datase
                       sharded.top1, " vs ", top1, ", loss ", sharded.loss, " vs ", loss / images));
 }
 
-/// The trainer's gradient buckets (train/gradient_buckets.hpp) with buckets small enough for ~40
+/// The trainer's gradient buckets (train/gradient_buckets.hpp) with buckets small enough for ~10
 /// of them, started from the layers' ready calls during a real backward pass (a residual's shortcut
 /// finishes after its branch: not in parameter order): every gradient and running statistic is
 /// the mean over the ranks of one blocking sum of everything, bit for bit. Then with the first
@@ -284,14 +284,16 @@ void bucket_check() {
     tensor<float> q;
     const std::vector<int> labels(data.labels.begin(), data.labels.end());
     make_targets(labels, 10, 0.0, q, 10);
-    for (std::size_t frozen : {std::size_t{0}, std::size_t{2}}) {
+    for (const auto& [frozen, store] :
+         {std::pair{std::size_t{0}, nn::storage::fp32}, std::pair{std::size_t{2}, nn::storage::fp32},
+          std::pair{std::size_t{0}, nn::storage::fp16}}) {
         std::vector<float> via_buckets, via_one_sum;
         for (bool buckets_on : {true, false}) {
             net m;
             m.init(3);
             detail::gradient_buckets buckets(200);
             const nn::context ctx{
-                .phase = nn::mode::train, .store = nn::storage::fp32, .gradients = buckets_on ? &buckets : nullptr};
+                .phase = nn::mode::train, .store = store, .gradients = buckets_on ? &buckets : nullptr};
             // the ranks' inputs differ: rank r's images are shifted by r
             tensor<float> xr = x;
             for (auto& v : xr.span()) v += 0.1f * static_cast<float>(world->rank());
@@ -311,7 +313,10 @@ void bucket_check() {
                 check(buckets.buckets() > 2 * distributed::mpi_world::lanes,
                       detail::cat("the bucket check has ", buckets.buckets(), " buckets"));
             } else {
-                for (auto* p : params) all.insert(all.end(), p->grad.span().begin(), p->grad.span().end());
+                for (auto* p : params) {
+                    ctx.round(p->grad);  // FP16: the gradients as FP16 buffers hold them, as the trainer sends them
+                    all.insert(all.end(), p->grad.span().begin(), p->grad.span().end());
+                }
                 for (auto* b : buffers) all.insert(all.end(), b->span().begin(), b->span().end());
                 world->sum(std::span<float>(all));
                 std::size_t at = 0;
@@ -326,7 +331,8 @@ void bucket_check() {
         }
         check(tricks_test::same_bits(via_buckets, via_one_sum),
               detail::cat("gradients and running statistics summed in buckets during the backward pass",
-                          frozen ? " (first 2 layers frozen)" : "", " = one sum after it, bit for bit"));
+                          frozen ? " (first 2 layers frozen)" : "", store == nn::storage::fp16 ? " (FP16)" : "",
+                          " = one sum after it, bit for bit"));
     }
 }
 

@@ -91,6 +91,11 @@ struct slice_source {
     void prepare(std::size_t i, bool train, rng& r, float* out) const { src.prepare(begin + i, train, r, out); }
 };
 
+template <class S>
+inline constexpr bool is_slice_source = false;
+template <class S>
+inline constexpr bool is_slice_source<slice_source<S>> = true;
+
 /// The batches of a source, built by `workers` threads (0: inside next()).
 template <batch_source Source>
 class batch_loader {

@@ -56,7 +56,8 @@ public:
     /// rank failed and nothing caught it), it aborts the whole job instead: the other ranks would
     /// otherwise wait for this one in their next collective forever.
     ~mpi_world() override {
-        if (std::uncaught_exceptions() > 0 && size_ > 1) MPI_Abort(MPI_COMM_WORLD, 1);
+        // (started sums still in flight: their requests cannot be freed, and the other ranks wait for them)
+        if ((std::uncaught_exceptions() > 0 || !flights_.empty()) && size_ > 1) MPI_Abort(MPI_COMM_WORLD, 1);
         int finalised = 0;
         MPI_Finalized(&finalised);
         if (finalised) return;

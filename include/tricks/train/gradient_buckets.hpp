@@ -7,9 +7,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <cstdlib>
 #include <unordered_map>
 #include <vector>
 
+#include "tricks/core/error.hpp"
 #include "tricks/core/tensor.hpp"
 #include "tricks/distributed/communicator.hpp"
 #include "tricks/nn/parameter.hpp"
@@ -24,6 +26,14 @@ public:
     static constexpr std::size_t default_bucket_floats = std::size_t{1} << 18;
 
     explicit gradient_buckets(std::size_t bucket_floats = default_bucket_floats) : bucket_floats_(bucket_floats) {}
+    gradient_buckets(const gradient_buckets&) = delete;
+    gradient_buckets& operator=(const gradient_buckets&) = delete;
+    /// A step left between begin() and finish() (an exception in the backward pass) has sums in
+    /// flight that read and write this object's buffer, and the other ranks wait for the rest of
+    /// them: the job cannot go on, so it ends on every rank with the reason.
+    ~gradient_buckets() {
+        if (in_flight_) unfinished("the trainer was destroyed");
+    }
 
     /// Before a backward pass: `params` in the model's (forward) order, `buffers` (batch-norm
     /// running statistics, final after the forward pass: their bucket starts now; empty with
@@ -31,8 +41,10 @@ public:
     /// are sent (FP16/BF16 runs).
     void begin(distributed::communicator& comm, const nn::context& ctx, const std::vector<nn::parameter*>& params,
                const std::vector<tensor<float>*>& buffers) {
+        if (in_flight_) unfinished("a new step began");
         comm_ = &comm;
         ctx_ = &ctx;
+        in_flight_ = true;
         if (params != params_ || buffers != buffers_) plan(params, buffers);
         std::fill(filled_.begin(), filled_.end(), std::size_t{0});
         std::fill(started_.begin(), started_.end(), false);
@@ -62,6 +74,7 @@ public:
                 if (!started_[b]) start(b);
             comm_->finish_sums();
         });
+        in_flight_ = false;
         const auto n = static_cast<float>(ranks);
         const float* from = flat_.data();
         for (const bucket& k : buckets_) {
@@ -130,6 +143,15 @@ private:
         comm_->start_sum(std::span<float>(flat_.data() + k.offset, k.size));
     }
 
+    [[noreturn]] void unfinished(const char* what) {
+        comm_->abort(tricks::detail::cat("tricks::trainer: ", what,
+                                         " while a data-parallel step's gradient sums were in flight (the step "
+                                         "ended inside its backward pass, by an exception); the ranks cannot agree "
+                                         "on this step any more"),
+                     1);
+        std::abort();  // communicator::abort does not return; a broken one still ends this rank
+    }
+
     template <class F>
     void timed(F&& f) {
         const auto t0 = std::chrono::steady_clock::now();
@@ -148,6 +170,7 @@ private:
     std::vector<bool> started_, seen_;
     std::vector<float> flat_;
     double seconds_ = 0;
+    bool in_flight_ = false;  // between begin() and finish()
 };
 
 }  // namespace tricks::detail

@@ -723,9 +723,11 @@ protected:
     /// Loader threads: options.data_workers, or (0) one for in-memory data and all cores for
     /// sources that decode files.
     template <class Source>
-    int data_workers(const Source&) const {
+    int data_workers(const Source& d) const {
         if (opt_.data_workers > 0) return opt_.data_workers;
-        if constexpr (std::is_same_v<Source, data::memory_source>)
+        if constexpr (data::is_slice_source<Source>)  // its source's count
+            return data_workers(d.src);
+        else if constexpr (std::is_same_v<Source, data::memory_source>)
             return 1;
         else
             return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -843,8 +845,9 @@ public:
         opt_state_.set_lr_scales(this->lr_scales_);
     }
 
-    /// Data parallelism: wall seconds this rank spent in the gradient sums (waiting for the other
-    /// ranks included) since the trainer was made; 0 with one rank.
+    /// Data parallelism: wall seconds this rank's training thread spent on the gradient sums since
+    /// the trainer was made: copying buckets out, starting and advancing their sums during the
+    /// backward pass, and waiting after it (for the other ranks too); 0 with one rank.
     [[nodiscard]] double communication_seconds() const noexcept { return buckets_.seconds(); }
 
 private:
