@@ -882,14 +882,11 @@ private:
         else
             this->model_->backward(dz_, ctx, false);
         bool apply = true;
-        if constexpr (Recipe::fp16 || Recipe::bf16) {
-            for (auto* p : this->params_) ctx.round(p->grad);  // gradients as FP16/BF16 buffers hold them
-        }
-        if (this->world_size() > 1) {
-            buckets_.finish(this->world_size());
-            if constexpr (Recipe::fp16 || Recipe::bf16)
-                for (auto* p : this->params_) ctx.round(p->grad);
-        }
+        // Gradients as FP16/BF16 buffers hold them: with several ranks the buckets round each one
+        // before sending it, and the mean over the ranks is rounded again here.
+        if (this->world_size() > 1) buckets_.finish(this->world_size());
+        if constexpr (Recipe::fp16 || Recipe::bf16)
+            for (auto* p : this->params_) ctx.round(p->grad);
         if constexpr (Recipe::fp16) apply = this->scaler_.unscale_or_skip(this->params_) && std::isfinite(loss);
         if (apply) opt_state_.step(lr);
         return loss;
