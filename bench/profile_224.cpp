@@ -5,6 +5,7 @@
 // epilogue as the evaluation forward does. A benchmark, not a test.
 //
 //   bench_profile_224 [--depth 18|50] [--tweaks a|d] [--chunk 8] [--size 224] [--iters 5] [--threads 1]
+//                     [--train 0|1]
 //
 // --threads N > 1 runs each kernel on N threads instead: what inference_pool does with a batch of
 // one sub-batch (batch 1).
@@ -12,6 +13,9 @@
 // (B + C + D: stride on the 3x3, three 3x3 stem convs, avg-pool + 1x1 shortcuts), as examples/train's
 // resnet50d. Each kernel runs --iters times after one warm-up call; the median is reported, times
 // how often the network calls that shape. The sum is compared with the whole single-thread forward.
+// --train 1: the convolutions of a training step instead (batch --chunk on --threads, as the trainer
+// runs it): per shape the forward (no epilogue: training runs batch norm on its own), the gradient
+// with respect to the input (not for the stem's first conv, whose input needs none) and to the filter.
 #include <omp.h>
 
 #include <algorithm>
@@ -34,6 +38,7 @@ namespace th = tricks::backend::host;
 namespace {
 
 int iters = 5;
+bool train = false;
 
 template <class F>
 double median_ms(F&& f) {
@@ -159,26 +164,48 @@ int run(int depth, bool tweak_d, int n, int size) {
         if (c.stride == 2) kind += "/2";
         const std::string s = std::to_string(c.hw) + " " + std::to_string(c.cin) + "->" + std::to_string(c.cout) +
                               (c.residual ? " +res" : "") + (c.relu ? " relu" : "");
-        rows.push_back({kind, s, count, median_ms([&] {
-                            th::conv2d_forward(g, x.data(), w.data(), y.data(), ws, epi, tb::conv_algo::winograd,
-                                               prepared);
+        if (!train) {
+            rows.push_back({kind, s, count, median_ms([&] {
+                                th::conv2d_forward(g, x.data(), w.data(), y.data(), ws, epi, tb::conv_algo::winograd,
+                                                   prepared);
+                            }),
+                            fl});
+            continue;
+        }
+        const std::string shape = std::to_string(c.hw) + " " + std::to_string(c.cin) + "->" + std::to_string(c.cout);
+        rows.push_back({kind + " fwd", shape, count, median_ms([&] {
+                            th::conv2d_forward(g, x.data(), w.data(), y.data(), ws, {}, tb::conv_algo::winograd);
+                        }),
+                        fl});
+        const auto dy = noise(g.out().size(), 9);
+        if (c.cin != 3) {
+            t::tensor<float> dx(g.in);
+            rows.push_back({kind + " dx", shape, count, median_ms([&] {
+                                th::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws,
+                                                         tb::conv_algo::winograd);
+                            }),
+                            fl});
+        }
+        t::tensor<float> dw({1, 1, 1, g.k() * c.cout});
+        rows.push_back({kind + " dw", shape, count, median_ms([&] {
+                            th::conv2d_backward_filter(g, x.data(), dy.data(), dw.data(), ws, tb::conv_algo::winograd);
                         }),
                         fl});
     }
-    for (const auto& g : p.max_pools) {
+    for (const auto& g : train ? std::vector<tb::pool_geometry>{} : p.max_pools) {
         const auto x = noise(g.in.size(), 6);
         std::vector<float> y(g.out().size());
         std::vector<std::int32_t> arg(g.out().size());
         rows.push_back({"max pool", "3x3/2 " + std::to_string(g.in.h) + "x" + std::to_string(g.in.c), 1,
                         median_ms([&] { th::max_pool_forward(g, x.data(), y.data(), arg.data()); }), 0});
     }
-    for (const auto& g : p.avg_pools) {
+    for (const auto& g : train ? std::vector<tb::pool_geometry>{} : p.avg_pools) {
         const auto x = noise(g.in.size(), 7);
         std::vector<float> y(g.out().size());
         rows.push_back({"avg pool", "2x2/2 " + std::to_string(g.in.h) + "x" + std::to_string(g.in.c), 1,
                         median_ms([&] { th::avg_pool_forward(g, x.data(), y.data()); }), 0});
     }
-    {
+    if (!train) {
         const t::shape4 in{n, p.final_hw, p.final_hw, p.final_c};
         const auto x = noise(in.size(), 8);
         std::vector<float> y(static_cast<std::size_t>(n) * p.final_c);
@@ -190,15 +217,17 @@ int run(int depth, bool tweak_d, int n, int size) {
     using r50 = t::models::resnet<50>;
     using r18d = t::models::resnet<18, t::tweak::deep_stem, t::tweak::avg_down>;
     using r18 = t::models::resnet<18>;
-    if (depth == 50)
+    if (train)
+        ;  // no whole step to compare with here: bench_infer --train measures it
+    else if (depth == 50)
         whole = tweak_d ? whole_forward_ms<r50d>(n, size) : whole_forward_ms<r50>(n, size);
     else
         whole = tweak_d ? whole_forward_ms<r18d>(n, size) : whole_forward_ms<r18>(n, size);
 
     std::map<std::string, double> by_kind;
     double total = 0, flops = 0;
-    std::printf("resnet%d-%s, %dx%d, sub-batch %d on %d thread(s)\n", depth, tweak_d ? "D" : "A", size, size, n,
-                omp_get_max_threads());
+    std::printf("resnet%d-%s, %dx%d, %s %d on %d thread(s)\n", depth, tweak_d ? "D" : "A", size, size,
+                train ? "training convolutions, batch" : "sub-batch", n, omp_get_max_threads());
     std::printf("%-12s %-24s %5s %10s %10s %9s\n", "kind", "shape", "calls", "ms/call", "ms/fwd", "GFLOP/s");
     for (const auto& r : rows) {
         const double per = r.ms * r.count;
@@ -216,7 +245,7 @@ int run(int depth, bool tweak_d, int n, int size) {
     for (const auto& [v, k] : kinds) std::printf("  %-12s %9.2f ms  %5.1f%%\n", k.c_str(), v, 100 * v / total);
     std::printf("  %-12s %9.2f ms  (sum of the kernels; %.1f GFLOP/s over the convolutions' direct FLOPs)\n", "total",
                 total, flops / (total * 1e6));
-    std::printf("whole forward (model.forward): %.2f ms, %.1f images/s\n", whole, n * 1000.0 / whole);
+    if (!train) std::printf("whole forward (model.forward): %.2f ms, %.1f images/s\n", whole, n * 1000.0 / whole);
     return 0;
 }
 
@@ -240,10 +269,12 @@ int main(int argc, char** argv) {
             iters = iv;
         else if (a == "--threads" && iv >= 1)
             threads = iv;
+        else if (a == "--train" && (iv == 0 || iv == 1))
+            train = iv == 1;
         else {
             std::fprintf(stderr,
                          "usage: bench_profile_224 [--depth 18|50] [--tweaks a|d] [--chunk N>=1] [--size N>=32] "
-                         "[--iters N>=1] [--threads N>=1]\n");
+                         "[--iters N>=1] [--threads N>=1] [--train 0|1]\n");
             return 2;
         }
     }

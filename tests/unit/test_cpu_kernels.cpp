@@ -283,6 +283,10 @@ const std::vector<conv_case>& conv_cases() {
         // two K chunks (256 + 104) and 4 x 32 + 8 columns, its A panels gathered from the image.
         {2, 13, 11, 300, 140, 1, 1, 1, 0},
         {3, 9, 8, 40, 136, 3, 3, 2, 1},
+        // The packed filter gradient with 2 groups of 320 pixels (K chunks of 256 + 64 that cross
+        // images) and 2 row tiles of k = 360; backward-data's col matrix in 2 tiles of an image.
+        {10, 16, 16, 40, 136, 3, 3, 2, 1},
+        {2, 16, 16, 40, 136, 3, 3, 1, 1},
     };
     return cases;
 }
@@ -549,6 +553,31 @@ TEST_CASE("cpu conv2d: conv_algo picks the algorithm (Winograd rounds differentl
         CHECK(tricks_test::same_bits(y[0], y[1]) == !winograd);
         CHECK(tricks_test::same_bits(dx[0], dx[1]) == !winograd);
         CHECK(tricks_test::same_bits(dw[0], dw[1]) == !winograd);
+    }
+    // Wider than the direct kernels (136 channels): backward-data runs on the col matrix whatever the
+    // algorithm; the filter gradient on Winograd only from 256 output tiles (16 images of 16 F(4x4)
+    // tiles), on the packed GEMM below that (2 images of 4).
+    for (const int n : {2, 16}) {
+        const conv_case c{n, n == 2 ? 7 : 14, n == 2 ? 7 : 14, 136, 136, 3, 3, 1, 1};
+        INFO(describe(c));
+        const ref_conv ref(c);
+        const auto g = geometry(c);
+        const fvec x = uniform_vec(ref.x_size(), stream++), w = uniform_vec(ref.w_size(), stream++);
+        const fvec dy = uniform_vec(ref.y_size(), stream++);
+        fvec y[2], dx[2], dw[2];
+        for (int a = 0; a < 2; ++a) {
+            const auto algo = a == 0 ? tb::conv_algo::winograd : tb::conv_algo::direct;
+            y[a].assign(ref.y_size(), nan_f), dx[a].assign(ref.x_size(), nan_f), dw[a].assign(ref.w_size(), nan_f);
+            th::conv2d_forward(g, x.data(), w.data(), y[a].data(), ws, {}, algo);
+            th::conv2d_backward_data(g, dy.data(), w.data(), dx[a].data(), ws, algo);
+            th::conv2d_backward_filter(g, x.data(), dy.data(), dw[a].data(), ws, algo);
+        }
+        CHECK_FALSE(tricks_test::same_bits(y[0], y[1]));
+        CHECK(tricks_test::same_bits(dx[0], dx[1]));
+        CHECK(tricks_test::same_bits(dw[0], dw[1]) == (n == 2));
+        if (n == 2)
+            check_close("dw", dw[0], ref.backward_filter(to_d(x), to_d(dy)), ref.backward_filter(abs_d(x), abs_d(dy)),
+                        1e-5);
     }
     tb::conv_algo a{};
     CHECK((tb::parse("direct", a) && a == tb::conv_algo::direct));

@@ -1,5 +1,5 @@
 #pragma once
-// backend::cpu — the default backend: our register-blocked kernels, Winograd and Eigen GEMMs, OpenMP
+// backend::cpu — the default backend: our register-blocked kernels, Winograd and packed GEMMs, OpenMP
 // over the cores. The tag type only names the backend (trainer<Model, Recipe, backend::cpu>); it has no
 // member functions. The kernels are free functions in namespace tricks::backend::host (the headers
 // below), and the tricks::nn layers call them directly. backend::cuda's kernels (namespace backend::gpu) have

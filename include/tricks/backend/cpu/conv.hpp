@@ -2,20 +2,16 @@
 // 2-D convolution on the CPU, NHWC activations, filters stored [kh][kw][cin][cout] (HWIO). Forward
 // algorithms, picked per shape (and by conv_algo): Winograd F(m x m, 3x3) for 3x3 stride-1 layers
 // (winograd.hpp), register-blocked direct kernels for narrow layers (<= 128 channels), and a GEMM
-// otherwise, Y(pixels x cout) = im2col(pixels x k) * W(k x cout) with k = kh*kw*cin: gemm_rows
-// (conv_common.hpp) for 1x1 stride-1 layers, whose activations already are A, and gemm_packed
-// (K-chunked, packed panels, the epilogue on the registers) for every other geometry, its A panels
-// gathered straight from the image (strided 3x3 and 1x1 layers, wide 5x5 or 7x7 ones). Both give an
-// image the same bits in any batch. The backward passes use Eigen's GEMMs on
-// im2col tiles (or the direct and Winograd kernels where they apply); this file does the data
-// movement and the work split.
+// otherwise, Y(pixels x cout) = im2col(pixels x k) * W(k x cout) with k = kh*kw*cin, on gemm_packed
+// (conv_common.hpp: K-chunked, packed panels, the epilogue on the registers), its A panels copied
+// from the activations (1x1 stride-1 layers, whose activations already are A) or gathered from the
+// image (strided and wide layers). The backward passes run on the same GEMM where the direct and
+// Winograd kernels do not apply: dx as dy * W^T (then col2im), dW as im2col(x)^T * dy. Every forward
+// gives an image the same bits in any batch. This file does the data movement and the work split.
 //
 // Determinism: work is split into tiles whose boundaries depend only on the shapes, never on the
 // thread count, and reductions over tiles (the filter gradient) add partial sums in a fixed order.
-// Same input -> same bits, on 1 thread or 16. Every Eigen product runs inside our own parallel
-// region (so Eigen stays serial there): Eigen's own multi-threaded GEMM re-blocks the inner
-// dimension by thread count, which would change the summation order. Hence no `if` clauses here.
-#include <Eigen/Core>
+// Same input -> same bits, on 1 thread or 16.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -31,50 +27,15 @@ namespace tricks::backend::host {
 
 namespace detail {
 
-using row_major = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using cmap = Eigen::Map<const row_major, Eigen::Aligned16>;
-using map = Eigen::Map<row_major, Eigen::Unaligned>;
-using cmap_u = Eigen::Map<const row_major, Eigen::Unaligned>;
-
-/// Output pixels per tile: big enough for an efficient GEMM, small enough that the im2col tile
-/// (tile x k floats) stays in L2. Depends on shapes only (determinism, see above).
+/// Output pixels per tile of the col matrix of backward-data: big enough for an efficient GEMM, small
+/// enough that the tile (tile x k floats) stays in L2. Depends on shapes only (determinism, see above).
 inline int tile_pixels(int k, int pixels_per_image) {
     const int t = std::clamp((1 << 16) / std::max(k, 1), 32, 1024);
     return std::min(t, pixels_per_image);
 }
 
-/// im2col for output pixels [p0, p0 + count) of image `img`: one row of k values per pixel.
-inline void im2col_tile(const conv_geometry& g, const float* x_img, int p0, int count, float* col) {
-    const int ow = g.out_w(), cin = g.in.c, H = g.in.h, W = g.in.w;
-    const int k = g.k();
-    for (int i = 0; i < count; ++i) {
-        const int p = p0 + i, oy = p / ow, ox = p % ow;
-        float* row = col + static_cast<std::size_t>(i) * k;
-        for (int ky = 0; ky < g.kh; ++ky) {
-            const int iy = oy * g.stride - g.pad + ky;
-            float* dst = row + ky * g.kw * cin;
-            if (iy < 0 || iy >= H) {
-                std::memset(dst, 0, sizeof(float) * g.kw * cin);
-                continue;
-            }
-            const int ix0 = ox * g.stride - g.pad;
-            if (ix0 >= 0 && ix0 + g.kw <= W) {  // the whole kernel row is inside: one contiguous copy
-                std::memcpy(dst, x_img + (static_cast<std::size_t>(iy) * W + ix0) * cin, sizeof(float) * g.kw * cin);
-                continue;
-            }
-            for (int kx = 0; kx < g.kw; ++kx) {
-                const int ix = ix0 + kx;
-                if (ix < 0 || ix >= W)
-                    std::memset(dst + kx * cin, 0, sizeof(float) * cin);
-                else
-                    std::memcpy(dst + kx * cin, x_img + (static_cast<std::size_t>(iy) * W + ix) * cin,
-                                sizeof(float) * cin);
-            }
-        }
-    }
-}
-
-/// The adjoint of im2col_tile: adds the columns back into the image gradient.
+/// The adjoint of im2col for output pixels [p0, p0 + count) of one image (rows of k values, as
+/// implicit_im2col reads them): adds the columns back into the image gradient.
 inline void col2im_tile_add(const conv_geometry& g, const float* col, int p0, int count, float* dx_img) {
     const int ow = g.out_w(), cin = g.in.c, H = g.in.h, W = g.in.w;
     const int k = g.k();
@@ -278,6 +239,17 @@ inline bool direct_filter_suits(const conv_geometry& g) noexcept {
     return direct_conv_suits(g) && (g.in.c == 1 || g.in.c % 8 == 0);
 }
 
+/// Whether the filter gradient of a Winograd geometry runs on Winograd: always for the narrow layers
+/// (the direct kernel is the alternative), and for wider ones from 256 output tiles in the batch.
+/// Winograd's filter gradient costs 36 x cin x cout per group of images beyond the work that scales
+/// with the tiles, which the tiles of a small batch at 7x7 do not repay: ResNet-50's 7x7x512 layer
+/// at batch 16 (64 tiles) took 4x as long as gemm_packed (docs/design.md, "Measurements").
+inline bool winograd_filter_pays(const conv_geometry& g) noexcept {
+    if (direct_filter_suits(g)) return true;
+    const long per_image = winograd_tile(g) == 4 ? winograd_tiles<4>(g).per_image() : winograd_tiles<2>(g).per_image();
+    return per_image * g.in.n >= 256;
+}
+
 /// dw by the direct kernel: a fixed number of groups of images (a function of the batch only), each
 /// summed in image order into its own partial, the partials added in group order.
 inline void direct_conv_backward_filter(const conv_geometry& g, const float* x, const float* dy, float* dw,
@@ -349,63 +321,219 @@ struct implicit_im2col {
     const float* x;
     std::size_t row0;
 
+    /// dst[j * step] = A[r][k0 + j] for j < kn: one row's run of columns, copied tap by tap (a tap's
+    /// channels are contiguous in the image, or all zero where its pixel is padding).
+    void segment(std::size_t r, int k0, int kn, float* dst, std::size_t step) const {
+        const int oh = g.out_h(), ow = g.out_w(), C = g.in.c;
+        const std::size_t p = row0 + r;
+        const int img = static_cast<int>(p / (static_cast<std::size_t>(oh) * ow));
+        const int pix = static_cast<int>(p % (static_cast<std::size_t>(oh) * ow)), oy = pix / ow, ox = pix % ow;
+        const float* xi = x + static_cast<std::size_t>(img) * g.in.h * g.in.w * C;
+        for (int k = k0; k < k0 + kn;) {
+            const int tap = k / C, c0 = k % C, run = std::min(C - c0, k0 + kn - k);
+            const int iy = oy * g.stride - g.pad + tap / g.kw, ix = ox * g.stride - g.pad + tap % g.kw;
+            float* d = dst + static_cast<std::size_t>(k - k0) * step;
+            if (iy < 0 || iy >= g.in.h || ix < 0 || ix >= g.in.w) {
+                for (int j = 0; j < run; ++j) d[static_cast<std::size_t>(j) * step] = 0.f;
+            } else {
+                const float* src = xi + (static_cast<std::size_t>(iy) * g.in.w + ix) * C + c0;
+                if (step == 1)
+                    std::memcpy(d, src, sizeof(float) * static_cast<std::size_t>(run));
+                else
+                    for (int j = 0; j < run; ++j) d[static_cast<std::size_t>(j) * step] = src[j];
+            }
+            k += run;
+        }
+    }
     /// dst[k * R + r] = A[p0 + r][k0 + k] for r < R, k < kn (gemm_packed's A panels).
     void pack(int p0, int R, int k0, int kn, float* dst) const {
-        const int oh = g.out_h(), ow = g.out_w(), C = g.in.c;
-        for (int r = 0; r < R; ++r) {
-            const std::size_t p = row0 + static_cast<std::size_t>(p0 + r);
-            const int img = static_cast<int>(p / (static_cast<std::size_t>(oh) * ow));
-            const int pix = static_cast<int>(p % (static_cast<std::size_t>(oh) * ow)), oy = pix / ow, ox = pix % ow;
-            const float* xi = x + static_cast<std::size_t>(img) * g.in.h * g.in.w * C;
-            for (int k = k0; k < k0 + kn;) {
-                const int tap = k / C, c0 = k % C, run = std::min(C - c0, k0 + kn - k);
-                const int iy = oy * g.stride - g.pad + tap / g.kw, ix = ox * g.stride - g.pad + tap % g.kw;
-                float* d = dst + static_cast<std::size_t>(k - k0) * R + r;
-                if (iy < 0 || iy >= g.in.h || ix < 0 || ix >= g.in.w) {
-                    for (int j = 0; j < run; ++j) d[static_cast<std::size_t>(j) * R] = 0.f;
-                } else {
-                    const float* src = xi + (static_cast<std::size_t>(iy) * g.in.w + ix) * C + c0;
-                    for (int j = 0; j < run; ++j) d[static_cast<std::size_t>(j) * R] = src[j];
-                }
-                k += run;
-            }
-        }
+        for (int r = 0; r < R; ++r)
+            segment(static_cast<std::size_t>(p0 + r), k0, kn, dst + r, static_cast<std::size_t>(R));
     }
     /// A[r][k] (relative to row0).
     [[nodiscard]] float at(int r, int k) const {
-        const int oh = g.out_h(), ow = g.out_w(), C = g.in.c;
-        const std::size_t p = row0 + static_cast<std::size_t>(r);
-        const int img = static_cast<int>(p / (static_cast<std::size_t>(oh) * ow));
-        const int pix = static_cast<int>(p % (static_cast<std::size_t>(oh) * ow)), oy = pix / ow, ox = pix % ow;
-        const int tap = k / C, iy = oy * g.stride - g.pad + tap / g.kw, ix = ox * g.stride - g.pad + tap % g.kw;
-        if (iy < 0 || iy >= g.in.h || ix < 0 || ix >= g.in.w) return 0.f;
-        return x[((static_cast<std::size_t>(img) * g.in.h + iy) * g.in.w + ix) * C + k % C];
+        float v;
+        segment(static_cast<std::size_t>(r), k, 1, &v, 1);
+        return v;
     }
 };
 
-/// y = epi(im2col(x) * w) on gemm_packed, one row per output pixel of the batch, A gathered by
-/// implicit_im2col: work items are tiles of packed_tile_rows rows times chunks of gemm_nc output
-/// channels, so a small batch (down to one 7x7 image) still spreads over the threads. Which item a
-/// thread takes changes nothing: every output is summed over k in order inside one item.
-inline void packed_conv(const conv_geometry& g, const float* x, const float* w, float* y, workspace& ws,
-                        const conv_epilogue& epi) {
-    const int k = g.k(), cout = g.out_c;
-    const std::ptrdiff_t rows = static_cast<std::ptrdiff_t>(g.in.n) * g.out_h() * g.out_w();
+/// The transpose of the im2col matrix (rows: the k = (ky, kx, ci) from k0; columns: output pixels of
+/// the batch from p0): the left operand of the filter gradient, im2col^T * dy.
+struct implicit_im2col_t {
+    implicit_im2col cols;
+    int k0;
+    /// dst[j * R + r] = A^T[r0 + r][c0 + j]: per pixel, R consecutive columns of its im2col row.
+    void pack(int r0, int R, int c0, int cn, float* dst) const {
+        for (int j = 0; j < cn; ++j)
+            cols.segment(static_cast<std::size_t>(c0 + j), k0 + r0, R, dst + static_cast<std::size_t>(j) * R, 1);
+    }
+    [[nodiscard]] float at(int r, int c) const { return cols.at(c, k0 + r); }
+};
+
+/// A dense row-major matrix as gemm_packed's left operand: A[r][k] = a[r * lda + k].
+struct dense_operand {
+    const float* a;
+    std::size_t lda;
+    void pack(int p0, int R, int k0, int kn, float* dst) const {
+        for (int r = 0; r < R; ++r) {
+            const float* src = a + static_cast<std::size_t>(p0 + r) * lda + k0;
+            for (int k = 0; k < kn; ++k) dst[static_cast<std::size_t>(k) * R + r] = src[k];
+        }
+    }
+    [[nodiscard]] float at(int r, int k) const { return a[static_cast<std::size_t>(r) * lda + k]; }
+};
+
+/// The transpose of a dense row-major matrix: A[r][k] = a[k * lda + r] (the activations of a 1x1
+/// layer as the filter gradient's left operand): R consecutive floats per k.
+struct transposed_operand {
+    const float* a;
+    std::size_t lda;
+    void pack(int p0, int R, int k0, int kn, float* dst) const {
+        for (int k = 0; k < kn; ++k)
+            std::memcpy(dst + static_cast<std::size_t>(k) * R, a + static_cast<std::size_t>(k0 + k) * lda + p0,
+                        sizeof(float) * static_cast<std::size_t>(R));
+    }
+    [[nodiscard]] float at(int r, int k) const { return a[static_cast<std::size_t>(k) * lda + r]; }
+};
+
+/// gemm_packed with an operand object (pack / at) for A.
+template <class Operand>
+inline void gemm_operand(const Operand& A, int rows, int K, const float* b, int ldb, int cols, float* c,
+                         std::size_t ldc, float* pack, const conv_epilogue& epi = {}) {
+    gemm_packed([&](int p0, int R, int k0, int kn, float* dst) { A.pack(p0, R, k0, kn, dst); },
+                [&](int r, int k) { return A.at(r, k); }, rows, K, b, ldb, cols, c, ldc, pack, epi);
+}
+
+/// C = epi(A * B) for `rows` rows on gemm_packed, in work items of packed_tile_rows rows x gemm_nc
+/// columns, so a small batch (down to one 7x7 image) still spreads over the threads. make_a(r0)
+/// gives the operand of the rows from r0. Which item a thread takes changes nothing: every output
+/// is summed over k in order inside one item. Uses workspace slots [0, threads).
+template <class MakeA>
+inline void packed_rows(std::ptrdiff_t rows, int k, const float* b, int cols, float* c, workspace& ws,
+                        const conv_epilogue& epi, MakeA&& make_a) {
     const std::ptrdiff_t tiles = (rows + packed_tile_rows - 1) / packed_tile_rows;
-    const int chunks = (cout + gemm_nc - 1) / gemm_nc;
+    const int chunks = (cols + gemm_nc - 1) / gemm_nc;
     ws.reserve(static_cast<std::size_t>(max_threads()), gemm_pack_floats(packed_tile_rows));
 #pragma omp parallel for schedule(static)
     for (std::ptrdiff_t it = 0; it < tiles * chunks; ++it) {
         const std::ptrdiff_t t = it / chunks;
-        const int n0 = static_cast<int>(it % chunks) * gemm_nc, nc = std::min(gemm_nc, cout - n0);
+        const int n0 = static_cast<int>(it % chunks) * gemm_nc, nc = std::min(gemm_nc, cols - n0);
         const std::ptrdiff_t r0 = t * packed_tile_rows, nr = std::min<std::ptrdiff_t>(packed_tile_rows, rows - r0);
-        conv_epilogue e = epi.from(static_cast<std::size_t>(r0) * cout + n0);
+        conv_epilogue e = epi.from(static_cast<std::size_t>(r0) * cols + n0);
         if (e.scale) e.scale += n0, e.shift += n0;
-        const implicit_im2col A{g, x, static_cast<std::size_t>(r0)};
-        gemm_packed([&](int p0, int R, int k0, int kn, float* dst) { A.pack(p0, R, k0, kn, dst); },
-                    [&](int r, int kk) { return A.at(r, kk); }, static_cast<int>(nr), k, w + n0, cout, nc,
-                    y + r0 * cout + n0, static_cast<std::size_t>(cout),
-                    ws.get(static_cast<std::size_t>(omp_get_thread_num()), 0), e);
+        gemm_operand(make_a(r0), static_cast<int>(nr), k, b + n0, cols, nc, c + r0 * cols + n0,
+                     static_cast<std::size_t>(cols), ws.get(static_cast<std::size_t>(omp_get_thread_num()), 0), e);
+    }
+}
+
+/// C (rows x cols) = epi(A * B) for a dense A (rows x k) and B (k x cols): on gemm_rows where B is
+/// small enough to stay in L1/L2 beside the A rows (at most 2^14 floats: ResNet-50's 64-channel 1x1
+/// layers), else on packed_rows; the bits are the same either way (docs/design.md, "Measurements").
+/// gemm_rows' work items: blocks of 512 rows x chunks of columns, as many chunks as it takes to give
+/// every thread an item (a 7x7 image is one block); a column chunk changes no sum.
+inline void dense_gemm(std::ptrdiff_t rows, int k, const float* a, const float* b, int cols, float* c, workspace& ws,
+                       const conv_epilogue& epi) {
+    if (static_cast<std::size_t>(k) * cols > (std::size_t{1} << 14)) {
+        packed_rows(rows, k, b, cols, c, ws, epi, [&](std::ptrdiff_t r0) {
+            return dense_operand{a + r0 * k, static_cast<std::size_t>(k)};
+        });
+        return;
+    }
+    const std::ptrdiff_t block = 512;
+    const std::ptrdiff_t tiles = (rows + block - 1) / block;
+    const int most = std::max(1, cols / 32);  // chunks of at least 32 columns
+    const int chunks = static_cast<int>(std::min<std::ptrdiff_t>(most, (max_threads() + tiles - 1) / tiles));
+    // chunk i: whole 8-column blocks [8 * floor(q i / chunks), ...) of the q = cols / 8, at least 32
+    // columns each; the last one also takes the < 8 columns left
+    const int q = cols / 8;
+#pragma omp parallel for schedule(static)
+    for (std::ptrdiff_t it = 0; it < tiles * chunks; ++it) {
+        const std::ptrdiff_t t = it / chunks;
+        const int i = static_cast<int>(it % chunks);
+        const int n0 = q * i / chunks * 8, nc = (i == chunks - 1 ? cols : q * (i + 1) / chunks * 8) - n0;
+        const std::ptrdiff_t r0 = t * block, nr = std::min(block, rows - r0);
+        float* ct = c + r0 * cols;
+        gemm_rows<dense_rows>(a + r0 * k, static_cast<int>(nr), k, b + n0, nc, ct + n0, cols,
+                              static_cast<std::size_t>(cols));
+        if (epi.empty()) continue;
+        if (chunks == 1) {  // in cache
+            apply_epilogue(ct, ct, static_cast<std::size_t>(nr), cols, epi.from(static_cast<std::size_t>(r0) * cols));
+            continue;
+        }
+        for (std::ptrdiff_t r = 0; r < nr; ++r) {  // this chunk's columns, row by row
+            conv_epilogue e = epi.from(static_cast<std::size_t>(r0 + r) * cols + n0);
+            if (e.scale) e.scale += n0, e.shift += n0;
+            apply_epilogue(ct + r * cols + n0, ct + r * cols + n0, 1, nc, e);
+        }
+    }
+}
+
+/// y = epi(im2col(x) * w) on gemm_packed, one row per output pixel of the batch, A gathered by
+/// implicit_im2col.
+inline void packed_conv(const conv_geometry& g, const float* x, const float* w, float* y, workspace& ws,
+                        const conv_epilogue& epi) {
+    packed_rows(static_cast<std::ptrdiff_t>(g.in.n) * g.out_h() * g.out_w(), g.k(), w, g.out_c, y, ws, epi,
+                [&](std::ptrdiff_t r0) {
+                    return implicit_im2col{g, x, static_cast<std::size_t>(r0)};
+                });
+}
+
+/// w^T (cout x k, row-major) from w (k x cout): backward-data's right operand.
+/// In 32 x 32 blocks (a cache line of each row at a time), over the threads for large filters.
+inline void transpose_filter(const float* w, int k, int cout, float* wt) {
+    const int bi = (k + 31) / 32, bo = (cout + 31) / 32;
+#pragma omp parallel for schedule(static) if (work_size(k, cout) >= parallel_grain)
+    for (int b = 0; b < bi * bo; ++b) {
+        const int i0 = b / bo * 32, o0 = b % bo * 32, i1 = std::min(k, i0 + 32), o1 = std::min(cout, o0 + 32);
+        for (int o = o0; o < o1; ++o)
+            for (int i = i0; i < i1; ++i)
+                wt[static_cast<std::size_t>(o) * k + i] = w[static_cast<std::size_t>(i) * cout + o];
+    }
+}
+
+/// dw (k x cout) = sum over the output pixels p of the batch of A^T[.][p] * dy[p][.], where make_at(k0,
+/// p0) gives A^T's rows from k0 and columns from pixel p0 (an operand object). The pixels are cut into
+/// a fixed number of groups (a function of the shapes only); each group's sum runs over its pixels in
+/// order (one fused multiply-add per term, in gemm_packed's K chunks) into its own partial, and the
+/// partials are added in group order: the same bits on any thread count. Work items: groups x tiles
+/// of packed_tile_rows rows of dw x chunks of gemm_nc columns; with one group dw itself is the
+/// partial. Uses workspace slots [0, threads + groups).
+template <class MakeAt>
+inline void packed_filter_gradient(std::ptrdiff_t pixels, int k, int cout, const float* dy, float* dw, workspace& ws,
+                                   MakeAt&& make_at) {
+    const std::size_t wsize = static_cast<std::size_t>(k) * cout;
+    const int mtiles = (k + packed_tile_rows - 1) / packed_tile_rows, chunks = (cout + gemm_nc - 1) / gemm_nc;
+    // Enough items to keep 16 threads busy without more partials than that; a group at least 256 pixels.
+    const std::ptrdiff_t base = static_cast<std::ptrdiff_t>(mtiles) * chunks;
+    const std::ptrdiff_t groups =
+        std::max<std::ptrdiff_t>(1, std::min<std::ptrdiff_t>((16 + base - 1) / base, pixels / 256));
+    const std::size_t nthreads = static_cast<std::size_t>(max_threads());
+    ws.reserve(nthreads, gemm_pack_floats(packed_tile_rows));
+    if (groups > 1)
+        for (std::ptrdiff_t gi = 0; gi < groups; ++gi) ws.get(nthreads + static_cast<std::size_t>(gi), wsize);
+#pragma omp parallel for schedule(static)
+    for (std::ptrdiff_t it = 0; it < groups * base; ++it) {
+        const std::ptrdiff_t gi = it / base, rest = it % base;
+        const int m0 = static_cast<int>(rest / chunks) * packed_tile_rows, mr = std::min(packed_tile_rows, k - m0);
+        const int n0 = static_cast<int>(rest % chunks) * gemm_nc, nc = std::min(gemm_nc, cout - n0);
+        const std::ptrdiff_t p0 = pixels * gi / groups, p1 = pixels * (gi + 1) / groups;
+        float* part = groups > 1 ? ws.get(nthreads + static_cast<std::size_t>(gi), 0) : dw;
+        gemm_operand(make_at(m0, p0), mr, static_cast<int>(p1 - p0), dy + p0 * cout + n0, cout, nc,
+                     part + static_cast<std::size_t>(m0) * cout + n0, static_cast<std::size_t>(cout),
+                     ws.get(static_cast<std::size_t>(omp_get_thread_num()), 0));
+    }
+    if (groups == 1) return;
+    // dw = partial 0 + partial 1 + ... in group order, element by element, in chunks over the threads.
+    const std::ptrdiff_t span = 4096, spans = static_cast<std::ptrdiff_t>((wsize + span - 1) / span);
+#pragma omp parallel for schedule(static)
+    for (std::ptrdiff_t s = 0; s < spans; ++s) {
+        const std::size_t i0 = static_cast<std::size_t>(s * span), i1 = std::min(wsize, i0 + span);
+        std::memcpy(dw + i0, ws.get(nthreads, 0) + i0, sizeof(float) * (i1 - i0));
+        for (std::ptrdiff_t gi = 1; gi < groups; ++gi) {
+            const float* part = ws.get(nthreads + static_cast<std::size_t>(gi), 0);
+            for (std::size_t i = i0; i < i1; ++i) dw[i] += part[i];
+        }
     }
 }
 
@@ -451,39 +579,10 @@ inline void conv2d_forward(const conv_geometry& g, const float* x, const float* 
     g.validate("tricks::conv2d");
     const int k = g.k(), cout = g.out_c;
     if (g.pointwise()) {  // 1x1 stride 1: the activations already are the GEMM operand
-        // Work items: blocks of 512 rows x chunks of output channels, as many chunks as it takes to give
-        // every thread an item (a 7x7 image is one block). Our GEMM, not Eigen's: Eigen's kernels depend
-        // on the block's row count and a row's place in it, which gave an image other bits in another
-        // batch (models::inference_pool promises the same); a column chunk changes no sum.
-        const std::ptrdiff_t rows = static_cast<std::ptrdiff_t>(g.in.pixels());
-        const std::ptrdiff_t block = 512;
-        const std::ptrdiff_t tiles = (rows + block - 1) / block;
-        const int most = std::max(1, cout / 32);  // chunks of at least 32 columns
-        const int chunks = static_cast<int>(std::min<std::ptrdiff_t>(most, (max_threads() + tiles - 1) / tiles));
-        // chunk i: whole 8-column blocks [8 * floor(q i / chunks), ...) of the q = cout / 8, at least 32
-        // columns each; the last one also takes the < 8 columns left
-        const int q = cout / 8;
-#pragma omp parallel for schedule(static)
-        for (std::ptrdiff_t it = 0; it < tiles * chunks; ++it) {
-            const std::ptrdiff_t t = it / chunks;
-            const int i = static_cast<int>(it % chunks);
-            const int n0 = q * i / chunks * 8, nc = (i == chunks - 1 ? cout : q * (i + 1) / chunks * 8) - n0;
-            const std::ptrdiff_t r0 = t * block, nr = std::min(block, rows - r0);
-            float* yt = y + r0 * cout;
-            gemm_rows<dense_rows>(x + r0 * k, static_cast<int>(nr), k, w + n0, nc, yt + n0, cout,
-                                  static_cast<std::size_t>(cout));
-            if (epi.empty()) continue;
-            if (chunks == 1) {  // in cache
-                apply_epilogue(yt, yt, static_cast<std::size_t>(nr), cout,
-                               epi.from(static_cast<std::size_t>(r0) * cout));
-                continue;
-            }
-            for (std::ptrdiff_t r = 0; r < nr; ++r) {  // this chunk's columns, row by row
-                conv_epilogue e = epi.from(static_cast<std::size_t>(r0 + r) * cout + n0);
-                if (e.scale) e.scale += n0, e.shift += n0;
-                apply_epilogue(yt + r * cout + n0, yt + r * cout + n0, 1, nc, e);
-            }
-        }
+        // Our GEMMs, not Eigen's: Eigen's kernels depend on the block's row count and a row's place in
+        // it, which gave an image other bits in another batch (models::inference_pool promises the
+        // same); ours sum every output over k in order wherever its row falls.
+        dense_gemm(static_cast<std::ptrdiff_t>(g.in.pixels()), k, x, w, cout, y, ws, epi);
         return;
     }
     if (uses_winograd(g, algo)) {
@@ -506,23 +605,18 @@ inline void conv2d_backward_data(const conv_geometry& g, const float* dy, const 
     g.validate("tricks::conv2d_backward_data");
     const int k = g.k(), cout = g.out_c;
     const int opix = g.out_h() * g.out_w();
-    const cmap_u W(w, k, cout);
-    if (g.pointwise()) {
-        const std::ptrdiff_t rows = static_cast<std::ptrdiff_t>(g.in.pixels());
-        const std::ptrdiff_t block = 512;
-        const std::ptrdiff_t tiles = (rows + block - 1) / block;
-#pragma omp parallel for schedule(static)
-        for (std::ptrdiff_t t = 0; t < tiles; ++t) {
-            const std::ptrdiff_t r0 = t * block, nr = std::min(block, rows - r0);
-            map(dx + r0 * k, nr, k).noalias() = cmap_u(dy + r0 * cout, nr, cout) * W.transpose();
-        }
+    const std::size_t nthreads = static_cast<std::size_t>(max_threads());
+    if (g.pointwise()) {  // dx (pixels x cin) = dy (pixels x cout) * w^T
+        float* wt = ws.get(nthreads, static_cast<std::size_t>(k) * cout);
+        transpose_filter(w, k, cout, wt);
+        dense_gemm(static_cast<std::ptrdiff_t>(g.in.pixels()), cout, dy, wt, k, dx, ws, {});
         return;
     }
     if (direct_backward_data_suits(g)) {
         // dx = conv(dy, flipped and transposed w), stride 1, padding K-1-pad: the direct kernel.
         const conv_geometry t{g.out(), g.in.c, g.kh, g.kw, 1, g.kh - 1 - g.pad};
         // The flipped filter lives in slot `threads` (slots below it are the kernel's padded images).
-        const std::size_t slot = static_cast<std::size_t>(max_threads());
+        const std::size_t slot = nthreads;
         float* wt = ws.get(slot, static_cast<std::size_t>(k) * cout);
         flip_transpose_filter(g, w, wt);
         if (uses_winograd(t, algo))
@@ -531,19 +625,27 @@ inline void conv2d_backward_data(const conv_geometry& g, const float* dy, const 
             direct_conv_forward(t, dy, wt, dx, ws);
         return;
     }
-    // col2im scatters into overlapping windows, so one image is handled by one thread, its tiles in order.
-    const int tile = tile_pixels(k, opix);
+    // col = dy * w^T per tile of an image's output pixels (gemm_packed), scattered back by col2im.
+    // col2im adds into overlapping windows, so one image is handled by one thread, its tiles in order.
+    // Slots: [0, threads) gemm_packed's panels, threads: w^T, (threads, 2 threads] the col tiles.
+    const int tile = std::min(opix, std::max(tile_pixels(k, opix), 96));
     const std::size_t in_img = static_cast<std::size_t>(g.in.h) * g.in.w * g.in.c;
-    ws.reserve(static_cast<std::size_t>(max_threads()), static_cast<std::size_t>(tile) * k);
+    ws.reserve(nthreads, gemm_pack_floats(tile));
+    for (std::size_t t = 0; t <= nthreads; ++t)
+        ws.get(nthreads + t, t == 0 ? static_cast<std::size_t>(k) * cout : static_cast<std::size_t>(tile) * k);
+    float* wt = ws.get(nthreads, 0);
+    transpose_filter(w, k, cout, wt);
 #pragma omp parallel for schedule(static)
     for (int img = 0; img < g.in.n; ++img) {
-        float* col = ws.get(static_cast<std::size_t>(omp_get_thread_num()), 0);
+        const std::size_t me = static_cast<std::size_t>(omp_get_thread_num());
+        float* col = ws.get(nthreads + 1 + me, 0);
         float* dxi = dx + img * in_img;
         std::memset(dxi, 0, sizeof(float) * in_img);
         for (int p0 = 0; p0 < opix; p0 += tile) {
             const int cnt = std::min(tile, opix - p0);
             const float* dyt = dy + (static_cast<std::size_t>(img) * opix + p0) * cout;
-            map(col, cnt, k).noalias() = cmap_u(dyt, cnt, cout) * W.transpose();
+            gemm_operand(dense_operand{dyt, static_cast<std::size_t>(cout)}, cnt, cout, wt, k, k, col,
+                         static_cast<std::size_t>(k), ws.get(me, 0));
             col2im_tile_add(g, col, p0, cnt, dxi);
         }
     }
@@ -554,7 +656,7 @@ inline void conv2d_backward_filter(const conv_geometry& g, const float* x, const
                                    conv_algo algo = conv_algo::winograd) {
     using namespace detail;
     g.validate("tricks::conv2d_backward_filter");
-    if (uses_winograd(g, algo)) {
+    if (uses_winograd(g, algo) && winograd_filter_pays(g)) {
         winograd_backward_filter(g, x, dy, dw, ws);
         return;
     }
@@ -562,48 +664,17 @@ inline void conv2d_backward_filter(const conv_geometry& g, const float* x, const
         direct_conv_backward_filter(g, x, dy, dw, ws);
         return;
     }
-    const int k = g.k(), cout = g.out_c;
-    const int opix = g.out_h() * g.out_w();
-    const std::size_t wsize = static_cast<std::size_t>(k) * cout;
-    const bool pw = g.pointwise();
-    const int tile = pw ? 512 : tile_pixels(k, opix);
-    // Tiles: for pointwise convs rows of the flattened batch, otherwise per-image pixel tiles.
-    const int tiles_per_img = pw ? 0 : (opix + tile - 1) / tile;
-    const std::ptrdiff_t rows = static_cast<std::ptrdiff_t>(g.in.pixels());
-    const std::ptrdiff_t tiles = pw ? (rows + tile - 1) / tile : static_cast<std::ptrdiff_t>(g.in.n) * tiles_per_img;
-    // A fixed number of partial sums (a function of the shapes only), added in order at the end.
-    const std::ptrdiff_t groups = std::min<std::ptrdiff_t>(tiles, wsize <= (1u << 18) ? 16 : 4);
-    const std::size_t in_img = static_cast<std::size_t>(g.in.h) * g.in.w * g.in.c;
-    const std::size_t nthreads = static_cast<std::size_t>(max_threads());
-    // slots [0, groups): partial dW; slots [groups, groups + threads): im2col tiles.
-    ws.reserve(static_cast<std::size_t>(groups), wsize);
-    for (std::size_t s = 0; s < nthreads; ++s)
-        ws.get(static_cast<std::size_t>(groups) + s, pw ? 1 : static_cast<std::size_t>(tile) * k);
-#pragma omp parallel for schedule(static)
-    for (std::ptrdiff_t gi = 0; gi < groups; ++gi) {
-        float* part = ws.get(static_cast<std::size_t>(gi), 0);
-        map P(part, k, cout);
-        P.setZero();
-        float* col = ws.get(static_cast<std::size_t>(groups) + static_cast<std::size_t>(omp_get_thread_num()), 0);
-        const std::ptrdiff_t t0 = tiles * gi / groups, t1 = tiles * (gi + 1) / groups;
-        for (std::ptrdiff_t t = t0; t < t1; ++t) {
-            if (pw) {
-                const std::ptrdiff_t r0 = t * tile, nr = std::min<std::ptrdiff_t>(tile, rows - r0);
-                P.noalias() += cmap_u(x + r0 * k, nr, k).transpose() * cmap_u(dy + r0 * cout, nr, cout);
-            } else {
-                const int img = static_cast<int>(t / tiles_per_img);
-                const int p0 = static_cast<int>(t % tiles_per_img) * tile, cnt = std::min(tile, opix - p0);
-                im2col_tile(g, x + img * in_img, p0, cnt, col);
-                const float* dyt = dy + (static_cast<std::size_t>(img) * opix + p0) * cout;
-                P.noalias() += cmap_u(col, cnt, k).transpose() * cmap_u(dyt, cnt, cout);
-            }
-        }
+    const int k = g.k();
+    const std::ptrdiff_t pixels = static_cast<std::ptrdiff_t>(g.in.n) * g.out_h() * g.out_w();
+    if (g.pointwise()) {  // x itself is im2col(x)
+        packed_filter_gradient(pixels, k, g.out_c, dy, dw, ws, [&](int m0, std::ptrdiff_t p0) {
+            return transposed_operand{x + p0 * k + m0, static_cast<std::size_t>(k)};
+        });
+        return;
     }
-    std::memcpy(dw, ws.get(0, 0), sizeof(float) * wsize);
-    for (std::ptrdiff_t gi = 1; gi < groups; ++gi) {
-        const float* part = ws.get(static_cast<std::size_t>(gi), 0);
-        for (std::size_t i = 0; i < wsize; ++i) dw[i] += part[i];
-    }
+    packed_filter_gradient(pixels, k, g.out_c, dy, dw, ws, [&](int m0, std::ptrdiff_t p0) {
+        return implicit_im2col_t{implicit_im2col{g, x, static_cast<std::size_t>(p0)}, m0};
+    });
 }
 
 }  // namespace tricks::backend::host
