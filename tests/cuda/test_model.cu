@@ -160,6 +160,73 @@ TRICKS_GPU_TEST(device_model_upload_download_round_trip) {
     CHECK(after == before);
 }
 
+/// A transport for mean_over_ranks' test: two ranks, where "the other rank" holds 3x this rank's
+/// values, so the sum is 4x (computed as an exact scaling) and the mean 2x: exact in FP32 and FP16.
+struct other_rank_holds_three_times final : t::distributed::communicator {
+    std::size_t summed = 0;
+    int rank() const noexcept override { return 0; }
+    int size() const noexcept override { return 2; }
+    void sum(std::span<float> d) override {
+        summed += d.size();
+        for (auto& v : d) v *= 4;
+    }
+    void sum(std::span<double> d) override {
+        for (auto& v : d) v *= 4;
+    }
+    void broadcast(std::string&, int) override {}
+    [[noreturn]] void abort(const std::string& reason, int) override { throw t::error(reason); }
+};
+
+/// Data-parallel staging of the CUDA trainer: every gradient (FP16 and FP32 ones) and running
+/// statistic goes through the host sum and comes back as the mean over the ranks.
+template <class T>
+void mean_over_ranks_case(const char* label) {
+    gpu::context ctx;
+    small_net host;
+    host.init(5);
+    gpu::device_model<small_net, T> dev(host, ctx);
+    const batch b = make_batch(6, 14);
+    gpu::device_tensor<T> x;
+    {
+        t::tensor<float> xin = b.x;
+        auto d = to_device<T>(fvec(xin.data(), xin.data() + xin.size()));
+        x.shape = xin.shape();
+        x.buffer = std::move(d);
+    }
+    const auto& zd = dev.forward(x, t::nn::mode::train);
+    gpu::device_buffer<float> q;
+    q.upload(std::span<const float>(b.q.data(), b.q.size()));
+    gpu::device_tensor<T> dz;
+    dz.resize(zd.shape);
+    (void)gpu::softmax_cross_entropy<T>(6, 10, zd.data(), q.data(), dz.data(), nullptr, ctx);
+    dev.backward(dz);
+    const auto snapshot = [&] {
+        dev.download_grads();
+        dev.download(nullptr);
+        fvec all;
+        for (auto* p : host.parameters()) all.insert(all.end(), p->grad.span().begin(), p->grad.span().end());
+        for (auto* s : host.buffers()) all.insert(all.end(), s->span().begin(), s->span().end());
+        return all;
+    };
+    const fvec before = snapshot();
+    other_rank_holds_three_times comm;
+    dev.mean_over_ranks(comm);
+    const fvec after = snapshot();
+    CHECK_MSG(comm.summed == before.size(), label << ": summed " << comm.summed << " values of " << before.size());
+    std::size_t wrong = 0, nonzero = 0;
+    for (std::size_t i = 0; i < before.size(); ++i) {
+        wrong += after[i] != 2 * before[i];
+        nonzero += before[i] != 0;
+    }
+    ++comparisons();
+    CHECK_MSG(wrong == 0 && nonzero > before.size() / 2,
+              label << ": " << wrong << " of " << before.size() << " values are not the mean (" << nonzero
+                    << " nonzero)");
+    std::printf("  ok   %s: %zu gradients and statistics became the mean over 2 ranks\n", label, before.size());
+}
+TRICKS_GPU_TEST(device_model_mean_over_ranks_fp32) { mean_over_ranks_case<float>("fp32"); }
+TRICKS_GPU_TEST(device_model_mean_over_ranks_fp16) { mean_over_ranks_case<__half>("fp16"); }
+
 /// The unit tests' learnable synthetic digits (tests/unit/helpers.hpp).
 tricks::data::dataset synthetic(int n, std::uint64_t stream) { return tricks_test::synthetic_digits(n, seed, stream); }
 

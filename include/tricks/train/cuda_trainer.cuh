@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <string>
@@ -53,8 +54,11 @@ public:
     using teacher_model = std::conditional_t<Recipe::distills, typename base::teacher_type, Model>;
 
     /// gpu_options: cuDNN algorithm search (benchmark), determinism, TF32, workspace limit.
+    /// With several ranks (options.communicator) on a machine with several GPUs, rank r takes device
+    /// (local rank) mod (device count); the local rank comes from Open MPI's or MPICH's environment,
+    /// else the rank.
     explicit trainer(options o = {}, backend::gpu::context_options gpu_options = {})
-        : base(std::move(o)), ctx_(std::make_unique<backend::gpu::context>(gpu_options)) {
+        : base(std::move(o)), ctx_(std::make_unique<backend::gpu::context>(gpu_options, rank_device())) {
         require<error>(backend::cuda::available(), "tricks::trainer<..., backend::cuda>: no CUDA device is available");
         const options plain;
         for (const auto& [given, name] :
@@ -63,10 +67,11 @@ public:
               std::pair{this->opt_.backbone_lr_scale != plain.backbone_lr_scale, "backbone_lr_scale"}})
             require<error>(!given, "tricks::trainer<..., backend::cuda>: options.", name,
                            " is not supported by the CUDA backend yet (the CPU trainer has it); init_weights is");
-        require<error>(!this->opt_.communicator || this->opt_.communicator->size() == 1,
-                       "tricks::trainer<..., backend::cuda>: data-parallel training (options.communicator with ",
-                       this->opt_.communicator ? this->opt_.communicator->size() : 1,
-                       " ranks) is not supported by the CUDA backend yet; the CPU trainer has it");
+        require<error>(!this->opt_.sync_batch_norm || this->world_size() == 1,
+                       "tricks::trainer<..., backend::cuda>: options.sync_batch_norm (batch-norm statistics over the ",
+                       this->world_size(),
+                       " ranks) is not supported by the CUDA backend yet; per-rank batch norm (the default) is, and "
+                       "the CPU trainer has both");
         net_ = std::make_unique<backend::gpu::device_model<Model, element>>(*this->model_, *ctx_, &decays);
         velocity_.resize(this->params_.size());
         for (std::size_t i = 0; i < this->params_.size(); ++i) {
@@ -114,6 +119,11 @@ public:
                 n, K, z.data(), r.data(), static_cast<float>(this->opt_.distill_temperature), dz_.data(), scale, *ctx_);
         }
         net_->backward(dz_);
+        if (this->world_size() > 1) {  // the mean gradient of the global batch, on every rank
+            const auto t0 = std::chrono::steady_clock::now();
+            net_->mean_over_ranks(*this->opt_.communicator);
+            comm_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        }
         const g::sgd_hyper h{static_cast<float>(lr), static_cast<float>(this->opt_.momentum),
                              static_cast<float>(this->opt_.weight_decay), Recipe::nesterov};
         if (scale_) {
@@ -125,6 +135,10 @@ public:
         }
         return loss;
     }
+
+    /// Wall seconds spent staging the gradients through the host and summing them over the ranks
+    /// (waiting for the device and the other ranks included); 0 with one rank.
+    [[nodiscard]] double communication_seconds() const noexcept { return comm_seconds_; }
 
     /// With profiling on (TRICKS_GPU_PROFILE=1 or context_options::profile): GPU time per kind of
     /// call, and the host's time per step spent uploading batches, queueing work and waiting for
@@ -139,6 +153,19 @@ public:
     }
 
 private:
+    /// The device this rank trains on (-1: the current one).
+    int rank_device() const {
+        if (this->world_size() == 1) return -1;
+        const int count = backend::gpu::device_count();
+        if (count <= 1) return -1;
+        int local = this->world_rank();
+        for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID"})
+            if (const char* v = std::getenv(name)) {
+                local = std::atoi(v);
+                break;
+            }
+        return local % count;
+    }
     /// The recipe's weight-decay rule by parameter role (train/optim.hpp's, shared with the CPU).
     static bool decays(nn::role r) noexcept { return tricks::decays(r, Recipe::no_bias_decay); }
 
@@ -163,6 +190,7 @@ private:
         ++host_.steps;
         const double T = this->opt_.distill_temperature;
         loss += T * T * dist;
+        loss = this->mean_over_ranks(loss);  // every rank judges the same loss
         if (!std::isfinite(loss) && !Recipe::fp16) base::non_finite_loss(loss, e, s, t, lr);
         return loss;
     }
@@ -228,6 +256,7 @@ private:
     backend::gpu::device_tensor<element> x_, dz_;
     backend::gpu::device_tensor<float> teacher_x_;
     const double* distill_loss_ = nullptr;
+    double comm_seconds_ = 0;
     std::vector<float> logits_;
     struct {
         double upload = 0, queue = 0, wait = 0;

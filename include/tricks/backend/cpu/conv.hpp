@@ -314,6 +314,14 @@ inline bool direct_backward_data_suits(const conv_geometry& g) noexcept {
 /// Output pixels per tile of gemm_packed (whole register blocks of 12 rows).
 inline constexpr int packed_tile_rows = 20 * gemm_mr;
 
+/// Rows per tile when `rows` rows are cut into tiles of at most packed_tile_rows: as many tiles as
+/// that takes, of equal size rounded up to whole register blocks, so no tile is left with a sliver
+/// (784 rows: 4 tiles of 204, the last 172, rather than 3 x 240 + 64). A function of `rows` only.
+inline std::ptrdiff_t packed_tile(std::ptrdiff_t rows) noexcept {
+    const std::ptrdiff_t tiles = std::max<std::ptrdiff_t>(1, (rows + packed_tile_rows - 1) / packed_tile_rows);
+    return ((rows + tiles - 1) / tiles + gemm_mr - 1) / gemm_mr * gemm_mr;
+}
+
 /// The im2col matrix of a convolution read in place: row r = output pixel `row0 + r` of the batch
 /// (image-major), column k = (ky, kx, ci), zero where the window leaves the image.
 struct implicit_im2col {
@@ -405,21 +413,21 @@ inline void gemm_operand(const Operand& A, int rows, int K, const float* b, int 
                 [&](int r, int k) { return A.at(r, k); }, rows, K, b, ldb, cols, c, ldc, pack, epi);
 }
 
-/// C = epi(A * B) for `rows` rows on gemm_packed, in work items of packed_tile_rows rows x gemm_nc
+/// C = epi(A * B) for `rows` rows on gemm_packed, in work items of packed_tile(rows) rows x gemm_nc
 /// columns, so a small batch (down to one 7x7 image) still spreads over the threads. make_a(r0)
 /// gives the operand of the rows from r0. Which item a thread takes changes nothing: every output
 /// is summed over k in order inside one item. Uses workspace slots [0, threads).
 template <class MakeA>
 inline void packed_rows(std::ptrdiff_t rows, int k, const float* b, int cols, float* c, workspace& ws,
                         const conv_epilogue& epi, MakeA&& make_a) {
-    const std::ptrdiff_t tiles = (rows + packed_tile_rows - 1) / packed_tile_rows;
+    const std::ptrdiff_t tile = packed_tile(rows), tiles = (rows + tile - 1) / tile;
     const int chunks = (cols + gemm_nc - 1) / gemm_nc;
     ws.reserve(static_cast<std::size_t>(max_threads()), gemm_pack_floats(packed_tile_rows));
 #pragma omp parallel for schedule(static)
     for (std::ptrdiff_t it = 0; it < tiles * chunks; ++it) {
         const std::ptrdiff_t t = it / chunks;
         const int n0 = static_cast<int>(it % chunks) * gemm_nc, nc = std::min(gemm_nc, cols - n0);
-        const std::ptrdiff_t r0 = t * packed_tile_rows, nr = std::min<std::ptrdiff_t>(packed_tile_rows, rows - r0);
+        const std::ptrdiff_t r0 = t * tile, nr = std::min<std::ptrdiff_t>(tile, rows - r0);
         conv_epilogue e = epi.from(static_cast<std::size_t>(r0) * cols + n0);
         if (e.scale) e.scale += n0, e.shift += n0;
         gemm_operand(make_a(r0), static_cast<int>(nr), k, b + n0, cols, nc, c + r0 * cols + n0,
@@ -497,13 +505,14 @@ inline void transpose_filter(const float* w, int k, int cout, float* wt) {
 /// a fixed number of groups (a function of the shapes only); each group's sum runs over its pixels in
 /// order (one fused multiply-add per term, in gemm_packed's K chunks) into its own partial, and the
 /// partials are added in group order: the same bits on any thread count. Work items: groups x tiles
-/// of packed_tile_rows rows of dw x chunks of gemm_nc columns; with one group dw itself is the
+/// of packed_tile(k) rows of dw x chunks of gemm_nc columns; with one group dw itself is the
 /// partial. Uses workspace slots [0, threads + groups).
 template <class MakeAt>
 inline void packed_filter_gradient(std::ptrdiff_t pixels, int k, int cout, const float* dy, float* dw, workspace& ws,
                                    MakeAt&& make_at) {
     const std::size_t wsize = static_cast<std::size_t>(k) * cout;
-    const int mtiles = (k + packed_tile_rows - 1) / packed_tile_rows, chunks = (cout + gemm_nc - 1) / gemm_nc;
+    const int mtile = static_cast<int>(packed_tile(k)), mtiles = (k + mtile - 1) / mtile;
+    const int chunks = (cout + gemm_nc - 1) / gemm_nc;
     // Enough items to keep 16 threads busy without more partials than that; a group at least 256 pixels.
     const std::ptrdiff_t base = static_cast<std::ptrdiff_t>(mtiles) * chunks;
     const std::ptrdiff_t groups =
@@ -515,7 +524,7 @@ inline void packed_filter_gradient(std::ptrdiff_t pixels, int k, int cout, const
 #pragma omp parallel for schedule(static)
     for (std::ptrdiff_t it = 0; it < groups * base; ++it) {
         const std::ptrdiff_t gi = it / base, rest = it % base;
-        const int m0 = static_cast<int>(rest / chunks) * packed_tile_rows, mr = std::min(packed_tile_rows, k - m0);
+        const int m0 = static_cast<int>(rest / chunks) * mtile, mr = std::min(mtile, k - m0);
         const int n0 = static_cast<int>(rest % chunks) * gemm_nc, nc = std::min(gemm_nc, cout - n0);
         const std::ptrdiff_t p0 = pixels * gi / groups, p1 = pixels * (gi + 1) / groups;
         float* part = groups > 1 ? ws.get(nthreads + static_cast<std::size_t>(gi), 0) : dw;

@@ -26,6 +26,7 @@
 #include "tricks/backend/cuda/linear.cuh"
 #include "tricks/backend/cuda/optim.cuh"
 #include "tricks/backend/cuda/pool.cuh"
+#include "tricks/distributed/communicator.hpp"
 #include "tricks/nn/batch_norm.hpp"
 #include "tricks/nn/conv.hpp"
 #include "tricks/nn/linear.hpp"
@@ -618,6 +619,44 @@ public:
         body_.for_each_param([&](auto& p) { p.download_grad(); });
     }
 
+    /// Data-parallel training: every gradient and batch-norm running statistic becomes its mean over
+    /// the ranks of `comm`, as the CPU trainer's gradient buckets compute it. Staged through host
+    /// memory: downloaded (FP16 gradients widened to float, exactly), summed in rank order by
+    /// communicator::sum (fixed order: the bits depend on the world size only), divided by the rank
+    /// count in float and uploaded (FP16 gradients rounded once, as the CPU rounds the mean). Waits
+    /// for the device; one host buffer of every gradient and statistic.
+    void mean_over_ranks(distributed::communicator& comm) {
+        const auto timed = ctx_->time("gradient mean over ranks");
+        ctx_->synchronize();
+        std::size_t n = 0;
+        body_.for_each_param([&](auto& p) { n += p.grad.size(); });
+        body_.for_each_statistic([&](device_statistic& st) { n += st.value.size(); });
+        flat_.resize(n);
+        std::size_t at = 0;
+        body_.for_each_param([&](auto& p) {
+            for (const auto v : p.grad.to_host()) flat_[at++] = to_float(v);
+        });
+        body_.for_each_statistic([&](device_statistic& st) {
+            st.value.download(std::span<float>(flat_.data() + at, st.value.size()));
+            at += st.value.size();
+        });
+        comm.sum(std::span<float>(flat_));
+        const auto ranks = static_cast<float>(comm.size());
+        at = 0;
+        body_.for_each_param([&](auto& p) {
+            using G = std::remove_cvref_t<decltype(*p.grad.data())>;
+            std::vector<G> g(p.grad.size());
+            for (auto& v : g) v = from_float<G>(flat_[at++] / ranks);
+            p.grad.upload(std::span<const G>(g));
+        });
+        body_.for_each_statistic([&](device_statistic& st) {
+            const std::span<float> v(flat_.data() + at, st.value.size());
+            for (auto& x : v) x /= ranks;
+            st.value.upload(std::span<const float>(v));
+            at += v.size();
+        });
+    }
+
     /// One fused SGD step over every parameter (two launches: T-typed and FP32-typed gradients).
     /// `scale`: the device loss-scale state under fp16_mixed (the step is skipped on overflow and
     /// the gradients unscaled), or null.
@@ -661,6 +700,7 @@ private:
     decay_rule decays_;
     sgd_multi<T> typed_;
     sgd_multi<float> fp32_;
+    std::vector<float> flat_;  // mean_over_ranks' host staging
 };
 
 }  // namespace tricks::backend::gpu
