@@ -384,10 +384,23 @@ struct dense_operand {
     const float* a;
     std::size_t lda;
     void pack(int p0, int R, int k0, int kn, float* dst) const {
-        for (int r = 0; r < R; ++r) {
-            const float* src = a + static_cast<std::size_t>(p0 + r) * lda + k0;
-            for (int k = 0; k < kn; ++k) dst[static_cast<std::size_t>(k) * R + r] = src[k];
+        const float* src = a + static_cast<std::size_t>(p0) * lda + k0;
+        if (R == gemm_mr) {  // a whole register block: 12 rows, 8 k at a time through registers
+            int k = 0;
+            for (; k + 8 <= kn; k += 8) {
+                float t[gemm_mr][8];
+                for (int r = 0; r < gemm_mr; ++r) std::memcpy(t[r], src + static_cast<std::size_t>(r) * lda + k, 32);
+                for (int j = 0; j < 8; ++j)
+                    for (int r = 0; r < gemm_mr; ++r) dst[static_cast<std::size_t>(k + j) * gemm_mr + r] = t[r][j];
+            }
+            for (; k < kn; ++k)
+                for (int r = 0; r < gemm_mr; ++r)
+                    dst[static_cast<std::size_t>(k) * gemm_mr + r] = src[static_cast<std::size_t>(r) * lda + k];
+            return;
         }
+        for (int r = 0; r < R; ++r)
+            for (int k = 0; k < kn; ++k)
+                dst[static_cast<std::size_t>(k) * R + r] = src[static_cast<std::size_t>(r) * lda + k];
     }
     [[nodiscard]] float at(int r, int k) const { return a[static_cast<std::size_t>(r) * lda + k]; }
 };
@@ -398,8 +411,15 @@ struct transposed_operand {
     const float* a;
     std::size_t lda;
     void pack(int p0, int R, int k0, int kn, float* dst) const {
+        const float* src = a + static_cast<std::size_t>(k0) * lda + p0;
+        if (R == gemm_mr) {  // a whole register block: a copy of fixed size, inlined
+            for (int k = 0; k < kn; ++k)
+                std::memcpy(dst + static_cast<std::size_t>(k) * gemm_mr, src + static_cast<std::size_t>(k) * lda,
+                            sizeof(float) * gemm_mr);
+            return;
+        }
         for (int k = 0; k < kn; ++k)
-            std::memcpy(dst + static_cast<std::size_t>(k) * R, a + static_cast<std::size_t>(k0 + k) * lda + p0,
+            std::memcpy(dst + static_cast<std::size_t>(k) * R, src + static_cast<std::size_t>(k) * lda,
                         sizeof(float) * static_cast<std::size_t>(R));
     }
     [[nodiscard]] float at(int r, int k) const { return a[static_cast<std::size_t>(k) * lda + r]; }
