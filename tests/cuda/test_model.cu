@@ -64,6 +64,14 @@ batch make_batch(int n, int hw) {
     return b;
 }
 
+/// The loss gradient of logits zd against b's soft targets (6 images, 10 classes), then the device
+/// backward pass.
+template <class T>
+void device_backward(gpu::device_model<small_net, T>& dev, const gpu::device_tensor<T>& zd, const batch& b,
+                     gpu::context& ctx) {
+    device_backward(dev, zd, b, ctx);
+}
+
 template <class T>
 void model_parity(double bound, const char* label) {
     gpu::context ctx;
@@ -98,12 +106,7 @@ void model_parity(double bound, const char* label) {
     for (std::size_t i = 0; i < zh.size(); ++i) zf[i] = gpu::to_float(zh[i]);
     expect_rel(std::string(label) + " logits", rel_error(zf.data(), z.data(), zf.size()), bound);
 
-    gpu::device_buffer<float> q;
-    q.upload(std::span<const float>(b.q.data(), b.q.size()));
-    gpu::device_tensor<T> dzd;
-    dzd.resize(zd.shape);
-    (void)gpu::softmax_cross_entropy<T>(6, 10, zd.data(), q.data(), dzd.data(), nullptr, ctx);
-    dev.backward(dzd);
+    device_backward(dev, zd, b, ctx);
     dev.download_grads();
     dev.download(nullptr);
 
@@ -194,12 +197,7 @@ void mean_over_ranks_case(const char* label) {
         x.buffer = std::move(d);
     }
     const auto& zd = dev.forward(x, t::nn::mode::train);
-    gpu::device_buffer<float> q;
-    q.upload(std::span<const float>(b.q.data(), b.q.size()));
-    gpu::device_tensor<T> dz;
-    dz.resize(zd.shape);
-    (void)gpu::softmax_cross_entropy<T>(6, 10, zd.data(), q.data(), dz.data(), nullptr, ctx);
-    dev.backward(dz);
+    device_backward(dev, zd, b, ctx);
     const auto snapshot = [&] {
         dev.download_grads();
         dev.download(nullptr);
@@ -219,9 +217,9 @@ void mean_over_ranks_case(const char* label) {
         nonzero += before[i] != 0;
     }
     ++comparisons();
-    CHECK_MSG(wrong == 0 && nonzero > before.size() / 2,
-              label << ": " << wrong << " of " << before.size() << " values are not the mean (" << nonzero
-                    << " nonzero)");
+    CHECK_MSG(wrong == 0 && nonzero > before.size() / 2, label << ": " << wrong << " of " << before.size()
+                                                               << " values are not the mean (" << nonzero
+                                                               << " nonzero)");
     std::printf("  ok   %s: %zu gradients and statistics became the mean over 2 ranks\n", label, before.size());
 }
 TRICKS_GPU_TEST(device_model_mean_over_ranks_fp32) { mean_over_ranks_case<float>("fp32"); }

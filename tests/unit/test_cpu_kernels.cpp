@@ -529,6 +529,26 @@ TEST_CASE("cpu conv2d_backward_data and conv2d_backward_filter match naive float
     }
 }
 
+/// Forward, backward-data and backward-filter of one case under conv_algo::winograd ([0]) and
+/// conv_algo::direct ([1]), on the same random inputs.
+struct both_algorithms {
+    fvec x, dy, y[2], dx[2], dw[2];
+    both_algorithms(const conv_case& c, std::uint64_t& stream, th::workspace& ws) {
+        const ref_conv ref(c);
+        const auto g = geometry(c);
+        x = uniform_vec(ref.x_size(), stream++);
+        const fvec w = uniform_vec(ref.w_size(), stream++);
+        dy = uniform_vec(ref.y_size(), stream++);
+        for (int a = 0; a < 2; ++a) {
+            const auto algo = a == 0 ? tb::conv_algo::winograd : tb::conv_algo::direct;
+            y[a].assign(ref.y_size(), nan_f), dx[a].assign(ref.x_size(), nan_f), dw[a].assign(ref.w_size(), nan_f);
+            th::conv2d_forward(g, x.data(), w.data(), y[a].data(), ws, {}, algo);
+            th::conv2d_backward_data(g, dy.data(), w.data(), dx[a].data(), ws, algo);
+            th::conv2d_backward_filter(g, x.data(), dy.data(), dw[a].data(), ws, algo);
+        }
+    }
+};
+
 TEST_CASE("cpu conv2d: conv_algo picks the algorithm (Winograd rounds differently where it applies, nowhere else)") {
     // Guards the dispatch: if Winograd silently stopped running (or ran where it does not apply),
     // the tests above would still pass, since both algorithms meet the same tolerance.
@@ -538,21 +558,10 @@ TEST_CASE("cpu conv2d: conv_algo picks the algorithm (Winograd rounds differentl
                           conv_case{4, 14, 14, 12, 16, 3, 3, 1, 1}, conv_case{4, 14, 14, 16, 16, 1, 1, 1, 0}}) {
         const bool winograd = c.kh == 3 && c.stride == 1 && c.cin % 8 == 0;
         INFO(describe(c) << (winograd ? " (Winograd applies)" : " (direct only)"));
-        const ref_conv ref(c);
-        const auto g = geometry(c);
-        const fvec x = uniform_vec(ref.x_size(), stream++), w = uniform_vec(ref.w_size(), stream++);
-        const fvec dy = uniform_vec(ref.y_size(), stream++);
-        fvec y[2], dx[2], dw[2];
-        for (int a = 0; a < 2; ++a) {
-            const auto algo = a == 0 ? tb::conv_algo::winograd : tb::conv_algo::direct;
-            y[a].assign(ref.y_size(), nan_f), dx[a].assign(ref.x_size(), nan_f), dw[a].assign(ref.w_size(), nan_f);
-            th::conv2d_forward(g, x.data(), w.data(), y[a].data(), ws, {}, algo);
-            th::conv2d_backward_data(g, dy.data(), w.data(), dx[a].data(), ws, algo);
-            th::conv2d_backward_filter(g, x.data(), dy.data(), dw[a].data(), ws, algo);
-        }
-        CHECK(tricks_test::same_bits(y[0], y[1]) == !winograd);
-        CHECK(tricks_test::same_bits(dx[0], dx[1]) == !winograd);
-        CHECK(tricks_test::same_bits(dw[0], dw[1]) == !winograd);
+        const both_algorithms r(c, stream, ws);
+        CHECK(tricks_test::same_bits(r.y[0], r.y[1]) == !winograd);
+        CHECK(tricks_test::same_bits(r.dx[0], r.dx[1]) == !winograd);
+        CHECK(tricks_test::same_bits(r.dw[0], r.dw[1]) == !winograd);
     }
     // Wider than the direct kernels (136 channels): backward-data runs on the col matrix whatever the
     // algorithm; the filter gradient on Winograd only from 256 output tiles (16 images of 16 F(4x4)
@@ -560,24 +569,15 @@ TEST_CASE("cpu conv2d: conv_algo picks the algorithm (Winograd rounds differentl
     for (const int n : {2, 16}) {
         const conv_case c{n, n == 2 ? 7 : 14, n == 2 ? 7 : 14, 136, 136, 3, 3, 1, 1};
         INFO(describe(c));
-        const ref_conv ref(c);
-        const auto g = geometry(c);
-        const fvec x = uniform_vec(ref.x_size(), stream++), w = uniform_vec(ref.w_size(), stream++);
-        const fvec dy = uniform_vec(ref.y_size(), stream++);
-        fvec y[2], dx[2], dw[2];
-        for (int a = 0; a < 2; ++a) {
-            const auto algo = a == 0 ? tb::conv_algo::winograd : tb::conv_algo::direct;
-            y[a].assign(ref.y_size(), nan_f), dx[a].assign(ref.x_size(), nan_f), dw[a].assign(ref.w_size(), nan_f);
-            th::conv2d_forward(g, x.data(), w.data(), y[a].data(), ws, {}, algo);
-            th::conv2d_backward_data(g, dy.data(), w.data(), dx[a].data(), ws, algo);
-            th::conv2d_backward_filter(g, x.data(), dy.data(), dw[a].data(), ws, algo);
+        const both_algorithms r(c, stream, ws);
+        CHECK_FALSE(tricks_test::same_bits(r.y[0], r.y[1]));
+        CHECK(tricks_test::same_bits(r.dx[0], r.dx[1]));
+        CHECK(tricks_test::same_bits(r.dw[0], r.dw[1]) == (n == 2));
+        if (n == 2) {
+            const ref_conv ref(c);
+            check_close("dw", r.dw[0], ref.backward_filter(to_d(r.x), to_d(r.dy)),
+                        ref.backward_filter(abs_d(r.x), abs_d(r.dy)), 1e-5);
         }
-        CHECK_FALSE(tricks_test::same_bits(y[0], y[1]));
-        CHECK(tricks_test::same_bits(dx[0], dx[1]));
-        CHECK(tricks_test::same_bits(dw[0], dw[1]) == (n == 2));
-        if (n == 2)
-            check_close("dw", dw[0], ref.backward_filter(to_d(x), to_d(dy)), ref.backward_filter(abs_d(x), abs_d(dy)),
-                        1e-5);
     }
     tb::conv_algo a{};
     CHECK((tb::parse("direct", a) && a == tb::conv_algo::direct));

@@ -633,8 +633,17 @@ public:
         body_.for_each_statistic([&](device_statistic& st) { n += st.value.size(); });
         flat_.resize(n);
         std::size_t at = 0;
-        body_.for_each_param([&](auto& p) {
-            for (const auto v : p.grad.to_host()) flat_[at++] = to_float(v);
+        body_.for_each_param([&](auto& p) {  // FP32 gradients straight into flat_, FP16 ones widened
+            const std::span<float> f(flat_.data() + at, p.grad.size());
+            using G = std::remove_cvref_t<decltype(*p.grad.data())>;
+            if constexpr (std::is_same_v<G, float>) {
+                p.grad.download(f);
+            } else {
+                half_.resize(f.size());
+                p.grad.download(std::span<G>(half_));
+                for (std::size_t i = 0; i < f.size(); ++i) f[i] = to_float(half_[i]);
+            }
+            at += f.size();
         });
         body_.for_each_statistic([&](device_statistic& st) {
             st.value.download(std::span<float>(flat_.data() + at, st.value.size()));
@@ -644,10 +653,17 @@ public:
         const auto ranks = static_cast<float>(comm.size());
         at = 0;
         body_.for_each_param([&](auto& p) {
+            const std::span<float> f(flat_.data() + at, p.grad.size());
+            for (auto& v : f) v /= ranks;
             using G = std::remove_cvref_t<decltype(*p.grad.data())>;
-            std::vector<G> g(p.grad.size());
-            for (auto& v : g) v = from_float<G>(flat_[at++] / ranks);
-            p.grad.upload(std::span<const G>(g));
+            if constexpr (std::is_same_v<G, float>) {
+                p.grad.upload(std::span<const float>(f));
+            } else {  // rounded once to the storage precision
+                half_.resize(f.size());
+                for (std::size_t i = 0; i < f.size(); ++i) half_[i] = from_float<G>(f[i]);
+                p.grad.upload(std::span<const G>(half_));
+            }
+            at += f.size();
         });
         body_.for_each_statistic([&](device_statistic& st) {
             const std::span<float> v(flat_.data() + at, st.value.size());
@@ -700,7 +716,8 @@ private:
     decay_rule decays_;
     sgd_multi<T> typed_;
     sgd_multi<float> fp32_;
-    std::vector<float> flat_;  // mean_over_ranks' host staging
+    std::vector<float> flat_;  // mean_over_ranks' host staging, reused from step to step
+    std::vector<T> half_;      // and its FP16 gradients on their way (T = __half)
 };
 
 }  // namespace tricks::backend::gpu
