@@ -34,6 +34,28 @@ if(TRICKS_CUDA_ENABLED AND NOT TARGET tricks_cuda)
   target_compile_definitions(tricks_cuda INTERFACE $<$<COMPILE_LANGUAGE:CUDA>:EIGEN_NO_CUDA>)
 endif()
 
+# ---- NCCL (optional): how the CUDA trainer's ranks exchange gradients device to device ----------
+# Found next to the CUDA toolkit (NVIDIA ships it there) or under NCCL_ROOT; without it the ranks
+# stage gradients through host memory (backend/cuda/nccl.cuh, options.gradient_transport).
+set(TRICKS_NCCL_ENABLED OFF)
+if(TARGET tricks_cuda AND NOT TRICKS_NCCL STREQUAL "OFF")
+  find_path(TRICKS_NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} ENV NCCL_ROOT PATH_SUFFIXES include)
+  find_library(TRICKS_NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT} ENV NCCL_ROOT
+               PATH_SUFFIXES lib lib64)
+  if(TRICKS_NCCL_INCLUDE_DIR AND TRICKS_NCCL_LIBRARY)
+    set(TRICKS_NCCL_ENABLED ON)
+    target_include_directories(tricks_cuda SYSTEM INTERFACE ${TRICKS_NCCL_INCLUDE_DIR})
+    target_link_libraries(tricks_cuda INTERFACE ${TRICKS_NCCL_LIBRARY})
+    target_compile_definitions(tricks_cuda INTERFACE TRICKS_HAVE_NCCL)
+  elseif(TRICKS_NCCL STREQUAL "ON")
+    message(FATAL_ERROR "tricks: TRICKS_NCCL=ON but nccl.h (${TRICKS_NCCL_INCLUDE_DIR}) or libnccl "
+                        "(${TRICKS_NCCL_LIBRARY}) was not found; set NCCL_ROOT or TRICKS_NCCL=OFF")
+  endif()
+endif()
+if(TARGET tricks_cuda)
+  message(STATUS "tricks: NCCL ${TRICKS_NCCL_ENABLED} (TRICKS_NCCL=${TRICKS_NCCL}: ${TRICKS_NCCL_LIBRARY})")
+endif()
+
 # tricks_enable_cuda(): enables the CUDA language in the calling directory (tests/cuda, bench/gpu),
 # for sm_90 unless CMAKE_CUDA_ARCHITECTURES is given, with the shared CUDA runtime (the one
 # CUDA::cudart names; mixing it with the static default would load two runtimes).

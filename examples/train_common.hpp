@@ -100,6 +100,8 @@ inline constexpr const char* usage =
     "  --backbone-lr X   fine-tuning: lr of everything but the classifier = X times the lr (default 1)\n"
     "  --sync-bn         under mpirun: batch norms use the statistics of the whole global batch\n"
     "                    (summed over the ranks) instead of each rank's share\n"
+    "  --gradient-transport T  under mpirun with --device cuda: auto (NCCL when built with it, else a\n"
+    "                    CUDA-aware MPI, else host), host, nccl or mpi; every one gives the same bits\n"
     "  --allow-change NAME[,NAME]  with --resume: let these settings differ from the checkpoint's (e.g.\n"
     "                    epochs, to extend a finished run; report.md lists every setting and its rule)\n"
     "  --train-images N  train on the first N images only (quick runs; IDX)\n"
@@ -203,7 +205,11 @@ inline cli parse(int argc, char** argv) {
             c.opt.freeze_bn_stats = true;
         else if (a == "--sync-bn")
             c.opt.sync_batch_norm = true;
-        else if (a == "--backbone-lr")
+        else if (a == "--gradient-transport") {
+            const char* name = take();
+            if (!name || !t::distributed::parse(name, c.opt.gradient_transport))
+                fail(std::string("--gradient-transport: '") + (name ? name : "") + "' is not auto, host, nccl or mpi");
+        } else if (a == "--backbone-lr")
             c.opt.backbone_lr_scale = number<double>(a, take());
         else if (a == "--quiet")
             c.opt.progress = false;
@@ -354,10 +360,13 @@ int run(cli& c) {
             double train_s = 0;
             for (const auto& r : h.epochs)
                 train_s += r.images_per_s > 0 ? static_cast<double>(steps) * c.opt.batch / r.images_per_s : 0;
+            const char* via = "host";
+            if constexpr (requires { trainer.gradient_transport(); })
+                if (trainer.gradient_transport()) via = trainer.gradient_transport();
             std::fprintf(stderr,
-                         "tricks: rank 0 spent %.2f s in the gradient sums (waiting for the other ranks included), "
-                         "%.1f%% of %.1f s of training steps\n",
-                         trainer.communication_seconds(),
+                         "tricks: rank 0 spent %.2f s in the gradient sums (%s transport; waiting for the other ranks "
+                         "included), %.1f%% of %.1f s of training steps\n",
+                         trainer.communication_seconds(), via,
                          100 * trainer.communication_seconds() / std::max(train_s, 1e-9), train_s);
         }
     }

@@ -14,6 +14,7 @@
 // u16 = 2^-11 ~ 4.9e-4 relative; through ~20 roundings on the forward and backward paths and BN
 // rescaling the relative error of a gradient tensor stays ~1e-2; bound 6e-2.
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <string>
 
@@ -64,12 +65,38 @@ batch make_batch(int n, int hw) {
     return b;
 }
 
-/// The loss gradient of logits zd against b's soft targets (6 images, 10 classes), then the device
-/// backward pass.
+/// b's inputs on the device, rounded to T once.
+template <class T>
+gpu::device_tensor<T> device_input(const batch& b) {
+    gpu::device_tensor<T> x;
+    x.buffer = to_device<T>(fvec(b.x.data(), b.x.data() + b.x.size()));
+    x.shape = b.x.shape();
+    return x;
+}
+
+/// Every gradient of dev, then (with_buffers) every running statistic, downloaded through host.
+template <class T>
+fvec device_snapshot(gpu::device_model<small_net, T>& dev, small_net& host, bool with_buffers) {
+    dev.download_grads();
+    if (with_buffers) dev.download(nullptr);
+    fvec all;
+    for (auto* p : host.parameters()) all.insert(all.end(), p->grad.span().begin(), p->grad.span().end());
+    if (with_buffers)
+        for (auto* s : host.buffers()) all.insert(all.end(), s->span().begin(), s->span().end());
+    return all;
+}
+
+/// The loss gradient of logits zd against b's soft targets (10 classes), then the device backward
+/// pass.
 template <class T>
 void device_backward(gpu::device_model<small_net, T>& dev, const gpu::device_tensor<T>& zd, const batch& b,
                      gpu::context& ctx) {
-    device_backward(dev, zd, b, ctx);
+    gpu::device_buffer<float> q;
+    q.upload(std::span<const float>(b.q.data(), b.q.size()));
+    gpu::device_tensor<T> dz;
+    dz.resize(zd.shape);
+    (void)gpu::softmax_cross_entropy<T>(b.x.shape().n, 10, zd.data(), q.data(), dz.data(), nullptr, ctx);
+    dev.backward(dz);
 }
 
 template <class T>
@@ -189,23 +216,10 @@ void mean_over_ranks_case(const char* label) {
     host.init(5);
     gpu::device_model<small_net, T> dev(host, ctx);
     const batch b = make_batch(6, 14);
-    gpu::device_tensor<T> x;
-    {
-        t::tensor<float> xin = b.x;
-        auto d = to_device<T>(fvec(xin.data(), xin.data() + xin.size()));
-        x.shape = xin.shape();
-        x.buffer = std::move(d);
-    }
+    const auto x = device_input<T>(b);
     const auto& zd = dev.forward(x, t::nn::mode::train);
     device_backward(dev, zd, b, ctx);
-    const auto snapshot = [&] {
-        dev.download_grads();
-        dev.download(nullptr);
-        fvec all;
-        for (auto* p : host.parameters()) all.insert(all.end(), p->grad.span().begin(), p->grad.span().end());
-        for (auto* s : host.buffers()) all.insert(all.end(), s->span().begin(), s->span().end());
-        return all;
-    };
+    const auto snapshot = [&] { return device_snapshot(dev, host, true); };
     const fvec before = snapshot();
     other_rank_holds_three_times comm;
     dev.mean_over_ranks(comm);
@@ -224,6 +238,134 @@ void mean_over_ranks_case(const char* label) {
 }
 TRICKS_GPU_TEST(device_model_mean_over_ranks_fp32) { mean_over_ranks_case<float>("fp32"); }
 TRICKS_GPU_TEST(device_model_mean_over_ranks_fp16) { mean_over_ranks_case<__half>("fp16"); }
+
+/// Two ranks where "the other rank" holds 2x this rank's values (exact), so each mean is
+/// (x + 2x) / 2 in float: rounded, which the transports must round alike.
+struct other_rank_holds_twice final : t::distributed::communicator {
+    int rank() const noexcept override { return 0; }
+    int size() const noexcept override { return 2; }
+    void sum(std::span<float> d) override {
+        for (auto& v : d) {
+            const float other = 2.f * v;
+            v = v + other;  // rank order: rank 0's value first
+        }
+    }
+    void sum(std::span<double> d) override {
+        for (auto& v : d) v = v + 2 * v;
+    }
+    void broadcast(std::string&, int) override {}
+    [[noreturn]] void abort(const std::string& reason, int) override { throw t::error(reason); }
+};
+/// The same two ranks as a device_exchange: the all-to-all brings this rank's block 0 and the
+/// other rank's (2x it); the all-gather brings block 1 as the other rank would have summed it.
+struct device_other_rank_holds_twice final : t::distributed::device_exchange {
+    std::size_t moved = 0;
+    int rank() const noexcept override { return 0; }
+    int size() const noexcept override { return 2; }
+    const char* name() const noexcept override { return "test"; }
+    bool stream_ordered() const noexcept override { return false; }
+    void all_to_all(const float* sent, float* received, std::size_t m, void*) override {
+        fvec mine(m);
+        TRICKS_CUDA_CHECK(cudaMemcpy(mine.data(), sent, m * sizeof(float), cudaMemcpyDeviceToHost));
+        fvec both(mine);
+        for (float v : mine) both.push_back(2.f * v);
+        TRICKS_CUDA_CHECK(cudaMemcpy(received, both.data(), 2 * m * sizeof(float), cudaMemcpyHostToDevice));
+        moved += m;
+    }
+    void all_gather(float* data, std::size_t m, void*) override {
+        fvec block(m);
+        TRICKS_CUDA_CHECK(cudaMemcpy(block.data(), data + m, m * sizeof(float), cudaMemcpyDeviceToHost));
+        for (auto& v : block) {
+            const float other = 2.f * v, sum = v + other;
+            v = sum / 2.f;
+        }
+        TRICKS_CUDA_CHECK(cudaMemcpy(data + m, block.data(), m * sizeof(float), cudaMemcpyHostToDevice));
+        moved += m;
+    }
+};
+
+/// The device transports (NCCL, CUDA-aware MPI) against host staging: from the same gradients, the
+/// packing, the rank-order kernel and the unpacking (FP16 rounded once) give the host path's bits.
+template <class T>
+void device_exchange_case(const char* label) {
+    gpu::context ctx(gpu::context_options{.deterministic = true});
+    small_net host;
+    host.init(7);
+    gpu::device_model<small_net, T> staged(host, ctx), on_device(host, ctx);
+    const batch b = make_batch(6, 15);
+    const auto x = device_input<T>(b);
+    const auto snapshot = [&](gpu::device_model<small_net, T>& dev) { return device_snapshot(dev, host, true); };
+    device_backward(staged, staged.forward(x, t::nn::mode::train), b, ctx);
+    device_backward(on_device, on_device.forward(x, t::nn::mode::train), b, ctx);
+    const fvec before = snapshot(staged);
+    CHECK_MSG(snapshot(on_device) == before, label << ": deterministic backward passes differ");
+    other_rank_holds_twice comm;
+    staged.mean_over_ranks(comm);
+    device_other_rank_holds_twice ex;
+    on_device.mean_over_ranks(ex);
+    const fvec host_path = snapshot(staged), device_path = snapshot(on_device);
+    const std::size_t m = (before.size() + 1) / 2;
+    CHECK_MSG(ex.moved == 2 * m, label << ": moved " << ex.moved << " floats, expected " << 2 * m);
+    std::size_t differ = 0, changed = 0;
+    for (std::size_t i = 0; i < before.size(); ++i) {
+        differ += std::memcmp(&host_path[i], &device_path[i], sizeof(float)) != 0;
+        changed += host_path[i] != before[i];
+    }
+    ++comparisons();
+    CHECK_MSG(differ == 0 && changed > before.size() / 2, label << ": " << differ << " of " << before.size()
+                                                                << " values differ from host staging (" << changed
+                                                                << " changed by the mean)");
+    std::printf("  ok   %s: the device exchange gave host staging's bits on %zu values\n", label, before.size());
+}
+TRICKS_GPU_TEST(device_model_device_exchange_fp32) { device_exchange_case<float>("fp32"); }
+TRICKS_GPU_TEST(device_model_device_exchange_fp16) { device_exchange_case<__half>("fp16"); }
+
+#ifdef TRICKS_HAVE_NCCL
+/// One rank alone: what nccl_exchange needs of a communicator (the NCCL id stays in the process).
+struct one_rank final : t::distributed::communicator {
+    int rank() const noexcept override { return 0; }
+    int size() const noexcept override { return 1; }
+    void sum(std::span<float>) override {}
+    void sum(std::span<double>) override {}
+    void broadcast(std::string&, int) override {}
+    [[noreturn]] void abort(const std::string& reason, int) override { throw t::error(reason); }
+};
+
+/// NCCL itself on one device: a one-rank communicator joins, its all-to-all and in-place
+/// all-gather move the blocks, and the mean over one rank leaves every gradient's bits alone.
+TRICKS_GPU_TEST(nccl_exchange_one_rank) {
+    one_rank world;
+    gpu::nccl_exchange ex(world);
+    CHECK(ex.size() == 1 && ex.rank() == 0 && ex.stream_ordered());
+    gpu::context ctx;
+    fvec values(1000);
+    for (std::size_t i = 0; i < values.size(); ++i) values[i] = 0.25f * static_cast<float>(i) - 17.f;
+    auto sent = to_device<float>(values);
+    gpu::device_buffer<float> received;
+    received.resize(values.size());
+    ex.all_to_all(sent.data(), received.data(), values.size(), ctx.stream());
+    ex.all_gather(received.data(), values.size(), ctx.stream());
+    ctx.synchronize();
+    fvec back(values.size());
+    received.download(std::span<float>(back));
+    ++comparisons();
+    CHECK_MSG(back == values, "nccl_exchange moved the block wrongly");
+
+    small_net host;
+    host.init(9);
+    gpu::device_model<small_net, __half> dev(host, ctx);
+    const batch b = make_batch(4, 16);
+    const auto x = device_input<__half>(b);
+    device_backward(dev, dev.forward(x, t::nn::mode::train), b, ctx);
+    const auto grads = [&] { return device_snapshot(dev, host, false); };
+    const fvec before = grads();
+    dev.mean_over_ranks(ex);
+    ctx.synchronize();
+    ++comparisons();
+    CHECK_MSG(grads() == before, "the mean over one NCCL rank changed a gradient");
+    std::printf("  ok   nccl_exchange: one rank, %zu floats moved, %zu gradients kept\n", values.size(), before.size());
+}
+#endif
 
 /// The unit tests' learnable synthetic digits (tests/unit/helpers.hpp).
 tricks::data::dataset synthetic(int n, std::uint64_t stream) { return tricks_test::synthetic_digits(n, seed, stream); }

@@ -455,6 +455,10 @@ bool changed(bool v) { return !v; }
 backend::conv_algo changed(backend::conv_algo v) {
     return v == backend::conv_algo::winograd ? backend::conv_algo::direct : backend::conv_algo::winograd;
 }
+distributed::gradient_transport changed(distributed::gradient_transport v) {  // the CPU trainer's two
+    return v == distributed::gradient_transport::host ? distributed::gradient_transport::automatic
+                                                      : distributed::gradient_transport::host;
+}
 fs::path changed(const fs::path& v) { return v.string() + ".other"; }
 std::vector<int> changed(const std::vector<int>&) { return {2}; }
 std::vector<std::string> changed(const std::vector<std::string>&) { return {"epochs"}; }
@@ -556,7 +560,8 @@ TEST_CASE(
         option_fields);
     CHECK(must_match == 22);
     CHECK(fixed == 3);  // batch, max_steps_per_epoch, world_size
-    CHECK(may_change == 7);
+    CHECK(may_change ==
+          8);  // threads, data_workers, progress, checkpoint, stop_after_*, gradient_transport, resume_allow
 
     // names in resume_allow are checked: unknown, or a setting that may change anyway
     options u = o;

@@ -299,6 +299,45 @@ TEST_CASE("trainer: options.step_milestones replaces lr::step's epochs at run ti
                   "step_milestones = 1,2 given, but the recipe has no lr::step decay"));
 }
 
+TEST_CASE("options.gradient_transport: names parse both ways; the CPU trainer refuses the device transports") {
+    using gt = distributed::gradient_transport;
+    for (gt v : {gt::automatic, gt::host, gt::nccl, gt::mpi}) {
+        gt back = v == gt::host ? gt::nccl : gt::host;
+        CHECK(distributed::parse(distributed::to_string(v), back));
+        CHECK(back == v);
+    }
+    gt untouched = gt::mpi;
+    CHECK_FALSE(distributed::parse("NCCL", untouched));
+    CHECK_FALSE(distributed::parse("", untouched));
+    CHECK(untouched == gt::mpi);
+    CHECK(std::string(distributed::to_string(gt::automatic)) == "auto");
+
+    const auto error_text = [](auto&& make) -> std::string {
+        try {
+            make();
+        } catch (const error& e) {
+            return e.what();
+        }
+        return "";
+    };
+    for (gt v : {gt::nccl, gt::mpi}) {
+        options o = quiet_options();
+        o.gradient_transport = v;
+        const std::string msg = error_text([&] { trainer<small_net, recipe<>> t(o); });
+        CAPTURE(msg);
+        CHECK(msg.find(std::string("options.gradient_transport = ") + distributed::to_string(v) +
+                       " moves gradients between GPUs (backend::cuda only)") != std::string::npos);
+    }
+    options o = quiet_options();
+    o.gradient_transport = gt::host;
+    CHECK(error_text([&] { trainer<small_net, recipe<>> t(o); }).empty());
+    const auto s = option_settings(o);
+    const setting* x = find_setting(s, "gradient_transport");
+    REQUIRE(x != nullptr);
+    CHECK(x->value == "host");
+    CHECK(x->rule == on_resume::may_change);
+}
+
 TEST_CASE("trainer: a run-time number given for a policy the recipe lacks is refused, naming the policy to add") {
     const auto train = synthetic_digits(64, 1, 91), test = synthetic_digits(16, 2, 91);
     const omp_threads_guard keep_threads;

@@ -8,8 +8,11 @@
 // every element, whatever the transport does underneath, so a run's bits depend on the seed and
 // the number of ranks only, never on timing or the MPI library's reduction algorithm.
 #include <cstddef>
+#include <memory>
 #include <span>
 #include <string>
+
+#include "tricks/distributed/device_exchange.hpp"
 
 namespace tricks::distributed {
 
@@ -36,6 +39,11 @@ public:
     virtual void finish_sums() {}
     /// Every rank's `text` becomes rank `root`'s.
     virtual void broadcast(std::string& text, int root) = 0;
+    /// Whether this communicator's library moves device memory itself (an MPI built CUDA-aware).
+    [[nodiscard]] virtual bool moves_device_memory() const noexcept { return false; }
+    /// Where moves_device_memory(): a transport over these ranks for gradients kept in device
+    /// memory (collective: every rank calls it at the same point); null otherwise.
+    [[nodiscard]] virtual std::shared_ptr<device_exchange> device_memory_exchange() { return nullptr; }
     /// Ends every process of the job with exit status `code` after printing `reason` on stderr, so
     /// that no rank waits forever for one that failed.
     [[noreturn]] virtual void abort(const std::string& reason, int code) = 0;

@@ -17,13 +17,20 @@
 #define MPICH_SKIP_MPICXX 1
 #endif
 #include <mpi.h>
+#if defined(__has_include)
+#if __has_include(<mpi-ext.h>)
+#include <mpi-ext.h>  // Open MPI's extensions: MPIX_CUDA_AWARE_SUPPORT, MPIX_Query_cuda_support()
+#endif
+#endif
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
+#include <climits>
 #include <exception>
+#include <memory>
 #include <span>
 #include <string>
 #include <utility>
@@ -33,6 +40,64 @@
 #include "tricks/distributed/communicator.hpp"
 
 namespace tricks::distributed {
+
+namespace detail {
+
+inline void mpi_check(int rc, const char* who, const char* what) {
+    if (rc == MPI_SUCCESS) return;
+    char text[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, text, &len);
+    throw error(tricks::detail::cat(who, ": ", what, " failed: ", std::string(text, len)));
+}
+
+/// Whether this MPI moves device memory itself: built CUDA-aware (Open MPI's mpi-ext.h says so at
+/// compile time) and the library loaded at run time says so too.
+[[nodiscard]] inline bool mpi_cuda_aware() noexcept {
+#if defined(MPIX_CUDA_AWARE_SUPPORT) && MPIX_CUDA_AWARE_SUPPORT
+    return MPIX_Query_cuda_support() == 1;
+#else
+    return false;
+#endif
+}
+
+/// device_exchange over a CUDA-aware MPI: blocking MPI_Alltoall / MPI_Allgather on device
+/// addresses, on its own duplicate of MPI_COMM_WORLD (the caller waits for its stream first).
+class mpi_device_exchange final : public device_exchange {
+public:
+    mpi_device_exchange(int rank, int size) : rank_(rank), size_(size) {
+        mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, &comm_), who, "MPI_Comm_dup");
+    }
+    mpi_device_exchange(const mpi_device_exchange&) = delete;
+    mpi_device_exchange& operator=(const mpi_device_exchange&) = delete;
+    ~mpi_device_exchange() override {
+        int finalised = 0;
+        MPI_Finalized(&finalised);
+        if (!finalised) MPI_Comm_free(&comm_);
+    }
+    [[nodiscard]] int rank() const noexcept override { return rank_; }
+    [[nodiscard]] int size() const noexcept override { return size_; }
+    [[nodiscard]] const char* name() const noexcept override { return "mpi"; }
+    [[nodiscard]] bool stream_ordered() const noexcept override { return false; }
+    void all_to_all(const float* sent, float* received, std::size_t m, void*) override {
+        mpi_check(MPI_Alltoall(sent, count(m), MPI_FLOAT, received, count(m), MPI_FLOAT, comm_), who, "MPI_Alltoall");
+    }
+    void all_gather(float* data, std::size_t m, void*) override {
+        mpi_check(MPI_Allgather(MPI_IN_PLACE, 0, MPI_FLOAT, data, count(m), MPI_FLOAT, comm_), who, "MPI_Allgather");
+    }
+
+private:
+    static constexpr const char* who = "tricks::distributed::mpi_device_exchange";
+    int count(std::size_t m) const {
+        require(m <= static_cast<std::size_t>(INT_MAX) / static_cast<std::size_t>(size_), who, ": blocks of ", m,
+                " floats over ", size_, " ranks exceed MPI's int counts");
+        return static_cast<int>(m);
+    }
+    int rank_ = 0, size_ = 1;
+    MPI_Comm comm_ = MPI_COMM_NULL;
+};
+
+}  // namespace detail
 
 class mpi_world final : public communicator {
 public:
@@ -117,6 +182,14 @@ public:
         }
     }
 
+    /// A CUDA-aware MPI's device exchange (collective: every rank calls it at the same point), or
+    /// null when this MPI cannot move device memory.
+    [[nodiscard]] bool moves_device_memory() const noexcept override { return detail::mpi_cuda_aware(); }
+    [[nodiscard]] std::shared_ptr<device_exchange> device_memory_exchange() override {
+        if (!moves_device_memory()) return nullptr;
+        return std::make_shared<detail::mpi_device_exchange>(rank_, size_);
+    }
+
     [[noreturn]] void abort(const std::string& reason, int code) override {
         std::fprintf(stderr, "tricks: rank %d of %d: %s; ending every rank of the job\n", rank_, size_, reason.c_str());
         std::fflush(stderr);
@@ -133,13 +206,7 @@ public:
 private:
     static constexpr std::size_t chunk_limit = std::size_t{1} << 30;
 
-    static void check(int rc, const char* what) {
-        if (rc == MPI_SUCCESS) return;
-        char text[MPI_MAX_ERROR_STRING];
-        int len = 0;
-        MPI_Error_string(rc, text, &len);
-        throw error(tricks::detail::cat("tricks::distributed::mpi_world: ", what, " failed: ", std::string(text, len)));
-    }
+    static void check(int rc, const char* what) { detail::mpi_check(rc, "tricks::distributed::mpi_world", what); }
 
     /// One round of a fixed-order sum: n elements at d, split into size() chunks; rank c sums chunk c.
     template <class T>

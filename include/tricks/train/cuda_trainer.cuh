@@ -34,6 +34,9 @@
 
 #include "tricks/backend/cuda/backend.cuh"
 #include "tricks/backend/cuda/model.cuh"
+#ifdef TRICKS_HAVE_NCCL
+#include "tricks/backend/cuda/nccl.cuh"
+#endif
 #include "tricks/train/trainer.hpp"
 
 namespace tricks {
@@ -120,8 +123,17 @@ public:
         }
         net_->backward(dz_);
         if (this->world_size() > 1) {  // the mean gradient of the global batch, on every rank
+            // Timed between two waits for the device, so communication_seconds() is the exchange's
+            // own time on every transport (queued on the stream with NCCL).
+            if (!transport_) start_transport();
+            ctx_->synchronize();
             const auto t0 = std::chrono::steady_clock::now();
-            net_->mean_over_ranks(*this->opt_.communicator);
+            if (exchange_) {
+                net_->mean_over_ranks(*exchange_);
+                ctx_->synchronize();
+            } else {
+                net_->mean_over_ranks(*this->opt_.communicator);
+            }
             comm_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         }
         const g::sgd_hyper h{static_cast<float>(lr), static_cast<float>(this->opt_.momentum),
@@ -136,9 +148,14 @@ public:
         return loss;
     }
 
-    /// Wall seconds spent staging the gradients through the host and summing them over the ranks
-    /// (waiting for the device and the other ranks included); 0 with one rank.
+    /// Wall seconds spent moving and summing the gradients over the ranks, from the end of the
+    /// backward pass on the device to the summed gradients on the device (waiting for the other
+    /// ranks included); 0 with one rank.
     [[nodiscard]] double communication_seconds() const noexcept { return comm_seconds_; }
+
+    /// How the gradients travel between the ranks ("host", "nccl" or "mpi"), once the first
+    /// data-parallel step has chosen (options.gradient_transport); null before and with one rank.
+    [[nodiscard]] const char* gradient_transport() const noexcept { return transport_; }
 
     /// With profiling on (TRICKS_GPU_PROFILE=1 or context_options::profile): GPU time per kind of
     /// call, and the host's time per step spent uploading batches, queueing work and waiting for
@@ -165,6 +182,53 @@ private:
                 break;
             }
         return local % count;
+    }
+    /// Resolves options.gradient_transport, checks that every rank resolved it alike (they would
+    /// otherwise call different collectives and wait for each other forever), and joins it.
+    /// Collective: every rank's first data-parallel step calls it.
+    void start_transport() {
+        using gt = distributed::gradient_transport;
+        auto& world = *this->opt_.communicator;
+        const gt want = this->opt_.gradient_transport;
+#ifdef TRICKS_HAVE_NCCL
+        constexpr bool built_with_nccl = true;
+#else
+        constexpr bool built_with_nccl = false;
+#endif
+        const char* why = nullptr;
+        gt chosen = gt::host;
+        if (want == gt::nccl || (want == gt::automatic && built_with_nccl))
+            chosen = built_with_nccl ? gt::nccl
+                                     : (why =
+                                            "this build has no NCCL (tricks::cuda defines TRICKS_HAVE_NCCL "
+                                            "when CMake finds nccl.h and libnccl)",
+                                        gt::nccl);
+        else if (want == gt::mpi || (want == gt::automatic && world.moves_device_memory()))
+            chosen = world.moves_device_memory() ? gt::mpi
+                                                 : (why =
+                                                        "the communicator cannot move device memory (an "
+                                                        "MPI built without CUDA support)",
+                                                    gt::mpi);
+        std::string mine = distributed::to_string(chosen), first = mine;
+        world.broadcast(first, 0);
+        double refused = (why != nullptr || first != mine) ? 1.0 : 0.0;
+        world.sum(std::span<double>(&refused, 1));
+        if (refused != 0) {
+            const std::string head =
+                tricks::detail::cat("tricks::trainer<..., backend::cuda>: rank ", world.rank(), " of ", world.size(),
+                                    ": options.gradient_transport = ", distributed::to_string(want), ", ");
+            throw error(why ? tricks::detail::cat(head, "but ", why, "; use host (any MPI) or auto")
+                        : first != mine
+                            ? tricks::detail::cat(head, "which is ", mine, " here and ", first,
+                                                  " on rank 0; every rank needs the same transport")
+                            : tricks::detail::cat(head, "resolved to ", mine, ", but ", refused,
+                                                  " other rank(s) could not use it (each names its reason)"));
+        }
+        if (chosen == gt::mpi) exchange_ = world.device_memory_exchange();
+#ifdef TRICKS_HAVE_NCCL
+        if (chosen == gt::nccl) exchange_ = std::make_shared<backend::gpu::nccl_exchange>(world);
+#endif
+        transport_ = distributed::to_string(chosen);
     }
     /// The recipe's weight-decay rule by parameter role (train/optim.hpp's, shared with the CPU).
     static bool decays(nn::role r) noexcept { return tricks::decays(r, Recipe::no_bias_decay); }
@@ -257,6 +321,8 @@ private:
     backend::gpu::device_tensor<float> teacher_x_;
     const double* distill_loss_ = nullptr;
     double comm_seconds_ = 0;
+    std::shared_ptr<distributed::device_exchange> exchange_;  // NCCL or CUDA-aware MPI; null: host staging
+    const char* transport_ = nullptr;                         // start_transport()'s choice
     std::vector<float> logits_;
     struct {
         double upload = 0, queue = 0, wait = 0;

@@ -72,6 +72,10 @@ struct options {
     /// the run computes what one process with the global batch would, up to rounding. Off: each rank
     /// normalises over its own batch / n images (PyTorch DDP's default). No effect on one rank.
     bool sync_batch_norm = false;
+    /// With several ranks, backend::cuda only: how gradients travel between the ranks' devices
+    /// (distributed/device_exchange.hpp): automatic (NCCL when the build has it, else a CUDA-aware
+    /// MPI, else host staging), host, nccl or mpi. Every transport adds in rank order: the same bits.
+    distributed::gradient_transport gradient_transport = distributed::gradient_transport::automatic;
     /// Settings that resume() lets differ from the checkpoint's, by name (train/settings.hpp): e.g.
     /// {"epochs"} to extend a finished run (the schedule then spans the new length from here on).
     /// Only settings whose rule is on_resume::must_match can be named; the others either may change

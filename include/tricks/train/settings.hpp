@@ -77,6 +77,9 @@ inline std::pair<std::string, std::string> setting_forms(bool v) {
 inline std::pair<std::string, std::string> setting_forms(backend::conv_algo v) {
     return {backend::to_string(v), json_string(backend::to_string(v))};
 }
+inline std::pair<std::string, std::string> setting_forms(distributed::gradient_transport v) {
+    return {distributed::to_string(v), json_string(distributed::to_string(v))};
+}
 inline std::pair<std::string, std::string> setting_forms(const std::filesystem::path& v) {
     return {v.empty() ? "none" : v.string(), json_string(v.string())};
 }
@@ -165,6 +168,8 @@ inline constexpr auto option_fields = std::tuple{
     detail::field("stop_after_steps", &options::stop_after_steps, on_resume::may_change),
     detail::field("world_size", &options::communicator, on_resume::fixed),  // the ranks' shards and batch norms
     detail::field("sync_batch_norm", &options::sync_batch_norm, on_resume::must_match),
+    // (the same bits on every transport; the ranks agree on it when the CUDA trainer starts)
+    detail::field("gradient_transport", &options::gradient_transport, on_resume::may_change),
     detail::field("resume_allow", &options::resume_allow, on_resume::may_change),
 };
 static_assert(std::tuple_size_v<decltype(option_fields)> == detail::member_count<options>(),

@@ -840,6 +840,12 @@ class trainer : public detail::trainer_base<trainer<Model, Recipe, Backend>, Mod
 
 public:
     explicit trainer(options o = {}) : base(std::move(o)) {
+        using gt = distributed::gradient_transport;
+        require<error>(this->opt_.gradient_transport == gt::automatic || this->opt_.gradient_transport == gt::host,
+                       "tricks::trainer<..., backend::cpu>: options.gradient_transport = ",
+                       distributed::to_string(this->opt_.gradient_transport),
+                       " moves gradients between GPUs (backend::cuda only); the CPU trainer sums on the host: leave "
+                       "it auto or host");
         opt_state_ = sgd_optimizer(this->params_, sgd_config{this->opt_.momentum, this->opt_.weight_decay,
                                                              Recipe::nesterov, Recipe::no_bias_decay});
         opt_state_.set_lr_scales(this->lr_scales_);

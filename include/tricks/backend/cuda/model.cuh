@@ -27,6 +27,7 @@
 #include "tricks/backend/cuda/optim.cuh"
 #include "tricks/backend/cuda/pool.cuh"
 #include "tricks/distributed/communicator.hpp"
+#include "tricks/distributed/device_exchange.hpp"
 #include "tricks/nn/batch_norm.hpp"
 #include "tricks/nn/conv.hpp"
 #include "tricks/nn/linear.hpp"
@@ -36,6 +37,19 @@
 #include "tricks/nn/sequential.hpp"
 
 namespace tricks::backend::gpu {
+
+namespace detail {
+/// out[i] := (pieces[i] + pieces[m + i] + ... + pieces[(ranks - 1) m + i]) / ranks, added in rank
+/// order and divided in float: communicator::sum() followed by the host path's division.
+template <class = void>
+__global__ void rank_order_mean(std::size_t m, int ranks, const float* __restrict__ pieces, float* __restrict__ out) {
+    for (std::size_t i = global_thread(); i < m; i += grid_stride()) {
+        float acc = pieces[i];
+        for (int r = 1; r < ranks; ++r) acc += pieces[static_cast<std::size_t>(r) * m + i];
+        out[i] = acc / static_cast<float>(ranks);
+    }
+}
+}  // namespace detail
 
 /// An NHWC activation tensor in device memory; resize() keeps a large enough allocation.
 template <device_element T>
@@ -673,6 +687,36 @@ public:
         });
     }
 
+    /// mean_over_ranks() with the gradients kept in device memory, moved by `ex` (NCCL or a
+    /// CUDA-aware MPI): the gradients and statistics are packed into one FP32 buffer of size() x m
+    /// floats (FP16 widened exactly), an all-to-all gives this rank every rank's piece of block
+    /// rank(), a kernel adds the pieces in rank order and divides by the number of ranks, an
+    /// all-gather returns every block to every rank, and the results are unpacked (FP16 rounded
+    /// once). The same float operations in the same order as the host path: the same bits.
+    void mean_over_ranks(distributed::device_exchange& ex) {
+        const auto timed = ctx_->time("gradient mean over ranks");
+        std::size_t n = 0;
+        body_.for_each_param([&](auto& p) { n += p.grad.size(); });
+        body_.for_each_statistic([&](device_statistic& st) { n += st.value.size(); });
+        const auto W = static_cast<std::size_t>(ex.size()), me = static_cast<std::size_t>(ex.rank());
+        const std::size_t m = (n + W - 1) / W;
+        if (flat_device_.size() != W * m) {  // the padding past n stays zero: its sums are zeros
+            flat_device_.resize(W * m);
+            flat_device_.zero_async(ctx_->stream());
+            pieces_device_.resize(W * m);
+        }
+        move_gradients(flat_device_.data(), true);
+        void* const stream = ctx_->stream();
+        if (!ex.stream_ordered()) ctx_->synchronize();
+        ex.all_to_all(flat_device_.data(), pieces_device_.data(), m, stream);
+        detail::rank_order_mean<><<<detail::blocks_for(m), detail::threads_per_block, 0, ctx_->stream()>>>(
+            m, ex.size(), pieces_device_.data(), flat_device_.data() + me * m);
+        TRICKS_CUDA_CHECK_LAUNCH("rank_order_mean");
+        if (!ex.stream_ordered()) ctx_->synchronize();
+        ex.all_gather(flat_device_.data(), m, stream);
+        move_gradients(flat_device_.data(), false);
+    }
+
     /// One fused SGD step over every parameter (two launches: T-typed and FP32-typed gradients).
     /// `scale`: the device loss-scale state under fp16_mixed (the step is skipped on overflow and
     /// the gradients unscaled), or null.
@@ -695,6 +739,32 @@ public:
     }
 
 private:
+    /// Every gradient and statistic, in mean_over_ranks()'s order, into (`pack`) or out of the
+    /// device buffer `flat`: FP32 copied, FP16 widened into it and rounded out of it.
+    void move_gradients(float* flat, bool pack) {
+        const cudaStream_t s = ctx_->stream();
+        const auto copy = [&](float* grad, float* at, std::size_t k) {
+            TRICKS_CUDA_CHECK(
+                cudaMemcpyAsync(pack ? at : grad, pack ? grad : at, k * sizeof(float), cudaMemcpyDeviceToDevice, s));
+        };
+        std::size_t at = 0;
+        body_.for_each_param([&](auto& p) {
+            using G = std::remove_cvref_t<decltype(*p.grad.data())>;
+            const std::size_t k = p.grad.size();
+            if constexpr (std::is_same_v<G, float>)
+                copy(p.grad.data(), flat + at, k);
+            else if (pack)
+                cast<G, float>(k, p.grad.data(), flat + at, *ctx_);
+            else
+                cast<float, G>(k, flat + at, p.grad.data(), *ctx_);
+            at += k;
+        });
+        body_.for_each_statistic([&](device_statistic& st) {
+            copy(st.value.data(), flat + at, st.value.size());
+            at += st.value.size();
+        });
+    }
+
     void build_optimizer_lists() {
         std::vector<sgd_tensor<T>> typed;
         std::vector<sgd_tensor<float>> fp32;
@@ -716,8 +786,9 @@ private:
     decay_rule decays_;
     sgd_multi<T> typed_;
     sgd_multi<float> fp32_;
-    std::vector<float> flat_;  // mean_over_ranks' host staging, reused from step to step
-    std::vector<T> half_;      // and its FP16 gradients on their way (T = __half)
+    device_buffer<float> flat_device_, pieces_device_;  // mean_over_ranks(device_exchange&)'s buffers
+    std::vector<float> flat_;                           // mean_over_ranks' host staging, reused from step to step
+    std::vector<T> half_;                               // and its FP16 gradients on their way (T = __half)
 };
 
 }  // namespace tricks::backend::gpu
