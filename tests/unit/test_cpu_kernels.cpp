@@ -1579,8 +1579,13 @@ TEST_CASE("cpu conv2d and batch_norm results are bit-identical on 1, 2 and 3 thr
                                               // blocks), 7x7 (its Winograd GEMMs by position), a 1x1 by
                                               // column chunks, the direct kernel by output rows (forward and
                                               // backward-data); the packed GEMM over 2 row tiles x 2 column
-                                              // chunks, and with 3 K chunks
+                                              // chunks, and with 3 K chunks; one row tile whose columns
+                                              // are cut narrower than gemm_nc so every thread has an item
+                                              // (1x1: 256 and 232 columns, a remainder < 8; stride 2: 96)
                                               {1, 26, 23, 16, 16, 3, 3, 1, 1},
+                                              {1, 14, 14, 128, 256, 1, 1, 1, 0},
+                                              {1, 10, 10, 100, 232, 1, 1, 1, 0},
+                                              {1, 14, 14, 64, 96, 3, 3, 2, 1},
                                               {1, 7, 7, 32, 40, 3, 3, 1, 1},
                                               {1, 15, 13, 8, 24, 3, 3, 2, 1},
                                               {1, 12, 10, 16, 24, 3, 3, 1, 1},

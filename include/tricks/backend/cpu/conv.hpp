@@ -433,20 +433,31 @@ inline void gemm_operand(const Operand& A, int rows, int K, const float* b, int 
                 [&](int r, int k) { return A.at(r, k); }, rows, K, b, ldb, cols, c, ldc, pack, epi);
 }
 
-/// C = epi(A * B) for `rows` rows on gemm_packed, in work items of packed_tile(rows) rows x gemm_nc
-/// columns, so a small batch (down to one 7x7 image) still spreads over the threads. make_a(r0)
-/// gives the operand of the rows from r0. Which item a thread takes changes nothing: every output
-/// is summed over k in order inside one item. Uses workspace slots [0, threads).
+/// Columns per work item of packed_rows: gemm_nc, or fewer (whole blocks of 32) when `tiles` row
+/// tiles of gemm_nc columns would leave some of the `threads` threads without an item (one 14x14
+/// image through a 256-column layer is one tile and one chunk: one thread would do it all).
+inline int packed_columns(std::ptrdiff_t tiles, int cols, int threads) noexcept {
+    const std::ptrdiff_t chunks = (cols + gemm_nc - 1) / gemm_nc;
+    if (tiles * chunks >= threads) return gemm_nc;
+    const int want = static_cast<int>((threads + tiles - 1) / tiles);  // column chunks per tile
+    return std::clamp(((cols + want - 1) / want + 31) / 32 * 32, 32, gemm_nc);
+}
+
+/// C = epi(A * B) for `rows` rows on gemm_packed, in work items of packed_tile(rows) rows x
+/// packed_columns(...) columns, so a small batch (down to one 7x7 image) still spreads over the
+/// threads. make_a(r0) gives the operand of the rows from r0. Neither the items' sizes nor which item
+/// a thread takes changes a bit: every output is summed over k in order inside one item. Uses
+/// workspace slots [0, threads).
 template <class MakeA>
 inline void packed_rows(std::ptrdiff_t rows, int k, const float* b, int cols, float* c, workspace& ws,
                         const conv_epilogue& epi, MakeA&& make_a) {
     const std::ptrdiff_t tile = packed_tile(rows), tiles = (rows + tile - 1) / tile;
-    const int chunks = (cols + gemm_nc - 1) / gemm_nc;
+    const int width = packed_columns(tiles, cols, max_threads()), chunks = (cols + width - 1) / width;
     ws.reserve(static_cast<std::size_t>(max_threads()), gemm_pack_floats(packed_tile_rows));
 #pragma omp parallel for schedule(static)
     for (std::ptrdiff_t it = 0; it < tiles * chunks; ++it) {
         const std::ptrdiff_t t = it / chunks;
-        const int n0 = static_cast<int>(it % chunks) * gemm_nc, nc = std::min(gemm_nc, cols - n0);
+        const int n0 = static_cast<int>(it % chunks) * width, nc = std::min(width, cols - n0);
         const std::ptrdiff_t r0 = t * tile, nr = std::min<std::ptrdiff_t>(tile, rows - r0);
         conv_epilogue e = epi.from(static_cast<std::size_t>(r0) * cols + n0);
         if (e.scale) e.scale += n0, e.shift += n0;
