@@ -1142,14 +1142,20 @@ TEST_CASE("cpu max_pool forward/backward match a naive reference") {
         {3, 7, 7, 5, 3, 2, 1, true, true},
         // ceil mode where ceil((in+2p-k)/s)+1 would add a window starting in the right padding (dropped)
         {1, 5, 5, 2, 2, 2, 1, true, true},
-        {2, 4, 7, 3, 3, 3, 1, true, true}};
+        {2, 4, 7, 3, 3, 3, 1, true, true},
+        // one image large enough to spread its rows over the threads, 37 channels (a vector and a
+        // remainder), and again with values from three levels: equal maxima, where the first wins
+        {1, 40, 38, 37, 3, 2, 1, false, true},
+        {1, 40, 38, 37, 3, 2, 1, false, false}};
     std::uint64_t stream = 800;
     for (const auto& c : cases) {
         INFO(describe(c));
         const ref_pool ref(c);
         const auto g = geometry(c);
         CHECK(g.out() == shape4{c.n, ref.oh, ref.ow, c.c});
-        const fvec x = distinct_vec(ref.x_size(), stream++, -1000.f);  // all values negative
+        fvec x = distinct_vec(ref.x_size(), stream++, -1000.f);  // all values negative
+        if (c.c == 37 && !c.count_include_pad)
+            for (auto& v : x) v = -1000.f + std::floor(std::fmod(-v, 3.f));  // ties in most windows
         const dvec xd = to_d(x);
         fvec y(ref.y_size(), nan_f);
         std::vector<std::int32_t> arg(ref.y_size(), -7);

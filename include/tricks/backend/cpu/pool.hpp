@@ -18,27 +18,42 @@ namespace tricks::backend::host {
 inline void max_pool_forward(const pool_geometry& g, const float* x, float* y, std::int32_t* argmax) {
     g.validate("tricks::max_pool");
     const int oh = g.out_h(), ow = g.out_w(), C = g.in.c, H = g.in.h, W = g.in.w;
+    // By output row (one image's rows spread over the threads at batch 1). Each output starts from
+    // its window's first input and takes a later one only when strictly greater: a branch-free select
+    // the compiler vectorises over the channels. The first of equal maxima wins, a NaN first stays.
+    const std::ptrdiff_t rows = static_cast<std::ptrdiff_t>(g.in.n) * oh;
 #pragma omp parallel for schedule(static) if (g.in.size() >= parallel_grain)
-    for (int n = 0; n < g.in.n; ++n) {
-        for (int oy = 0; oy < oh; ++oy)
-            for (int ox = 0; ox < ow; ++ox) {
-                const std::size_t o = ((static_cast<std::size_t>(n) * oh + oy) * ow + ox) * C;
-                float* yo = y + o;
-                std::int32_t* ao = argmax + o;
+    for (std::ptrdiff_t row = 0; row < rows; ++row) {
+        const std::ptrdiff_t n = row / oh;
+        const int oy = static_cast<int>(row % oh);
+        const int y0 = std::max(oy * g.stride - g.pad, 0), y1 = std::min(oy * g.stride - g.pad + g.k, H);
+        for (int ox = 0; ox < ow; ++ox) {
+            const std::size_t o = (static_cast<std::size_t>(row) * ow + ox) * C;
+            float* yo = y + o;
+            std::int32_t* ao = argmax + o;
+            const int x0 = std::max(ox * g.stride - g.pad, 0), x1 = std::min(ox * g.stride - g.pad + g.k, W);
+            if (y0 >= y1 || x0 >= x1) {  // not for a validated geometry; kept well defined
                 std::fill_n(yo, C, -std::numeric_limits<float>::infinity());
                 std::fill_n(ao, C, -1);
-                const int y0 = std::max(oy * g.stride - g.pad, 0), y1 = std::min(oy * g.stride - g.pad + g.k, H);
-                const int x0 = std::max(ox * g.stride - g.pad, 0), x1 = std::min(ox * g.stride - g.pad + g.k, W);
-                for (int iy = y0; iy < y1; ++iy)
-                    for (int ix = x0; ix < x1; ++ix) {
-                        const std::size_t i = ((static_cast<std::size_t>(n) * H + iy) * W + ix) * C;
-                        for (int c = 0; c < C; ++c)
-                            if (x[i + c] > yo[c] || ao[c] < 0) {
-                                yo[c] = x[i + c];
-                                ao[c] = static_cast<std::int32_t>(i + c);
-                            }
-                    }
+                continue;
             }
+            const std::size_t first = ((static_cast<std::size_t>(n) * H + y0) * W + x0) * C;
+            for (int c = 0; c < C; ++c) {
+                yo[c] = x[first + c];
+                ao[c] = static_cast<std::int32_t>(first + c);
+            }
+            for (int iy = y0; iy < y1; ++iy)
+                for (int ix = iy == y0 ? x0 + 1 : x0; ix < x1; ++ix) {
+                    const std::size_t i = ((static_cast<std::size_t>(n) * H + iy) * W + ix) * C;
+                    const float* xi = x + i;
+                    const auto base = static_cast<std::int32_t>(i);
+                    for (int c = 0; c < C; ++c) {
+                        const bool greater = xi[c] > yo[c];
+                        yo[c] = greater ? xi[c] : yo[c];
+                        ao[c] = greater ? base + c : ao[c];
+                    }
+                }
+        }
     }
 }
 
