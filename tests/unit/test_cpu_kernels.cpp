@@ -690,6 +690,60 @@ TEST_CASE("cpu forward kernels give an image the same bits in any batch (what mo
     }
 }
 
+TEST_CASE("cpu Winograd on a few tiles over the threads (U made from the filter) gives the stored-U bits") {
+    // One 7x7 image (F(4x4): 4 tiles) or 5x5 image (F(2x2): 9 tiles) on 2 or 3 threads runs
+    // winograd_gemms_from_filter, which transforms the filter block by block instead of reading the
+    // stored U; on 1 thread, and for 8 images (32 tiles), the stored U is read. Each image must get
+    // the same bits either way, with the filter prepared in advance (inference_pool) or not, and
+    // with the folded epilogue. 96 input channels: three filter chunks of 32; 40: one and 8.
+    const omp_threads_guard guard;
+    std::uint64_t stream = 1700;
+    for (const conv_case c : {conv_case{8, 7, 7, 96, 64, 3, 3, 1, 1}, conv_case{8, 5, 5, 16, 32, 3, 3, 1, 1},
+                              conv_case{8, 7, 7, 40, 96, 3, 3, 1, 1}}) {
+        INFO(describe(c));
+        const ref_conv ref(c);
+        const auto g = geometry(c);
+        const fvec x = uniform_vec(ref.x_size(), stream++), w = uniform_vec(ref.w_size(), stream++);
+        const fvec scale = uniform_vec(static_cast<std::size_t>(c.cout), stream++),
+                   shift = uniform_vec(static_cast<std::size_t>(c.cout), stream++);
+        const std::size_t xi = ref.x_size() / 8, yi = ref.y_size() / 8;
+        for (const bool folded : {false, true}) {
+            th::conv_epilogue epi{};
+            if (folded) epi.scale = scale.data(), epi.shift = shift.data(), epi.relu = true;
+            omp_set_num_threads(1);
+            th::workspace ws;
+            fvec stored(ref.y_size(), nan_f);
+            th::conv2d_forward(g, x.data(), w.data(), stored.data(), ws, epi, tb::conv_algo::winograd);
+            if (!folded) {  // against the float64 reference too: the stored path itself is right
+                const dvec want = ref.forward(to_d(x), to_d(w));
+                double worst = 0;
+                for (std::size_t i = 0; i < want.size(); ++i) worst = std::max(worst, std::abs(stored[i] - want[i]));
+                CHECK(worst < 1e-3);
+            }
+            for (const int threads : {2, 3})
+                for (const int chunk : {1, 2})
+                    for (const bool prepare : {false, true}) {
+                        CAPTURE(folded);
+                        CAPTURE(threads);
+                        CAPTURE(chunk);
+                        CAPTURE(prepare);
+                        omp_set_num_threads(threads);
+                        th::prepared_filter pf;
+                        fvec parts(ref.y_size(), nan_f);
+                        for (int b = 0; b < 8; b += chunk) {
+                            auto gb = g;
+                            gb.in.n = chunk;
+                            const float* u =
+                                prepare ? th::prepare_filter(gb, w.data(), tb::conv_algo::winograd, 1, pf) : nullptr;
+                            th::conv2d_forward(gb, x.data() + b * xi, w.data(), parts.data() + b * yi, ws, epi,
+                                               tb::conv_algo::winograd, u);
+                        }
+                        CHECK(tricks_test::same_bits(parts, stored));
+                    }
+        }
+    }
+}
+
 TEST_CASE("cpu conv2d backward: the reference adjoints satisfy <conv(x), dy> == <x, conv^T dy> == <w, dW>") {
     // Guards the reference itself: the gather-form adjoint must be the transpose of the forward.
     std::uint64_t stream = 250;

@@ -289,6 +289,86 @@ inline void winograd_gemm(const float* v, int rows, int K, const float* u, int c
     gemm_rows<winograd_tiles<M>>(v, rows, K, u, cout, m);
 }
 
+/// Tiles at most for winograd_gemms_from_filter (one register block); its input channels per filter
+/// chunk, and output channels per work item at most.
+inline constexpr int winograd_fused_rows = 12;
+inline constexpr int winograd_fused_kc = 16;
+inline constexpr int winograd_fused_width = 256;
+/// Floats of scratch per thread winograd_gemms_from_filter<M> needs: one chunk of U for an item's
+/// outputs (positions padded by a cache line, so that their rows do not share L1 sets).
+template <int M>
+constexpr std::size_t winograd_fused_floats() noexcept {
+    return std::size_t{winograd_tiles<M>::positions} * (winograd_fused_kc * winograd_fused_width + 16);
+}
+
+/// C (R rows x 32) = (first ? 0 : C) + A * B over kn steps: A's rows lda apart, B's ldb.
+template <int R>
+inline void winograd_fused_block(const float* a, std::size_t lda, const float* b, std::size_t ldb, int kn, float* c,
+                                 std::size_t ldc, bool first) {
+    using vec = vecf<16>;
+    vec acc[R][2];
+    for (int r = 0; r < R; ++r)
+        for (int n = 0; n < 2; ++n) acc[r][n] = first ? vec{} : loadv<16>(c + r * ldc + 16 * n);
+    for (int k = 0; k < kn; ++k) {
+        const vec b0 = loadv<16>(b + k * ldb), b1 = loadv<16>(b + k * ldb + 16);
+        for (int r = 0; r < R; ++r) {
+            const float av = a[r * lda + k];
+            acc[r][0] = fmadd<16>(b0, splat<16>(av), acc[r][0]);
+            acc[r][1] = fmadd<16>(b1, splat<16>(av), acc[r][1]);
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int n = 0; n < 2; ++n) storev<16>(c + r * ldc + 16 * n, acc[r][n]);
+}
+
+/// M[t][pos] = V[t][pos] * U[pos] for every position and `rows` <= winograd_fused_rows tiles, with U
+/// made from the 3x3 filter w (HWIO) right before its sums use it: the work items are ranges of
+/// output channels (whole blocks of 32, cout a multiple of 32, at most winograd_fused_width, as
+/// many as it takes to give every thread one), and per item U is made winograd_fused_kc input
+/// channels at a time. For one 7x7 image (4 tiles) the stored U, 4x the filter at F(4x4) (36 MiB
+/// for a 512->512 layer), would be read from memory for 4 multiply-adds per value; here the filter
+/// is read instead. The same bits as winograd_gemm over winograd_filter_transform's U: the
+/// transform is the same separable_2d on the same 16-pair vectors (pairs ci * cout + co, co from a
+/// multiple of 16), and each output's sum runs over ci in order, one fused multiply-add per term
+/// from 0, as gemm_block's (a chunk stores its partial and the next continues it).
+/// scratch(thread): winograd_fused_floats<M>() floats.
+template <int M, class Scratch>
+inline void winograd_gemms_from_filter(const float* v, int rows, int C, const float* w, int CO, float* m,
+                                       Scratch&& scratch) {
+    using tiles = winograd_tiles<M>;
+    using vec = vecf<16>;
+    constexpr int P = tiles::positions, A = M + 2, KC = winograd_fused_kc;
+    const std::size_t lda = tiles::stride(C), ldc = tiles::stride(CO), cc = static_cast<std::size_t>(C) * CO;
+    const int blocks = CO / 32, threads = max_threads();
+    const int per_item = std::min(winograd_fused_width / 32, (blocks + threads - 1) / threads);
+    const int items = (blocks + per_item - 1) / per_item;
+#pragma omp parallel for schedule(static)
+    for (int it = 0; it < items; ++it) {
+        const int o0 = it * per_item * 32, width = std::min(per_item * 32, CO - o0);
+        const std::size_t ldu = static_cast<std::size_t>(width), pitch = KC * ldu + 16;
+        float* ul = scratch(omp_get_thread_num());  // ul[pos * pitch + k * width + o] = U[pos][c0 + k][o0 + o]
+        for (int c0 = 0; c0 < C; c0 += KC) {
+            const int kn = std::min(KC, C - c0);
+            for (int k = 0; k < kn; ++k)
+                for (int h = 0; h < width; h += 16) {
+                    const float* src = w + static_cast<std::size_t>(c0 + k) * CO + o0 + h;
+                    float* dst = ul + k * ldu + h;
+                    separable_2d<3, A, vec>(
+                        [&](int i, int j) { return loadv<16>(src + static_cast<std::size_t>(i * 3 + j) * cc); },
+                        [](const auto& in, auto& out) { winograd_1d<M>::filter(in, out); },
+                        [&](int i, int j, vec x) { storev<16>(dst + static_cast<std::size_t>(i * A + j) * pitch, x); });
+                }
+            for (int pos = 0; pos < P; ++pos)
+                for (int o = 0; o < width; o += 32)
+                    in_blocks<winograd_fused_rows>(rows, [&](auto r, int r0) {
+                        winograd_fused_block<decltype(r)::value>(
+                            v + r0 * lda + static_cast<std::size_t>(pos) * C + c0, lda, ul + pos * pitch + o, ldu, kn,
+                            m + r0 * ldc + static_cast<std::size_t>(pos) * CO + o0 + o, ldc, c0 == 0);
+                    });
+        }
+    }
+}
+
 /// dU (CIB x CB; rows cout apart) += V^T dM over `tiles` rows (V's rows lda apart, dM's ldd apart).
 template <int CIB, int CB>
 inline void winograd_filter_block(const float* v, std::size_t lda, const float* dm, std::size_t ldd, int cout,
@@ -349,7 +429,11 @@ inline void winograd_conv_forward(const conv_geometry& g, const float* x, const 
     const std::size_t in_img = static_cast<std::size_t>(g.in.h) * g.in.w * C;
     const std::size_t out_img = static_cast<std::size_t>(g.out_h()) * g.out_w() * CO;
     const std::size_t T = static_cast<std::size_t>(max_threads());
-    if (!u) {
+    // A few tiles over several threads (one 7x7 image): the GEMMs make U from the filter as they go
+    // instead of reading a stored one (winograd_gemms_from_filter: the same bits).
+    const bool from_filter =
+        imgs > 1 && items < static_cast<int>(T) && CO % 32 == 0 && std::min(imgs, g.in.n) * per <= winograd_fused_rows;
+    if (!u && !from_filter) {
         float* uw = ws.get(slot0, tiles::positions * static_cast<std::size_t>(C) * CO);
         winograd_filter_transform<M>(w, C, CO, uw);
         u = uw;
@@ -392,15 +476,22 @@ inline void winograd_conv_forward(const conv_geometry& g, const float* x, const 
         float* xp = ws.get(slot0 + 1, 0);
         float* v = ws.get(slot0 + 1 + T, 0);
         float* m = ws.get(slot0 + 1 + 2 * T, 0);
+        if (from_filter)
+            for (std::size_t t = 0; t < T; ++t) ws.get(slot0 + 1 + 3 * T + t, winograd_fused_floats<M>());
         for (int it = 0; it < items; ++it) {
             const int i0 = it * imgs, ni = std::min(imgs, g.in.n - i0);
             for (int k = 0; k < ni; ++k) {
                 pad_image(g, x + (i0 + k) * in_img, xp, ph, pw);
                 input_transform<M>(xp, pw, tl.tw, C, 0, per, v + static_cast<std::size_t>(k) * per * tiles::stride(C));
             }
+            if (from_filter)
+                winograd_gemms_from_filter<M>(v, ni * per, C, w, CO, m, [&](int th) {
+                    return ws.get(slot0 + 1 + 3 * T + static_cast<std::size_t>(th), 0);
+                });
+            else
 #pragma omp parallel for schedule(static)
-            for (std::size_t pos = 0; pos < tiles::positions; ++pos)
-                winograd_gemm<M>(v + pos * C, ni * per, C, u + pos * C * CO, CO, m + pos * CO);
+                for (std::size_t pos = 0; pos < tiles::positions; ++pos)
+                    winograd_gemm<M>(v + pos * C, ni * per, C, u + pos * C * CO, CO, m + pos * CO);
             for (int k = 0; k < ni; ++k)
                 output(m + static_cast<std::size_t>(k) * per * tiles::stride(CO), 0, per, i0 + k);
         }
