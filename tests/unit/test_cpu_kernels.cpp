@@ -695,11 +695,37 @@ TEST_CASE("cpu Winograd on a few tiles over the threads (U made from the filter)
     // winograd_gemms_from_filter, which transforms the filter block by block instead of reading the
     // stored U; on 1 thread, and for 8 images (32 tiles), the stored U is read. Each image must get
     // the same bits either way, with the filter prepared in advance (inference_pool) or not, and
-    // with the folded epilogue. 96 input channels: three filter chunks of 32; 40: one and 8.
+    // with the folded epilogue. 96 input channels: six filter chunks of 16; 40: 16, 16 and 8; 576
+    // output channels on 2 threads: items of at most 256 (256, 256, 64). Batch 3 of 7x7: 12 tiles, a
+    // whole register block.
     const omp_threads_guard guard;
     std::uint64_t stream = 1700;
+    {  // the kernel itself, on 1 to 3 threads, against the per-position GEMMs over the stored U
+        namespace td = th::detail;
+        using tiles = td::winograd_tiles<4>;
+        const int C = 40, CO = 96;
+        const fvec w = uniform_vec(std::size_t{9} * C * CO, stream++);
+        fvec u(tiles::positions * std::size_t{C} * CO);
+        td::winograd_filter_transform<4>(w.data(), C, CO, u.data());
+        for (const int rows : {1, 5, 12}) {
+            const fvec v = uniform_vec(rows * tiles::stride(C), stream++);
+            fvec want(rows * tiles::stride(CO), 0.f);
+            for (std::size_t pos = 0; pos < tiles::positions; ++pos)
+                td::winograd_gemm<4>(v.data() + pos * C, rows, C, u.data() + pos * C * CO, CO, want.data() + pos * CO);
+            for (const int threads : {1, 2, 3}) {
+                CAPTURE(rows);
+                CAPTURE(threads);
+                omp_set_num_threads(threads);
+                std::vector<fvec> scratch(3, fvec(td::winograd_fused_floats<4>()));
+                fvec got(want.size(), 0.f);
+                td::winograd_gemms_from_filter<4>(v.data(), rows, C, w.data(), CO, got.data(),
+                                                  [&](int t) { return scratch[static_cast<std::size_t>(t)].data(); });
+                CHECK(tricks_test::same_bits(got, want));
+            }
+        }
+    }
     for (const conv_case c : {conv_case{8, 7, 7, 96, 64, 3, 3, 1, 1}, conv_case{8, 5, 5, 16, 32, 3, 3, 1, 1},
-                              conv_case{8, 7, 7, 40, 96, 3, 3, 1, 1}}) {
+                              conv_case{8, 7, 7, 40, 96, 3, 3, 1, 1}, conv_case{8, 7, 7, 16, 576, 3, 3, 1, 1}}) {
         INFO(describe(c));
         const ref_conv ref(c);
         const auto g = geometry(c);
@@ -721,7 +747,7 @@ TEST_CASE("cpu Winograd on a few tiles over the threads (U made from the filter)
                 CHECK(worst < 1e-3);
             }
             for (const int threads : {2, 3})
-                for (const int chunk : {1, 2})
+                for (const int chunk : {1, 2, 3})
                     for (const bool prepare : {false, true}) {
                         CAPTURE(folded);
                         CAPTURE(threads);
@@ -732,7 +758,7 @@ TEST_CASE("cpu Winograd on a few tiles over the threads (U made from the filter)
                         fvec parts(ref.y_size(), nan_f);
                         for (int b = 0; b < 8; b += chunk) {
                             auto gb = g;
-                            gb.in.n = chunk;
+                            gb.in.n = std::min(chunk, 8 - b);
                             const float* u =
                                 prepare ? th::prepare_filter(gb, w.data(), tb::conv_algo::winograd, 1, pf) : nullptr;
                             th::conv2d_forward(gb, x.data() + b * xi, w.data(), parts.data() + b * yi, ws, epi,
@@ -1198,7 +1224,7 @@ TEST_CASE("cpu max_pool forward/backward match a naive reference") {
         {1, 5, 5, 2, 2, 2, 1, true, true},
         {2, 4, 7, 3, 3, 3, 1, true, true},
         // one image large enough to spread its rows over the threads, 37 channels (a vector and a
-        // remainder), and again with values from three levels: equal maxima, where the first wins
+        // remainder), and again with values from six levels: equal maxima, where the first wins
         {1, 40, 38, 37, 3, 2, 1, false, true},
         {1, 40, 38, 37, 3, 2, 1, false, false}};
     std::uint64_t stream = 800;
@@ -1207,7 +1233,7 @@ TEST_CASE("cpu max_pool forward/backward match a naive reference") {
         const ref_pool ref(c);
         const auto g = geometry(c);
         CHECK(g.out() == shape4{c.n, ref.oh, ref.ow, c.c});
-        fvec x = distinct_vec(ref.x_size(), stream++, -1000.f);  // all values negative
+        fvec x = distinct_vec(ref.x_size(), stream++, -1000.f);  // all negative in the small cases
         if (c.c == 37 && !c.count_include_pad)
             for (auto& v : x) v = -1000.f + std::floor(std::fmod(-v, 3.f));  // ties in most windows
         const dvec xd = to_d(x);
@@ -1641,7 +1667,7 @@ TEST_CASE("cpu conv2d and batch_norm results are bit-identical on 1, 2 and 3 thr
                                               // backward-data); the packed GEMM over 2 row tiles x 2 column
                                               // chunks, and with 3 K chunks; one row tile whose columns
                                               // are cut narrower than gemm_nc so every thread has an item
-                                              // (1x1: 256 and 232 columns, a remainder < 8; stride 2: 96)
+                                              // (1x1: 256 and 232 columns; stride 2: 96)
                                               {1, 26, 23, 16, 16, 3, 3, 1, 1},
                                               {1, 14, 14, 128, 256, 1, 1, 1, 0},
                                               {1, 10, 10, 100, 232, 1, 1, 1, 0},

@@ -414,7 +414,9 @@ inline constexpr int winograd_filter_tiles = 64;
 /// y = epi(conv(x, w)) for a winograd_suits geometry with F(M x M, 3x3). Work items: a block of tiles
 /// of one image, or (small images) a group of whole images; each image is zero-padded into a per-thread
 /// buffer first. Workspace slots from `slot0`: the transformed filter, then per thread a padded image,
-/// a V block and an M block, then (fewer images than threads) the padded images. `u`: the filter already transformed (winograd_prepare_filter), or null.
+/// a V block and an M block, then (fewer images than threads) the padded images, or (U made from the
+/// filter) per thread winograd_gemms_from_filter's scratch. `u`: the filter already transformed
+/// (winograd_prepare_filter), or null.
 template <int M>
 inline void winograd_conv_forward(const conv_geometry& g, const float* x, const float* w, float* y, workspace& ws,
                                   const conv_epilogue& epi, std::size_t slot0, const float* u = nullptr) {
