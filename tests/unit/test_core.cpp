@@ -8,6 +8,7 @@
 #include <tricks/core/rng.hpp>
 #include <tricks/core/shape.hpp>
 #include <tricks/core/tensor.hpp>
+#include <tricks/nn/arena.hpp>
 #include <vector>
 
 using tricks::philox;
@@ -105,6 +106,57 @@ TEST_CASE("tensor: resize within capacity keeps the allocation; copies are deep"
     CHECK(t[0] == 2.f);
     CHECK(t.index(1, 2, 3, 4) == 119);
     CHECK_THROWS_AS(t.resize({-1, 1, 1, 1}), tricks::shape_error);
+}
+
+TEST_CASE("tensor: a moved-from tensor is empty and allocates again on resize") {
+    tricks::tensor<float> a({2, 2, 2, 2}, 1.f);
+    tricks::tensor<float> b = std::move(a);
+    CHECK(b.size() == 16);
+    CHECK(a.empty());  // NOLINT(bugprone-use-after-move): the state after a move is the contract
+    CHECK(a.capacity() == 0);
+    a.resize({1, 1, 1, 4});  // would write through a null buffer if the capacity had moved with it
+    a.fill(3.f);
+    CHECK(a[3] == 3.f);
+    tricks::tensor<float> c;
+    c = std::move(b);
+    CHECK(b.capacity() == 0);  // NOLINT(bugprone-use-after-move)
+    CHECK(c[15] == 1.f);
+}
+
+TEST_CASE("activation_arena: lends the smallest free buffer that fits, else grows the largest") {
+    tricks::nn::activation_arena arena;
+    tricks::tensor<float> a({1, 1, 1, 100}), b({1, 1, 1, 40}), c({1, 1, 1, 70});
+    const float *pa = a.data(), *pb = b.data(), *pc = c.data();
+    arena.give(a);
+    arena.give(b);
+    arena.give(c);
+    CHECK(a.empty());
+    CHECK(a.capacity() == 0);
+    CHECK(arena.buffers() == 3);
+    CHECK(arena.floats() == 210);
+    tricks::tensor<float> t;
+    arena.take(t, {1, 1, 1, 50});  // 70 is the smallest that fits (not 100)
+    CHECK(t.data() == pc);
+    CHECK(t.size() == 50);
+    CHECK(arena.buffers() == 2);
+    tricks::tensor<float> u({1, 1, 1, 10});  // has a buffer too small: swapped into the arena
+    const float* pu = u.data();
+    arena.take(u, {1, 1, 1, 90});
+    CHECK(u.data() == pa);
+    CHECK(arena.buffers() == 2);  // 40 and u's old 10
+    CHECK(arena.floats() == 50);
+    tricks::tensor<float> v;
+    arena.take(v, {1, 1, 1, 60});  // none fits: the largest (40) is taken and grown
+    CHECK(v.capacity() >= 60);
+    CHECK(v.data() != pb);
+    CHECK(arena.buffers() == 1);
+    tricks::tensor<float> w({1, 1, 1, 8});
+    arena.take(w, {1, 1, 1, 8});  // its own buffer fits: the arena is not touched
+    CHECK(arena.buffers() == 1);
+    arena.take(w, {1, 1, 1, 9});  // the last free buffer (u's old 10) fits
+    CHECK(w.data() == pu);
+    arena.clear();
+    CHECK(arena.buffers() == 0);
 }
 
 TEST_CASE("window_out: floor and ceil modes") {

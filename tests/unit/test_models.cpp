@@ -962,3 +962,94 @@ TEST_CASE("models: in evaluation a residual block's add and ReLU run in its last
     CHECK(std::none_of(bn_out.span().begin(), bn_out.span().end(), [](float v) { return std::isnan(v); }));
     CHECK(same_bits(folded, layered));
 }
+
+/// `to` gets `from`'s parameter values and buffers (the running statistics).
+template <class Net>
+void copy_state(Net& from, Net& to) {
+    std::vector<tensor<float>*> src, dst;
+    from.for_each_parameter([&](nn::parameter& p) { src.push_back(&p.value); });
+    from.for_each_buffer([&](tensor<float>& t) { src.push_back(&t); });
+    to.for_each_parameter([&](nn::parameter& p) { dst.push_back(&p.value); });
+    to.for_each_buffer([&](tensor<float>& t) { dst.push_back(&t); });
+    REQUIRE(src.size() == dst.size());
+    for (std::size_t i = 0; i < src.size(); ++i) *dst[i] = *src[i];
+}
+
+/// Evaluation with an arena against evaluation without one, on a fresh copy of `net` each time (a
+/// model whose layers own no buffers yet, as the inference pool's copies): same bits, and the arena
+/// holds at most `most_buffers` buffers (the activations alive at one time), fewer floats than the
+/// layers own when every one keeps its output (`owned`, summed below from the model run without).
+template <class Net>
+void check_lent_forward(Net& net, std::size_t most_buffers) {
+    const tensor<float> x = random_tensor({3, 28, 28, 1}, 72);
+    (void)net.forward(x, nn::context{});  // moves the running statistics
+    for (const bool fuse : {true, false})
+        for (const auto store : {nn::storage::fp32, nn::storage::fp16}) {
+            CAPTURE(fuse);
+            CAPTURE(static_cast<int>(store));
+            const nn::context eval{.phase = nn::mode::eval, .store = store, .fuse = fuse};
+            const tensor<float> ref = net.forward(x, eval);
+            auto copy = std::make_unique<Net>();
+            copy_state(net, *copy);
+            nn::activation_arena arena;
+            nn::context lend = eval;
+            lend.arena = &arena;
+            CHECK(same_bits(copy->forward(x, lend), ref));
+            // Again, on the arena's buffers. The model's output keeps the buffer it took, so the next
+            // forwards may add or grow a buffer; then they settle (measured: by the third).
+            CHECK(same_bits(copy->forward(x, lend), ref));
+            CHECK(same_bits(copy->forward(x, lend), ref));
+            const std::size_t buffers = arena.buffers(), floats = arena.floats();
+            CHECK(buffers > 0);              // inner outputs went back
+            CHECK(buffers <= most_buffers);  // each no larger than the largest activation
+            for (int k = 0; k < 2; ++k) {
+                CHECK(same_bits(copy->forward(x, lend), ref));
+                CHECK(arena.buffers() == buffers);  // nothing new allocated
+                CHECK(arena.floats() == floats);
+            }
+            CHECK(same_bits(copy->forward(random_tensor({1, 28, 28, 1}, 73), lend),
+                            net.forward(random_tensor({1, 28, 28, 1}, 73), eval)));
+            CHECK(arena.buffers() == buffers);  // a smaller batch fits in the same buffers
+            // No backward after a lent forward; a forward without the arena runs as before.
+            CHECK_THROWS_WITH_AS(copy->backward(ref, nn::context{}, false), doctest::Contains("lent its activations"),
+                                 tricks::error);
+            CHECK(same_bits(copy->forward(x, eval), ref));
+        }
+}
+
+TEST_CASE("models: an evaluation forward lending its activations through an arena gives the same bits") {
+    // Bottleneck ResNet-50-D (projection shortcuts with average pools, deep stem), basic-block
+    // ResNet-18 and the main job's net; folded and layer by layer, FP32 and FP16 storage.
+    {
+        auto net = std::make_unique<r50d_small>();
+        net->init(71);
+        check_lent_forward(*net, 8);
+    }
+    {
+        auto net = std::make_unique<r18_small>();
+        net->init(74);
+        check_lent_forward(*net, 8);
+    }
+    {
+        auto net = std::make_unique<m::cifar_resnet<20, in_channels<1>, classes<10>, tw::deep_stem, tw::avg_down>>();
+        net->init(75);
+        check_lent_forward(*net, 8);
+    }
+}
+
+TEST_CASE("models: after a lent evaluation forward, training forward and backward are unchanged") {
+    auto a = std::make_unique<cifar20d>(), b = std::make_unique<cifar20d>();
+    a->init(81);
+    b->init(81);
+    const tensor<float> x = random_tensor({4, 28, 28, 1}, 82), dy = random_tensor({4, 1, 1, 10}, 83);
+    nn::activation_arena arena;
+    (void)b->forward(x, nn::context{.phase = nn::mode::eval, .arena = &arena});
+    const tensor<float> ya = a->forward(x, nn::context{}), yb = b->forward(x, nn::context{});
+    CHECK(same_bits(ya, yb));
+    const tensor<float> da = a->backward(dy, nn::context{}, true), db = b->backward(dy, nn::context{}, true);
+    CHECK(same_bits(da, db));
+    std::vector<float> ga, gb;
+    a->for_each_parameter([&](nn::parameter& p) { ga.insert(ga.end(), p.grad.data(), p.grad.data() + p.grad.size()); });
+    b->for_each_parameter([&](nn::parameter& p) { gb.insert(gb.end(), p.grad.data(), p.grad.data() + p.grad.size()); });
+    CHECK(ga == gb);
+}

@@ -9,6 +9,7 @@
 #include <memory>
 #include <new>
 #include <span>
+#include <utility>
 
 #include "tricks/core/dtype.hpp"
 #include "tricks/core/error.hpp"
@@ -39,8 +40,17 @@ public:
         }
         return *this;
     }
-    tensor(tensor&&) noexcept = default;
-    tensor& operator=(tensor&&) noexcept = default;
+    /// A moved-from tensor is empty (no buffer, capacity 0), so resizing it allocates again.
+    tensor(tensor&& o) noexcept
+        : buf_(std::move(o.buf_)), capacity_(std::exchange(o.capacity_, 0)), shape_(std::exchange(o.shape_, {})) {}
+    tensor& operator=(tensor&& o) noexcept {
+        if (this != &o) {
+            buf_ = std::move(o.buf_);
+            capacity_ = std::exchange(o.capacity_, 0);
+            shape_ = std::exchange(o.shape_, {});
+        }
+        return *this;
+    }
 
     /// Changes the shape; keeps the allocation when it is large enough (contents are then stale).
     void resize(shape4 s) {
@@ -61,6 +71,8 @@ public:
     [[nodiscard]] shape4 shape() const noexcept { return shape_; }
     [[nodiscard]] std::size_t size() const noexcept { return shape_.size(); }
     [[nodiscard]] bool empty() const noexcept { return size() == 0; }
+    /// Elements the buffer holds (>= size()).
+    [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
     [[nodiscard]] T* data() noexcept { return buf_.get(); }
     [[nodiscard]] const T* data() const noexcept { return buf_.get(); }
     [[nodiscard]] std::span<T> span() noexcept { return {data(), size()}; }

@@ -139,8 +139,8 @@ public:
         tuned_.push_back(pick);
         last_chunk_ = pick.chunk;
         // The copies' buffers grew to the largest candidate: new copies, sized by the pick, are made on
-        // the next call (a copy holds its activations for every image of its largest sub-batch, plus
-        // the weights and transformed filters: docs/design.md, "Measurements").
+        // the next call (a copy's arena holds the activations alive at one time for its largest
+        // sub-batch, and the copy the weights and transformed filters: docs/design.md, "Measurements").
         copies_.clear();
         return y_;  // every candidate wrote the same bits
     }
@@ -173,6 +173,7 @@ private:
         if (chunks == 1 && backend::host::max_threads() > 1) {
             // One sub-batch (a batch smaller than the sub-batch size, batch 1 included): one copy runs it
             // with every thread inside its kernels, whose tiles, and so bits, follow the shapes only.
+            copy_ctx.arena = &copies_[0]->arena;
             const tensor<float>& y = copies_[0]->model->forward(x, copy_ctx);  // the caller's batch as is
             require<shape_error>(y.size() == y_.size(), "tricks::inference_pool: output ", y.shape(), " is not ",
                                  y_.shape());
@@ -185,6 +186,8 @@ private:
             const std::size_t t = static_cast<std::size_t>(omp_get_thread_num());
             omp_set_num_threads(1);  // the kernels' own parallel regions run on this thread alone
             replica& r = *copies_[t];
+            nn::context own = copy_ctx;
+            own.arena = &r.arena;
 #pragma omp for schedule(dynamic, 1)
             for (int c = 0; c < chunks; ++c) {
                 if (failed_[t]) continue;
@@ -193,7 +196,7 @@ private:
                     r.x.resize({n, in.h, in.w, in.c});
                     std::memcpy(r.x.data(), x.data() + static_cast<std::size_t>(b) * image,
                                 static_cast<std::size_t>(n) * image * sizeof(float));
-                    const tensor<float>& y = r.model->forward(r.x, copy_ctx);
+                    const tensor<float>& y = r.model->forward(r.x, own);
                     require<shape_error>(y.size() == static_cast<std::size_t>(n) * out_image,
                                          "tricks::inference_pool: output ", y.shape(), " is not ", n, " x ", od.h,
                                          " x ", od.w, " x ", Model::out_channels);
@@ -212,6 +215,7 @@ private:
     struct replica {
         std::unique_ptr<Model> model = std::make_unique<Model>();
         tensor<float> x;
+        nn::activation_arena arena;  // the copy's activations, lent from layer to layer (nn/arena.hpp)
         std::uint64_t generation = 0;
     };
     void append(const tensor<float>& t) { snapshot_.insert(snapshot_.end(), t.data(), t.data() + t.size()); }

@@ -91,7 +91,7 @@ private:
     const tensor<float>& forward_into(const tensor<float>& x, const context& ctx, tensor<float>& y) {
         check_channels("tricks::batch_norm", x, C);
         x_ = &x;
-        y.resize(x.shape());
+        ctx.output(y, x.shape());
         const backend::batch_norm_geometry g{x.shape().pixels(), C, eps, momentum, ctx.sync_batch_norm};
         if (ctx.phase == mode::train && frozen_stats) {
             mean_ = running_mean;  // the backward's constants: the statistics the forward used

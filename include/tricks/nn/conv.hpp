@@ -41,7 +41,7 @@ struct conv {
         check_channels("tricks::conv", x, Cin);
         x_ = &x;
         const auto g = geometry(x.shape());
-        y_.resize(g.out());
+        ctx.output(y_, g.out());
         const float* w = weights(ctx);
         backend::host::conv2d_forward(g, x.data(), w, y_.data(), backend::host::thread_scratch(), {}, ctx.conv,
                                       prepared(g, w, ctx));
@@ -59,7 +59,7 @@ struct conv {
                        "tricks::conv: a folded batch norm needs evaluation mode, FP32 storage and context::fuse");
         x_ = &x;
         const auto g = geometry(x.shape());
-        out.resize(g.out());
+        ctx.output(out, g.out());
         epi.relu = relu;
         const float* w = weights(ctx);
         backend::host::conv2d_forward(g, x.data(), w, out.data(), backend::host::thread_scratch(), epi, ctx.conv,

@@ -32,7 +32,7 @@ struct linear {
         require<shape_error>(x.shape().h == 1 && x.shape().w == 1 && x.shape().c == In && x.shape().n > 0,
                              "tricks::linear: expected input (n, 1, 1, ", In, "), got ", x.shape());
         x_ = &x;
-        y_.resize({x.shape().n, 1, 1, Out});
+        ctx.output(y_, {x.shape().n, 1, 1, Out});
         const float* w = weight.value.data();
         if (ctx.store != storage::fp32) {
             w_work_ = weight.value;

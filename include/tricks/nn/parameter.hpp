@@ -8,6 +8,7 @@
 #include "tricks/backend/conv_algo.hpp"
 #include "tricks/core/dtype.hpp"
 #include "tricks/core/tensor.hpp"
+#include "tricks/nn/arena.hpp"
 
 namespace tricks::distributed {
 class communicator;
@@ -78,6 +79,11 @@ struct context {
     /// Non-null in data-parallel training: told of every parameter whose gradient a backward pass
     /// has finished.
     gradient_sink* gradients = nullptr;
+    /// Non-null in evaluation mode: the layers' outputs borrow their buffers from this arena and the
+    /// composites give an inner output back once it has been read (nn/arena.hpp). Same values; no
+    /// backward pass may follow such a forward (the composites refuse it). models::inference_pool's
+    /// copies run with one arena each.
+    activation_arena* arena = nullptr;
 
     /// Tells `gradients` (if any) that `p`'s gradient is final for this step.
     void gradient_ready(parameter& p) const {
@@ -88,6 +94,21 @@ struct context {
     /// epilogues (evaluation with FP32 storage and `fuse`); the values are the layer-by-layer ones.
     [[nodiscard]] bool folds_into_convolutions() const noexcept {
         return fuse && phase == mode::eval && store == storage::fp32;
+    }
+
+    /// Whether this forward lends activations through `arena` (set, in evaluation mode).
+    [[nodiscard]] bool lends() const noexcept { return arena != nullptr && phase == mode::eval; }
+    /// Gives a layer's output t the shape s: through `arena` when the forward lends, else t.resize(s).
+    void output(tensor<float>& t, shape4 s) const {
+        if (lends())
+            arena->take(t, s);
+        else
+            t.resize(s);
+    }
+    /// A composite's inner output t has been read for the last time in this forward: back to the
+    /// arena when the forward lends. t is a layer's own (non-const) buffer, never the caller's input.
+    void done_with(const tensor<float>& t) const {
+        if (lends()) arena->give(const_cast<tensor<float>&>(t));
     }
 
     /// Rounds a freshly written activation/gradient tensor to the storage precision: the values a

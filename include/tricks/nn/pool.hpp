@@ -22,10 +22,10 @@ struct max_pool {
         return "maxpool(k" + std::to_string(K) + ",s" + std::to_string(Stride) + ",p" + std::to_string(Pad) + ")";
     }
     void init(rng&, const init_options&) {}
-    const tensor<float>& forward(const tensor<float>& x, const context&) {
+    const tensor<float>& forward(const tensor<float>& x, const context& ctx) {
         check_channels("tricks::max_pool", x, C);
         g_ = {x.shape(), K, Stride, Pad, false, true};
-        y_.resize(g_.out());
+        ctx.output(y_, g_.out());
         argmax_.resize(y_.size());
         backend::host::max_pool_forward(g_, x.data(), y_.data(), argmax_.data());
         return y_;
@@ -65,7 +65,7 @@ struct avg_pool {
     const tensor<float>& forward(const tensor<float>& x, const context& ctx) {
         check_channels("tricks::avg_pool", x, C);
         g_ = {x.shape(), K, Stride, Pad, CeilMode, CountIncludePad};
-        y_.resize(g_.out());
+        ctx.output(y_, g_.out());
         backend::host::avg_pool_forward(g_, x.data(), y_.data());
         ctx.round(y_);
         return y_;
@@ -97,7 +97,7 @@ struct global_avg_pool {
     const tensor<float>& forward(const tensor<float>& x, const context& ctx) {
         check_channels("tricks::global_avg_pool", x, C);
         in_ = x.shape();
-        y_.resize({in_.n, 1, 1, C});
+        ctx.output(y_, {in_.n, 1, 1, C});
         backend::host::global_avg_pool_forward(in_, x.data(), y_.data());
         ctx.round(y_);
         return y_;

@@ -18,9 +18,9 @@ struct relu {
     static constexpr bool fusable_activation = true;
 
     void init(rng&, const init_options&) {}
-    const tensor<float>& forward(const tensor<float>& x, const context&) {
+    const tensor<float>& forward(const tensor<float>& x, const context& ctx) {
         check_channels("tricks::relu", x, C);
-        y_.resize(x.shape());
+        ctx.output(y_, x.shape());
         backend::host::relu_forward(x.size(), x.data(), y_.data());
         return y_;  // rounding is a no-op: max(x, 0) of a representable value is representable
     }

@@ -43,15 +43,22 @@ struct residual {
         if constexpr (Branch::folds_residual()) {
             // Evaluation with FP32 storage: the add and the ReLU run in the branch's last convolution
             // (its epilogue reads the shortcut), the same values as below without the pass over y.
-            if (ctx.folds_into_convolutions()) return branch.forward_residual(x, ctx, shortcut.forward(x, ctx), y_);
+            if (ctx.folds_into_convolutions()) {
+                const tensor<float>& s = shortcut.forward(x, ctx);
+                const tensor<float>& y = branch.forward_residual(x, ctx, s, y_);
+                if (&s != &x) ctx.done_with(s);  // a projection's output (an identity shortcut is x)
+                return y;
+            }
         }
         const tensor<float>& a = branch.forward(x, ctx);
         const tensor<float>& s = shortcut.forward(x, ctx);
         require<shape_error>(a.shape() == s.shape(), "tricks::residual: branch output ", a.shape(),
                              " and shortcut output ", s.shape(), " differ");
-        y_.resize(a.shape());
+        ctx.output(y_, a.shape());
         backend::host::add_relu_forward(y_.size(), a.data(), s.data(), y_.data());
         ctx.round(y_);
+        if (&a != &x) ctx.done_with(a);
+        if (&s != &x) ctx.done_with(s);
         return y_;
     }
     const tensor<float>& backward(const tensor<float>& dy, const context& ctx, bool need_dx) {

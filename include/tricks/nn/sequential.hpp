@@ -94,16 +94,18 @@ struct sequential {
         std::apply([&](auto&... l) { ((void)init_one(l, r.fork(i++), o), ...); }, layers);
     }
     const tensor<float>& forward(const tensor<float>& x, const context& ctx) {
-        fused_ = ctx.fuse;
+        start(x, ctx);
         return forward_from<0>(x, ctx);
     }
     const tensor<float>& backward(const tensor<float>& dy, const context& ctx, bool need_dx) {
+        check_kept();
         return backward_from<size - 1>(dy, ctx, need_dx, 0);
     }
     /// The backward pass of layers [first, size) only: layers before `first` compute no gradients
     /// (fine-tuning's frozen parts). Returns the gradient at layer first's input (first > 0: not
     /// meaningful to a caller, which only wanted the parameter gradients).
     const tensor<float>& backward_from_layer(const tensor<float>& dy, const context& ctx, std::size_t first) {
+        check_kept();
         return backward_from<size - 1>(dy, ctx, false, first);
     }
     /// Whether the sequence ends in a convolution that can fold the batch norm after it (and with
@@ -123,7 +125,7 @@ struct sequential {
                                           tensor<float>& out) {
         static_assert(folds_residual(),
                       "tricks::sequential::forward_residual: the sequence must end in conv, batch_norm");
-        fused_ = ctx.fuse;
+        start(x, ctx);
         const tensor<float>& h = forward_from<0, size - 2>(x, ctx);
         using last_conv = layer_t<size - 2>;
         const dims d = last_conv::out_dims({h.shape().h, h.shape().w});
@@ -132,7 +134,9 @@ struct sequential {
                              s.shape(), " differ");
         auto epi = std::get<size - 1>(layers).eval_affine();  // a backend::host::conv_epilogue
         epi.residual = s.data();
-        return std::get<size - 2>(layers).forward_affine(h, ctx, epi, true, out);
+        const tensor<float>& y = std::get<size - 2>(layers).forward_affine(h, ctx, epi, true, out);
+        if (lent_ && &h != input_) ctx.done_with(h);
+        return y;
     }
 
     static constexpr bool is_composite = true;  // nn::Composite
@@ -201,22 +205,40 @@ private:
                 auto& conv = std::get<I>(layers);
                 auto& bn = std::get<I + 1>(layers);
                 if constexpr (activation_after_fold<I, End>())
-                    return forward_from<I + 3, End>(
-                        conv.forward_affine(x, ctx, bn.eval_affine(), true, std::get<I + 2>(layers).output()), ctx);
+                    return next<I + 3, End>(
+                        x, conv.forward_affine(x, ctx, bn.eval_affine(), true, std::get<I + 2>(layers).output()), ctx);
                 else
-                    return forward_from<I + 2, End>(conv.forward_affine(x, ctx, bn.eval_affine(), false, bn.output()),
-                                                    ctx);
+                    return next<I + 2, End>(x, conv.forward_affine(x, ctx, bn.eval_affine(), false, bn.output()), ctx);
             }
-            return forward_from<I + 1, End>(std::get<I>(layers).forward(x, ctx), ctx);
+            return next<I + 1, End>(x, std::get<I>(layers).forward(x, ctx), ctx);
         } else if constexpr (fusable<I, End>()) {
             if (fused_)
-                return forward_from<I + 2, End>(
-                    std::get<I>(layers).forward_relu(x, ctx, std::get<I + 1>(layers).output()), ctx);
-            return forward_from<I + 1, End>(std::get<I>(layers).forward(x, ctx), ctx);
+                return next<I + 2, End>(x, std::get<I>(layers).forward_relu(x, ctx, std::get<I + 1>(layers).output()),
+                                        ctx);
+            return next<I + 1, End>(x, std::get<I>(layers).forward(x, ctx), ctx);
         } else {
-            return forward_from<I + 1, End>(std::get<I>(layers).forward(x, ctx), ctx);
+            return next<I + 1, End>(x, std::get<I>(layers).forward(x, ctx), ctx);
         }
     }
+    /// Continues at layer Next on y, the output of the layers that read x; when the forward lends
+    /// (context::lends), x goes back to the arena unless it is this sequence's input (the caller's)
+    /// or y itself (an identity passed it on).
+    template <std::size_t Next, std::size_t End>
+    const tensor<float>& next(const tensor<float>& x, const tensor<float>& y, const context& ctx) {
+        if (lent_ && &x != input_ && &x != &y) ctx.done_with(x);
+        return forward_from<Next, End>(y, ctx);
+    }
+    void start(const tensor<float>& x, const context& ctx) {
+        fused_ = ctx.fuse;
+        lent_ = ctx.lends();
+        input_ = &x;
+    }
+    void check_kept() const {
+        require<error>(!lent_,
+                       "tricks::sequential: backward after a forward that lent its activations to context::arena "
+                       "(evaluation only; run the forward without an arena)");
+    }
+
     template <std::size_t I>
     const tensor<float>& backward_from(const tensor<float>& dy, const context& ctx, bool need_dx, std::size_t first) {
         if (I < first) return dy;
@@ -239,7 +261,9 @@ private:
             return backward_from<I - 1>(d, ctx, need_dx, first);
     }
 
-    bool fused_ = true;  // how the last forward ran (its backward runs the same way)
+    bool fused_ = true;                     // how the last forward ran (its backward runs the same way)
+    bool lent_ = false;                     // whether the last forward gave its inner outputs back to context::arena
+    const tensor<float>* input_ = nullptr;  // the last forward's input (the caller's: never given back)
 };
 
 template <class L, int N>
@@ -272,7 +296,11 @@ struct repeat {
     }
     const tensor<float>& forward(const tensor<float>& x, const context& ctx) {
         const tensor<float>* cur = &x;
-        for (auto& l : items) cur = &l.forward(*cur, ctx);
+        for (auto& l : items) {
+            const tensor<float>& y = l.forward(*cur, ctx);
+            if (cur != &x && cur != &y) ctx.done_with(*cur);  // an inner output, read for the last time
+            cur = &y;
+        }
         return *cur;
     }
     const tensor<float>& backward(const tensor<float>& dy, const context& ctx, bool need_dx) {
