@@ -5,7 +5,9 @@
 // right after a weight update (the pool reloaded each time); this one keeps the weights, and runs
 // the ImageNet nets at 224x224 too (bench/compare_224.sh), and with --train their training step
 // (forward, cross-entropy, backward, Nesterov SGD step) on the model itself. It ends with the
-// process's peak resident memory. A benchmark, not a test.
+// process's peak resident memory (inference: the model is dropped once the pool has loaded it, as a
+// serving process would; training also lends the backward pass's gradients, as the trainer does).
+// A benchmark, not a test.
 //   bench_infer [--model main|resnet18|resnet50|resnet50d] [--batch N] [--size N] [--threads N] [--iters N]
 //               [--train]
 #include <omp.h>
@@ -69,7 +71,8 @@ int train(int batch, int side, int iters) {
     t::tensor<float> q({batch, 1, 1, K}), dz({batch, 1, 1, K});
     q.fill(0.f);
     for (int i = 0; i < batch; ++i) q.data()[static_cast<std::size_t>(i) * K + (i * 7) % K] = 1.f;
-    const t::nn::context ctx{.phase = t::nn::mode::train};
+    t::nn::activation_arena arena;  // the input gradients lent from layer to layer, as the trainer does
+    const t::nn::context ctx{.phase = t::nn::mode::train, .arena = &arena};
     t::sgd_optimizer opt(m->parameters(), t::sgd_config{0.9, 1e-4, true, true});
     std::vector<double> s, f, b;
     using clock = std::chrono::steady_clock;
@@ -105,6 +108,7 @@ int run(int batch, int side, int iters) {
     const t::tensor<float> x = random_batch(batch, side, Model::input_channels);
     t::models::inference_pool<Model> pool;
     pool.load(*m);
+    m.reset();  // as a serving process does: the pool holds what it runs (its snapshot and copies)
     const t::nn::context eval{.phase = t::nn::mode::eval};
     using clock = std::chrono::steady_clock;
     for (int i = 0; i < 2; ++i) pool.forward(x, eval);  // warm-up: the sub-batch size is measured on the first batch

@@ -35,7 +35,9 @@ int run(int batch, int iters, bool eval_too, bool fuse, t::backend::conv_algo al
     std::vector<t::nn::parameter*> params;
     m->for_each_parameter([&](t::nn::parameter& p) { params.push_back(&p); });
     t::sgd_optimizer opt(params, t::sgd_config{0.9, 5e-5, true, true});
-    const t::nn::context train{t::nn::mode::train, t::nn::storage::fp32, fuse, algo};
+    t::nn::activation_arena arena;  // the input gradients lent from layer to layer, as the trainer does
+    t::nn::context train{t::nn::mode::train, t::nn::storage::fp32, fuse, algo};
+    train.arena = &arena;
     const t::nn::context eval{t::nn::mode::eval, t::nn::storage::fp32, fuse, algo};
     using clock = std::chrono::steady_clock;
     std::vector<double> fwd, bwd, inf, inf_layers;

@@ -1053,3 +1053,72 @@ TEST_CASE("models: after a lent evaluation forward, training forward and backwar
     b->for_each_parameter([&](nn::parameter& p) { gb.insert(gb.end(), p.grad.data(), p.grad.data() + p.grad.size()); });
     CHECK(ga == gb);
 }
+
+/// Training forward and backward with the input gradients lent through an arena against the same
+/// without one, on two copies of `net`: the same outputs, input gradient and parameter gradients, bit
+/// for bit, over several steps (and from a frozen-stage start); the arena settles on at most
+/// `most_buffers` buffers.
+template <class Net>
+void check_lent_backward(Net& net, std::size_t most_buffers) {
+    const tensor<float> x = random_tensor({3, 28, 28, 1}, 91), dy = random_tensor({3, 1, 1, 10}, 92);
+    auto grads = [](Net& n) {
+        std::vector<float> g;
+        n.for_each_parameter(
+            [&](nn::parameter& p) { g.insert(g.end(), p.grad.data(), p.grad.data() + p.grad.size()); });
+        return g;
+    };
+    for (const bool fuse : {true, false})
+        for (const auto store : {nn::storage::fp32, nn::storage::fp16})
+            for (const std::size_t first : {std::size_t{0}, std::size_t{2}}) {
+                CAPTURE(fuse);
+                CAPTURE(static_cast<int>(store));
+                CAPTURE(first);
+                auto a = std::make_unique<Net>(), b = std::make_unique<Net>();
+                copy_state(net, *a);
+                copy_state(net, *b);
+                nn::activation_arena arena;
+                const nn::context own{.phase = nn::mode::train, .store = store, .fuse = fuse};
+                nn::context lend = own;
+                lend.arena = &arena;
+                std::size_t buffers = 0, floats = 0;
+                for (int step = 0; step < 7; ++step) {
+                    CAPTURE(step);
+                    CHECK(same_bits(a->forward(x, own), b->forward(x, lend)));
+                    if (first == 0) {
+                        const tensor<float> da = a->backward(dy, own, true);
+                        CHECK(same_bits(da, b->backward(dy, lend, true)));
+                    } else {
+                        (void)a->backward_from_layer(dy, own, first);
+                        (void)b->backward_from_layer(dy, lend, first);
+                    }
+                    CHECK(grads(*a) == grads(*b));
+                    if (step == 4) {  // the sizes settle within a few steps (measured: by the fourth)
+                        buffers = arena.buffers();
+                        floats = arena.floats();
+                        CHECK(buffers > 0);
+                        CHECK(buffers <= most_buffers);
+                    } else if (step > 4) {
+                        CHECK(arena.buffers() == buffers);  // settled: nothing new allocated
+                        CHECK(arena.floats() == floats);
+                    }
+                }
+            }
+}
+
+TEST_CASE("models: a backward pass lending its gradients through an arena gives the same gradients") {
+    {
+        auto net = std::make_unique<r50d_small>();
+        net->init(93);
+        check_lent_backward(*net, 8);
+    }
+    {
+        auto net = std::make_unique<r18_small>();
+        net->init(94);
+        check_lent_backward(*net, 8);
+    }
+    {
+        auto net = std::make_unique<cifar20d>();
+        net->init(95);
+        check_lent_backward(*net, 8);
+    }
+}

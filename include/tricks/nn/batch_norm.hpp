@@ -121,7 +121,7 @@ private:
             require<shape_error>(relu_y->shape() == x_->shape(), "tricks::batch_norm: fused ReLU output ",
                                  relu_y->shape(), " differs from the input ", x_->shape());
         const backend::batch_norm_geometry g{x_->shape().pixels(), C, eps, momentum, ctx.sync_batch_norm};
-        dx_.resize(x_->shape());
+        ctx.gradient(dx_, x_->shape());
         backend::host::batch_norm_backward<Relu>(g, x_->data(), dy.data(), gamma.value.data(), mean_.data(),
                                                  inv_std_.data(), dx_.data(), gamma.grad.data(), beta.grad.data(), ws_,
                                                  Relu ? relu_y->data() : nullptr, frozen_stats);

@@ -75,7 +75,7 @@ struct conv {
                                               backend::host::thread_scratch(), ctx.conv);
         ctx.gradient_ready(weight);
         if (need_dx) {
-            dx_.resize(g.in);
+            ctx.gradient(dx_, g.in);
             // the weights forward() used (rounded once there under mixed precision)
             const float* w = ctx.store == storage::fp32 ? weight.value.data() : w_work_.data();
             backend::host::conv2d_backward_data(g, dy.data(), w, dx_.data(), backend::host::thread_scratch(), ctx.conv);

@@ -45,7 +45,7 @@ struct linear {
     }
     const tensor<float>& backward(const tensor<float>& dy, const context& ctx, bool need_dx) {
         const int n = x_->shape().n;
-        dx_.resize(x_->shape());
+        ctx.gradient(dx_, x_->shape());
         const float* w = ctx.store == storage::fp32 ? weight.value.data() : w_work_.data();
         backend::host::linear_backward(n, In, Out, x_->data(), w, dy.data(), need_dx ? dx_.data() : nullptr,
                                        weight.grad.data(), bias.grad.data());

@@ -79,10 +79,11 @@ struct context {
     /// Non-null in data-parallel training: told of every parameter whose gradient a backward pass
     /// has finished.
     gradient_sink* gradients = nullptr;
-    /// Non-null in evaluation mode: the layers' outputs borrow their buffers from this arena and the
-    /// composites give an inner output back once it has been read (nn/arena.hpp). Same values; no
-    /// backward pass may follow such a forward (the composites refuse it). models::inference_pool's
-    /// copies run with one arena each.
+    /// Non-null: in evaluation mode the layers' outputs borrow their buffers from this arena and the
+    /// composites give an inner output back once it has been read (nn/arena.hpp); no backward pass may
+    /// follow such a forward (the composites refuse it). In any mode the backward pass's input
+    /// gradients borrow from it the same way. Same values. models::inference_pool's copies run
+    /// with one arena each, the CPU trainer with one.
     activation_arena* arena = nullptr;
 
     /// Tells `gradients` (if any) that `p`'s gradient is final for this step.
@@ -109,6 +110,21 @@ struct context {
     /// arena when the forward lends. t is a layer's own (non-const) buffer, never the caller's input.
     void done_with(const tensor<float>& t) const {
         if (lends()) arena->give(const_cast<tensor<float>&>(t));
+    }
+    /// The backward pass lends its gradients whenever `arena` is set (training: the forward's
+    /// outputs stay with their layers, which their backward passes read; each input gradient is read
+    /// once, by the layer before).
+    /// Gives a layer's input gradient t the shape s: through `arena` when set, else t.resize(s).
+    void gradient(tensor<float>& t, shape4 s) const {
+        if (arena != nullptr)
+            arena->take(t, s);
+        else
+            t.resize(s);
+    }
+    /// A composite's inner gradient t has been read for the last time in this backward: back to the
+    /// arena when set. t is a layer's own buffer, never the caller's output gradient.
+    void done_with_gradient(const tensor<float>& t) const {
+        if (arena != nullptr) arena->give(const_cast<tensor<float>&>(t));
     }
 
     /// Rounds a freshly written activation/gradient tensor to the storage precision: the values a

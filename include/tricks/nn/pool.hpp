@@ -30,8 +30,8 @@ struct max_pool {
         backend::host::max_pool_forward(g_, x.data(), y_.data(), argmax_.data());
         return y_;
     }
-    const tensor<float>& backward(const tensor<float>& dy, const context&, bool) {
-        dx_.resize(g_.in);
+    const tensor<float>& backward(const tensor<float>& dy, const context& ctx, bool) {
+        ctx.gradient(dx_, g_.in);
         backend::host::max_pool_backward(g_, dy.data(), argmax_.data(), dx_.data());
         return dx_;
     }
@@ -71,7 +71,7 @@ struct avg_pool {
         return y_;
     }
     const tensor<float>& backward(const tensor<float>& dy, const context& ctx, bool) {
-        dx_.resize(g_.in);
+        ctx.gradient(dx_, g_.in);
         backend::host::avg_pool_backward(g_, dy.data(), dx_.data());
         ctx.round(dx_);
         return dx_;
@@ -103,7 +103,7 @@ struct global_avg_pool {
         return y_;
     }
     const tensor<float>& backward(const tensor<float>& dy, const context& ctx, bool) {
-        dx_.resize(in_);
+        ctx.gradient(dx_, in_);
         backend::host::global_avg_pool_backward(in_, dy.data(), dx_.data());
         ctx.round(dx_);
         return dx_;

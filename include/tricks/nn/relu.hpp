@@ -24,8 +24,8 @@ struct relu {
         backend::host::relu_forward(x.size(), x.data(), y_.data());
         return y_;  // rounding is a no-op: max(x, 0) of a representable value is representable
     }
-    const tensor<float>& backward(const tensor<float>& dy, const context&, bool) {
-        dx_.resize(y_.shape());
+    const tensor<float>& backward(const tensor<float>& dy, const context& ctx, bool) {
+        ctx.gradient(dx_, y_.shape());
         backend::host::relu_backward(y_.size(), y_.data(), dy.data(), dx_.data());
         return dx_;
     }

@@ -62,13 +62,16 @@ struct residual {
         return y_;
     }
     const tensor<float>& backward(const tensor<float>& dy, const context& ctx, bool need_dx) {
-        ds_.resize(y_.shape());
+        ctx.gradient(ds_, y_.shape());
         backend::host::relu_backward(y_.size(), y_.data(), dy.data(), ds_.data());
         const tensor<float>& db = branch.backward(ds_, ctx, true);
         const tensor<float>& dsc = shortcut.backward(ds_, ctx, true);
-        dx_.resize(db.shape());
+        ctx.gradient(dx_, db.shape());
         backend::host::add(dx_.size(), db.data(), dsc.data(), dx_.data());
         ctx.round(dx_);
+        if (&db != &ds_) ctx.done_with_gradient(db);
+        if (&dsc != &ds_) ctx.done_with_gradient(dsc);  // an identity shortcut passed ds_ on
+        ctx.done_with_gradient(ds_);
         (void)need_dx;
         return dx_;
     }

@@ -99,6 +99,7 @@ struct sequential {
     }
     const tensor<float>& backward(const tensor<float>& dy, const context& ctx, bool need_dx) {
         check_kept();
+        grad_input_ = &dy;
         return backward_from<size - 1>(dy, ctx, need_dx, 0);
     }
     /// The backward pass of layers [first, size) only: layers before `first` compute no gradients
@@ -106,6 +107,7 @@ struct sequential {
     /// meaningful to a caller, which only wanted the parameter gradients).
     const tensor<float>& backward_from_layer(const tensor<float>& dy, const context& ctx, std::size_t first) {
         check_kept();
+        grad_input_ = &dy;
         return backward_from<size - 1>(dy, ctx, false, first);
     }
     /// Whether the sequence ends in a convolution that can fold the batch norm after it (and with
@@ -233,6 +235,11 @@ private:
         lent_ = ctx.lends();
         input_ = &x;
     }
+    /// The backward pass has read dy for the last time (d is what the layers made of it): back to
+    /// the arena (context::gradient) unless it is the caller's gradient or d itself.
+    void read(const tensor<float>& dy, const tensor<float>& d, const context& ctx) const {
+        if (&dy != grad_input_ && &dy != &d) ctx.done_with_gradient(dy);
+    }
     void check_kept() const {
         require<error>(!lent_,
                        "tricks::sequential: backward after a forward that lent its activations to context::arena "
@@ -247,6 +254,7 @@ private:
                 if (fused_) {  // layers I - 1 and I ran as one: one backward for both
                     const tensor<float>& d =
                         std::get<I - 1>(layers).backward_relu(dy, std::get<I>(layers).output(), ctx);
+                    read(dy, d, ctx);
                     if constexpr (I == 1)
                         return d;
                     else
@@ -255,6 +263,7 @@ private:
             }
         }
         const tensor<float>& d = std::get<I>(layers).backward(dy, ctx, I == 0 ? need_dx : I > first);
+        read(dy, d, ctx);
         if constexpr (I == 0)
             return d;
         else
@@ -264,6 +273,7 @@ private:
     bool fused_ = true;                     // how the last forward ran (its backward runs the same way)
     bool lent_ = false;                     // whether the last forward gave its inner outputs back to context::arena
     const tensor<float>* input_ = nullptr;  // the last forward's input (the caller's: never given back)
+    const tensor<float>* grad_input_ = nullptr;  // the last backward's dy (the caller's: never given back)
 };
 
 template <class L, int N>
@@ -305,7 +315,11 @@ struct repeat {
     }
     const tensor<float>& backward(const tensor<float>& dy, const context& ctx, bool need_dx) {
         const tensor<float>* cur = &dy;
-        for (int i = N - 1; i >= 0; --i) cur = &items[i].backward(*cur, ctx, i == 0 ? need_dx : true);
+        for (int i = N - 1; i >= 0; --i) {
+            const tensor<float>& d = items[i].backward(*cur, ctx, i == 0 ? need_dx : true);
+            if (cur != &dy && cur != &d) ctx.done_with_gradient(*cur);  // an inner gradient, read once
+            cur = &d;
+        }
         return *cur;
     }
     static constexpr bool is_composite = true;  // nn::Composite

@@ -862,7 +862,8 @@ private:
                               .store = base::storage(),
                               .conv = this->opt_.conv_algorithm,
                               .sync_batch_norm = sync_batch_norm() ? this->opt_.communicator.get() : nullptr,
-                              .gradients = this->world_size() > 1 ? &buckets_ : nullptr};
+                              .gradients = this->world_size() > 1 ? &buckets_ : nullptr,
+                              .arena = &arena_};
         const int n = x.shape().n, K = Model::classes;
         ctx.round(x);  // the input as the storage precision holds it
         const tensor<float>& z = this->model_->forward(x, ctx);
@@ -917,6 +918,9 @@ private:
 
     sgd_optimizer opt_state_;
     tensor<float> dz_, pz_, pr_;
+    /// The backward pass's input gradients, lent from layer to layer (nn/arena.hpp): the model holds
+    /// a few gradient buffers at a time instead of one per layer.
+    nn::activation_arena arena_;
     /// Data parallelism: every rank's gradients (each the mean over its batch / ranks images)
     /// become their mean over the ranks, the gradient of the global batch's mean loss; the batch
     /// norms' running statistics become their mean too, so every rank holds the same model after
