@@ -108,7 +108,7 @@ int run(int batch, int side, int iters) {
     const t::tensor<float> x = random_batch(batch, side, Model::input_channels);
     t::models::inference_pool<Model> pool;
     pool.load(*m);
-    m.reset();  // as a serving process does: the pool holds what it runs (its snapshot and copies)
+    m.reset();  // as a serving process does: the pool holds what it runs (its copies of the model)
     const t::nn::context eval{.phase = t::nn::mode::eval};
     using clock = std::chrono::steady_clock;
     for (int i = 0; i < 2; ++i) pool.forward(x, eval);  // warm-up: the sub-batch size is measured on the first batch
@@ -125,6 +125,14 @@ int run(int batch, int side, int iters) {
     std::printf("infer_images_per_s %.1f\n", batch / med);
     std::printf("gmacs_per_image %.3f\n", static_cast<double>(t::macs<Model>(side, side)) / 1e9);
     std::printf("peak_rss_mb %.0f\n", peak_rss_mb());
+    // What the pool holds besides activations: one copy of the weights per copy of the model, and one
+    // set of prepared filters (Winograd's transformed 3x3 filters, the wide layers' GEMM panels).
+    const auto prepared = pool.prepared_floats();
+    std::size_t prepared_total = 0;
+    for (const std::size_t n : prepared) prepared_total += n;
+    std::printf("model_copies %zu\n", prepared.size());
+    std::printf("weights_mb_per_copy %.1f\n", static_cast<double>(t::parameter_count_v<Model>) * 4 / 1e6);
+    std::printf("prepared_filters_mb %.1f\n", static_cast<double>(prepared_total) * 4 / 1e6);
     return 0;
 }
 

@@ -770,6 +770,66 @@ TEST_CASE("cpu Winograd on a few tiles over the threads (U made from the filter)
     }
 }
 
+TEST_CASE("cpu packed GEMM: the filter prepared as panels gives the bits of the filter read in place") {
+    // prepare_filter packs the filter of a gemm_packed layer (a wide 1x1, a strided or wide one that
+    // neither Winograd nor the direct kernel takes) once into the panels the kernel reads. Columns:
+    // 300 = a 256-column chunk (8 blocks of 32), then 32 + 8 + 4 left over (the 4 by the scalar loop);
+    // 136 = 4 x 32 + 8; input 300 x 1x1 and 160 x 9: several K chunks of 256. One 3x3 image on 2-3
+    // threads cuts the columns into chunks of 32-multiples (packed_columns). With the folded epilogue
+    // and a residual. Also: the float64 reference, and a new version after the weights change.
+    const omp_threads_guard guard;
+    std::uint64_t stream = 3100;
+    for (const conv_case c : {conv_case{3, 6, 5, 200, 300, 1, 1, 1, 0}, conv_case{2, 5, 5, 300, 136, 1, 1, 1, 0},
+                              conv_case{1, 3, 3, 300, 300, 1, 1, 1, 0}, conv_case{2, 9, 7, 160, 136, 3, 3, 2, 1},
+                              conv_case{2, 8, 8, 96, 264, 1, 1, 2, 0}, conv_case{1, 6, 6, 144, 40, 3, 3, 2, 1}}) {
+        INFO(describe(c));
+        const ref_conv ref(c);
+        const auto g = geometry(c);
+        REQUIRE(th::detail::forward_packs_filter(g, tb::conv_algo::winograd));
+        fvec w = uniform_vec(ref.w_size(), stream++);
+        const fvec x = uniform_vec(ref.x_size(), stream++), res = uniform_vec(ref.y_size(), stream++);
+        const fvec scale = uniform_vec(static_cast<std::size_t>(c.cout), stream++),
+                   shift = uniform_vec(static_cast<std::size_t>(c.cout), stream++);
+        th::prepared_filter pf;
+        for (const std::uint64_t version : {1, 2}) {
+            if (version == 2) w = uniform_vec(ref.w_size(), stream++);  // new weights, new promise
+            const float* panels = th::prepare_filter(g, w.data(), tb::conv_algo::winograd, version, pf);
+            REQUIRE(panels != nullptr);
+            CHECK(pf.u.size() == static_cast<std::size_t>(g.k()) * (c.cout / 8 * 8));
+            CHECK(th::prepare_filter(g, w.data(), tb::conv_algo::winograd, version, pf) == panels);  // kept
+            for (const bool folded : {false, true})
+                for (const int threads : {1, 2, 3}) {
+                    CAPTURE(version);
+                    CAPTURE(folded);
+                    CAPTURE(threads);
+                    omp_set_num_threads(threads);
+                    th::conv_epilogue epi{};
+                    if (folded)
+                        epi.scale = scale.data(), epi.shift = shift.data(), epi.residual = res.data(), epi.relu = true;
+                    th::workspace ws;
+                    fvec plain(ref.y_size(), nan_f), packed(ref.y_size(), nan_f);
+                    th::conv2d_forward(g, x.data(), w.data(), plain.data(), ws, epi, tb::conv_algo::winograd);
+                    th::conv2d_forward(g, x.data(), w.data(), packed.data(), ws, epi, tb::conv_algo::winograd, panels);
+                    CHECK(tricks_test::same_bits(packed, plain));
+                    if (!folded && threads == 1) {
+                        const dvec want = ref.forward(to_d(x), to_d(w));
+                        double worst = 0;
+                        for (std::size_t i = 0; i < want.size(); ++i)
+                            worst = std::max(worst, std::abs(packed[i] - want[i]));
+                        CHECK(worst < 1e-3);
+                    }
+                }
+        }
+    }
+    // Where the forward reads the filter as it is, nothing is prepared.
+    th::prepared_filter pf;
+    const fvec w = uniform_vec(std::size_t{64} * 64, stream++);
+    CHECK(th::prepare_filter(geometry(conv_case{1, 8, 8, 64, 64, 1, 1, 1, 0}), w.data(), tb::conv_algo::winograd, 1,
+                             pf) == nullptr);  // 64 x 64: gemm_rows
+    CHECK(th::prepare_filter(geometry(conv_case{1, 8, 8, 16, 32, 3, 3, 2, 1}), w.data(), tb::conv_algo::winograd, 1,
+                             pf) == nullptr);  // the direct kernel
+}
+
 TEST_CASE("cpu conv2d backward: the reference adjoints satisfy <conv(x), dy> == <x, conv^T dy> == <w, dW>") {
     // Guards the reference itself: the gather-form adjoint must be the transpose of the forward.
     std::uint64_t stream = 250;
@@ -1251,6 +1311,9 @@ TEST_CASE("cpu max_pool forward/backward match a naive reference") {
                         want[o] = xd[want_arg[o]];
                     }
         check_close("y", y, want, dvec(want.size(), 0.0), 0.0);  // a max is exact
+        fvec y_only(ref.y_size(), nan_f);  // no argmax (an evaluation that lends): the same maxima
+        th::max_pool_forward(g, x.data(), y_only.data(), nullptr);
+        CHECK(tricks_test::same_bits(y_only, y));
         std::size_t wrong_arg = 0;
         for (std::size_t o = 0; o < arg.size(); ++o) wrong_arg += static_cast<std::size_t>(arg[o]) != want_arg[o];
         CHECK(wrong_arg == 0);

@@ -857,9 +857,49 @@ TEST_CASE("models: inference_pool gives model.forward's evaluation bits for any 
                     CHECK(omp_get_max_threads() == threads);  // the copies' one-thread setting stays inside
                     if (chunk == 0)
                         CHECK((pool.chunk() >= 2 && pool.chunk() <= std::min(16, (21 + threads - 1) / threads)));
+                    // One set of prepared filters: the first copy's (Winograd's U here); the others read it.
+                    // (After measuring, chunk 0, the pool has dropped its copies.)
+                    if (chunk == 0) continue;
+                    const auto held = pool.prepared_floats();
+                    REQUIRE(!held.empty());
+                    CHECK((held[0] > 0) == (algo == tricks::backend::conv_algo::winograd));
+                    for (std::size_t i = 1; i < held.size(); ++i) CHECK(held[i] == 0);
                 }
             }
         }
+    }
+}
+
+TEST_CASE("models: inference_pool's copies share the first copy's prepared filters across loads and image sizes") {
+    // ResNet-50-D: Winograd U for the stride-1 3x3 layers and GEMM panels for the wide 1x1 and strided
+    // layers. The first copy prepares them on the first sub-batch alone; the others read them. New
+    // weights (load), a new image size and FP16 storage each make the first copy prepare again first.
+    auto net = std::make_unique<r50d_small>();
+    net->init(51);
+    for (int i = 0; i < 2; ++i) (void)net->forward(random_tensor({4, 32, 32, 1}, 52 + i), nn::context{});
+    const omp_threads keep(2);
+    m::inference_pool<r50d_small> pool(2);
+    pool.load(*net);
+    const nn::context eval{.phase = nn::mode::eval}, eval16{.phase = nn::mode::eval, .store = nn::storage::fp16};
+    for (const int size : {32, 40, 32}) {
+        const tensor<float> x = random_tensor({5, size, size, 1}, 60 + size);
+        for (const nn::context& ctx : {eval, eval16}) {
+            CAPTURE(size);
+            CAPTURE(static_cast<int>(ctx.store));
+            tensor<float> ref;
+            {
+                const omp_threads one(1);
+                ref = net->forward(x, ctx);
+            }
+            CHECK(same_bits(pool.forward(x, ctx), ref));
+            CHECK(same_bits(pool.forward(x, ctx), ref));  // the second time: no first sub-batch alone
+            const auto held = pool.prepared_floats();
+            REQUIRE(held.size() == 2);
+            CHECK(held[0] > 0);
+            CHECK(held[1] == 0);
+        }
+        net->init(70 + size);  // new weights, loaded: the first copy prepares them again
+        pool.load(*net);
     }
 }
 
@@ -1052,6 +1092,24 @@ TEST_CASE("models: after a lent evaluation forward, training forward and backwar
     a->for_each_parameter([&](nn::parameter& p) { ga.insert(ga.end(), p.grad.data(), p.grad.data() + p.grad.size()); });
     b->for_each_parameter([&](nn::parameter& p) { gb.insert(gb.end(), p.grad.data(), p.grad.data() + p.grad.size()); });
     CHECK(ga == gb);
+}
+
+TEST_CASE("models: a max pool that lent its output keeps no argmax and refuses a backward pass") {
+    nn::max_pool<3, 3, 2, 1> pool;
+    const tensor<float> x = random_tensor({2, 9, 7, 3}, 84), dy = random_tensor({2, 5, 4, 3}, 85);
+    CHECK_THROWS_WITH_AS(pool.backward(dy, nn::context{}, true), doctest::Contains("before any forward"),
+                         tricks::error);
+    const tensor<float> y = pool.forward(x, nn::context{});
+    const tensor<float> dx = pool.backward(dy, nn::context{}, true);
+    nn::activation_arena arena;
+    const nn::context lend{.phase = nn::mode::eval, .arena = &arena};
+    CHECK(same_bits(pool.forward(x, lend), y));
+    CHECK_THROWS_WITH_AS(pool.backward(dy, nn::context{}, true), doctest::Contains("lent its buffers"), tricks::error);
+    (void)pool.forward(x, nn::context{.phase = nn::mode::eval});  // no arena: routed as before
+    CHECK(same_bits(pool.backward(dy, nn::context{}, true), dx));
+    (void)pool.forward(x, nn::context{});
+    CHECK_THROWS_WITH_AS(pool.backward(random_tensor({2, 4, 4, 3}, 86), nn::context{}, true),
+                         doctest::Contains("backward got dy"), tricks::shape_error);
 }
 
 /// Training forward and backward with the input gradients lent through an arena against the same

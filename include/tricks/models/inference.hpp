@@ -4,8 +4,10 @@
 // (~60 times per batch for cifar_resnet<20>) and each layer's whole-batch activations travel
 // through L3. Here every thread runs its own copy of the model (the same parameters and batch-norm
 // statistics) over sub-batches of a few images, taken in turn: a sub-batch's activations stay in the
-// core's L2, the threads only meet at the end, and the copies keep their convolutions' transformed
-// filters from one sub-batch (and one call) to the next until the next load().
+// core's L2, the threads only meet at the end, and the convolutions' prepared filters (Winograd's
+// transformed 3x3 filters, the wide layers' GEMM panels) are kept from one sub-batch (and one call) to
+// the next until the next load(): one set, made by the first copy (on a first sub-batch it runs
+// alone) and read by the others.
 //
 // Each image's outputs are the same bits as model.forward(x, eval) gives: in evaluation mode no
 // kernel mixes images, and none changes its summation order with the batch size (tests: test_models'
@@ -63,6 +65,40 @@ void bn_settings(Model& m, std::vector<float>& out) {
     };
     visit_layers(m, f);
 }
+/// Every layer of m with a prepared filter to share (nn::conv), in visit order.
+template <class L>
+concept shares_prepared_filter = requires(L& l) {
+    l.share_prepared_filter(&l);
+};
+
+/// Makes every convolution of `copy` read the prepared filter of the same convolution of `source` (a
+/// model of the same type, so the i-th such layer of each has the same type).
+template <class Model>
+void share_prepared_filters(Model& copy, Model& source) {
+    std::vector<void*> from;
+    auto collect = [&](auto& l) {
+        if constexpr (shares_prepared_filter<std::remove_cvref_t<decltype(l)>>) from.push_back(&l);
+    };
+    visit_layers(source, collect);
+    std::size_t i = 0;
+    auto link = [&](auto& l) {
+        using L = std::remove_cvref_t<decltype(l)>;
+        if constexpr (shares_prepared_filter<L>) l.share_prepared_filter(static_cast<const L*>(from[i++]));
+    };
+    visit_layers(copy, link);
+}
+
+/// Floats held by the prepared filters of m's own convolutions.
+template <class Model>
+std::size_t prepared_floats(Model& m) {
+    std::size_t n = 0;
+    auto add = [&](auto& l) {
+        if constexpr (shares_prepared_filter<std::remove_cvref_t<decltype(l)>>) n += l.prepared_floats();
+    };
+    visit_layers(m, add);
+    return n;
+}
+
 template <class Model>
 void set_bn_settings(Model& m, const std::vector<float>& in) {
     std::size_t i = 0;
@@ -87,17 +123,15 @@ public:
         require<error>(chunk >= 0, "tricks::inference_pool: chunk must be >= 1 (or 0: measure), got ", chunk);
     }
 
-    /// Takes a snapshot of `m`'s parameter values, buffers (batch-norm running statistics) and
-    /// batch-norm settings; the copies pick it up on their next forward. Call it again whenever `m`'s
+    /// Copies `m`'s parameter values, buffers (batch-norm running statistics) and batch-norm settings
+    /// into the pool's first copy of the model (the snapshot the pool runs; `m` may change or go away
+    /// after); the other copies take them from it on their next forward. Call it again whenever `m`'s
     /// weights change.
     void load(Model& m) {
-        snapshot_.clear();
-        m.for_each_parameter([&](nn::parameter& p) { append(p.value); });
-        m.for_each_buffer([&](tensor<float>& b) { append(b); });
-        settings_.clear();
-        detail::bn_settings(m, settings_);
-        // The copies' convolutions key their transformed filters by it (nn::context::weights_version).
+        if (copies_.empty()) copies_.push_back(new_copy());
+        // The convolutions key their prepared filters by it (nn::context::weights_version).
         generation_ = detail::next_weights_version();
+        copy_weights(m, *copies_[0]);
     }
 
     /// Evaluation-mode outputs of the batch x (the shape model.forward(x, eval) returns).
@@ -138,19 +172,45 @@ public:
         pick.chunk = candidates[static_cast<std::size_t>(std::min_element(best.begin(), best.end()) - best.begin())];
         tuned_.push_back(pick);
         last_chunk_ = pick.chunk;
-        // The copies' buffers grew to the largest candidate: new copies, sized by the pick, are made on
+        // The copies' buffers grew to the largest candidate: the first copy (the loaded weights and the
+        // prepared filters) lets its arena's buffers go, and new copies, sized by the pick, are made on
         // the next call (a copy's arena holds the activations alive at one time for its largest
-        // sub-batch, and the copy the weights and transformed filters: docs/design.md, "Measurements").
-        copies_.clear();
+        // sub-batch: docs/design.md, "Measurements").
+        copies_.resize(1);
+        copies_[0]->arena.clear();
+        copies_[0]->x = tensor<float>();
         return y_;  // every candidate wrote the same bits
     }
 
     /// The sub-batch size the last forward() used (the measured choice when constructed with 0).
     [[nodiscard]] int chunk() const noexcept { return last_chunk_; }
 
+    /// Per copy of the model, the floats its convolutions hold in prepared filters of their own: the
+    /// first copy prepares them, the others read the first copy's (so theirs stay 0).
+    [[nodiscard]] std::vector<std::size_t> prepared_floats() const {
+        std::vector<std::size_t> n;
+        for (const auto& r : copies_) n.push_back(detail::prepared_floats(*r->model));
+        return n;
+    }
+
 private:
     struct tuned {
         int h, w, threads, most, chunk;
+    };
+    /// What the prepared filters follow: the weights, each layer's image size, precision, algorithm.
+    struct prepared_key {
+        std::uint64_t generation = 0;
+        int h = 0, w = 0;
+        nn::storage store = nn::storage::fp32;
+        backend::conv_algo conv = backend::conv_algo::winograd;
+        bool operator==(const prepared_key&) const = default;
+    };
+    struct replica {
+        std::unique_ptr<Model> model = std::make_unique<Model>();
+        tensor<float> x;
+        nn::activation_arena arena;  // the copy's activations, lent from layer to layer (nn/arena.hpp)
+        std::uint64_t generation = 0;
+        prepared_key prepared;  // the first copy: what its prepared filters were made for
     };
 
     const tensor<float>& run(const tensor<float>& x, const nn::context& ctx, int chunk) {
@@ -159,17 +219,20 @@ private:
         const int chunks = (in.n + chunk - 1) / chunk;
         const int threads = std::min(backend::host::max_threads(), chunks);
         while (static_cast<int>(copies_.size()) < threads) {
-            copies_.push_back(std::make_unique<replica>());
-            copies_.back()->model->for_each_parameter(
-                [](nn::parameter& p) { p.grad = tensor<float>(); });  // never trained
+            copies_.push_back(new_copy());
+            // One set of prepared filters (Winograd's 36 x cin x cout per 3x3 layer, the wide layers'
+            // GEMM panels: 2.2x the weights for ResNet-50 at 224) for all copies: the first copy's.
+            detail::share_prepared_filters(*copies_.back()->model, *copies_[0]->model);
         }
-        for (int t = 0; t < threads; ++t) refresh(*copies_[static_cast<std::size_t>(t)]);
+        for (int t = 1; t < threads; ++t) {  // the loaded weights, from the first copy
+            replica& r = *copies_[static_cast<std::size_t>(t)];
+            if (r.generation != generation_) copy_weights(*copies_[0]->model, r);
+        }
         nn::context copy_ctx = ctx;
         copy_ctx.weights_version = generation_;  // the copies' weights stay as loaded until the next load()
-        const std::size_t image = static_cast<std::size_t>(in.h) * in.w * in.c;
         const dims od = Model::out_dims({in.h, in.w});
         y_.resize({in.n, od.h, od.w, Model::out_channels});
-        const std::size_t out_image = static_cast<std::size_t>(od.h) * od.w * Model::out_channels;
+        const prepared_key key{generation_, in.h, in.w, ctx.store, ctx.conv};
         if (chunks == 1 && backend::host::max_threads() > 1) {
             // One sub-batch (a batch smaller than the sub-batch size, batch 1 included): one copy runs it
             // with every thread inside its kernels, whose tiles, and so bits, follow the shapes only.
@@ -178,7 +241,18 @@ private:
             require<shape_error>(y.size() == y_.size(), "tricks::inference_pool: output ", y.shape(), " is not ",
                                  y_.shape());
             std::memcpy(y_.data(), y.data(), y.size() * sizeof(float));
+            copies_[0]->prepared = key;
             return y_;
+        }
+        // The other copies read the first copy's prepared filters, which must be complete before they
+        // start: after a load(), a new first copy or a new image size or precision, the first copy runs
+        // the first sub-batch alone (every thread inside its kernels; the same bits), preparing them.
+        int from = 0;
+        if (!(copies_[0]->prepared == key)) {
+            copy_ctx.arena = &copies_[0]->arena;
+            write_chunk(*copies_[0], x, copy_ctx, 0, chunk);
+            copies_[0]->prepared = key;
+            from = 1;
         }
         failed_.assign(static_cast<std::size_t>(threads), nullptr);  // kept: no allocation per batch
 #pragma omp parallel num_threads(threads)
@@ -189,19 +263,10 @@ private:
             nn::context own = copy_ctx;
             own.arena = &r.arena;
 #pragma omp for schedule(dynamic, 1)
-            for (int c = 0; c < chunks; ++c) {
+            for (int c = from; c < chunks; ++c) {
                 if (failed_[t]) continue;
                 try {
-                    const int b = c * chunk, n = std::min(in.n, b + chunk) - b;
-                    r.x.resize({n, in.h, in.w, in.c});
-                    std::memcpy(r.x.data(), x.data() + static_cast<std::size_t>(b) * image,
-                                static_cast<std::size_t>(n) * image * sizeof(float));
-                    const tensor<float>& y = r.model->forward(r.x, own);
-                    require<shape_error>(y.size() == static_cast<std::size_t>(n) * out_image,
-                                         "tricks::inference_pool: output ", y.shape(), " is not ", n, " x ", od.h,
-                                         " x ", od.w, " x ", Model::out_channels);
-                    std::memcpy(y_.data() + static_cast<std::size_t>(b) * out_image, y.data(),
-                                y.size() * sizeof(float));
+                    write_chunk(r, x, own, c, chunk);
                 } catch (...) {
                     failed_[t] = std::current_exception();
                 }
@@ -212,26 +277,44 @@ private:
         return y_;
     }
 
-    struct replica {
-        std::unique_ptr<Model> model = std::make_unique<Model>();
-        tensor<float> x;
-        nn::activation_arena arena;  // the copy's activations, lent from layer to layer (nn/arena.hpp)
-        std::uint64_t generation = 0;
-    };
-    void append(const tensor<float>& t) { snapshot_.insert(snapshot_.end(), t.data(), t.data() + t.size()); }
-    void refresh(replica& r) const {
-        if (r.generation == generation_) return;
-        std::size_t at = 0;
+    /// Runs sub-batch c (images c * chunk ...) of x on copy r and writes its outputs into y_.
+    void write_chunk(replica& r, const tensor<float>& x, const nn::context& ctx, int c, int chunk) {
+        const shape4 in = x.shape();
+        const std::size_t image = static_cast<std::size_t>(in.h) * in.w * in.c;
+        const dims od = Model::out_dims({in.h, in.w});
+        const std::size_t out_image = static_cast<std::size_t>(od.h) * od.w * Model::out_channels;
+        const int b = c * chunk, n = std::min(in.n, b + chunk) - b;
+        r.x.resize({n, in.h, in.w, in.c});
+        std::memcpy(r.x.data(), x.data() + static_cast<std::size_t>(b) * image,
+                    static_cast<std::size_t>(n) * image * sizeof(float));
+        const tensor<float>& y = r.model->forward(r.x, ctx);
+        require<shape_error>(y.size() == static_cast<std::size_t>(n) * out_image, "tricks::inference_pool: output ",
+                             y.shape(), " is not ", n, " x ", od.h, " x ", od.w, " x ", Model::out_channels);
+        std::memcpy(y_.data() + static_cast<std::size_t>(b) * out_image, y.data(), y.size() * sizeof(float));
+    }
+
+    static std::unique_ptr<replica> new_copy() {
+        auto r = std::make_unique<replica>();
+        r->model->for_each_parameter([](nn::parameter& p) { p.grad = tensor<float>(); });  // never trained
+        return r;
+    }
+    /// `from`'s parameter values, buffers and batch-norm settings into copy r (of the current load).
+    void copy_weights(Model& from, replica& r) {
+        std::vector<const tensor<float>*> src;
+        from.for_each_parameter([&](nn::parameter& p) { src.push_back(&p.value); });
+        from.for_each_buffer([&](tensor<float>& b) { src.push_back(&b); });
+        std::size_t i = 0;
         auto take = [&](tensor<float>& t) {
-            require<error>(at + t.size() <= snapshot_.size(),
+            require<error>(i < src.size() && src[i]->size() == t.size(),
                            "tricks::inference_pool: the loaded model does not match the pool's model type");
-            std::copy_n(snapshot_.data() + at, t.size(), t.data());
-            at += t.size();
+            std::copy_n(src[i++]->data(), t.size(), t.data());
         };
         r.model->for_each_parameter([&](nn::parameter& p) { take(p.value); });
         r.model->for_each_buffer(take);
-        require<error>(at == snapshot_.size(),
+        require<error>(i == src.size(),
                        "tricks::inference_pool: the loaded model does not match the pool's model type");
+        settings_.clear();
+        detail::bn_settings(from, settings_);
         detail::set_bn_settings(*r.model, settings_);
         r.generation = generation_;
     }
@@ -239,7 +322,7 @@ private:
     int fixed_, last_chunk_ = 0;
     std::vector<tuned> tuned_;
     std::uint64_t generation_ = 0;
-    std::vector<float> snapshot_, settings_;
+    std::vector<float> settings_;  // scratch of copy_weights
     std::vector<std::unique_ptr<replica>> copies_;
     std::vector<std::exception_ptr> failed_;  // per thread, the error of its last sub-batch
     tensor<float> y_;

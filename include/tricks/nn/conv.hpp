@@ -101,15 +101,29 @@ private:
         return w_work_.data();
     }
 
-    /// The filter in the forward kernel's form, kept while ctx.weights_version stays the same. The
-    /// storage precision is part of the key: the kernels read the weights rounded to it.
+    /// The filter in the forward kernel's form, kept while ctx.weights_version stays the same (or read
+    /// from the layer named by share_prepared_filter when it holds that form). The storage precision
+    /// is part of the key: the kernels read the weights rounded to it.
     const float* prepared(const backend::conv_geometry& g, const float* w, const context& ctx) {
         if (!ctx.weights_version) return nullptr;
         const std::uint64_t key = ctx.weights_version * 4 + static_cast<std::uint64_t>(ctx.store);
+        if (source_ != nullptr)
+            if (const float* shared = backend::host::find_prepared(g, ctx.conv, key, source_->filter_)) return shared;
         return backend::host::prepare_filter(g, w, ctx.conv, key, filter_);
     }
 
+public:
+    /// Read the prepared filter of `from` (a layer with the same weights under the same
+    /// weights_version: another copy of the model) instead of making one, whenever it holds the form
+    /// this forward needs; null: make our own. No thread may be preparing `from`'s filter while this
+    /// layer runs (models::inference_pool lets one copy prepare before the others start).
+    void share_prepared_filter(const conv* from) noexcept { source_ = from; }
+    /// Floats this layer holds for its own prepared filter (0 while it reads a shared one).
+    [[nodiscard]] std::size_t prepared_floats() const noexcept { return filter_.u.capacity(); }
+
+private:
     const tensor<float>* x_ = nullptr;
+    const conv* source_ = nullptr;
     backend::host::prepared_filter filter_;
     tensor<float> y_, dx_,
         w_work_;  // the kernels' scratch is backend::host::thread_scratch(), shared by the thread's layers

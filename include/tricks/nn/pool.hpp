@@ -26,11 +26,18 @@ struct max_pool {
         check_channels("tricks::max_pool", x, C);
         g_ = {x.shape(), K, Stride, Pad, false, true};
         ctx.output(y_, g_.out());
-        argmax_.resize(y_.size());
-        backend::host::max_pool_forward(g_, x.data(), y_.data(), argmax_.data());
+        // A lending forward is never followed by a backward pass (the composites refuse it): no argmax.
+        routed_ = !ctx.lends();
+        if (routed_) argmax_.resize(y_.size());
+        backend::host::max_pool_forward(g_, x.data(), y_.data(), routed_ ? argmax_.data() : nullptr);
         return y_;
     }
     const tensor<float>& backward(const tensor<float>& dy, const context& ctx, bool) {
+        require<error>(routed_,
+                       "tricks::max_pool: backward after a forward that lent its buffers (an evaluation with "
+                       "context::arena) or before any forward");
+        require<shape_error>(dy.shape() == g_.out(), "tricks::max_pool: backward got dy ", dy.shape(), ", expected ",
+                             g_.out());
         ctx.gradient(dx_, g_.in);
         backend::host::max_pool_backward(g_, dy.data(), argmax_.data(), dx_.data());
         return dx_;
@@ -44,6 +51,7 @@ private:
     backend::pool_geometry g_{};
     tensor<float> y_, dx_;
     std::vector<std::int32_t> argmax_;
+    bool routed_ = false;  // the last forward wrote argmax_
 };
 
 /// Average pool. ResNet-D uses avg_pool<C, 2, 2, 0, true, false>: ceil mode so odd sizes keep

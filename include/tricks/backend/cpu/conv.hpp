@@ -428,9 +428,9 @@ struct transposed_operand {
 /// gemm_packed with an operand object (pack / at) for A.
 template <class Operand>
 inline void gemm_operand(const Operand& A, int rows, int K, const float* b, int ldb, int cols, float* c,
-                         std::size_t ldc, float* pack, const conv_epilogue& epi = {}) {
+                         std::size_t ldc, float* pack, const conv_epilogue& epi = {}, const float* b_packed = nullptr) {
     gemm_packed([&](int p0, int R, int k0, int kn, float* dst) { A.pack(p0, R, k0, kn, dst); },
-                [&](int r, int k) { return A.at(r, k); }, rows, K, b, ldb, cols, c, ldc, pack, epi);
+                [&](int r, int k) { return A.at(r, k); }, rows, K, b, ldb, cols, c, ldc, pack, epi, b_packed);
 }
 
 /// Columns per work item of packed_rows: gemm_nc, or fewer (whole blocks of 32) when `tiles` row
@@ -447,10 +447,11 @@ inline int packed_columns(std::ptrdiff_t tiles, int cols, int threads) noexcept 
 /// packed_columns(...) columns, so a small batch (down to one 7x7 image) still spreads over the
 /// threads. make_a(r0) gives the operand of the rows from r0. Neither the items' sizes nor which item
 /// a thread takes changes a bit: every output is summed over k in order inside one item. Uses
-/// workspace slots [0, threads).
+/// workspace slots [0, threads). b_packed: B as pack_gemm_b lays it out, or null (every item's
+/// columns start at a multiple of 32, so its blocks are the packed ones).
 template <class MakeA>
 inline void packed_rows(std::ptrdiff_t rows, int k, const float* b, int cols, float* c, workspace& ws,
-                        const conv_epilogue& epi, MakeA&& make_a) {
+                        const conv_epilogue& epi, MakeA&& make_a, const float* b_packed = nullptr) {
     const std::ptrdiff_t tile = packed_tile(rows), tiles = (rows + tile - 1) / tile;
     const int width = packed_columns(tiles, cols, max_threads()), chunks = (cols + width - 1) / width;
     ws.reserve(static_cast<std::size_t>(max_threads()), gemm_pack_floats(packed_tile_rows));
@@ -462,8 +463,14 @@ inline void packed_rows(std::ptrdiff_t rows, int k, const float* b, int cols, fl
         conv_epilogue e = epi.from(static_cast<std::size_t>(r0) * cols + n0);
         if (e.scale) e.scale += n0, e.shift += n0;
         gemm_operand(make_a(r0), static_cast<int>(nr), k, b + n0, cols, nc, c + r0 * cols + n0,
-                     static_cast<std::size_t>(cols), ws.get(static_cast<std::size_t>(omp_get_thread_num()), 0), e);
+                     static_cast<std::size_t>(cols), ws.get(static_cast<std::size_t>(omp_get_thread_num()), 0), e,
+                     b_packed ? b_packed + static_cast<std::size_t>(n0) * k : nullptr);
     }
+}
+
+/// Whether dense_gemm runs a k x cols right operand on packed_rows (else on gemm_rows).
+constexpr bool dense_gemm_packs(int k, int cols) noexcept {
+    return static_cast<std::size_t>(k) * cols > (std::size_t{1} << 14);
 }
 
 /// C (rows x cols) = epi(A * B) for a dense A (rows x k) and B (k x cols): on gemm_rows where B is
@@ -471,12 +478,16 @@ inline void packed_rows(std::ptrdiff_t rows, int k, const float* b, int cols, fl
 /// layers), else on packed_rows; the bits are the same either way (docs/design.md, "Measurements").
 /// gemm_rows' work items: blocks of 512 rows x chunks of columns, as many chunks as it takes to give
 /// every thread an item (a 7x7 image is one block); a column chunk changes no sum.
+/// b_packed: pack_gemm_b's form of B where dense_gemm_packs(k, cols), else ignored (may be null).
 inline void dense_gemm(std::ptrdiff_t rows, int k, const float* a, const float* b, int cols, float* c, workspace& ws,
-                       const conv_epilogue& epi) {
-    if (static_cast<std::size_t>(k) * cols > (std::size_t{1} << 14)) {
-        packed_rows(rows, k, b, cols, c, ws, epi, [&](std::ptrdiff_t r0) {
-            return dense_operand{a + r0 * k, static_cast<std::size_t>(k)};
-        });
+                       const conv_epilogue& epi, const float* b_packed = nullptr) {
+    if (dense_gemm_packs(k, cols)) {
+        packed_rows(
+            rows, k, b, cols, c, ws, epi,
+            [&](std::ptrdiff_t r0) {
+                return dense_operand{a + r0 * k, static_cast<std::size_t>(k)};
+            },
+            b_packed);
         return;
     }
     const std::ptrdiff_t block = 512;
@@ -509,13 +520,15 @@ inline void dense_gemm(std::ptrdiff_t rows, int k, const float* a, const float* 
 }
 
 /// y = epi(im2col(x) * w) on gemm_packed, one row per output pixel of the batch, A gathered by
-/// implicit_im2col.
+/// implicit_im2col. w_packed: pack_gemm_b's form of w, or null.
 inline void packed_conv(const conv_geometry& g, const float* x, const float* w, float* y, workspace& ws,
-                        const conv_epilogue& epi) {
-    packed_rows(static_cast<std::ptrdiff_t>(g.in.n) * g.out_h() * g.out_w(), g.k(), w, g.out_c, y, ws, epi,
-                [&](std::ptrdiff_t r0) {
-                    return implicit_im2col{g, x, static_cast<std::size_t>(r0)};
-                });
+                        const conv_epilogue& epi, const float* w_packed = nullptr) {
+    packed_rows(
+        static_cast<std::ptrdiff_t>(g.in.n) * g.out_h() * g.out_w(), g.k(), w, g.out_c, y, ws, epi,
+        [&](std::ptrdiff_t r0) {
+            return implicit_im2col{g, x, static_cast<std::size_t>(r0)};
+        },
+        w_packed);
 }
 
 /// w^T (cout x k, row-major) from w (k x cout): backward-data's right operand.
@@ -579,32 +592,60 @@ inline void packed_filter_gradient(std::ptrdiff_t pixels, int k, int cout, const
 
 }  // namespace detail
 
+namespace detail {
+/// Whether conv2d_forward(g, ..., algo) runs on gemm_packed with the filter as its right operand (the
+/// wide 1x1 layers, and the strided or wide layers that neither Winograd nor the direct kernel takes).
+inline bool forward_packs_filter(const conv_geometry& g, conv_algo algo) noexcept {
+    if (g.pointwise()) return dense_gemm_packs(g.k(), g.out_c);
+    return !uses_winograd(g, algo) && !direct_conv_suits(g);
+}
+}  // namespace detail
+
 /// A convolution's filter in the form its forward kernel reads, kept between calls while the weights
-/// stay the same (the Winograd path transforms the 3x3 filter into 36 x cin x cout values on every
-/// call otherwise, a cost that small sub-batches repeat: docs/design.md, "Measurements"). Keyed by
-/// the caller's version of the weights and by the transform, which depends on the geometry (the tile
-/// size follows the image size).
+/// stay the same: the Winograd path transforms the 3x3 filter into 36 x cin x cout values on every
+/// call otherwise, a cost that small sub-batches repeat (docs/design.md, "Measurements"), and the
+/// packed GEMM copies the filter into panels once per tile of output pixels (7-12% of ResNet-50's wide
+/// 1x1 layers at 224). Keyed by the caller's version of the weights and by the form, which depends on
+/// the geometry (the Winograd tile size follows the image size).
 struct prepared_filter {
     std::uint64_t version = 0;  // 0: nothing prepared
-    int tile = 0;               // the Winograd tile size U was made for
+    int tile = 0;               // the Winograd tile size U was made for; 0: gemm_packed's panels
     tensor<float> u;
 };
 
-/// The transformed filter conv2d_forward(g, x, w, ..., algo) would compute from w, made in `p` unless
-/// p already holds it for `version` (nonzero: the caller's promise that w has not changed since it
-/// last used this version), or null where that forward does not transform its filter.
+/// What `p` holds if it is the filter in the form conv2d_forward(g, ..., algo) reads for `version`,
+/// else null. Reads p only: several threads may look into one prepared_filter while none prepares it.
+inline const float* find_prepared(const conv_geometry& g, conv_algo algo, std::uint64_t version,
+                                  const prepared_filter& p) {
+    using namespace detail;
+    if (version == 0 || p.version != version) return nullptr;
+    const bool winograd = uses_winograd(g, algo);
+    if (!winograd && !forward_packs_filter(g, algo)) return nullptr;
+    const int tile = winograd ? winograd_tile(g) : 0;
+    const std::size_t n =
+        winograd ? winograd_filter_size(g) : static_cast<std::size_t>(g.k()) * blocked_columns(g.out_c);
+    return p.tile == tile && p.u.size() == n && n > 0 ? p.u.data() : nullptr;
+}
+
+/// The filter in the form conv2d_forward(g, x, w, ..., algo) reads (Winograd's transformed filter, or
+/// the packed GEMM's panels), made in `p` unless p already holds it for `version` (nonzero: the
+/// caller's promise that w has not changed since it last used this version), or null where that
+/// forward reads w as it is.
 inline const float* prepare_filter(const conv_geometry& g, const float* w, conv_algo algo, std::uint64_t version,
                                    prepared_filter& p) {
     using namespace detail;
     require<error>(version != 0, "tricks::prepare_filter: version 0 means 'no promise' and cannot key a filter");
-    if (!uses_winograd(g, algo)) return nullptr;
-    const int tile = winograd_tile(g);
-    const std::size_t n = winograd_filter_size(g);
-    if (p.version != version || p.tile != tile || p.u.size() != n) {
-        p.u.resize({1, 1, 1, static_cast<int>(n)});
+    const bool winograd = uses_winograd(g, algo);
+    if (!winograd && (!forward_packs_filter(g, algo) || blocked_columns(g.out_c) == 0)) return nullptr;
+    if (const float* kept = find_prepared(g, algo, version, p)) return kept;
+    if (winograd) {
+        p.u.resize({1, 1, 1, static_cast<int>(winograd_filter_size(g))});
         winograd_prepare_filter(g, w, p.u.data());
-        p.version = version, p.tile = tile;
+    } else {
+        p.u.resize({1, 1, 1, g.k() * blocked_columns(g.out_c)});
+        pack_gemm_b(w, g.k(), g.out_c, g.out_c, p.u.data());
     }
+    p.version = version, p.tile = winograd ? winograd_tile(g) : 0;
     return p.u.data();
 }
 
@@ -622,7 +663,7 @@ inline void conv2d_forward(const conv_geometry& g, const float* x, const float* 
         // Our GEMMs, not Eigen's: Eigen's kernels depend on the block's row count and a row's place in
         // it, which gave an image other bits in another batch (models::inference_pool promises the
         // same); ours sum every output over k in order wherever its row falls.
-        dense_gemm(static_cast<std::ptrdiff_t>(g.in.pixels()), k, x, w, cout, y, ws, epi);
+        dense_gemm(static_cast<std::ptrdiff_t>(g.in.pixels()), k, x, w, cout, y, ws, epi, prepared);
         return;
     }
     if (uses_winograd(g, algo)) {
@@ -635,7 +676,7 @@ inline void conv2d_forward(const conv_geometry& g, const float* x, const float* 
     }
     // Any other geometry (strided or wide non-Winograd layers, large kernels): the packed GEMM with A
     // gathered from the image (implicit im2col), over tiles of output pixels of the whole batch.
-    packed_conv(g, x, w, y, ws, epi);
+    packed_conv(g, x, w, y, ws, epi, prepared);
 }
 
 /// dx = conv^T(dy, w), overwritten.

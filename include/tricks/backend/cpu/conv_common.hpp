@@ -237,6 +237,34 @@ constexpr std::size_t gemm_pack_floats(int rows) noexcept {
     return (static_cast<std::size_t>((rows + gemm_mr - 1) / gemm_mr) * gemm_mr + 32) * gemm_kc;
 }
 
+/// Calls f(CB, co) for gemm_packed's blocks of columns of [n0, n1): 32 columns while they last, then
+/// one of 16, then one of 8; the < 8 columns left are not a block. For n0 a multiple of 32 the blocks
+/// of any such range line up with those of [0, cols), so a B packed once for all columns
+/// (pack_gemm_b) serves every range of whole blocks.
+template <class F>
+inline void column_blocks(int n0, int n1, F&& f) {
+    int co = n0;
+    for (; co + 32 <= n1; co += 32) f(std::integral_constant<int, 32>{}, co);
+    if (co + 16 <= n1) f(std::integral_constant<int, 16>{}, co), co += 16;
+    if (co + 8 <= n1) f(std::integral_constant<int, 8>{}, co);
+}
+/// The columns column_blocks(0, cols) covers (cols rounded down to 8).
+constexpr int blocked_columns(int cols) noexcept { return cols / 8 * 8; }
+
+/// B (K x cols, rows ldb apart) in the panels gemm_packed reads: block (CB, co) of column_blocks(0,
+/// cols) at bp[co * K], as K rows of CB floats, so the panel of rows k0... of that block is
+/// bp + co * K + k0 * CB. K x blocked_columns(cols) floats. A fixed right operand (a convolution's
+/// filter in evaluation) is packed once instead of once per tile of rows and per chunk of K.
+inline void pack_gemm_b(const float* b, int K, int ldb, int cols, float* bp) {
+    column_blocks(0, cols, [&](auto cb, int co) {
+        constexpr int CB = decltype(cb)::value;
+        float* dst = bp + static_cast<std::size_t>(co) * K;
+        for (int k = 0; k < K; ++k)
+            std::memcpy(dst + static_cast<std::size_t>(k) * CB, b + static_cast<std::size_t>(k) * ldb + co,
+                        sizeof(float) * CB);
+    });
+}
+
 /// C (R x CB, rows ldc apart) = (first ? 0 : C) + Ap * Bp over kn steps; Ap: [k][R], Bp: [k][CB]. With
 /// `epi`, the epilogue is applied before the store; `at` is C's offset in the epilogue's layout.
 template <int R, int CB>
@@ -247,7 +275,17 @@ inline void packed_block(const float* ap, const float* bp, int kn, float* c, std
     vec acc[R][NV];
     for (int r = 0; r < R; ++r)
         for (int n = 0; n < NV; ++n) acc[r][n] = first ? vec{} : loadv<VW>(c + r * ldc + VW * n);
+    const float* res = epi ? epi->residual : nullptr;
     for (int k = 0; k < kn; ++k) {
+        // Ask early for the lines the block's end touches (row k of C, which a first chunk only writes,
+        // and of the residual): at 224x224 they come from L3 or memory, 12 rows ldc apart, a pattern
+        // the hardware prefetcher does not follow (ResNet-50's 28x28 128->512 layer: ~10% faster).
+        if (k < R) {
+            if (first)
+                for (int q = 0; q < CB; q += 16) __builtin_prefetch(c + k * ldc + q, 1, 3);
+            if (res)
+                for (int q = 0; q < CB; q += 16) __builtin_prefetch(res + at + k * ldc + q, 0, 3);
+        }
         vec bv[NV];
         for (int n = 0; n < NV; ++n) bv[n] = loadv<VW>(bp + static_cast<std::size_t>(k) * CB + VW * n);
         for (int r = 0; r < R; ++r) {
@@ -268,9 +306,12 @@ inline void packed_block(const float* ap, const float* bp, int kn, float* c, std
 /// apart; epi's channels and residual are C's (offset them with C for a block of columns).
 /// pack_a(r0, R, k0, kn, dst) writes dst[k * R + r] = A[r0 + r][k0 + k] for r < R, k < kn; a(r, k)
 /// returns one value of A (the < 8 remainder columns). `pack`: gemm_pack_floats(rows) floats.
+/// `b_packed`, when given: B's blocks as pack_gemm_b lays them out, from B's column 0 here (the packed
+/// operand of a wider matrix from a multiple of 32 columns on: its bp + n0 * K); the panels are read
+/// from it instead of being copied. The same values either way, so the same bits.
 template <class PackA, class ElemA>
 inline void gemm_packed(PackA&& pack_a, ElemA&& a, int rows, int K, const float* b, int ldb, int cols, float* c,
-                        std::size_t ldc, float* pack, const conv_epilogue& epi = {}) {
+                        std::size_t ldc, float* pack, const conv_epilogue& epi = {}, const float* b_packed = nullptr) {
     float* ap = pack;
     float* bp = pack + static_cast<std::size_t>((rows + gemm_mr - 1) / gemm_mr) * gemm_mr * gemm_kc;
     // Columns in chunks of gemm_nc (the chunk's C rows stay in L2 across the K chunks), then K.
@@ -283,20 +324,21 @@ inline void gemm_packed(PackA&& pack_a, ElemA&& a, int rows, int K, const float*
             in_blocks<gemm_mr>(rows, [&](auto r, int r0) {
                 pack_a(r0, decltype(r)::value, k0, kn, ap + static_cast<std::size_t>(r0) * kn);
             });
-            auto columns = [&](auto cb, int co) {
+            column_blocks(n0, n1, [&](auto cb, int co) {
                 constexpr int CB = decltype(cb)::value;
-                for (int k = 0; k < kn; ++k)
-                    std::memcpy(bp + static_cast<std::size_t>(k) * CB, b + static_cast<std::size_t>(k0 + k) * ldb + co,
-                                sizeof(float) * CB);
+                const float* panel = bp;
+                if (b_packed)
+                    panel = b_packed + static_cast<std::size_t>(co) * K + static_cast<std::size_t>(k0) * CB;
+                else
+                    for (int k = 0; k < kn; ++k)
+                        std::memcpy(bp + static_cast<std::size_t>(k) * CB,
+                                    b + static_cast<std::size_t>(k0 + k) * ldb + co, sizeof(float) * CB);
                 in_blocks<gemm_mr>(rows, [&](auto r, int r0) {
-                    packed_block<decltype(r)::value, CB>(ap + static_cast<std::size_t>(r0) * kn, bp, kn,
+                    packed_block<decltype(r)::value, CB>(ap + static_cast<std::size_t>(r0) * kn, panel, kn,
                                                          c + r0 * ldc + co, ldc, first, e, r0 * ldc + co, co);
                 });
-            };
-            int co = n0;
-            for (; co + 32 <= n1; co += 32) columns(std::integral_constant<int, 32>{}, co);
-            for (; co + 16 <= n1; co += 16) columns(std::integral_constant<int, 16>{}, co);
-            if (co + 8 <= n1) columns(std::integral_constant<int, 8>{}, co), co += 8;
+            });
+            const int co = n0 + blocked_columns(n1 - n0);
             for (int r = 0; r < rows; ++r)  // fewer than 8 columns left: one fused multiply-add per k
                 for (int o = co; o < n1; ++o) {
                     float s = first ? 0.f : c[r * ldc + o];

@@ -13,10 +13,10 @@
 
 namespace tricks::backend::host {
 
-/// Max-pool forward; `argmax` receives, per output element, the flat input index that won (the
-/// first maximum in window order), so the backward pass routes gradients without searching again.
-inline void max_pool_forward(const pool_geometry& g, const float* x, float* y, std::int32_t* argmax) {
-    g.validate("tricks::max_pool");
+namespace detail {
+/// max_pool_forward's rows; Track: write the argmax too.
+template <bool Track>
+inline void max_pool_rows(const pool_geometry& g, const float* x, float* y, std::int32_t* argmax) {
     const int oh = g.out_h(), ow = g.out_w(), C = g.in.c, H = g.in.h, W = g.in.w;
     // By output row (one image's rows spread over the threads at batch 1). Each output starts from
     // its window's first input and takes a later one only when strictly greater: a branch-free select
@@ -30,17 +30,17 @@ inline void max_pool_forward(const pool_geometry& g, const float* x, float* y, s
         for (int ox = 0; ox < ow; ++ox) {
             const std::size_t o = (static_cast<std::size_t>(row) * ow + ox) * C;
             float* yo = y + o;
-            std::int32_t* ao = argmax + o;
+            std::int32_t* ao = Track ? argmax + o : nullptr;
             const int x0 = std::max(ox * g.stride - g.pad, 0), x1 = std::min(ox * g.stride - g.pad + g.k, W);
             if (y0 >= y1 || x0 >= x1) {  // not for a validated geometry; kept well defined
                 std::fill_n(yo, C, -std::numeric_limits<float>::infinity());
-                std::fill_n(ao, C, -1);
+                if constexpr (Track) std::fill_n(ao, C, -1);
                 continue;
             }
             const std::size_t first = ((static_cast<std::size_t>(n) * H + y0) * W + x0) * C;
             for (int c = 0; c < C; ++c) {
                 yo[c] = x[first + c];
-                ao[c] = static_cast<std::int32_t>(first + c);
+                if constexpr (Track) ao[c] = static_cast<std::int32_t>(first + c);
             }
             for (int iy = y0; iy < y1; ++iy)
                 for (int ix = iy == y0 ? x0 + 1 : x0; ix < x1; ++ix) {
@@ -50,11 +50,24 @@ inline void max_pool_forward(const pool_geometry& g, const float* x, float* y, s
                     for (int c = 0; c < C; ++c) {
                         const bool greater = xi[c] > yo[c];
                         yo[c] = greater ? xi[c] : yo[c];
-                        ao[c] = greater ? base + c : ao[c];
+                        if constexpr (Track) ao[c] = greater ? base + c : ao[c];
                     }
                 }
         }
     }
+}
+
+}  // namespace detail
+
+/// Max-pool forward; `argmax` receives, per output element, the flat input index that won (the
+/// first maximum in window order), so the backward pass routes gradients without searching again.
+/// Null `argmax`: the outputs only (an evaluation that no backward pass follows).
+inline void max_pool_forward(const pool_geometry& g, const float* x, float* y, std::int32_t* argmax) {
+    g.validate("tricks::max_pool");
+    if (argmax != nullptr)
+        detail::max_pool_rows<true>(g, x, y, argmax);
+    else
+        detail::max_pool_rows<false>(g, x, y, nullptr);
 }
 
 /// dx = 0, then dx[argmax[o]] += dy[o]. Windows of one image only touch that image: split by image.
