@@ -607,6 +607,33 @@ struct epilogue_case {
     }
 };
 
+TEST_CASE("cpu conv2d_forward: the affine and ReLU epilogue gives apply_epilogue's bits on every path") {
+    // The epilogue runs on the registers (gemm_rows' blocks for the narrow 1x1 layers, gemm_packed's,
+    // the direct and Winograd kernels) or in a pass after the GEMM; each must give what
+    // apply_epilogue gives on the convolution's plain output. Besides conv_cases: 1x1 layers on
+    // gemm_rows with 32 + 8 columns and with 3 x 32 + 4 (the scalar remainder).
+    std::uint64_t stream = 2900;
+    std::vector<conv_case> cases = conv_cases();
+    cases.push_back({3, 6, 5, 64, 40, 1, 1, 1, 0});
+    cases.push_back({2, 5, 7, 24, 100, 1, 1, 1, 0});
+    for (const auto& c0 : cases) {
+        const epilogue_case e(c0, 3, stream);
+        const auto& [c, ref, g, x, w, scale, shift] = e;
+        for (const auto algo : {tb::conv_algo::winograd, tb::conv_algo::direct})
+            for (const bool relu : {false, true}) {
+                INFO(describe(e.c) << " algo " << std::string(tb::to_string(algo)) << " relu " << relu);
+                th::workspace ws;
+                const th::conv_epilogue epi{.scale = scale.data(), .shift = shift.data(), .relu = relu};
+                fvec expect(ref.y_size(), nan_f), got(ref.y_size(), nan_f);
+                th::conv2d_forward(g, x.data(), w.data(), expect.data(), ws, {}, algo);
+                th::apply_epilogue(expect.data(), expect.data(), expect.size() / static_cast<std::size_t>(c.cout),
+                                   c.cout, epi);
+                th::conv2d_forward(g, x.data(), w.data(), got.data(), ws, epi, algo);
+                CHECK(tricks_test::same_bits(got, expect));
+            }
+    }
+}
+
 TEST_CASE("cpu conv2d_forward: a residual in the epilogue gives the bits of add_relu_forward after the convolution") {
     // A residual block's end in evaluation: relu(bn(conv(x)) + s) in the convolution's epilogue, on
     // every forward path, with and without the folded BN and the ReLU; images past the first read
