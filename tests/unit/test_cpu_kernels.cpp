@@ -612,6 +612,9 @@ TEST_CASE("cpu conv2d_forward: the affine and ReLU epilogue gives apply_epilogue
     // the direct and Winograd kernels) or in a pass after the GEMM; each must give what
     // apply_epilogue gives on the convolution's plain output. Besides conv_cases: 1x1 layers on
     // gemm_rows with 32 + 8 columns and with 3 x 32 + 4 (the scalar remainder).
+    // On 1-3 threads: several threads cut a small layer's columns into chunks (100 columns: 48 + 52),
+    // whose epilogue offsets must follow.
+    const omp_threads_guard guard;
     std::uint64_t stream = 2900;
     std::vector<conv_case> cases = conv_cases();
     cases.push_back({3, 6, 5, 64, 40, 1, 1, 1, 0});
@@ -620,17 +623,20 @@ TEST_CASE("cpu conv2d_forward: the affine and ReLU epilogue gives apply_epilogue
         const epilogue_case e(c0, 3, stream);
         const auto& [c, ref, g, x, w, scale, shift] = e;
         for (const auto algo : {tb::conv_algo::winograd, tb::conv_algo::direct})
-            for (const bool relu : {false, true}) {
-                INFO(describe(e.c) << " algo " << std::string(tb::to_string(algo)) << " relu " << relu);
-                th::workspace ws;
-                const th::conv_epilogue epi{.scale = scale.data(), .shift = shift.data(), .relu = relu};
-                fvec expect(ref.y_size(), nan_f), got(ref.y_size(), nan_f);
-                th::conv2d_forward(g, x.data(), w.data(), expect.data(), ws, {}, algo);
-                th::apply_epilogue(expect.data(), expect.data(), expect.size() / static_cast<std::size_t>(c.cout),
-                                   c.cout, epi);
-                th::conv2d_forward(g, x.data(), w.data(), got.data(), ws, epi, algo);
-                CHECK(tricks_test::same_bits(got, expect));
-            }
+            for (const bool relu : {false, true})
+                for (const int threads : {1, 2, 3}) {
+                    omp_set_num_threads(threads);
+                    INFO(describe(e.c) << " algo " << std::string(tb::to_string(algo)) << " relu " << relu
+                                       << " threads " << threads);
+                    th::workspace ws;
+                    const th::conv_epilogue epi{.scale = scale.data(), .shift = shift.data(), .relu = relu};
+                    fvec expect(ref.y_size(), nan_f), got(ref.y_size(), nan_f);
+                    th::conv2d_forward(g, x.data(), w.data(), expect.data(), ws, {}, algo);
+                    th::apply_epilogue(expect.data(), expect.data(), expect.size() / static_cast<std::size_t>(c.cout),
+                                       c.cout, epi);
+                    th::conv2d_forward(g, x.data(), w.data(), got.data(), ws, epi, algo);
+                    CHECK(tricks_test::same_bits(got, expect));
+                }
     }
 }
 

@@ -237,6 +237,7 @@ private:
             // One sub-batch (a batch smaller than the sub-batch size, batch 1 included): one copy runs it
             // with every thread inside its kernels, whose tiles, and so bits, follow the shapes only.
             copy_ctx.arena = &copies_[0]->arena;
+            copies_[0]->prepared = {};  // until it has run: a throw part-way leaves some layers re-prepared
             const tensor<float>& y = copies_[0]->model->forward(x, copy_ctx);  // the caller's batch as is
             require<shape_error>(y.size() == y_.size(), "tricks::inference_pool: output ", y.shape(), " is not ",
                                  y_.shape());
@@ -250,6 +251,7 @@ private:
         int from = 0;
         if (!(copies_[0]->prepared == key)) {
             copy_ctx.arena = &copies_[0]->arena;
+            copies_[0]->prepared = {};  // until it has run: a throw part-way leaves some layers re-prepared
             write_chunk(*copies_[0], x, copy_ctx, 0, chunk);
             copies_[0]->prepared = key;
             from = 1;

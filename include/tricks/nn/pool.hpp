@@ -25,11 +25,13 @@ struct max_pool {
     const tensor<float>& forward(const tensor<float>& x, const context& ctx) {
         check_channels("tricks::max_pool", x, C);
         g_ = {x.shape(), K, Stride, Pad, false, true};
+        routed_ = false;  // until argmax_ holds this forward's routes
         ctx.output(y_, g_.out());
         // A lending forward is never followed by a backward pass (the composites refuse it): no argmax.
-        routed_ = !ctx.lends();
-        if (routed_) argmax_.resize(y_.size());
-        backend::host::max_pool_forward(g_, x.data(), y_.data(), routed_ ? argmax_.data() : nullptr);
+        const bool route = !ctx.lends();
+        if (route) argmax_.resize(y_.size());
+        backend::host::max_pool_forward(g_, x.data(), y_.data(), route ? argmax_.data() : nullptr);
+        routed_ = route;
         return y_;
     }
     const tensor<float>& backward(const tensor<float>& dy, const context& ctx, bool) {
