@@ -167,8 +167,8 @@ struct dense_rows {
 /// gemm_rows. Rows::stride(K) / Rows::stride(ldb) are the row pitches of A / C; KC > 0 fixes K at
 /// compile time (then the R row offsets are constants, not R registers). With E, `epi` is applied on
 /// the registers before the store: `at` is C's offset and `co` its first column in the epilogue's
-/// layout (a compile-time switch: the kernel without it is the one measured before, ~10% faster on a
-/// 56x56 64->256 layer than with a run-time test).
+/// layout (a compile-time switch, so the kernel without it, which the Winograd GEMMs and linear layers
+/// use, is the code measured before; a run-time test measured within the noise of it).
 template <class Rows, int R, int CB, int KC, bool E = false>
 inline void gemm_block(const float* a, int k_rt, const float* b, int ldb, float* c, std::size_t ldc,
                        const conv_epilogue* epi = nullptr, std::size_t at = 0, int co = 0) {
