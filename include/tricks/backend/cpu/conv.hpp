@@ -70,12 +70,11 @@ inline bool direct_conv_suits(const conv_geometry& g) noexcept {
     return !g.pointwise() && g.out_c % 8 == 0 && g.out_c <= 128 && g.in.c <= 128;
 }
 
-/// PX output pixels (ox0 ... ox0 + PX - 1 of row oy) x CB output channels (co0 ...) of one image.
+/// One register tile of direct_block: PX pixels from ox0 x CB channels from co0.
 template <int PX, int CB>
-inline void direct_block(const conv_geometry& g, const float* xp, const float* w, float* y_img, int oy, int ox0,
-                         int co0, const conv_epilogue& epi) {
-    static_assert(CB == 8 || CB == 16 || CB == 32);
-    constexpr int VW = CB >= 16 ? 16 : 8, V = CB / VW;
+inline void direct_tile(const conv_geometry& g, const float* xp, const float* w, float* y_img, int oy, int ox0, int co0,
+                        const conv_epilogue& epi) {
+    constexpr int VW = block_width<CB>, V = CB / VW;
     using vec = vecf<VW>;
     const int C = g.in.c, WP = g.in.w + 2 * g.pad, S = g.stride, cout = g.out_c, ow = g.out_w();
     vec acc[PX][V];
@@ -94,7 +93,7 @@ inline void direct_block(const conv_geometry& g, const float* xp, const float* w
             for (int v = 0; v < V; ++v) wv[v] = loadv<VW>(wp + VW * v);
             for (int px = 0; px < PX; ++px) {
                 const float xv = xb[static_cast<std::size_t>(px) * S * C + j];
-                for (int v = 0; v < V; ++v) acc[px][v] += wv[v] * xv;
+                for (int v = 0; v < V; ++v) acc[px][v] = fmadd<VW>(wv[v], splat<VW>(xv), acc[px][v]);
             }
         }
     }
@@ -109,6 +108,16 @@ inline void direct_block(const conv_geometry& g, const float* xp, const float* w
     float* yo = y_img + at;
     for (int px = 0; px < PX; ++px)
         for (int v = 0; v < V; ++v) storev<VW>(yo + static_cast<std::size_t>(px) * cout + VW * v, acc[px][v]);
+}
+
+/// PX output pixels (ox0 ... ox0 + PX - 1 of row oy) x CB output channels (co0 ...) of one image.
+template <int PX, int CB>
+inline void direct_block(const conv_geometry& g, const float* xp, const float* w, float* y_img, int oy, int ox0,
+                         int co0, const conv_epilogue& epi) {
+    static_assert(CB == 8 || CB == 16 || CB == 32);
+    register_tiles<PX, CB>([&](auto ps, auto cs, int p0, int c0) {
+        direct_tile<decltype(ps)::value, decltype(cs)::value>(g, xp, w, y_img, oy, ox0 + p0, co0 + c0, epi);
+    });
 }
 
 template <int CB>
@@ -158,13 +167,12 @@ inline void direct_conv_forward(const conv_geometry& g, const float* x, const fl
 }
 
 /// Backward-filter of one image for one tap (ky, kx), CIB input x CB output channels from (ci0, co0):
-/// part[tap][ci][co] += sum over the image's output pixels of x_pad[pixel + tap][ci] * dy[pixel][co].
+/// One register tile of direct_filter_block: CIB input channels from ci0 x CB output channels from co0.
 template <int CIB, int CB>
-inline void direct_filter_block(const conv_geometry& g, const float* xp, const float* dy_img, float* part, int ky,
-                                int kx, int ci0, int co0) {
-    static_assert(CB == 8 || CB == 16);
-    constexpr int V = 1;
-    using vec = vecf<CB>;
+inline void direct_filter_tile(const conv_geometry& g, const float* xp, const float* dy_img, float* part, int ky,
+                               int kx, int ci0, int co0) {
+    constexpr int VW = block_width<CB>, V = CB / VW;
+    using vec = vecf<VW>;
     const int C = g.in.c, WP = g.in.w + 2 * g.pad, S = g.stride, cout = g.out_c, oh = g.out_h(), ow = g.out_w();
     vec acc[CIB][V];
     for (int c = 0; c < CIB; ++c)
@@ -174,18 +182,28 @@ inline void direct_filter_block(const conv_geometry& g, const float* xp, const f
         const float* drow = dy_img + static_cast<std::size_t>(oy) * ow * cout + co0;
         for (int ox = 0; ox < ow; ++ox) {
             vec d[V];
-            for (int v = 0; v < V; ++v) d[v] = loadv<CB>(drow + static_cast<std::size_t>(ox) * cout + CB * v);
+            for (int v = 0; v < V; ++v) d[v] = loadv<VW>(drow + static_cast<std::size_t>(ox) * cout + VW * v);
             const float* xv = xrow + static_cast<std::size_t>(ox) * S * C;
             for (int c = 0; c < CIB; ++c)
-                for (int v = 0; v < V; ++v) acc[c][v] += d[v] * xv[c];
+                for (int v = 0; v < V; ++v) acc[c][v] = fmadd<VW>(d[v], splat<VW>(xv[c]), acc[c][v]);
         }
     }
     float* dst = part + (static_cast<std::size_t>(ky * g.kw + kx) * C + ci0) * cout + co0;
     for (int c = 0; c < CIB; ++c)
         for (int v = 0; v < V; ++v) {
-            float* q = dst + static_cast<std::size_t>(c) * cout + CB * v;
-            storev<CB>(q, loadv<CB>(q) + acc[c][v]);
+            float* q = dst + static_cast<std::size_t>(c) * cout + VW * v;
+            storev<VW>(q, loadv<VW>(q) + acc[c][v]);
         }
+}
+
+/// part[tap][ci][co] += sum over the image's output pixels of x_pad[pixel + tap][ci] * dy[pixel][co].
+template <int CIB, int CB>
+inline void direct_filter_block(const conv_geometry& g, const float* xp, const float* dy_img, float* part, int ky,
+                                int kx, int ci0, int co0) {
+    static_assert(CB == 8 || CB == 16);
+    register_tiles<CIB, CB>([&](auto rs, auto cs, int r0, int c0) {
+        direct_filter_tile<decltype(rs)::value, decltype(cs)::value>(g, xp, dy_img, part, ky, kx, ci0 + r0, co0 + c0);
+    });
 }
 
 template <int CIB>

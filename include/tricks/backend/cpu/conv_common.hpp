@@ -116,6 +116,48 @@ struct vector_epilogue {
     }
 };
 
+/// Whether one vector register holds 16 floats (AVX-512: 32 such registers). The register blocks
+/// below are shaped for it: 12 rows x 32 columns is 24 accumulators. Without it (AVX2: 16 registers
+/// of 8 floats; NEON: 32 of 4) the same block needs 48 AVX registers and spills on every step
+/// (ResNet-50's 1x1 layers ran at ~5 GFLOP/s a core on an AVX2 machine), so register_tiles cuts it.
+#if defined(__AVX512F__)
+inline constexpr bool wide_registers = true;
+#else
+inline constexpr bool wide_registers = false;
+#endif
+
+/// The vector width (floats) of a register block CB columns wide: 16 where a register holds 16 and
+/// CB >= 16, else 8.
+template <int CB>
+inline constexpr int block_width = CB >= 16 && wide_registers ? 16 : 8;
+
+/// register_tiles' column of tiles c (columns c * CS ...): tiles of RS rows, the last one shorter.
+template <int R, int RS, int CS, int C, class F, int... Q>
+inline void register_tile_column(F& f, std::integer_sequence<int, Q...>) {
+    (f(std::integral_constant<int, (RS < R - Q * RS ? RS : R - Q * RS)>{}, std::integral_constant<int, CS>{}, Q * RS,
+       C * CS),
+     ...);
+}
+template <int R, int RS, int CS, class F, int... C>
+inline void register_tile_columns(F& f, std::integer_sequence<int, C...>) {
+    (register_tile_column<R, RS, CS, C>(f, std::make_integer_sequence<int, (R + RS - 1) / RS>{}), ...);
+}
+
+/// Calls f(std::integral_constant<int, RS>{}, std::integral_constant<int, CS>{}, r0, c0) for the tiles
+/// of an R x CB register block that fit the machine's registers, one after the other: the whole
+/// block where wide_registers, else tiles of at most 6 rows x 16 columns (12 AVX accumulators, 2 for
+/// B and a broadcast) or 12 rows x 8 columns, column tile by column tile. Every output is still one
+/// accumulator summed over k in order from the same start, so the tiling changes no bit.
+template <int R, int CB, class F>
+inline void register_tiles(F&& f) {
+    if constexpr (wide_registers) {
+        f(std::integral_constant<int, R>{}, std::integral_constant<int, CB>{}, 0, 0);
+    } else {
+        constexpr int CS = CB < 16 ? CB : 16, RS = CS == 16 ? 6 : 12;
+        register_tile_columns<R, RS, CS>(f, std::make_integer_sequence<int, CB / CS>{});
+    }
+}
+
 /// Calls f(std::integral_constant<int, B>{}, i) for i = 0, B, 2B, ... while a whole block fits, then
 /// once with the remainder as a compile-time block size: register-blocked kernels with fixed trip counts.
 template <int B, class F>
@@ -163,16 +205,11 @@ struct dense_rows {
     static constexpr std::size_t stride(int k) noexcept { return static_cast<std::size_t>(k); }
 };
 
-/// C (R rows x CB columns) = A (R rows of K) * B (K x ldb, from column 0): the register block of
-/// gemm_rows. Rows::stride(K) / Rows::stride(ldb) are the row pitches of A / C; KC > 0 fixes K at
-/// compile time (then the R row offsets are constants, not R registers). With E, `epi` is applied on
-/// the registers before the store: `at` is C's offset and `co` its first column in the epilogue's
-/// layout (a compile-time switch, so the kernel without it, which the Winograd GEMMs and linear layers
-/// use, is the code measured before; a run-time test measured within the noise of it).
-template <class Rows, int R, int CB, int KC, bool E = false>
-inline void gemm_block(const float* a, int k_rt, const float* b, int ldb, float* c, std::size_t ldc,
-                       const conv_epilogue* epi = nullptr, std::size_t at = 0, int co = 0) {
-    constexpr int VW = CB >= 16 ? 16 : 8, NV = CB / VW;
+/// One register tile of gemm_block (gemm_block's arguments for the tile's rows and columns).
+template <class Rows, int R, int CB, int KC, bool E>
+inline void gemm_tile(const float* a, int k_rt, const float* b, int ldb, float* c, std::size_t ldc,
+                      const conv_epilogue* epi = nullptr, std::size_t at = 0, int co = 0) {
+    constexpr int VW = block_width<CB>, NV = CB / VW;
     using vec = vecf<VW>;
     const int K = KC > 0 ? KC : k_rt;
     const std::size_t lda = Rows::stride(K);
@@ -200,6 +237,22 @@ inline void gemm_block(const float* a, int k_rt, const float* b, int ldb, float*
         }
     for (int r = 0; r < R; ++r)
         for (int n = 0; n < NV; ++n) storev<VW>(c + r * ldc + VW * n, acc[r][n]);
+}
+
+/// C (R rows x CB columns) = A (R rows of K) * B (K x ldb, from column 0): the register block of
+/// gemm_rows. Rows::stride(K) / Rows::stride(ldb) are the row pitches of A / C; KC > 0 fixes K at
+/// compile time (then the R row offsets are constants, not R registers). With E, `epi` is applied on
+/// the registers before the store: `at` is C's offset and `co` its first column in the epilogue's
+/// layout (a compile-time switch, so the kernel without it, which the Winograd GEMMs and linear layers
+/// use, is the code measured before; a run-time test measured within the noise of it).
+template <class Rows, int R, int CB, int KC, bool E = false>
+inline void gemm_block(const float* a, int k_rt, const float* b, int ldb, float* c, std::size_t ldc,
+                       const conv_epilogue* epi = nullptr, std::size_t at = 0, int co = 0) {
+    const std::size_t lda = Rows::stride(KC > 0 ? KC : k_rt);
+    register_tiles<R, CB>([&](auto rs, auto cs, int r0, int c0) {
+        gemm_tile<Rows, decltype(rs)::value, decltype(cs)::value, KC, E>(
+            a + r0 * lda, k_rt, b + c0, ldb, c + r0 * ldc + c0, ldc, epi, at + r0 * ldc + c0, co + c0);
+    });
 }
 
 /// C = A (rows x K) * B (K x cols, row-major), rows of A and C Rows::stride(K) / Rows::stride(cols)
@@ -297,12 +350,12 @@ inline void pack_gemm_b(const float* b, int K, int ldb, int cols, float* bp) {
     });
 }
 
-/// C (R x CB, rows ldc apart) = (first ? 0 : C) + Ap * Bp over kn steps; Ap: [k][R], Bp: [k][CB]. With
-/// `epi`, the epilogue is applied before the store; `at` is C's offset in the epilogue's layout.
-template <int R, int CB>
-inline void packed_block(const float* ap, const float* bp, int kn, float* c, std::size_t ldc, bool first,
-                         const conv_epilogue* epi, std::size_t at, int co) {
-    constexpr int VW = CB >= 16 ? 16 : 8, NV = CB / VW;
+/// One register tile of packed_block: R rows x CB columns of panels of RA rows ([k][RA]) and CBP
+/// columns ([k][CBP]), from the tile's first row and column.
+template <int R, int CB, int RA, int CBP>
+inline void packed_block_tile(const float* ap, const float* bp, int kn, float* c, std::size_t ldc, bool first,
+                              const conv_epilogue* epi, std::size_t at, int co) {
+    constexpr int VW = block_width<CB>, NV = CB / VW;
     using vec = vecf<VW>;
     vec acc[R][NV];
     for (int r = 0; r < R; ++r)
@@ -319,9 +372,9 @@ inline void packed_block(const float* ap, const float* bp, int kn, float* c, std
                 for (int q = 0; q < CB; q += 16) __builtin_prefetch(res + at + k * ldc + q, 0, 3);
         }
         vec bv[NV];
-        for (int n = 0; n < NV; ++n) bv[n] = loadv<VW>(bp + static_cast<std::size_t>(k) * CB + VW * n);
+        for (int n = 0; n < NV; ++n) bv[n] = loadv<VW>(bp + static_cast<std::size_t>(k) * CBP + VW * n);
         for (int r = 0; r < R; ++r) {
-            const float av = ap[k * R + r];
+            const float av = ap[k * RA + r];
             for (int n = 0; n < NV; ++n) acc[r][n] = fmadd<VW>(bv[n], splat<VW>(av), acc[r][n]);
         }
     }
@@ -332,6 +385,17 @@ inline void packed_block(const float* ap, const float* bp, int kn, float* c, std
         }
     for (int r = 0; r < R; ++r)
         for (int n = 0; n < NV; ++n) storev<VW>(c + r * ldc + VW * n, acc[r][n]);
+}
+
+/// C (R x CB, rows ldc apart) = (first ? 0 : C) + Ap * Bp over kn steps; Ap: [k][R], Bp: [k][CB]. With
+/// `epi`, the epilogue is applied before the store; `at` is C's offset in the epilogue's layout.
+template <int R, int CB>
+inline void packed_block(const float* ap, const float* bp, int kn, float* c, std::size_t ldc, bool first,
+                         const conv_epilogue* epi, std::size_t at, int co) {
+    register_tiles<R, CB>([&](auto rs, auto cs, int r0, int c0) {
+        packed_block_tile<decltype(rs)::value, decltype(cs)::value, R, CB>(ap + r0, bp + c0, kn, c + r0 * ldc + c0, ldc,
+                                                                           first, epi, at + r0 * ldc + c0, co + c0);
+    });
 }
 
 /// C = epi(A * B): `rows` rows, A rows x K (given by pack_a), B K x cols (rows ldb apart), C's rows ldc

@@ -301,24 +301,35 @@ constexpr std::size_t winograd_fused_floats() noexcept {
     return std::size_t{winograd_tiles<M>::positions} * (winograd_fused_kc * winograd_fused_width + 16);
 }
 
+/// One register tile of winograd_fused_block: R rows x CB columns.
+template <int R, int CB>
+inline void winograd_fused_tile(const float* a, std::size_t lda, const float* b, std::size_t ldb, int kn, float* c,
+                                std::size_t ldc, bool first) {
+    constexpr int VW = block_width<CB>, NV = CB / VW;
+    using vec = vecf<VW>;
+    vec acc[R][NV];
+    for (int r = 0; r < R; ++r)
+        for (int n = 0; n < NV; ++n) acc[r][n] = first ? vec{} : loadv<VW>(c + r * ldc + VW * n);
+    for (int k = 0; k < kn; ++k) {
+        vec bv[NV];
+        for (int n = 0; n < NV; ++n) bv[n] = loadv<VW>(b + k * ldb + VW * n);
+        for (int r = 0; r < R; ++r) {
+            const float av = a[r * lda + k];
+            for (int n = 0; n < NV; ++n) acc[r][n] = fmadd<VW>(bv[n], splat<VW>(av), acc[r][n]);
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int n = 0; n < NV; ++n) storev<VW>(c + r * ldc + VW * n, acc[r][n]);
+}
+
 /// C (R rows x 32) = (first ? 0 : C) + A * B over kn steps: A's rows lda apart, B's ldb.
 template <int R>
 inline void winograd_fused_block(const float* a, std::size_t lda, const float* b, std::size_t ldb, int kn, float* c,
                                  std::size_t ldc, bool first) {
-    using vec = vecf<16>;
-    vec acc[R][2];
-    for (int r = 0; r < R; ++r)
-        for (int n = 0; n < 2; ++n) acc[r][n] = first ? vec{} : loadv<16>(c + r * ldc + 16 * n);
-    for (int k = 0; k < kn; ++k) {
-        const vec b0 = loadv<16>(b + k * ldb), b1 = loadv<16>(b + k * ldb + 16);
-        for (int r = 0; r < R; ++r) {
-            const float av = a[r * lda + k];
-            acc[r][0] = fmadd<16>(b0, splat<16>(av), acc[r][0]);
-            acc[r][1] = fmadd<16>(b1, splat<16>(av), acc[r][1]);
-        }
-    }
-    for (int r = 0; r < R; ++r)
-        for (int n = 0; n < 2; ++n) storev<16>(c + r * ldc + 16 * n, acc[r][n]);
+    register_tiles<R, 32>([&](auto rs, auto cs, int r0, int c0) {
+        winograd_fused_tile<decltype(rs)::value, decltype(cs)::value>(a + r0 * lda, lda, b + c0, ldb, kn,
+                                                                      c + r0 * ldc + c0, ldc, first);
+    });
 }
 
 /// M[t][pos] = V[t][pos] * U[pos] for every position and `rows` <= winograd_fused_rows tiles, with U
@@ -369,11 +380,11 @@ inline void winograd_gemms_from_filter(const float* v, int rows, int C, const fl
     }
 }
 
-/// dU (CIB x CB; rows cout apart) += V^T dM over `tiles` rows (V's rows lda apart, dM's ldd apart).
+/// One register tile of winograd_filter_block: CIB input channels x CB output channels.
 template <int CIB, int CB>
-inline void winograd_filter_block(const float* v, std::size_t lda, const float* dm, std::size_t ldd, int cout,
-                                  int tiles, float* du) {
-    constexpr int VW = CB >= 16 ? 16 : 8, NV = CB / VW;
+inline void winograd_filter_tile(const float* v, std::size_t lda, const float* dm, std::size_t ldd, int cout, int tiles,
+                                 float* du) {
+    constexpr int VW = block_width<CB>, NV = CB / VW;
     using vec = vecf<VW>;
     vec acc[CIB][NV];
     for (int c = 0; c < CIB; ++c)
@@ -383,13 +394,23 @@ inline void winograd_filter_block(const float* v, std::size_t lda, const float* 
         for (int n = 0; n < NV; ++n) d[n] = loadv<VW>(dm + t * ldd + VW * n);
         const float* vt = v + t * lda;
         for (int c = 0; c < CIB; ++c)
-            for (int n = 0; n < NV; ++n) acc[c][n] += d[n] * vt[c];
+            for (int n = 0; n < NV; ++n) acc[c][n] = fmadd<VW>(d[n], splat<VW>(vt[c]), acc[c][n]);
     }
     for (int c = 0; c < CIB; ++c)
         for (int n = 0; n < NV; ++n) {
             float* q = du + static_cast<std::size_t>(c) * cout + VW * n;
             storev<VW>(q, loadv<VW>(q) + acc[c][n]);
         }
+}
+
+/// dU (CIB x CB; rows cout apart) += V^T dM over `tiles` rows (V's rows lda apart, dM's ldd apart).
+template <int CIB, int CB>
+inline void winograd_filter_block(const float* v, std::size_t lda, const float* dm, std::size_t ldd, int cout,
+                                  int tiles, float* du) {
+    register_tiles<CIB, CB>([&](auto rs, auto cs, int r0, int c0) {
+        winograd_filter_tile<decltype(rs)::value, decltype(cs)::value>(v + r0, lda, dm + c0, ldd, cout, tiles,
+                                                                       du + static_cast<std::size_t>(r0) * cout + c0);
+    });
 }
 
 /// dU (cin x cout) += V^T dM for one position, summed over `tiles` rows in order.
