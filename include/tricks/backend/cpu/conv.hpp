@@ -226,7 +226,8 @@ inline void direct_filter_image(const conv_geometry& g, const float* xp, const f
 template <int K, int CB>
 inline void direct_filter_single_channel(const conv_geometry& g, const float* xp, const float* dy_img, float* part,
                                          int co0) {
-    constexpr int VW = CB >= 16 ? 16 : 8;
+    static_assert(CB == block_width<CB>, "tricks: one vector of CB floats");
+    constexpr int VW = CB;
     using vec = vecf<VW>;
     const int WP = g.in.w + 2 * g.pad, S = g.stride, cout = g.out_c, oh = g.out_h(), ow = g.out_w();
     vec acc[K * K];
@@ -291,8 +292,9 @@ inline void direct_conv_backward_filter(const conv_geometry& g, const float* x, 
             pad_image(g, x + img * in_img, xp);
             const float* dyi = dy + img * out_img;
             if (g.in.c == 1 && g.kh == 3 && g.kw == 3) {
+                constexpr int CB = block_width<16>;  // 9 accumulators of CB floats
                 int co = 0;
-                for (; co + 16 <= g.out_c; co += 16) direct_filter_single_channel<3, 16>(g, xp, dyi, part, co);
+                for (; co + CB <= g.out_c; co += CB) direct_filter_single_channel<3, CB>(g, xp, dyi, part, co);
                 if (co < g.out_c) direct_filter_single_channel<3, 8>(g, xp, dyi, part, co);
             } else if (g.in.c == 1) {
                 direct_filter_image<1>(g, xp, dyi, part);

@@ -144,14 +144,13 @@ struct winograd_tiles {
 };
 
 /// with_channels plus the vector width: f(std::integral_constant<int, VW>{}, std::integral_constant<int, CC>{})
-/// with VW = 16 where 16 divides n, else 8 (n is a multiple of 8).
+/// with VW = 16 where 16 divides n and a register holds 16 floats, else 8 (n is a multiple of 8).
 template <class F>
 inline void with_vectors(int n, F&& f) {
     with_channels(n, [&](auto cc) {
-        if (n % 16 == 0)
-            f(std::integral_constant<int, 16>{}, cc);
-        else
-            f(std::integral_constant<int, 8>{}, cc);
+        if constexpr (wide_registers)
+            if (n % 16 == 0) return f(std::integral_constant<int, 16>{}, cc);
+        f(std::integral_constant<int, 8>{}, cc);
     });
 }
 
@@ -174,16 +173,20 @@ inline void separable_2d(Load&& load, F&& f, Store&& store) {
     }
 }
 
-/// The filter transform and its adjoint, on 16 (ci, co) pairs at a time (cin * cout is a multiple of
-/// 64: both are multiples of 8): dst[i][j][pair] = (f f^T applied to src[.][.][pair])[i][j], src In x In
-/// and dst Out x Out positions, each position cc = cin * cout floats.
+/// (ci, co) pairs per vector of the filter transforms: 16 where a register holds 16 floats, else 8.
+inline constexpr int filter_pairs = block_width<16>;
+
+/// The filter transform and its adjoint, on filter_pairs (ci, co) pairs at a time (cin * cout is a
+/// multiple of 64: both are multiples of 8): dst[i][j][pair] = (f f^T applied to src[.][.][pair])[i][j],
+/// src In x In and dst Out x Out positions, each position cc = cin * cout floats.
 template <int In, int Out, class F>
 inline void transform_filter_pairs(const float* src, std::size_t cc, F&& f, float* dst) {
-    using vec = vecf<16>;
-    for (std::size_t e = 0; e < cc; e += 16)
+    constexpr int W = filter_pairs;
+    using vec = vecf<W>;
+    for (std::size_t e = 0; e < cc; e += W)
         separable_2d<In, Out, vec>(
-            [&](int i, int j) { return loadv<16>(src + static_cast<std::size_t>(i * In + j) * cc + e); }, f,
-            [&](int i, int j, vec v) { storev<16>(dst + static_cast<std::size_t>(i * Out + j) * cc + e, v); });
+            [&](int i, int j) { return loadv<W>(src + static_cast<std::size_t>(i * In + j) * cc + e); }, f,
+            [&](int i, int j, vec v) { storev<W>(dst + static_cast<std::size_t>(i * Out + j) * cc + e, v); });
 }
 
 /// U[pos][ci][co] = (G g G^T)[pos] for the HWIO filter w[ky][kx][ci][co].
@@ -339,15 +342,16 @@ inline void winograd_fused_block(const float* a, std::size_t lda, const float* b
 /// channels at a time. For one 7x7 image (4 tiles) the stored U, 4x the filter at F(4x4) (36 MiB
 /// for a 512->512 layer), would be read from memory for 4 multiply-adds per value; here the filter
 /// is read instead. The same bits as winograd_gemm over winograd_filter_transform's U: the
-/// transform is the same separable_2d on the same 16-pair vectors (pairs ci * cout + co, co from a
-/// multiple of 16), and each output's sum runs over ci in order, one fused multiply-add per term
+/// transform is the same separable_2d on the same filter_pairs-pair vectors (pairs ci * cout + co, co
+/// from a multiple of filter_pairs), and each output's sum runs over ci in order, one fused multiply-add per term
 /// from 0, as gemm_block's (a chunk stores its partial and the next continues it).
 /// scratch(thread): winograd_fused_floats<M>() floats.
 template <int M, class Scratch>
 inline void winograd_gemms_from_filter(const float* v, int rows, int C, const float* w, int CO, float* m,
                                        Scratch&& scratch) {
     using tiles = winograd_tiles<M>;
-    using vec = vecf<16>;
+    constexpr int W = filter_pairs;
+    using vec = vecf<W>;
     constexpr int P = tiles::positions, A = M + 2, KC = winograd_fused_kc;
     const std::size_t lda = tiles::stride(C), ldc = tiles::stride(CO), cc = static_cast<std::size_t>(C) * CO;
     const int blocks = CO / 32, threads = max_threads();
@@ -361,13 +365,13 @@ inline void winograd_gemms_from_filter(const float* v, int rows, int C, const fl
         for (int c0 = 0; c0 < C; c0 += KC) {
             const int kn = std::min(KC, C - c0);
             for (int k = 0; k < kn; ++k)
-                for (int h = 0; h < width; h += 16) {
+                for (int h = 0; h < width; h += W) {
                     const float* src = w + static_cast<std::size_t>(c0 + k) * CO + o0 + h;
                     float* dst = ul + k * ldu + h;
                     separable_2d<3, A, vec>(
-                        [&](int i, int j) { return loadv<16>(src + static_cast<std::size_t>(i * 3 + j) * cc); },
+                        [&](int i, int j) { return loadv<W>(src + static_cast<std::size_t>(i * 3 + j) * cc); },
                         [](const auto& in, auto& out) { winograd_1d<M>::filter(in, out); },
-                        [&](int i, int j, vec x) { storev<16>(dst + static_cast<std::size_t>(i * A + j) * pitch, x); });
+                        [&](int i, int j, vec x) { storev<W>(dst + static_cast<std::size_t>(i * A + j) * pitch, x); });
                 }
             for (int pos = 0; pos < P; ++pos)
                 for (int o = 0; o < width; o += 32)
