@@ -60,8 +60,9 @@ inline void col2im_tile_add(const conv_geometry& g, const float* col, int p0, in
 // The CIFAR-style nets' convolutions have 8-128 output channels: as a GEMM (pixels x 9*cin) * (9*cin x
 // cout) the right operand is a thin strip and the im2col copy costs as much as the product. The
 // direct kernel instead keeps a block of PX output pixels x CB output channels in registers
-// (PX * CB / 16 AVX-512 vectors) and walks the taps and input channels of a zero-padded copy of
-// the image: per (tap, ci) it loads CB weights once and does PX broadcasts and PX * CB / 16 FMAs.
+// (PX * CB / 16 AVX-512 vectors; without AVX-512 as register_tiles' tiles of at most 6 pixels x 16
+// channels) and walks the taps and input channels of a zero-padded copy of the image: per (tap, ci)
+// it loads CB weights once and does PX broadcasts and PX * CB / 16 FMAs.
 // Each output's sum runs over (ky, kx, ci) in that order whatever the thread count: deterministic.
 
 /// The geometry the direct kernel handles (any kernel, stride and padding; output channels in blocks
@@ -166,7 +167,6 @@ inline void direct_conv_forward(const conv_geometry& g, const float* x, const fl
     }
 }
 
-/// Backward-filter of one image for one tap (ky, kx), CIB input x CB output channels from (ci0, co0):
 /// One register tile of direct_filter_block: CIB input channels from ci0 x CB output channels from co0.
 template <int CIB, int CB>
 inline void direct_filter_tile(const conv_geometry& g, const float* xp, const float* dy_img, float* part, int ky,
@@ -196,6 +196,7 @@ inline void direct_filter_tile(const conv_geometry& g, const float* xp, const fl
         }
 }
 
+/// Backward-filter of one image for one tap (ky, kx), CIB input x CB output channels from (ci0, co0):
 /// part[tap][ci][co] += sum over the image's output pixels of x_pad[pixel + tap][ci] * dy[pixel][co].
 template <int CIB, int CB>
 inline void direct_filter_block(const conv_geometry& g, const float* xp, const float* dy_img, float* part, int ky,
@@ -239,7 +240,9 @@ inline void direct_filter_single_channel(const conv_geometry& g, const float* xp
             const vec d = loadv<VW>(drow + static_cast<std::size_t>(ox) * cout);
             const float* xv = xrow + static_cast<std::size_t>(ox) * S;
             for (int ky = 0; ky < K; ++ky)
-                for (int kx = 0; kx < K; ++kx) acc[ky * K + kx] += d * xv[static_cast<std::size_t>(ky) * WP + kx];
+                for (int kx = 0; kx < K; ++kx)
+                    acc[ky * K + kx] =
+                        fmadd<VW>(d, splat<VW>(xv[static_cast<std::size_t>(ky) * WP + kx]), acc[ky * K + kx]);
         }
     }
     for (int t = 0; t < K * K; ++t) {

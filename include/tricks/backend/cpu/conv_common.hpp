@@ -131,7 +131,8 @@ inline constexpr bool wide_registers = false;
 template <int CB>
 inline constexpr int block_width = CB >= 16 && wide_registers ? 16 : 8;
 
-/// register_tiles' column of tiles c (columns c * CS ...): tiles of RS rows, the last one shorter.
+/// register_tiles' column of tiles C (columns C * CS ...): tiles of RS rows, the last one shorter. (Rows
+/// shared evenly instead, 8 as 4 + 4, measured slower: docs/design.md, "Measurements".)
 template <int R, int RS, int CS, int C, class F, int... Q>
 inline void register_tile_column(F& f, std::integer_sequence<int, Q...>) {
     (f(std::integral_constant<int, (RS < R - Q * RS ? RS : R - Q * RS)>{}, std::integral_constant<int, CS>{}, Q * RS,
@@ -146,13 +147,15 @@ inline void register_tile_columns(F& f, std::integer_sequence<int, C...>) {
 /// Calls f(std::integral_constant<int, RS>{}, std::integral_constant<int, CS>{}, r0, c0) for the tiles
 /// of an R x CB register block that fit the machine's registers, one after the other: the whole
 /// block where wide_registers, else tiles of at most 6 rows x 16 columns (12 AVX accumulators, 2 for
-/// B and a broadcast) or 12 rows x 8 columns, column tile by column tile. Every output is still one
-/// accumulator summed over k in order from the same start, so the tiling changes no bit.
+/// B and a broadcast) or 12 rows x 8 columns, column tile by column tile.
+/// Every output is still one accumulator summed over k in order from the same start, so the tiling
+/// changes no bit.
 template <int R, int CB, class F>
 inline void register_tiles(F&& f) {
     if constexpr (wide_registers) {
         f(std::integral_constant<int, R>{}, std::integral_constant<int, CB>{}, 0, 0);
     } else {
+        static_assert(CB == 8 || CB % 16 == 0, "tricks: register blocks of 8 or a multiple of 16 columns");
         constexpr int CS = CB < 16 ? CB : 16, RS = CS == 16 ? 6 : 12;
         register_tile_columns<R, RS, CS>(f, std::make_integer_sequence<int, CB / CS>{});
     }
@@ -267,8 +270,9 @@ inline void gemm_rows(const float* a, int rows, int K, const float* b, int cols,
                       std::size_t ldc_given = 0, const conv_epilogue* epi = nullptr) {
     const std::size_t lda = Rows::stride(K), ldc = ldc_given ? ldc_given : Rows::stride(cols);
     const int ldb = ldb_given ? ldb_given : cols;
-    // Register blocks of 12 rows x CB columns: up to 24 accumulators (12 rows measured faster than
-    // fewer at 32 columns and than more at 16: docs/design.md, "Measurements").
+    // Register blocks of 12 rows x CB columns: up to 24 accumulators with AVX-512 (12 rows measured
+    // faster than fewer at 32 columns and than more at 16: docs/design.md, "Measurements"); without
+    // it gemm_block runs them as register_tiles' smaller tiles.
     with_channels(K, [&](auto kc) {
         constexpr int KC = decltype(kc)::value;
         auto columns = [&](auto cb, int co) {

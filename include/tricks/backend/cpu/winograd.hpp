@@ -228,7 +228,8 @@ inline void winograd_input_transform(const float* xp, int pw, int tw, int c_rt, 
     }
 }
 
-/// winograd_input_transform for C channels (vectors of 16 channels where they divide C, else 8).
+/// winograd_input_transform for C channels (with_vectors: vectors of 16 channels where they divide C and
+/// a register holds 16 floats, else 8).
 template <int M>
 inline void input_transform(const float* xp, int pw, int tw, int C, int t0, int count, float* v) {
     with_vectors(C, [&](auto vw, auto cc) {
